@@ -1,0 +1,5 @@
+"""The catalog: every file, pair, group, decision and job, in SQLite or PostgreSQL."""
+from indexer.catalog.db import Catalog, migrate
+from indexer.catalog.models import Base, DupGroup, Image, ImageStatus, Job, Meta, NotDuplicate, Pair, Root
+
+__all__ = ["Base", "Catalog", "DupGroup", "Image", "ImageStatus", "Job", "Meta", "NotDuplicate", "Pair", "Root", "migrate"]

@@ -1,0 +1,123 @@
+"""SQLAlchemy 2 models. Schema changes go through an alembic revision in migrations/versions/."""
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, JSON, String, Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ImageStatus(str, enum.Enum):
+    pending = "pending"  # registered, not embedded yet (an interrupted run resumes these)
+    indexed = "indexed"  # vector stored under this id
+    failed = "failed"  # could not be decoded; reason recorded
+
+
+class Root(Base):
+    """A folder (or single file) the user ingested; the nightly reindex rescans these."""
+
+    __tablename__ = "roots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_scan_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Image(Base):
+    __tablename__ = "images"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    root_id: Mapped[int | None] = mapped_column(ForeignKey("roots.id", ondelete="SET NULL"), index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    mtime: Mapped[float] = mapped_column(Float, default=0.0)
+    sha256: Mapped[str | None] = mapped_column(String(64), index=True)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    format: Mapped[str | None] = mapped_column(String(16))
+    status: Mapped[ImageStatus] = mapped_column(
+        Enum(ImageStatus, name="image_status", native_enum=False, length=16), default=ImageStatus.pending, index=True
+    )
+    error_reason: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    model_id: Mapped[str | None] = mapped_column(String(128))
+    linked: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # neighbours searched for
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("dup_groups.id", ondelete="SET NULL"), index=True)
+    similarity_to_keeper: Mapped[float | None] = mapped_column(Float)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Pair(Base):
+    """Two photos within the duplicate threshold (a < b). kind: 'exact' (same bytes) or 'visual'."""
+
+    __tablename__ = "pairs"
+    a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    b_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
+    similarity: Mapped[float] = mapped_column(Float)
+    kind: Mapped[str] = mapped_column(String(8), default="visual")
+
+
+class DupGroup(Base):
+    """A transitive duplicate group (a connected component of the pair graph)."""
+
+    __tablename__ = "dup_groups"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(Integer, default=0, index=True)
+    keeper_id: Mapped[int | None] = mapped_column(BigInteger)
+    keeper_reason: Mapped[str | None] = mapped_column(Text)
+    max_distance: Mapped[float] = mapped_column(Float, default=0.0)
+    total_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    reclaimable_bytes: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+class NotDuplicate(Base):
+    """A user's decision that two photos are not duplicates, keyed by content so it survives re-ingest."""
+
+    __tablename__ = "not_duplicates"
+    sha_a: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha_b: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Job(Base):
+    """A long-running ingest or reindex, with progress for the CLI, API and workers."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict | None] = mapped_column(JSON)
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Meta(Base):
+    """Key/value facts about the index (model in use, threshold pairs were linked at)."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+__all__ = ["Base", "DupGroup", "Image", "ImageStatus", "Job", "Meta", "NotDuplicate", "Pair", "Root"]

@@ -1,0 +1,274 @@
+"""The ``dupesift`` command."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from indexer.config import Settings, load_settings, write_setting
+from indexer.errors import DupesiftError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find duplicate and similar photos.")
+db_app = typer.Typer(help="Catalog database commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console(stderr=True)
+out = Console()
+
+
+class _State:
+    data_dir: Optional[Path] = None
+
+
+state = _State()
+
+
+def settings() -> Settings:
+    overrides = {"data_dir": state.data_dir} if state.data_dir else {}
+    return load_settings(**overrides)
+
+
+def open_index():  # noqa: ANN201
+    from indexer.pipeline import Index
+
+    return Index(settings())
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Catalog, vectors and thumbnails (env DUPESIFT_DATA_DIR).")] = None) -> None:
+    state.data_dir = data_dir
+
+
+class RichProgress:
+    """Progress bar with files/s and ETA on a terminal; periodic plain lines otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = console.is_terminal
+        self.bar: Progress | None = None
+        self.task = None
+        self.total = 0
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def start(self, total: int, description: str) -> None:
+        self.total, self.t0 = total, time.perf_counter()
+        if self.tty and total:
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]:.1f} files/s"), TextColumn("failed {task.fields[failed]}"),
+                                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
+            self.bar.start()
+            self.task = self.bar.add_task(description, total=total, rate=0.0, failed=0)
+        elif total:
+            console.print(f"{description}: {total} files")
+
+    def advance(self, done: int, failed: int) -> None:
+        elapsed = max(time.perf_counter() - self.t0, 1e-9)
+        rate = done / elapsed
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, rate=rate, failed=failed)
+        elif time.perf_counter() - self.last > 5 or done == self.total:
+            self.last = time.perf_counter()
+            eta = (self.total - done) / rate if rate else 0
+            console.print(f"  {done}/{self.total} files, {rate:.1f} files/s, {failed} failed, ETA {eta:.0f}s")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+@app.command()
+def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned recursively) and files.")],
+           json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+           queue: Annotated[bool, typer.Option("--queue", help="Enqueue to Celery workers (DUPESIFT_BROKER_URL) instead of running here.")] = False,
+           no_wait: Annotated[bool, typer.Option("--no-wait", help="With --queue: print the job id and return.")] = False) -> None:
+    """Index photos: new and changed files are embedded, deleted ones leave the index."""
+    if queue:
+        from workers.client import enqueue_ingest  # needs the `workers` extra
+
+        enqueue_ingest(settings(), [str(p) for p in paths], wait=not no_wait, console=out, json_out=json_out)
+        return
+    progress = RichProgress()
+    try:
+        with open_index() as index:
+            try:
+                summary = index.ingest([str(p) for p in paths], progress)
+            finally:
+                progress.stop()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: every finished batch is kept; run the same command again to resume.")
+        raise typer.Exit(130)
+    except DupesiftError as exc:
+        fail(str(exc))
+    if json_out:
+        out.print_json(json.dumps(summary.as_dict()))
+        return
+    t = summary.timings
+    table = Table(title="ingest summary", show_header=False)
+    for k, v in [("files seen", summary.seen), ("newly indexed", summary.indexed),
+                 ("  of which byte-identical copies", summary.exact_copies), ("changed", summary.changed),
+                 ("unchanged (skipped)", summary.unchanged), ("removed (deleted since last run)", summary.removed),
+                 ("failed", len(summary.failed)), ("ignored (not image files)", summary.ignored),
+                 ("duplicate groups", summary.groups), ("duplicates (beyond one keeper per group)", summary.duplicates),
+                 ("seconds", f"{summary.seconds:.1f}"),
+                 ("time split", f"scan {t.scan:.1f}s, decode wait {t.decode:.1f}s, embed {t.embed:.1f}s, "
+                                f"store {t.store:.1f}s, pairs {t.link:.1f}s, groups {t.group:.1f}s")]:
+        table.add_row(k, str(v))
+    out.print(table)
+    if summary.failed:
+        out.print("[bold]failed files:[/]")
+        for f in summary.failed[:50]:
+            out.print(f"  {f['reason']:<13} {f['path']}: {f['message']}")
+        if len(summary.failed) > 50:
+            out.print(f"  ... and {len(summary.failed) - 50} more")
+
+
+@app.command()
+def groups(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+           min_size: Annotated[int, typer.Option("--min-size", min=2)] = 2) -> None:
+    """List duplicate groups, keeper first."""
+    try:
+        with open_index() as index:
+            gs = index.groups(min_size)
+    except DupesiftError as exc:
+        fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps({"groups": gs}, indent=1) + "\n")
+        return
+    if not gs:
+        out.print("no duplicate groups")
+    for g in gs:
+        out.print(f"[bold]group {g['id']}[/] ({g['size']} photos, reclaimable {g['reclaimable_bytes']} bytes, "
+                  f"max distance {g['max_distance']:.3f}) keeper: {g['keeper_reason']}")
+        for m in sorted(g["members"], key=lambda m: m["id"] != g["keeper"]):
+            mark = "keep" if m["id"] == g["keeper"] else "    "
+            sim = m["similarity_to_keeper"]
+            out.print(f"  {mark} {sim if sim is not None else 0:.3f} {m['width']}x{m['height']} {m['format']:<5} {m['path']}")
+
+
+@app.command()
+def similar(image: Annotated[Path, typer.Argument(help="Any image file, indexed or not.")],
+            k: Annotated[int, typer.Option("-k", min=1, max=1000)] = 10,
+            json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Nearest indexed photos to an image, with cosine similarity and duplicate verdict."""
+    from indexer.decode import load_image
+
+    try:
+        with open_index() as index:
+            d = load_image(image, max_pixels=index.settings.max_pixels, size=index.spec.input_size)
+            results = index.similar_to_pixels(d.pixels, k)
+            threshold = index.threshold
+    except (DupesiftError, FileNotFoundError) as exc:
+        fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps({"query": str(image), "threshold": threshold, "results": results}, indent=1) + "\n")
+        return
+    for r in results:
+        out.print(f"{r['similarity']:.4f} {'DUPLICATE' if r['is_duplicate'] else 'similar  '} {r['path']}")
+
+
+@app.command()
+def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Counts, model, threshold, data dir and store locations."""
+    try:
+        with open_index() as index:
+            st = index.status()
+    except DupesiftError as exc:
+        fail(str(exc))
+    if json_out:
+        sys.stdout.write(json.dumps(st, indent=1) + "\n")
+        return
+    for k, v in st.items():
+        out.print(f"[bold]{k:>16}[/]: {v}")
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[int, typer.Option()] = 8000) -> None:
+    """Start the HTTP API (and web UI) on HOST:PORT."""
+    import uvicorn
+
+    if state.data_dir:
+        os.environ["DUPESIFT_DATA_DIR"] = str(state.data_dir)
+    from api.main import create_app
+
+    uvicorn.run(create_app(settings(), host=host), host=host, port=port, log_level="info")
+
+
+@app.command()
+def calibrate(folder: Annotated[Optional[Path], typer.Argument(help="Photos to calibrate on (default: the training split).")] = None,
+              target_precision: Annotated[float, typer.Option("--target-precision", min=0.5, max=1.0)] = 0.995,
+              limit: Annotated[int, typer.Option("--limit", min=10, help="At most this many photos.")] = 300,
+              copies: Annotated[int, typer.Option("--copies", min=1)] = 3,
+              write: Annotated[bool, typer.Option("--write", help="Save the threshold to <data-dir>/dupesift.env.")] = False) -> None:
+    """Choose the duplicate threshold for a target precision from synthetic copies of your photos."""
+    from indexer.calibrate import calibrate as run, format_curve, onnx_embed_fn, train_split
+    from indexer.scan import scan
+
+    st = settings()
+    if folder is None:
+        photos = train_split()
+    else:
+        if not folder.exists():
+            fail(f"no such folder: {folder}")
+        photos = [Path(f.path) for f in scan([str(folder.resolve())]).files]
+    photos = photos[:limit]
+    if len(photos) < 10:
+        fail(f"need at least 10 photos to calibrate, found {len(photos)}")
+    embed_fn, spec = onnx_embed_fn(st.model_path)
+    console.print(f"calibrating {spec.model_id} on {len(photos)} photos x {copies} copies ...")
+    result = run(photos, embed_fn, target_precision=target_precision, copies=copies)
+    out.print(format_curve(result))
+    out.print(f"threshold {result.threshold:.4f}: precision {result.precision:.4f}, recall {result.recall:.4f} "
+              f"(model default {spec.threshold:.4f})")
+    if write:
+        path = write_setting(st.data_dir, "threshold", round(result.threshold, 4))
+        out.print(f"wrote DUPESIFT_THRESHOLD to {path}; the next ingest relinks pairs at the new threshold")
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply catalog migrations (also done automatically on start)."""
+    from indexer.catalog.db import migrate, safe_url
+
+    st = settings()
+    st.ensure_dirs()
+    if st.sqlalchemy_url.startswith("sqlite:///"):
+        Path(st.sqlalchemy_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        migrate(st.sqlalchemy_url, revision)
+    except DupesiftError as exc:
+        fail(str(exc))
+    out.print(f"catalog at {safe_url(st.sqlalchemy_url)} is at {revision}")
+
+
+def _register_extensions() -> None:
+    """Commands that live beside their code: `worker`/`jobs` (workers/cli.py), `train` (indexer/training)."""
+    import importlib
+
+    optional = {"celery", "kombu", "redis", "torch", "timm", "kornia"}  # extras: `workers`, `train`
+    for module in ("workers.cli", "indexer.training.cli"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            missing = exc.name or ""
+            if module == missing or module.startswith(missing + ".") or missing.split(".")[0] in optional:
+                continue
+            raise
+        mod.register(app)
+
+
+_register_extensions()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,97 @@
+"""One typed settings object for the whole service, overridable by ``DUPESIFT_*`` variables."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from platformdirs import user_data_dir
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_MODEL = MODELS_DIR / "dupesift-effnetlite0-imagenet.onnx"
+
+
+class Settings(BaseSettings):
+    """Every tunable of dupesift. Environment variables are ``DUPESIFT_<FIELD>`` (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="DUPESIFT_", env_file=None, extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path(user_data_dir("dupesift", appauthor=False)))
+    database_url: str | None = None  # default: sqlite in data_dir
+    milvus_uri: str | None = None  # default: Milvus Lite file in data_dir; http://host:19530 for a server
+    milvus_token: str | None = None
+    collection: str = "dupesift_images"  # the alias the service searches; collections are per model
+
+    model_path: Path = DEFAULT_MODEL
+    # Cosine similarity at or above which two photos are duplicates. None = the model's calibrated value.
+    threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+    max_pixels: int = Field(default=250_000_000, gt=0)  # decompression-bomb guard
+    max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    decode_workers: int = Field(default=0, ge=0)  # 0 = one per core
+    onnx_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime's choice
+    neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
+    bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
+
+    roots: str = ""  # ':'-separated library roots the API may ingest; empty = roots already ingested
+    api_token: str | None = None
+    broker_url: str | None = None
+    result_backend: str | None = None
+
+    @field_validator("data_dir", "model_path", mode="after")
+    @classmethod
+    def _expand(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'catalog.sqlite3'}"
+
+    @property
+    def milvus_target(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def uses_milvus_lite(self) -> bool:
+        return self.milvus_uri is None or not self.milvus_uri.startswith(("http://", "https://", "tcp://", "unix:"))
+
+    @property
+    def thumbnails_dir(self) -> Path:
+        return self.data_dir / "thumbnails"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.data_dir / "quarantine"
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+SETTINGS_FILE = "dupesift.env"  # per-data-dir overrides, e.g. written by `dupesift calibrate --write`
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, then ``<data_dir>/dupesift.env``, then ``overrides`` (highest)."""
+    base = Settings(**overrides)
+    env_file = base.data_dir / SETTINGS_FILE
+    return Settings(_env_file=env_file, **overrides) if env_file.is_file() else base
+
+
+def write_setting(data_dir: Path, name: str, value: object) -> Path:
+    """Set ``DUPESIFT_<NAME>=value`` in the data dir's settings file (other lines are kept)."""
+    path = Path(data_dir) / SETTINGS_FILE
+    key = f"DUPESIFT_{name.upper()}"
+    lines = [ln for ln in path.read_text().splitlines() if not ln.startswith(key + "=")] if path.exists() else []
+    lines.append(f"{key}={value}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,162 @@
+"""Duplicate groups: connected components of the pair graph, via a disjoint set, with stable ids.
+
+A group is always a connected component of the stored pairs (A~B and A~C puts B and C together
+even when B and C are not within the threshold). ``regroup`` recomputes only the components
+that touch the given images, so an incremental ingest merges groups and a removal splits only
+the group it left.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from disjoint_set import DisjointSet
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from indexer.batching import chunks as _chunks
+from indexer.catalog.models import DupGroup, Image, Pair, utcnow
+
+KEEPER_RULE = "largest pixel count, then largest file, then oldest modification time, then lowest id"
+VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class KeeperChoice:
+    image_id: int
+    reason: str
+
+
+def choose_keeper(members: list[Image]) -> KeeperChoice:
+    """The copy to keep: most pixels, then most bytes (least compressed), then oldest, then lowest id."""
+
+    def key(m: Image) -> tuple:
+        return (-(m.width or 0) * (m.height or 0), -(m.bytes or 0), m.mtime or 0.0, m.id)
+
+    ranked = sorted(members, key=key)
+    best, runner = ranked[0], ranked[1] if len(ranked) > 1 else None
+    if runner is None:
+        return KeeperChoice(best.id, "only member")
+    bp, rp = (best.width or 0) * (best.height or 0), (runner.width or 0) * (runner.height or 0)
+    if bp > rp:
+        reason = f"largest image ({best.width}×{best.height})"
+    elif best.bytes > runner.bytes:
+        reason = f"same size, largest file ({best.bytes} bytes): least compressed"
+    elif best.mtime < runner.mtime:
+        reason = "same size and bytes: oldest file"
+    else:
+        reason = "identical candidates: lowest id"
+    return KeeperChoice(best.id, reason)
+
+
+def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
+    """Connected components (size >= 2) of the graph, largest first."""
+    ds: DisjointSet = DisjointSet()
+    for n in nodes:
+        ds.find(n)
+    for a, b in edges:
+        ds.union(a, b)
+    comps = [sorted(c) for c in ds.itersets() if len(c) > 1]
+    return sorted(comps, key=lambda c: (-len(c), c[0]))
+
+
+def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:
+    """Recompute the groups around ``touched`` images from stored pairs; returns the live group ids.
+
+    Group ids are kept stable: each new component takes the old id that most of its members had.
+    """
+    touched = {int(t) for t in touched}
+    if not touched:
+        return set()
+    old_gids = {g for g in _chunked_scalars(session, select(Image.group_id).where(Image.group_id.is_not(None)),
+                                            Image.id, touched)}
+    members = set(touched)
+    for chunk in _chunks(sorted(old_gids)):
+        members.update(session.scalars(select(Image.id).where(Image.group_id.in_(chunk))))
+    edges: set[tuple[int, int]] = set()
+    frontier = set(members)
+    while frontier:  # pairs reach outside `members` only when the invariant was broken; follow them
+        found: set[int] = set()
+        for chunk in _chunks(sorted(frontier)):
+            for a, b in session.execute(select(Pair.a_id, Pair.b_id).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk)))):
+                edges.add((a, b))
+                found.update((a, b))
+        frontier = found - members
+        members |= frontier
+        for chunk in _chunks(sorted(frontier)):
+            old_gids.update(g for g in session.scalars(select(Image.group_id).where(Image.id.in_(chunk), Image.group_id.is_not(None))))
+    comps = components(members, edges)
+
+    current = dict(_chunked_rows(session, select(Image.id, Image.group_id), Image.id, members))
+    taken: set[int] = set()
+    live: set[int] = set()
+    for comp in comps:
+        votes: dict[int, int] = defaultdict(int)
+        for m in comp:
+            g = current.get(m)
+            if g is not None and g not in taken:
+                votes[g] += 1
+        if votes:
+            gid = max(votes, key=lambda g: (votes[g], -g))
+        else:
+            group = DupGroup(size=len(comp))
+            session.add(group)
+            session.flush()
+            gid = group.id
+        taken.add(gid)
+        live.add(gid)
+        changed = [m for m in comp if current.get(m) != gid]
+        for chunk in _chunks(changed):
+            session.execute(update(Image).where(Image.id.in_(chunk)).values(group_id=gid))
+    in_group = {m for c in comps for m in c}
+    loners = [m for m in members if m not in in_group and current.get(m) is not None]
+    for chunk in _chunks(loners):
+        session.execute(update(Image).where(Image.id.in_(chunk)).values(group_id=None, similarity_to_keeper=None))
+    dead = old_gids - live
+    for chunk in _chunks(sorted(dead)):
+        session.execute(delete(DupGroup).where(DupGroup.id.in_(chunk)))
+    refresh_groups(session, live, vectors)
+    return live
+
+
+def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) -> None:
+    """Recompute size, keeper, bytes, similarity to keeper and max_distance of the given groups."""
+    gids = sorted(set(gids))
+    for gid in gids:
+        members = list(session.scalars(select(Image).where(Image.group_id == gid)))
+        group = session.get(DupGroup, gid)
+        if group is None:
+            continue
+        if len(members) < 2:
+            for m in members:
+                m.group_id, m.similarity_to_keeper = None, None
+            session.delete(group)
+            continue
+        keeper = choose_keeper(members)
+        vecs = vectors([m.id for m in members])
+        kv = vecs.get(keeper.image_id)
+        for m in members:
+            v = vecs.get(m.id)
+            m.similarity_to_keeper = 1.0 if m.id == keeper.image_id else (
+                float(np.clip(kv @ v, -1, 1)) if kv is not None and v is not None else None)
+        mat = np.stack([vecs[m.id] for m in members if m.id in vecs]) if vecs else np.zeros((0, 1))
+        group.max_distance = float(max(0.0, 1.0 - float((mat @ mat.T).min()))) if len(mat) > 1 else 0.0
+        group.size = len(members)
+        group.keeper_id, group.keeper_reason = keeper.image_id, keeper.reason
+        group.total_bytes = sum(m.bytes or 0 for m in members)
+        kept = next(m for m in members if m.id == keeper.image_id)
+        group.reclaimable_bytes = group.total_bytes - (kept.bytes or 0)
+        group.updated_at = utcnow()
+
+
+
+def _chunked_scalars(session: Session, stmt, column, ids: Iterable[int]) -> Iterable:  # noqa: ANN001
+    for chunk in _chunks(sorted(ids)):
+        yield from session.scalars(stmt.where(column.in_(chunk)))
+
+
+def _chunked_rows(session: Session, stmt, column, ids: Iterable[int]) -> Iterable[tuple]:  # noqa: ANN001
+    for chunk in _chunks(sorted(ids)):
+        yield from session.execute(stmt.where(column.in_(chunk)))

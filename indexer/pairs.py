@@ -1,0 +1,54 @@
+"""Neighbour pairs within the duplicate threshold: faiss for the bulk pass, Milvus for new photos."""
+from __future__ import annotations
+
+import numpy as np
+
+from indexer.vectors import VectorStore
+
+PairList = list[tuple[int, int, float]]  # (a, b, cosine) with a < b
+
+
+def _canonical(pairs: PairList) -> PairList:
+    best: dict[tuple[int, int], float] = {}
+    for a, b, s in pairs:
+        if a == b:
+            continue
+        key = (a, b) if a < b else (b, a)
+        if s > best.get(key, -2.0):
+            best[key] = s
+    return [(a, b, s) for (a, b), s in sorted(best.items())]
+
+
+def pairs_faiss(ids: np.ndarray, vectors: np.ndarray, query_ids: np.ndarray, query_vectors: np.ndarray,
+                threshold: float) -> PairList:
+    """Exact pairs (query × all) with cosine >= threshold, by faiss range search on an IndexFlatIP."""
+    import faiss
+
+    if len(ids) == 0 or len(query_ids) == 0:
+        return []
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    out: PairList = []
+    step = 4096
+    for start in range(0, len(query_ids), step):
+        q = np.ascontiguousarray(query_vectors[start : start + step], dtype=np.float32)
+        # faiss' range search keeps scores strictly greater than the radius; nudge it to make >= inclusive.
+        lims, sims, idx = index.range_search(q, float(np.nextafter(np.float32(threshold), np.float32(-2))))
+        for row in range(len(q)):
+            qa = int(query_ids[start + row])
+            for j, s in zip(idx[lims[row] : lims[row + 1]], sims[lims[row] : lims[row + 1]]):
+                if s >= threshold:
+                    out.append((qa, int(ids[j]), float(min(s, 1.0))))
+    return _canonical(out)
+
+
+def pairs_all(ids: np.ndarray, vectors: np.ndarray, threshold: float) -> PairList:
+    """Every pair in the collection within the threshold (the bulk pass)."""
+    return pairs_faiss(ids, vectors, ids, vectors, threshold)
+
+
+def pairs_milvus(store: VectorStore, query_ids: list[int], query_vectors: np.ndarray, threshold: float,
+                 k: int) -> PairList:
+    """Pairs of the new photos against everything stored, by batched Milvus search."""
+    hits = store.neighbours_within(query_vectors, threshold, k)
+    return _canonical([(int(a), j, min(s, 1.0)) for a, row in zip(query_ids, hits) for j, s in row])

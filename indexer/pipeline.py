@@ -1,0 +1,511 @@
+"""Ingest = scan -> decode -> embed -> store -> pairs -> groups. The CLI, the API and the workers call this.
+
+Crash safety: a photo is registered (status ``pending``, id assigned) and committed before any
+work on it; its vector is upserted under that id before the catalog marks it ``indexed``; pairs
+are searched for photos whose ``linked`` flag is still false. A killed run therefore repeats at
+most one batch, under the same ids, and never loses or duplicates a photo.
+"""
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+import numpy as np
+from sqlalchemy import delete, func, insert, or_, select, update
+
+from indexer.batching import chunks as _chunks
+from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Job, NotDuplicate, Pair, Root
+from indexer.catalog.models import utcnow
+from indexer.config import Settings
+from indexer.decodepool import DecodePool, DecodeResult
+from indexer.embedder import OnnxEmbedder
+from indexer.errors import DupesiftError
+from indexer.grouping import regroup
+from indexer.pairs import PairList, pairs_faiss, pairs_milvus
+from indexer.scan import normalise_root, scan, under_root
+from indexer.vectors import VectorStore
+
+
+class Progress(Protocol):
+    def start(self, total: int, description: str) -> None: ...
+    def advance(self, done: int, failed: int) -> None: ...
+
+
+class _Quiet:
+    def start(self, total: int, description: str) -> None:
+        pass
+
+    def advance(self, done: int, failed: int) -> None:
+        pass
+
+
+@dataclass
+class Timings:
+    scan: float = 0.0
+    decode: float = 0.0  # waiting for decoded pixels (decode runs in worker processes)
+    embed: float = 0.0
+    store: float = 0.0
+    link: float = 0.0
+    group: float = 0.0
+
+
+@dataclass
+class IngestSummary:
+    seen: int = 0
+    indexed: int = 0  # newly embedded (or given a twin's vector) in this run
+    exact_copies: int = 0  # of those, byte-identical to an indexed file: no model work
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    ignored: int = 0  # files without an image extension
+    failed: list[dict] = field(default_factory=list)  # {"path", "reason", "message"}
+    groups: int = 0
+    duplicates: int = 0  # photos in groups, minus one keeper per group
+    seconds: float = 0.0
+    timings: Timings = field(default_factory=Timings)
+    job_id: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Index:
+    """An opened dupesift index: catalog + vector store (+ embedder, loaded on first use)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.ensure_dirs()
+        self.catalog = Catalog(settings.sqlalchemy_url)
+        self._embedder: OnnxEmbedder | None = None
+        self.spec = self.embedder.spec
+        self.store = VectorStore(settings.milvus_target, alias=settings.collection, dim=self.spec.dim,
+                                 model_id=self.spec.model_id, token=settings.milvus_token)
+
+    # -- parts ----------------------------------------------------------------------------------
+    @property
+    def embedder(self) -> OnnxEmbedder:
+        if self._embedder is None:
+            self._embedder = OnnxEmbedder(self.settings.model_path, threads=self.settings.onnx_threads)
+        return self._embedder
+
+    @property
+    def threshold(self) -> float:
+        t = self.settings.threshold
+        return float(self.spec.threshold if t is None else t)
+
+    def close(self) -> None:
+        self.store.close()
+        self.catalog.dispose()
+
+    def __enter__(self) -> "Index":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ingest ---------------------------------------------------------------------------------
+    def ingest(self, paths: Iterable[str], progress: Progress | None = None, job_id: str | None = None) -> IngestSummary:
+        """Index every photo under ``paths``: new and changed files embedded, deleted ones removed."""
+        progress = progress or _Quiet()
+        t0 = time.perf_counter()
+        roots = [normalise_root(p) for p in paths]
+        missing = [r for r in roots if not os.path.exists(r)]
+        if missing:
+            raise DupesiftError(f"no such file or folder: {', '.join(missing)}")
+        summary = IngestSummary(job_id=job_id or str(uuid.uuid4()))
+        self._job_start(summary.job_id, "ingest", {"paths": roots})
+        try:
+            self._ingest(roots, progress, summary)
+        except BaseException as exc:
+            self._job_finish(summary, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", str(exc))
+            raise
+        summary.seconds = round(time.perf_counter() - t0, 3)
+        self._job_finish(summary, "done", None)
+        return summary
+
+    def _ingest(self, roots: list[str], progress: Progress, summary: IngestSummary) -> None:
+        tm = summary.timings
+        t = time.perf_counter()
+        self._check_model_and_threshold()
+        root_ids = self._register_roots(roots)
+        result = scan(roots)
+        summary.seen, summary.ignored = len(result.files), result.ignored
+        summary.failed.extend({"path": p, "reason": "unreadable", "message": m} for p, m in result.unreadable)
+        todo, removed_ids, unchanged = self._diff(roots, root_ids, result.files, summary)
+        summary.unchanged = unchanged
+        tm.scan = time.perf_counter() - t
+        if removed_ids:
+            self.remove(removed_ids)
+            summary.removed = len(removed_ids)
+        progress.start(len(todo), "indexing")
+        self._job_total(summary.job_id, len(todo))
+        self.process(todo, progress, summary)
+        self.link(summary)
+        with self.catalog.session() as s:
+            for rid in root_ids.values():
+                s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
+        self.store.activate()
+        g = self.group_counts()
+        summary.groups, summary.duplicates = g["groups"], g["duplicates"]
+
+    def _check_model_and_threshold(self) -> None:
+        """A new model means new vectors; a new threshold means new pairs. Both trigger a relink."""
+        model, thr = self.catalog.get_meta("model_id"), self.catalog.get_meta("link_threshold")
+        if model != self.spec.model_id or thr is None or abs(float(thr) - self.threshold) > 1e-9:
+            with self.catalog.session() as s:
+                s.execute(update(Image).values(linked=False))
+                s.execute(delete(Pair).where(Pair.kind == "visual"))
+            self.catalog.set_meta("link_threshold", repr(self.threshold))
+            self.catalog.set_meta("model_id", self.spec.model_id)
+
+    def _register_roots(self, roots: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        with self.catalog.session() as s:
+            for r in roots:
+                row = s.scalar(select(Root).where(Root.path == r))
+                if row is None:
+                    row = Root(path=r)
+                    s.add(row)
+                    s.flush()
+                out[r] = row.id
+        return out
+
+    def _diff(self, roots: list[str], root_ids: dict[str, int], files, summary: IngestSummary) -> tuple[list[int], list[int], int]:
+        """Register new files, reset changed ones to pending; return (to process, removed, unchanged)."""
+        on_disk = {f.path: f for f in files}
+        todo: list[int] = []
+        removed: list[int] = []
+        unchanged = 0
+        model = self.spec.model_id
+        with self.catalog.session() as s:
+            known: dict[str, Image] = {}
+            for r in roots:
+                like = r if os.path.isfile(r) else r.rstrip(os.sep) + os.sep + "%"
+                for img in s.scalars(select(Image).where(or_(Image.path == r, Image.path.like(like)))):
+                    if under_root(img.path, r):
+                        known[img.path] = img
+            for path, img in known.items():
+                f = on_disk.get(path)
+                if f is None:
+                    removed.append(img.id)
+                elif img.status == ImageStatus.indexed and img.bytes == f.size and img.mtime == f.mtime \
+                        and img.model_id == model:
+                    unchanged += 1
+                else:
+                    if img.status == ImageStatus.indexed and (img.bytes != f.size or img.mtime != f.mtime):
+                        summary.changed += 1
+                    img.status, img.bytes, img.mtime = ImageStatus.pending, f.size, f.mtime
+                    todo.append(img.id)
+            root_of = sorted(root_ids, key=len, reverse=True)
+            new = [f for p, f in on_disk.items() if p not in known]
+            for chunk in _chunks(new, 1000):
+                rows = [dict(path=f.path, bytes=f.size, mtime=f.mtime, status=ImageStatus.pending, linked=False,
+                             root_id=next((root_ids[r] for r in root_of if under_root(f.path, r)), None),
+                             first_seen_at=utcnow())
+                        for f in chunk]
+                s.execute(insert(Image), rows)
+            if new:
+                paths = [f.path for f in new]
+                for chunk in _chunks(paths, 500):
+                    todo.extend(s.scalars(select(Image.id).where(Image.path.in_(chunk))))
+        return sorted(todo), removed, unchanged
+
+    def process(self, image_ids: list[int], progress: Progress | None = None,
+                summary: IngestSummary | None = None) -> IngestSummary:
+        """Decode, embed and store the given (pending) photos, one committed batch at a time."""
+        progress = progress or _Quiet()
+        summary = summary or IngestSummary()
+        if not image_ids:
+            return summary
+        st = self.settings
+        with self.catalog.session() as s:
+            paths = dict(self._paths_for(s, image_ids))
+        ids = [i for i in image_ids if i in paths]
+        done = failed = 0
+        with DecodePool(max_pixels=st.max_pixels, max_bytes=st.max_file_bytes, size=self.spec.input_size,
+                        workers=st.decode_workers) as pool:
+            results = pool.map(paths[i] for i in ids)
+            for batch_ids in _chunks(ids, st.batch_size):
+                t = time.perf_counter()
+                batch = [next(results) for _ in batch_ids]
+                summary.timings.decode += time.perf_counter() - t
+                n_ok, n_bad = self._store_batch(list(zip(batch_ids, batch)), summary)
+                done, failed = done + n_ok, failed + n_bad
+                progress.advance(done + failed, failed)
+                self._job_progress(summary.job_id, done + failed, failed)
+        return summary
+
+    def _store_batch(self, batch: list[tuple[int, DecodeResult]], summary: IngestSummary) -> tuple[int, int]:
+        tm = summary.timings
+        ok = [(i, r) for i, r in batch if r.ok]
+        bad = [(i, r) for i, r in batch if not r.ok]
+        model = self.spec.model_id
+        with self.catalog.session() as s:
+            # Byte-identical to a photo already indexed with this model (or earlier in this batch)?
+            shas = sorted({r.sha256 for _, r in ok})
+            twins: dict[str, int] = {}
+            for chunk in _chunks(shas, 500):
+                for sha, tid in s.execute(select(Image.sha256, func.min(Image.id)).where(
+                        Image.sha256.in_(chunk), Image.status == ImageStatus.indexed, Image.model_id == model,
+                        Image.id.not_in([i for i, _ in ok])).group_by(Image.sha256)):
+                    twins[sha] = tid
+            to_embed, copies = [], []
+            for i, r in ok:
+                if r.sha256 in twins:
+                    copies.append((i, r, twins[r.sha256]))
+                else:
+                    twins[r.sha256] = i
+                    to_embed.append((i, r))
+            t = time.perf_counter()
+            vecs = self.embedder.embed(np.stack([r.pixels for _, r in to_embed])) if to_embed else None
+            tm.embed += time.perf_counter() - t
+            t = time.perf_counter()
+            by_id = {i: v for (i, _), v in zip(to_embed, vecs)} if vecs is not None else {}
+            missing = [t_id for _, _, t_id in copies if t_id not in by_id]
+            by_id.update(self.store.get(missing))
+            ids_out, vec_out, exact_pairs = [], [], []
+            for i, r in to_embed:
+                ids_out.append(i)
+                vec_out.append(by_id[i])
+            for i, r, twin in copies:
+                if twin in by_id:
+                    ids_out.append(i)
+                    vec_out.append(by_id[twin])
+                    exact_pairs.append((min(i, twin), max(i, twin)))
+                else:  # the twin's vector vanished from the store: embed this one after all
+                    ids_out.append(i)
+                    vec_out.append(self.embedder.embed(r.pixels[None])[0])
+            if ids_out:
+                self.store.upsert(ids_out, np.stack(vec_out))
+            tm.store += time.perf_counter() - t
+            done_ids = [i for i, _ in ok]
+            for chunk in _chunks(done_ids, 500):  # content may have changed: old pairs no longer hold
+                s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
+            now = utcnow()
+            if ok:
+                s.execute(update(Image), [
+                    dict(id=i, status=ImageStatus.indexed, bytes=r.size, sha256=r.sha256, width=r.width,
+                         height=r.height, format=r.format, model_id=model, linked=False, indexed_at=now,
+                         error_reason=None, error_message=None) for i, r in ok])
+            if bad:
+                s.execute(update(Image), [
+                    dict(id=i, status=ImageStatus.failed, sha256=r.sha256, error_reason=r.reason,
+                         error_message=r.message, linked=True, model_id=None) for i, r in bad])
+                self.store.delete([i for i, _ in bad])
+                for chunk in _chunks([i for i, _ in bad], 500):
+                    s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
+            if exact_pairs:
+                s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=1.0, kind="exact") for a, b in exact_pairs])
+        summary.indexed += len(ok)
+        summary.exact_copies += len(copies)
+        summary.failed.extend({"path": r.path, "reason": r.reason, "message": r.message} for _, r in bad)
+        return len(ok), len(bad)
+
+    # -- pairs and groups -----------------------------------------------------------------------
+    def link(self, summary: IngestSummary | None = None) -> int:
+        """Find neighbours of every photo not linked yet, store the pairs, update their groups."""
+        summary = summary or IngestSummary()
+        t = time.perf_counter()
+        with self.catalog.session() as s:
+            unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed, Image.linked.is_(False))))
+            failed_grouped = list(s.scalars(select(Image.id).where(Image.status != ImageStatus.indexed,
+                                                                   Image.group_id.is_not(None))))
+            if not unlinked and not failed_grouped:
+                return 0
+            total = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
+            found = self._neighbours(unlinked, total)
+            indexed = self._existing(s, {x for a, b, _ in found for x in (a, b)})
+            found = [p for p in found if p[0] in indexed and p[1] in indexed]
+            found = self._drop_declined(s, found)
+            self._insert_pairs(s, found)
+            for chunk in _chunks(unlinked, 500):
+                s.execute(update(Image).where(Image.id.in_(chunk)).values(linked=True))
+            summary.timings.link += time.perf_counter() - t
+            t = time.perf_counter()
+            touched = set(unlinked) | set(failed_grouped) | {x for a, b, _ in found for x in (a, b)}
+            regroup(s, touched, self.store.get)
+            summary.timings.group += time.perf_counter() - t
+        return len(found)
+
+    def _neighbours(self, ids: list[int], total: int) -> PairList:
+        if not ids:
+            return []
+        thr = self.threshold
+        if len(ids) >= self.settings.bulk_fraction * max(total, 1):
+            all_ids, all_vecs = self.store.all_vectors()
+            pos = {int(i): n for n, i in enumerate(all_ids)}
+            q = np.array([i for i in ids if i in pos], dtype=np.int64)
+            return pairs_faiss(all_ids, all_vecs, q, all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0], thr)
+        vecs = self.store.get(ids)
+        q = [i for i in ids if i in vecs]
+        return pairs_milvus(self.store, q, np.stack([vecs[i] for i in q]) if q else np.zeros((0, self.spec.dim)),
+                            thr, self.settings.neighbour_k)
+
+    @staticmethod
+    def _existing(s, ids: set[int]) -> set[int]:  # noqa: ANN001
+        out: set[int] = set()
+        for chunk in _chunks(sorted(ids), 500):
+            out.update(s.scalars(select(Image.id).where(Image.id.in_(chunk), Image.status == ImageStatus.indexed)))
+        return out
+
+    @staticmethod
+    def _drop_declined(s, found: PairList) -> PairList:  # noqa: ANN001
+        """Remove pairs a user marked "not duplicates" (decisions are keyed by content hash)."""
+        if not found or s.scalar(select(func.count()).select_from(NotDuplicate)) == 0:
+            return found
+        ids = sorted({x for a, b, _ in found for x in (a, b)})
+        sha: dict[int, str] = {}
+        for chunk in _chunks(ids, 500):
+            sha.update((i, h) for i, h in s.execute(select(Image.id, Image.sha256).where(Image.id.in_(chunk))))
+        declined = set()
+        for a, b, _ in found:
+            declined.add(tuple(sorted((sha.get(a) or "", sha.get(b) or ""))))
+        keep = set()
+        lst = sorted(declined)
+        for chunk in _chunks(lst, 200):
+            for row in s.execute(select(NotDuplicate.sha_a, NotDuplicate.sha_b).where(
+                    NotDuplicate.sha_a.in_([c[0] for c in chunk]), NotDuplicate.sha_b.in_([c[1] for c in chunk]))):
+                keep.add(tuple(row))
+        return [p for p in found if tuple(sorted((sha.get(p[0]) or "", sha.get(p[1]) or ""))) not in keep]
+
+    @staticmethod
+    def _insert_pairs(s, found: PairList) -> None:  # noqa: ANN001
+        if not found:
+            return
+        existing: set[tuple[int, int]] = set()
+        for chunk in _chunks(sorted({a for a, _, _ in found}), 500):
+            existing.update(s.execute(select(Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))))
+        rows = [dict(a_id=a, b_id=b, similarity=sim, kind="visual") for a, b, sim in found if (a, b) not in existing]
+        for chunk in _chunks(rows, 5000):
+            s.execute(insert(Pair), chunk)
+
+    def remove(self, image_ids: list[int]) -> None:
+        """Forget photos (deleted from disk): vectors, pairs, and their place in groups."""
+        if not image_ids:
+            return
+        self.store.delete(image_ids)
+        with self.catalog.session() as s:
+            gids: set[int] = set()
+            for chunk in _chunks(image_ids, 500):
+                gids.update(g for g in s.scalars(select(Image.group_id).where(Image.id.in_(chunk))) if g is not None)
+                s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
+                s.execute(delete(Image).where(Image.id.in_(chunk)))
+            survivors: set[int] = set()
+            for chunk in _chunks(sorted(gids), 500):
+                survivors.update(s.scalars(select(Image.id).where(Image.group_id.in_(chunk))))
+            regroup(s, survivors, self.store.get)
+
+    # -- queries --------------------------------------------------------------------------------
+    def similar_to_pixels(self, pixels: np.ndarray, k: int = 10, exclude: int | None = None) -> list[dict]:
+        """Nearest indexed photos to model pixels (S, S, 3)."""
+        vec = self.embedder.embed(pixels[None])
+        return self.similar_to_vector(vec[0], k, exclude)
+
+    def similar_to_vector(self, vec: np.ndarray, k: int = 10, exclude: int | None = None) -> list[dict]:
+        hits = self.store.search(vec[None], k + (1 if exclude is not None else 0))[0]
+        hits = [(i, s) for i, s in hits if i != exclude][:k]
+        with self.catalog.session() as s:
+            rows = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_([i for i, _ in hits])))}
+        thr = self.threshold
+        return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6), "is_duplicate": sim >= thr,
+                 "group_id": rows[i].group_id} for i, sim in hits if i in rows]
+
+    def similar_to_id(self, image_id: int, k: int = 10) -> list[dict]:
+        vec = self.store.get([image_id]).get(image_id)
+        if vec is None:
+            raise KeyError(image_id)
+        return self.similar_to_vector(vec, k, exclude=image_id)
+
+    def group_counts(self) -> dict:
+        with self.catalog.session() as s:
+            groups = s.scalar(select(func.count()).select_from(DupGroup)) or 0
+            members = s.scalar(select(func.coalesce(func.sum(DupGroup.size), 0))) or 0
+        return {"groups": int(groups), "duplicates": int(members) - int(groups)}
+
+    def groups(self, min_size: int = 2) -> list[dict]:
+        """Every duplicate group with its members (the `groups --json` contract)."""
+        with self.catalog.session() as s:
+            groups = list(s.scalars(select(DupGroup).where(DupGroup.size >= min_size)
+                                    .order_by(DupGroup.size.desc(), DupGroup.id)))
+            members: dict[int, list[Image]] = {}
+            for chunk in _chunks([g.id for g in groups], 500):
+                for img in s.scalars(select(Image).where(Image.group_id.in_(chunk)).order_by(Image.id)):
+                    members.setdefault(img.group_id, []).append(img)
+        return [group_dict(g, members.get(g.id, [])) for g in groups]
+
+    def status(self) -> dict:
+        with self.catalog.session() as s:
+            counts = {k: v for k, v in s.execute(select(Image.status, func.count()).group_by(Image.status))}
+            roots = list(s.scalars(select(Root.path).order_by(Root.path)))
+            pairs = s.scalar(select(func.count()).select_from(Pair)) or 0
+        g = self.group_counts()
+        st = self.settings
+        return {
+            "images": {k.value if hasattr(k, "value") else str(k): v for k, v in counts.items()},
+            "pairs": pairs, "groups": g["groups"], "duplicates": g["duplicates"],
+            "model": {"name": self.spec.name, "version": self.spec.version, "id": self.spec.model_id,
+                      "path": str(st.model_path), "dim": self.spec.dim, "input_size": self.spec.input_size,
+                      "providers": self.embedder.providers},
+            "threshold": self.threshold,
+            "threshold_source": "DUPESIFT_THRESHOLD" if st.threshold is not None else "model calibration",
+            "data_dir": str(st.data_dir),
+            "catalog": _mask(st.sqlalchemy_url),
+            "milvus": st.milvus_target, "collection": self.store.collection, "alias": st.collection,
+            "roots": roots,
+        }
+
+    # -- jobs -----------------------------------------------------------------------------------
+    def _job_start(self, job_id: str, kind: str, params: dict) -> None:
+        with self.catalog.session() as s:
+            job = s.get(Job, job_id)
+            if job is None:
+                job = Job(id=job_id, kind=kind, params=params)
+                s.add(job)
+            job.status, job.started_at, job.updated_at = "running", utcnow(), utcnow()
+
+    def _job_total(self, job_id: str | None, total: int) -> None:
+        with self.catalog.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(total=total, updated_at=utcnow()))
+
+    def _job_progress(self, job_id: str | None, done: int, failed: int) -> None:
+        if job_id is None:
+            return
+        with self.catalog.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(done=done, failed=failed, updated_at=utcnow()))
+
+    def _job_finish(self, summary: IngestSummary, status: str, message: str | None) -> None:
+        with self.catalog.session() as s:
+            s.execute(update(Job).where(Job.id == summary.job_id).values(
+                status=status, message=message, finished_at=utcnow(), updated_at=utcnow(),
+                summary={k: v for k, v in summary.as_dict().items() if k != "failed"} | {"failed": len(summary.failed)}))
+
+    @staticmethod
+    def _paths_for(s, ids: list[int]) -> Iterable[tuple[int, str]]:  # noqa: ANN001
+        for chunk in _chunks(ids, 500):
+            yield from s.execute(select(Image.id, Image.path).where(Image.id.in_(chunk)))
+
+
+def group_dict(g: DupGroup, members: list[Image]) -> dict:
+    return {
+        "id": g.id, "size": g.size, "keeper": g.keeper_id, "keeper_reason": g.keeper_reason,
+        "max_distance": round(g.max_distance, 6), "total_bytes": g.total_bytes,
+        "reclaimable_bytes": g.reclaimable_bytes, "resolution": g.resolution,
+        "members": [member_dict(m) for m in members],
+    }
+
+
+def member_dict(m: Image) -> dict:
+    return {"id": m.id, "path": m.path, "bytes": m.bytes, "width": m.width, "height": m.height,
+            "format": m.format, "mtime": m.mtime, "sha256": m.sha256,
+            "similarity_to_keeper": None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6)}
+
+
+def _mask(url: str) -> str:
+    from indexer.catalog.db import safe_url
+
+    return safe_url(url)
+

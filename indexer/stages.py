@@ -1,0 +1,155 @@
+"""An ingest split into steps that separate processes can run: plan -> embed batches -> finish.
+
+This is the queue's version of ``Index.ingest`` (same parts, same catalog states), with no Celery
+in it: ``workers/tasks.py`` calls these. Every step is idempotent:
+
+- ``plan`` registers files and records the job's image ids; run twice, it registers nothing twice
+  (paths are unique) and re-plans only what is still pending.
+- ``embed`` only touches ids still ``pending``; a batch delivered again after its commit is a no-op,
+  one delivered again before its commit redoes the same upserts under the same ids.
+- ``finish`` links and groups once nothing of the job is pending. It runs under the catalog lock
+  ``groups``, so concurrent finishers (and jobs) never interleave their pair and group writes.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from sqlalchemy import func, select, update
+
+from indexer.catalog import Image, ImageStatus, Job, Pair, Root
+from indexer.catalog.models import utcnow
+from indexer.errors import DupesiftError
+from indexer.jobs import FINISHED, add_progress, count_in_ranges, in_ranges, set_status, to_ranges
+from indexer.locks import catalog_lock
+from indexer.pipeline import Index, IngestSummary, _chunks
+from indexer.scan import normalise_root, scan
+
+
+def plan(index: Index, job_id: str) -> list[list[int]] | None:
+    """Scan the job's roots, register new/changed files, remove deleted ones; return the batches.
+    None when the job row is gone or already finished (the task then returns quietly)."""
+    cat = index.catalog
+    with cat.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status in FINISHED:
+            return None
+        params = dict(job.params or {})
+        if job.started_at is None:
+            job.started_at = utcnow()
+        job.status, job.updated_at = "running", utcnow()
+    roots = [normalise_root(p) for p in params.get("paths", [])]
+    missing = [r for r in roots if not os.path.exists(r)]
+    if missing:
+        raise DupesiftError(f"no such file or folder: {', '.join(missing)}")
+    summary = IngestSummary(job_id=job_id)
+    t = time.perf_counter()
+    with catalog_lock(cat, "groups"):  # may delete pairs (new model/threshold): not while a finisher links
+        index._check_model_and_threshold()
+    root_ids = index._register_roots(roots)
+    result = scan(roots)
+    todo, removed, unchanged = index._diff(roots, root_ids, result.files, summary)
+    if removed:
+        with catalog_lock(cat, "groups"):  # remove() regroups
+            index.remove(removed)
+    previous = [i for a, b in params.get("ranges", []) for i in range(a, b + 1)]
+    ids = sorted(set(previous) | set(todo))
+    params.update(
+        ranges=to_ranges(ids), root_ids=sorted(root_ids.values()), planned=True,
+        unreadable=[{"path": p, "reason": "unreadable", "message": m} for p, m in result.unreadable][:1000])
+    partial = {"seen": len(result.files), "ignored": result.ignored, "unchanged": unchanged,
+               "changed": summary.changed, "removed": len(removed), "scan_s": round(time.perf_counter() - t, 3)}
+    if params.get("partial"):  # a redelivered plan: keep what the first run saw removed/changed
+        partial["removed"] += params["partial"].get("removed", 0)
+        partial["changed"] += params["partial"].get("changed", 0)
+    params["partial"] = partial
+    with cat.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(params=params, total=len(ids), updated_at=utcnow()))
+    return [list(c) for c in _chunks(todo, index.settings.batch_size)]
+
+
+def embed(index: Index, job_id: str | None, image_ids: list[int]) -> tuple[int, int]:
+    """Decode, embed and store the ids that are still pending; returns (indexed, failed)."""
+    with index.catalog.session() as s:
+        pending = sorted(s.scalars(select(Image.id).where(Image.id.in_([int(i) for i in image_ids]),
+                                                          Image.status == ImageStatus.pending)))
+    if not pending:
+        return 0, 0
+    summary = index.process(pending, summary=IngestSummary(job_id=None))  # job_id None: no absolute progress
+    n_ok, n_bad = summary.indexed, len(summary.failed)
+    if job_id:
+        add_progress(index.catalog, job_id, n_ok, n_bad)
+    return n_ok, n_bad
+
+
+def pending_count(index: Index, job_id: str) -> int | None:
+    """Images of the job still waiting; None when the job is gone, finished or not planned yet."""
+    with index.catalog.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status in FINISHED or not (job.params or {}).get("planned"):
+            return None
+        return count_in_ranges(s, job.params.get("ranges", []), Image.status == ImageStatus.pending)
+
+
+def link(index: Index) -> int:
+    """Pairs for every unlinked photo, then their groups (serialized across processes)."""
+    with catalog_lock(index.catalog, "groups"):
+        return index.link()
+
+
+def finish(index: Index, job_id: str) -> bool:
+    """When nothing of the job is pending: link, group, swap the alias, close the job. True if closed now."""
+    if pending_count(index, job_id) != 0:
+        return False
+    cat = index.catalog
+    with catalog_lock(cat, "groups"):
+        with cat.session() as s:
+            job = s.get(Job, job_id)
+            if job is None or job.status in FINISHED:
+                return False  # another finisher closed it while we waited for the lock
+            params, started = dict(job.params or {}), job.started_at
+        summary = IngestSummary(job_id=job_id)
+        index.link(summary)
+        with cat.session() as s:
+            for rid in params.get("root_ids", []):
+                s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
+        index.store.activate()
+        dropped = drop_old_collections(index) if params.get("drop_old") else []
+        ranges = params.get("ranges", [])
+        with cat.session() as s:
+            indexed = count_in_ranges(s, ranges, Image.status == ImageStatus.indexed)
+            failed = count_in_ranges(s, ranges, Image.status == ImageStatus.failed)
+            exact = 0
+            for start in range(0, len(ranges), 200):
+                exact += s.scalar(select(func.count()).select_from(Pair).where(
+                    Pair.kind == "exact", in_ranges(Pair.b_id, ranges[start:start + 200]))) or 0
+        g = index.group_counts()
+        unreadable = len(params.get("unreadable", []))
+        now = utcnow()
+        if started is not None and started.tzinfo is None:
+            started = started.replace(tzinfo=now.tzinfo)
+        out = dict(params.get("partial", {}))
+        out.update(indexed=indexed, exact_copies=exact, failed=failed + unreadable, groups=g["groups"],
+                   duplicates=g["duplicates"], seconds=round((now - started).total_seconds(), 3) if started else 0.0,
+                   job_id=job_id, dropped_collections=dropped, collection=index.store.collection,
+                   link_s=round(summary.timings.link, 3), group_s=round(summary.timings.group, 3))
+        with cat.session() as s:
+            s.execute(update(Job).where(Job.id == job_id).values(
+                status="done", done=indexed, failed=failed + unreadable, summary=out, finished_at=now, updated_at=now))
+    return True
+
+
+def fail(index: Index, job_id: str, message: str) -> None:
+    set_status(index.catalog, job_id, "failed", message)
+
+
+def drop_old_collections(index: Index) -> list[str]:
+    """After the alias points at this model's collection: drop every other model's collection."""
+    store = index.store
+    if store.active_collection() != store.collection:
+        return []
+    dropped = []
+    for name in store.other_collections():
+        store.drop(name)
+        dropped.append(name)
+    return dropped

@@ -1,0 +1,127 @@
+"""Shared fixtures: real photos from ../shared, real Milvus Lite, real SQLite/PostgreSQL catalogs."""
+from __future__ import annotations
+
+import io
+import os
+import random
+import socket
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+PHOTOS = SHARED / "data" / "photos"
+REALDUP = SHARED / "data" / "realdup"
+BIN = Path(sys.executable).parent  # the venv's console scripts (dupesift, milvus-lite, celery)
+PG_ADMIN_URL = os.environ.get("DUPESIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def photo_files(n: int, offset: int = 0) -> list[Path]:
+    files = sorted(PHOTOS.glob("*.JPEG"))
+    if not files:
+        pytest.fail(f"no photos under {PHOTOS}: the shared data set is missing")
+    return files[offset : offset + n]
+
+
+def mild_copies(src: Path, out_dir: Path, stem: str) -> list[Path]:
+    """Edits any copy detector must see through: re-save, resize, brighten, slight crop, PNG."""
+    im = Image.open(src).convert("RGB")
+    w, h = im.size
+    out_dir.mkdir(parents=True, exist_ok=True)
+    edits = {
+        f"{stem}_resaved.jpg": (im, "JPEG", {"quality": 70}),
+        f"{stem}_small.jpg": (im.resize((w // 2, h // 2)), "JPEG", {"quality": 90}),
+        f"{stem}_bright.png": (ImageEnhance.Brightness(im).enhance(1.25), "PNG", {}),
+        f"{stem}_crop.webp": (im.crop((int(w * 0.04), int(h * 0.04), int(w * 0.96), int(h * 0.96))), "WEBP", {"quality": 90}),
+    }
+    paths = []
+    for name, (img, fmt, kw) in edits.items():
+        p = out_dir / name
+        img.save(p, fmt, **kw)
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path):
+    """Settings on a fresh data dir (Milvus Lite + SQLite by default)."""
+    from indexer.config import Settings
+
+    def make(**overrides) -> Settings:
+        overrides.setdefault("data_dir", tmp_path / "data")
+        overrides.setdefault("decode_workers", 2)
+        return Settings(**overrides)
+
+    return make
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database on 127.0.0.1:5432 (created and dropped around the test)."""
+    import psycopg
+
+    name = f"dupesift_test_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); start it (see .ci/run)")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def jpeg_bytes(im: Image.Image, quality: int = 90) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rng() -> random.Random:
+    return random.Random(0)
+
+
+_exit_status = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+    _exit_status["code"] = int(exitstatus)
+
+
+def pytest_unconfigure(config) -> None:  # noqa: ANN001
+    """Exit with pytest's status even if a library left a non-daemon thread behind (seen once in a
+    clean-checkout CI run: the suite passed, then the interpreter did not exit). Root cause to find."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.environ.get("CI"):
+        os._exit(_exit_status["code"])

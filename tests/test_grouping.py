@@ -1,0 +1,77 @@
+"""Disjoint-set grouping on a real catalog: transitivity, stable ids, splits, keeper rule."""
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import insert, select
+
+from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
+from indexer.grouping import choose_keeper, components, regroup
+
+
+def _vectors(ids):  # unit vectors all equal: similarity 1 to the keeper
+    return {i: np.ones(4, dtype=np.float32) / 2 for i in ids}
+
+
+def _catalog(tmp_path, n: int) -> Catalog:
+    cat = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with cat.session() as s:
+        s.execute(insert(Image), [dict(id=i, path=f"/p/{i}.jpg", bytes=1000 + i, mtime=float(i), width=100, height=100,
+                                       status=ImageStatus.indexed, linked=True, sha256=f"{i:064d}") for i in range(1, n + 1)])
+    return cat
+
+
+def _link(cat: Catalog, pairs) -> set[int]:
+    with cat.session() as s:
+        s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=0.9, kind="visual") for a, b in pairs])
+        return regroup(s, {x for p in pairs for x in p}, _vectors)
+
+
+def _groups(cat: Catalog) -> dict[int, set[int]]:
+    with cat.session() as s:
+        out: dict[int, set[int]] = {}
+        for img in s.scalars(select(Image).where(Image.group_id.is_not(None))):
+            out.setdefault(img.group_id, set()).add(img.id)
+        return out
+
+
+def test_components_are_transitive() -> None:
+    assert components([1, 2, 3, 4], [(1, 2), (1, 3)]) == [[1, 2, 3]]
+
+
+def test_transitive_group_and_merge(tmp_path) -> None:
+    cat = _catalog(tmp_path, 6)
+    _link(cat, [(1, 2), (1, 3)])  # B and C never paired directly
+    assert list(_groups(cat).values()) == [{1, 2, 3}]
+    _link(cat, [(4, 5)])
+    g = _groups(cat)
+    assert sorted(map(sorted, g.values())) == [[1, 2, 3], [4, 5]]
+    first = next(gid for gid, m in g.items() if 1 in m)
+    _link(cat, [(3, 4)])  # bridges the two groups: one merged group keeps the larger group's id
+    g = _groups(cat)
+    assert g == {first: {1, 2, 3, 4, 5}}
+    with cat.session() as s:
+        assert s.scalar(select(DupGroup.size).where(DupGroup.id == first)) == 5
+        assert len(list(s.scalars(select(DupGroup)))) == 1
+
+
+def test_removal_splits_only_that_group(tmp_path) -> None:
+    cat = _catalog(tmp_path, 6)
+    _link(cat, [(1, 2), (2, 3), (5, 6)])
+    before = _groups(cat)
+    other = next(gid for gid, m in before.items() if 5 in m)
+    with cat.session() as s:  # remove the bridge photo 2, as Index.remove does
+        s.execute(Pair.__table__.delete().where((Pair.a_id == 2) | (Pair.b_id == 2)))
+        s.execute(Image.__table__.delete().where(Image.id == 2))
+        regroup(s, {1, 3}, _vectors)
+    after = _groups(cat)
+    assert after == {other: {5, 6}}  # 1 and 3 are alone now; the other group is untouched
+
+
+def test_keeper_rule() -> None:
+    a = Image(id=1, width=100, height=100, bytes=500, mtime=5.0)
+    b = Image(id=2, width=200, height=100, bytes=400, mtime=9.0)
+    c = Image(id=3, width=200, height=100, bytes=450, mtime=9.0)
+    k = choose_keeper([a, b, c])
+    assert k.image_id == 3 and "largest file" in k.reason
+    d = Image(id=4, width=50, height=50, bytes=450, mtime=1.0)
+    assert choose_keeper([a, d]).image_id == 1 and "largest image" in choose_keeper([a, d]).reason

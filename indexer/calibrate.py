@@ -1,0 +1,214 @@
+"""Pick the duplicate threshold for a target precision, from synthetic copies of real photos.
+
+    python -m indexer.calibrate [FOLDER] [--model M.onnx] [--limit 300] [--copies 3] [--target 0.995] [--write]
+
+Positives are (original, edited copy) pairs made with ``indexer.augment``; negatives are all
+pairs of files from different photos among originals and copies, so each photo's nearest
+non-copies count. Pairs of two copies of the same photo are neither (they are duplicates by
+transitivity, but not what the threshold is for). The threshold is the lowest cosine above
+which precision never drops below the target. No torch: ``embed_fn`` may be the ONNX embedder.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from indexer.augment import make_copies, open_photo
+
+EmbedFn = Callable[[list[Image.Image]], np.ndarray]
+
+__all__ = ["CalibrationResult", "CurveRow", "calibrate", "calibrate_scores", "format_curve", "onnx_embed_fn",
+           "train_split", "main"]
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+
+
+@dataclass(frozen=True)
+class CurveRow:
+    threshold: float
+    precision: float
+    recall: float
+    true_positives: int
+    false_positives: int
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    threshold: float
+    precision: float  # on the calibration pairs, at the threshold
+    recall: float
+    target_precision: float
+    positives: int
+    negatives: int
+    photos: int
+    curve: list[CurveRow] = field(default_factory=list)
+    hardest_negative: float = 0.0  # highest cosine between different photos
+    families_recall: dict[str, float] = field(default_factory=dict)
+
+
+def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float = 0.995,
+                     grid: Sequence[float] | None = None) -> tuple[float, float, float, list[CurveRow]]:
+    """Threshold from positive/negative pair cosines. Returns (threshold, precision, recall, curve)."""
+    pos, neg = np.sort(np.asarray(pos, np.float64))[::-1], np.sort(np.asarray(neg, np.float64))[::-1]
+    if len(pos) == 0:
+        raise ValueError("no positive pairs to calibrate on")
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], labels[order]
+    tp, fp = np.cumsum(y), np.cumsum(~y)
+    # only cut between distinct scores: the last index of each run of equal scores
+    last = np.r_[s[1:] != s[:-1], True]
+    s, tp, fp = s[last], tp[last], fp[last]
+    prec = tp / (tp + fp)
+    # precision must hold at this cut and at every stricter one: suffix-from-top minimum
+    ok = np.minimum.accumulate(prec) >= target_precision
+    if not ok[0]:
+        i = None
+    else:
+        i = int(np.argmin(ok)) - 1 if not ok.all() else len(ok) - 1
+    if i is None:  # even the top pair is a false positive: accept nothing
+        threshold = float(np.nextafter(s[0], np.inf))
+        precision, recall = 1.0, 0.0
+    else:
+        lower = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
+        threshold = float((s[i] + lower) / 2)  # halfway to the next rejected score
+        precision, recall = float(prec[i]), float(tp[i] / len(pos))
+    grid = np.round(np.arange(0.30, 0.995, 0.02), 2) if grid is None else np.asarray(grid)
+    curve = []
+    for t in sorted(set(map(float, grid)) | {round(threshold, 4)}, reverse=True):
+        ntp, nfp = int((pos >= t).sum()), int((neg >= t).sum())
+        curve.append(CurveRow(t, ntp / (ntp + nfp) if ntp + nfp else 1.0, ntp / len(pos), ntp, nfp))
+    return threshold, precision, recall, curve
+
+
+def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = 3,
+              seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
+    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
+    if len(photos) < 2:
+        raise ValueError("calibration needs at least two photos")
+    r = random.Random(seed)
+    owner: list[int] = []
+    is_copy: list[bool] = []
+    chains: list[list[str]] = []
+    vecs: list[np.ndarray] = []
+    pending: list[Image.Image] = []
+
+    def flush() -> None:
+        if pending:
+            v = np.asarray(embed_fn(pending), dtype=np.float32)
+            vecs.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+            pending.clear()
+
+    for k, path in enumerate(sorted(photos)):
+        im = open_photo(path, max_side=max_side)
+        items = [(im, [])] + make_copies(im, copies, r)
+        for j, (edited, chain) in enumerate(items):
+            owner.append(k)
+            is_copy.append(j > 0)
+            chains.append(chain)
+            pending.append(edited)
+        if len(pending) >= batch:
+            flush()
+    flush()
+    v = np.concatenate(vecs)
+    owner_a, copy_a = np.asarray(owner), np.asarray(is_copy)
+    sim = v @ v.T
+    iu, ju = np.triu_indices(len(v), 1)
+    same = owner_a[iu] == owner_a[ju]
+    positive = same & (copy_a[iu] != copy_a[ju])  # one original, one copy
+    negative = ~same
+    pos, neg = sim[iu[positive], ju[positive]], sim[iu[negative], ju[negative]]
+    threshold, precision, recall, curve = calibrate_scores(pos, neg, target_precision)
+    # recall per edit family, on the positives
+    fam: dict[str, list[int]] = {}
+    pi, pj = iu[positive], ju[positive]
+    for a, b, s in zip(pi, pj, sim[pi, pj]):
+        c = b if copy_a[b] else a
+        for name in chains[c]:
+            fam.setdefault(name, [0, 0])
+            fam[name][0] += bool(s >= threshold)
+            fam[name][1] += 1
+    return CalibrationResult(
+        threshold=round(threshold, 4), precision=precision, recall=recall, target_precision=target_precision,
+        positives=int(positive.sum()), negatives=int(negative.sum()), photos=len(photos), curve=curve,
+        hardest_negative=float(neg.max()) if len(neg) else 0.0,
+        families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())},
+    )
+
+
+def format_curve(result: CalibrationResult) -> str:
+    lines = [f"{'cosine':>8} {'precision':>10} {'recall':>8} {'TP':>7} {'FP':>7}"]
+    for row in result.curve:
+        mark = "  <- chosen" if abs(row.threshold - result.threshold) < 5e-5 else ""
+        lines.append(f"{row.threshold:8.4f} {row.precision:10.4f} {row.recall:8.4f} "
+                     f"{row.true_positives:7d} {row.false_positives:7d}{mark}")
+    lines.append(
+        f"threshold {result.threshold:.4f}: precision {result.precision:.4f} (target {result.target_precision}), "
+        f"recall {result.recall:.4f}; {result.photos} photos, {result.positives} positive and "
+        f"{result.negatives} negative pairs; hardest negative {result.hardest_negative:.4f}")
+    if result.families_recall:
+        lines.append("recall by edit: " + ", ".join(f"{k} {v:.3f}" for k, v in result.families_recall.items()))
+    return "\n".join(lines)
+
+
+def onnx_embed_fn(model_path: Path) -> tuple[EmbedFn, object]:
+    """embed_fn for an ONNX model file: PIL -> to_model_pixels -> OnnxEmbedder.embed. Returns (fn, spec)."""
+    from indexer.embedder import OnnxEmbedder
+    from indexer.preprocess import to_model_pixels
+
+    emb = OnnxEmbedder(Path(model_path))
+    size = emb.spec.input_size
+
+    def fn(images: list[Image.Image]) -> np.ndarray:
+        return emb.embed(np.stack([to_model_pixels(im, size) for im in images]))
+
+    return fn, emb.spec
+
+
+def train_split(photos_dir: Path = PHOTOS) -> list[Path]:
+    """The train split of ../shared/data/photos: sorted by name, all but every fifth."""
+    files = sorted(Path(photos_dir).glob("*.JPEG"))
+    return [f for i, f in enumerate(files) if i % 5]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", nargs="?", type=Path, help="photos to calibrate on (default: the train split)")
+    ap.add_argument("--model", type=Path, help="ONNX model (default: settings' model)")
+    ap.add_argument("--limit", type=int, default=300, help="at most this many photos (evenly spread)")
+    ap.add_argument("--copies", type=int, default=3)
+    ap.add_argument("--target", type=float, default=0.995)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--write", action="store_true", help="store the threshold in the model file's spec")
+    a = ap.parse_args(argv)
+    if a.model is None:
+        from indexer.config import DEFAULT_MODEL
+
+        a.model = Path(DEFAULT_MODEL)
+    if a.folder:
+        photos = sorted(p for p in a.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        photos = train_split()
+    if a.limit and len(photos) > a.limit:
+        photos = [photos[int(i * len(photos) / a.limit)] for i in range(a.limit)]
+    fn, spec = onnx_embed_fn(a.model)
+    result = calibrate(photos, fn, a.target, a.copies, a.seed)
+    print(format_curve(result))
+    if a.write:
+        from indexer.modelspec import write_spec
+
+        write_spec(a.model, spec.with_threshold(result.threshold))
+        print(f"wrote threshold {result.threshold:.4f} into {a.model}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

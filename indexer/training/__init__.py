@@ -1,0 +1,1 @@
+"""Training and export of dupesift's embedding models (needs the ``train`` extra: torch)."""

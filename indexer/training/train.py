@@ -1,0 +1,368 @@
+"""ArcFace instance discrimination + knowledge distillation on EfficientNet-Lite0 (issue 3).
+
+    python -m indexer.training --config configs/arcface-kd.toml [--steps N] [--out-dir runs/NAME] [--no-export]
+
+Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Training heads (dropped at export):
+- ArcFace over the training photos (each photo its own class; several edited views of each photo per batch),
+  additive angular margin ``margin``, scale ``scale``; class weights start at the mean of each photo's views.
+- Distillation: Linear(1280, 1000) on the pooled features (initialised from the ImageNet classifier) predicts
+  the frozen teacher's ImageNet probabilities, KL at temperature ``kd_temperature``. Its weight is set each
+  step so the two losses' gradients at the pooled features have norms in the ratio kd_balance : 1-kd_balance.
+
+CPU budget: the first ``frozen_blocks`` MBConv blocks (and all BatchNorm statistics) stay frozen, so each
+view's frozen activations and the teacher's logits are computed once and cached (runs/cache/); only the
+top blocks, pooling and heads train. Views are made with ``indexer.augment`` and fed through the serving
+path (``to_model_pixels`` + ``normalize`` with the exported ModelSpec), so training sees what serving sees.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from indexer.augment import open_photo, random_edit
+from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
+from indexer.preprocess import normalize, to_model_pixels
+from indexer.training.backbone import FEATURE_DIM, Embedder, build_embedder, load_lite0
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+__all__ = ["TrainConfig", "load_config", "train", "main", "split_photos"]
+
+
+@dataclass
+class TrainConfig:
+    name: str = "arcface-kd-lite0"
+    seed: int = 0
+    photos_dir: str = str(PHOTOS)
+    train_photos: int = 600          # of the 800 train-split photos; the rest are held out for calibration
+    calib_photos: int = 200
+    views_per_photo: int = 4         # cached views per photo: the original + edited copies
+    photos_per_batch: int = 16
+    views_per_sample: int = 3        # views of each photo in one batch
+    steps: int = 150
+    lr: float = 1e-3                 # heads, projection, pooling
+    lr_backbone: float = 2e-4        # unfrozen top blocks
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    dim: int = 256
+    pooling: str = "gem"
+    proj_init: str = "pca"           # "pca" (top principal directions of the pooled features) or "orthogonal"
+    margin: float = 0.3
+    scale: float = 30.0
+    kd: bool = True
+    kd_temperature: float = 2.0
+    kd_balance: float = 0.5          # share of the gradient norm given to distillation
+    frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 are frozen (and cached)
+    threads: int = 2
+    checkpoint_every: int = 100
+    log_every: int = 10
+    out_dir: str = ""                # default runs/<name>
+    export: str = ""                 # ONNX path to export to after training ("" = none)
+    calibrate: bool = True
+    target_precision: float = 0.995
+    cache_dir: str = str(ROOT / "runs" / "cache")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) if self.out_dir else ROOT / "runs" / self.name
+
+
+def load_config(path: Path | None, **overrides) -> TrainConfig:
+    raw = tomllib.loads(Path(path).read_text()) if path else {}
+    raw = raw.get("train", raw)
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(raw) - known
+    if unknown:
+        raise ValueError(f"unknown training settings: {sorted(unknown)}")
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**raw)
+
+
+def split_photos(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """(training photos, calibration photos), both from the train split (never the eval split)."""
+    files = sorted(Path(cfg.photos_dir).glob("*.JPEG"))
+    train_split = [f for i, f in enumerate(files) if i % 5]
+    r = random.Random(cfg.seed)
+    shuffled = train_split[:]
+    r.shuffle(shuffled)
+    train = sorted(shuffled[: cfg.train_photos])
+    calib = sorted(shuffled[cfg.train_photos: cfg.train_photos + cfg.calib_photos])
+    return train, calib
+
+
+# --- frozen prefix / trainable suffix of the backbone -------------------------------------------------
+
+def prefix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    x = net._swish(net._bn0(net._conv_stem(x)))
+    for block in net._blocks[:k]:
+        x = block(x)
+    return x
+
+
+def suffix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    for block in net._blocks[k:]:
+        x = block(x)
+    return net._swish(net._bn1(net._conv_head(x)))
+
+
+def spec_for(cfg: TrainConfig) -> ModelSpec:
+    return dataclasses.replace(
+        EFFNET_LITE0_IMAGENET, name=cfg.name, version="1", dim=cfg.dim,
+        notes={"recipe": "arcface+kd" if cfg.kd else "arcface", "pooling": cfg.pooling,
+               "margin": cfg.margin, "scale": cfg.scale, "steps": cfg.steps},
+    )
+
+
+def build_cache(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: nn.Module, log) -> dict:
+    """Edited views of every photo -> frozen-prefix activations (fp16) + teacher logits, cached on disk."""
+    key = hashlib.sha1(json.dumps([[p.name for p in photos], cfg.views_per_photo, cfg.seed, cfg.frozen_blocks,
+                                   spec.input_size, spec.mean, spec.std]).encode()).hexdigest()[:12]
+    path = Path(cfg.cache_dir) / f"views-{key}.pt"
+    if path.exists():
+        log({"event": "cache", "path": str(path), "reused": True})
+        return torch.load(path, weights_only=False)
+    r = random.Random(cfg.seed + 1)
+    feats, logits, owner, chains = [], [], [], []
+    t0 = time.perf_counter()
+    batch_px: list[np.ndarray] = []
+
+    def flush() -> None:
+        if not batch_px:
+            return
+        x = torch.from_numpy(normalize(np.stack(batch_px), spec))
+        with torch.no_grad():
+            h = prefix(teacher, x, cfg.frozen_blocks)
+            z = suffix(teacher, h, cfg.frozen_blocks).mean(dim=(2, 3))
+            logits.append(teacher._fc(z).half())
+        feats.append(h.half())
+        batch_px.clear()
+
+    for k, p in enumerate(photos):
+        im = open_photo(p)
+        for v in range(cfg.views_per_photo):
+            view, chain = (im, []) if v == 0 else random_edit(im, r)
+            batch_px.append(to_model_pixels(view, spec.input_size))
+            owner.append(k)
+            chains.append("+".join(chain))
+        if len(batch_px) >= 64:
+            flush()
+    flush()
+    cache = {"feats": torch.cat(feats), "teacher_logits": torch.cat(logits), "owner": torch.tensor(owner),
+             "chains": chains, "photos": [p.name for p in photos]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(cache, path)
+    log({"event": "cache", "path": str(path), "views": len(owner), "seconds": round(time.perf_counter() - t0, 1)})
+    return cache
+
+
+class ArcFace(nn.Module):
+    """Additive angular margin softmax (Deng et al. 2019) over ``n`` classes."""
+
+    def __init__(self, dim: int, n: int, margin: float, scale: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(n, dim) * 0.01)
+        self.margin, self.scale = margin, scale
+
+    def forward(self, emb: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cos = emb @ F.normalize(self.weight, dim=1).T
+        theta = torch.acos(cos.clamp(-1 + 1e-6, 1 - 1e-6))
+        target = torch.cos(theta.gather(1, labels[:, None]) + self.margin)
+        logits = cos.scatter(1, labels[:, None], target) * self.scale
+        loss = F.cross_entropy(logits, labels)
+        acc = (cos.argmax(1) == labels).float().mean()
+        return loss, acc
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    log_target=True, reduction="batchmean") * t * t
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the recipe; returns a summary dict (also written to run_dir/summary.json)."""
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    run = cfg.run_dir
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+    metrics = (run / "metrics.jsonl").open("w")
+
+    def log(row: dict) -> None:
+        metrics.write(json.dumps(row) + "\n")
+        metrics.flush()
+        if "step" not in row or row["step"] % (cfg.log_every * 5) == 0:
+            print(json.dumps(row), flush=True)
+
+    t_start = time.perf_counter()
+    spec = spec_for(cfg)
+    photos, calib = split_photos(cfg)
+    teacher = load_lite0().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    cache = build_cache(cfg, photos, spec, teacher, log)
+    feats, t_logits, owner = cache["feats"], cache["teacher_logits"].float(), cache["owner"]
+    n_photos = len(photos)
+    by_photo = [torch.nonzero(owner == k).flatten().tolist() for k in range(n_photos)]
+
+    student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
+    net = student.backbone
+    for i, p in enumerate(net.parameters()):
+        p.requires_grad_(False)
+    trainable_backbone = [p for b in net._blocks[cfg.frozen_blocks:] for p in b.parameters()]
+    trainable_backbone += list(net._conv_head.parameters()) + list(net._bn1.parameters())
+    for p in trainable_backbone:
+        p.requires_grad_(True)
+    kd_head = nn.Linear(FEATURE_DIM, 1000)
+    with torch.no_grad():
+        kd_head.weight.copy_(net._fc.weight)
+        kd_head.bias.copy_(net._fc.bias)
+    arc = ArcFace(cfg.dim, n_photos, cfg.margin, cfg.scale)
+    student.to(device), kd_head.to(device), arc.to(device)
+    student.eval()  # BatchNorm statistics stay frozen (small batches, and export parity)
+
+    def embed_cached(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = feats[idx].to(device).float()
+        pooled = student.pool(suffix(net, h, cfg.frozen_blocks))
+        return pooled, student.project(pooled)
+
+    with torch.no_grad():
+        pooled_all = torch.cat([embed_cached(torch.arange(i, min(i + 128, len(owner))))[0]
+                                for i in range(0, len(owner), 128)])
+        if cfg.proj_init == "pca" and isinstance(student.proj, nn.Linear):
+            # the top principal directions of the (uncentred) pooled features: the best rank-D
+            # approximation of the backbone's own vectors, so training starts near its cosines
+            _, _, vt = torch.linalg.svd(pooled_all.cpu(), full_matrices=False)
+            k = min(cfg.dim, vt.shape[0])  # tiny runs have fewer views than dimensions: keep the rest orthogonal
+            student.proj.weight[:k].copy_(vt[:k].to(device))
+        # class weights start at the mean embedding of each photo's cached views
+        embs = student.project(pooled_all)
+        centres = torch.zeros(n_photos, cfg.dim, device=device).index_add_(0, owner.to(device), embs)
+        arc.weight.copy_(F.normalize(centres, dim=1))
+
+    params = [
+        {"params": trainable_backbone, "lr": cfg.lr_backbone},
+        {"params": list(student.pool.parameters()) + list(student.proj.parameters()), "lr": cfg.lr},
+        {"params": list(arc.parameters()), "lr": cfg.lr * 10, "weight_decay": 0.0},
+    ]
+    if cfg.kd:
+        params.append({"params": list(kd_head.parameters()), "lr": cfg.lr})
+    opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in opt.param_groups]
+    use_amp = device == "cuda"
+    rng = random.Random(cfg.seed + 2)
+    kd_w_ema = None
+    history = []
+    t_train = time.perf_counter()
+    for step in range(1, cfg.steps + 1):
+        frac = step / cfg.warmup_steps if step <= cfg.warmup_steps else \
+            0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
+        for g, lr in zip(opt.param_groups, base_lrs):
+            g["lr"] = lr * frac
+        chosen = rng.sample(range(n_photos), min(cfg.photos_per_batch, n_photos))
+        idx = [v for k in chosen for v in rng.sample(by_photo[k], min(cfg.views_per_sample, len(by_photo[k])))]
+        idx_t = torch.tensor(idx)
+        labels = owner[idx_t].to(device)
+        with torch.autocast(device, enabled=use_amp):
+            pooled, emb = embed_cached(idx_t)
+            loss_arc, acc = arc(emb.float(), labels)
+            row = {"step": step, "loss_arc": round(loss_arc.item(), 4), "acc": round(acc.item(), 3)}
+            loss = loss_arc
+            if cfg.kd:
+                loss_kd = kd_loss(kd_head(pooled).float(), t_logits[idx_t].to(device), cfg.kd_temperature)
+                g_arc = torch.autograd.grad(loss_arc, pooled, retain_graph=True)[0].norm()
+                g_kd = torch.autograd.grad(loss_kd, pooled, retain_graph=True)[0].norm()
+                w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_arc / g_kd.clamp(min=1e-12)).item()
+                kd_w_ema = w if kd_w_ema is None else 0.9 * kd_w_ema + 0.1 * w
+                loss = loss_arc + kd_w_ema * loss_kd
+                row.update(loss_kd=round(loss_kd.item(), 4), kd_weight=round(kd_w_ema, 3))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}")
+        row["loss"] = round(loss.item(), 4)
+        row["seconds"] = round(time.perf_counter() - t_train, 1)
+        history.append(row)
+        log(row)
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            save_checkpoint(run / f"step{step}.pt", student, cfg, spec, step)
+    train_seconds = time.perf_counter() - t_train
+    ckpt = save_checkpoint(run / "final.pt", student, cfg, spec, cfg.steps)
+    summary = {"name": cfg.name, "steps": cfg.steps, "train_photos": n_photos, "views": len(owner),
+               "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - t_start, 1),
+               "first_loss": history[0]["loss"] if history else None, "last_loss": history[-1]["loss"] if history else None,
+               "first_loss_arc": history[0]["loss_arc"] if history else None,
+               "last_loss_arc": history[-1]["loss_arc"] if history else None,
+               "gem_p": round(float(student.pool.p.detach()), 3) if hasattr(student.pool, "p") else None,
+               "checkpoint": str(ckpt), "device": device}
+    if cfg.export:
+        summary.update(export_and_calibrate(cfg, student, spec, calib, log))
+    summary["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    (run / "summary.json").write_text(json.dumps(summary, indent=1))
+    log({"event": "done", **summary})
+    metrics.close()
+    return summary
+
+
+def save_checkpoint(path: Path, student: Embedder, cfg: TrainConfig, spec: ModelSpec, step: int) -> Path:
+    torch.save({"embedder": student.state_dict(), "pooling": cfg.pooling, "dim": cfg.dim, "spec": spec.to_json(),
+                "step": step, "config": dataclasses.asdict(cfg)}, path)
+    return path
+
+
+def export_and_calibrate(cfg: TrainConfig, student: Embedder, spec: ModelSpec, calib: list[Path], log) -> dict:
+    from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
+    from indexer.modelspec import write_spec
+    from indexer.training.export import export_onnx
+
+    out = Path(cfg.export)
+    out = out if out.is_absolute() else ROOT / out
+    student = student.cpu().eval()
+    export_onnx(student, out, spec)
+    result = {"onnx": str(out)}
+    if cfg.calibrate and calib:
+        fn, _ = onnx_embed_fn(out)
+        cal = calibrate(calib, fn, cfg.target_precision, copies=3, seed=cfg.seed)
+        text = format_curve(cal)
+        (cfg.run_dir / "calibration.txt").write_text(text + "\n")
+        print(text, flush=True)
+        write_spec(out, spec.with_threshold(cal.threshold))
+        result.update(threshold=cal.threshold, calib_precision=round(cal.precision, 4),
+                      calib_recall=round(cal.recall, 4), calib_photos=len(calib))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "arcface-kd.toml")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--out-dir")
+    ap.add_argument("--export", help="ONNX path to write after training")
+    ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--train-photos", type=int)
+    ap.add_argument("--seed", type=int)
+    a = ap.parse_args(argv)
+    cfg = load_config(a.config, steps=a.steps, out_dir=a.out_dir, export=a.export, train_photos=a.train_photos,
+                      seed=a.seed)
+    if a.no_export:
+        cfg.export = ""
+    summary = train(cfg)
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -1,0 +1,80 @@
+"""A few-step smoke training on a handful of train-split photos, then export + parity (< 60 s on CPU)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+from indexer.modelspec import read_spec  # noqa: E402
+from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
+from indexer.training.export import load_checkpoint_embedder  # noqa: E402
+from indexer.training.train import TrainConfig, load_config, split_photos, train  # noqa: E402
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+
+
+def test_config_files_load(tmp_path: Path) -> None:
+    for name in ("arcface-kd.toml", "arcface-only.toml"):
+        cfg = load_config(ROOT / "configs" / name)
+        assert cfg.dim == 256 and cfg.pooling == "gem"
+    assert load_config(ROOT / "configs" / "arcface-kd.toml").kd
+    assert not load_config(ROOT / "configs" / "arcface-only.toml").kd
+    with pytest.raises(ValueError, match="unknown"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[train]\nno_such_setting = 1\n")
+        load_config(bad)
+
+
+def test_split_never_uses_eval_photos() -> None:
+    cfg = TrainConfig(photos_dir=str(PHOTOS))
+    train_p, calib = split_photos(cfg)
+    files = sorted(PHOTOS.glob("*.JPEG"))
+    if not files:
+        pytest.skip("no photos")
+    eval_names = {f.name for f in files[::5]}
+    assert not eval_names & {p.name for p in train_p + calib}
+    assert not {p.name for p in train_p} & {p.name for p in calib}
+
+
+@pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/data/photos not present")
+def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        name="smoke", photos_dir=str(PHOTOS), train_photos=4, calib_photos=0, views_per_photo=2,
+        photos_per_batch=4, views_per_sample=2, steps=5, warmup_steps=1, frozen_blocks=14, lr=3e-3,
+        checkpoint_every=0, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
+        export=str(tmp_path / "smoke.onnx"), calibrate=False, threads=2,
+    )
+    summary = train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "step" in r]
+    assert len(steps) == 5
+    assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_kd"]) and r["kd_weight"] >= 0 for r in steps)
+    # the distillation head starts from the ImageNet classifier but sees GeM-pooled features: its loss must fall
+    assert steps[-1]["loss_kd"] < steps[0]["loss_kd"]
+    assert all(r["loss_arc"] < 20 for r in steps)  # no blow-up
+    # export: spec and parity with the checkpoint
+    spec = read_spec(Path(cfg.export))
+    assert spec.dim == 256 and spec.name == "smoke"
+    model, ckpt_spec = load_checkpoint_embedder(Path(summary["checkpoint"]))
+    assert ckpt_spec.input_size == spec.input_size
+    from PIL import Image
+
+    px = np.stack([to_model_pixels(Image.open(p).convert("RGB"), spec.input_size)
+                   for p in sorted(PHOTOS.glob("*.JPEG"))[::5][:2]])
+    x = normalize(px, spec)
+    sess = ort.InferenceSession(cfg.export, providers=["CPUExecutionProvider"])
+    (onnx_out,) = sess.run([spec.output_name], {spec.input_name: x})
+    with torch.no_grad():
+        torch_out = model.eval()(torch.from_numpy(x)).numpy()
+    assert np.abs(onnx_out - torch_out).max() < 1e-4
+    np.testing.assert_allclose(np.linalg.norm(onnx_out, axis=1), 1.0, atol=1e-5)

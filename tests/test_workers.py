@@ -1,0 +1,313 @@
+"""The queue path with real processes: Redis broker, PostgreSQL catalog, a milvus-lite server, and two
+`dupesift worker` processes. One cluster per module (starting workers costs seconds on 2 cores)."""
+from __future__ import annotations
+
+import json
+import re
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from indexer.catalog import Image, ImageStatus
+from indexer.config import Settings
+from indexer.jobs import job_view, to_ranges
+from indexer.pipeline import Index
+from tests.conftest import BIN, PG_ADMIN_URL, free_port, mild_copies, photo_files, wait_port
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+REDIS_URL = os.environ.get("DUPESIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+# -- unit tests (no services) -----------------------------------------------------------------------
+def test_id_ranges_and_job_view() -> None:
+    assert to_ranges([5, 1, 2, 3, 9, 10, 3]) == [[1, 3], [5, 5], [9, 10]]
+    assert to_ranges([]) == []
+    from datetime import datetime, timedelta, timezone
+
+    from indexer.catalog import Job
+
+    now = datetime.now(timezone.utc)
+    job = Job(id="x", kind="ingest", status="running", params={"paths": ["/p"]}, total=100, done=40, failed=10,
+              started_at=now - timedelta(seconds=10), updated_at=now, created_at=now)
+    v = job_view(job)
+    assert 4.5 < v["files_per_s"] <= 5.0 and 9 < v["eta_s"] < 11.5 and v["paths"] == ["/p"]
+
+
+def test_schedule_and_missing_broker(tmp_path: Path) -> None:
+    from workers.schedule import parse_hhmm
+
+    assert parse_hhmm("03:00") == (3, 0) and parse_hhmm("23:59") == (23, 59)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPESIFT_")}
+    env["DUPESIFT_DATA_DIR"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-c", "import workers.app"], env=env, capture_output=True, text=True)
+    assert r.returncode != 0 and "DUPESIFT_BROKER_URL is not set" in r.stderr  # no silent eager mode
+    r = subprocess.run([str(BIN / "dupesift"), "worker"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "DUPESIFT_BROKER_URL" in r.stderr
+    env.update(DUPESIFT_BROKER_URL=REDIS_URL, DUPESIFT_REINDEX_AT="04:30")
+    code = ("from workers.app import app; import workers.tasks as t; s = app.conf.beat_schedule['nightly-reindex'];"
+            "print(s['task'], s['schedule'].hour, s['schedule'].minute, app.conf.task_acks_late,"
+            " app.conf.task_reject_on_worker_lost, t.embed_batch.acks_late, t.embed_batch.reject_on_worker_lost,"
+            " app.amqp.router.route({}, 'dupesift.embed_batch')['queue'].name)")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["dupesift.reindex", "{4}", "{30}", "True", "True", "True", "True", "gpu"]
+
+
+# -- the cluster ------------------------------------------------------------------------------------
+@dataclass
+class Cluster:
+    root: Path
+    env: dict
+    settings: Settings
+    workers: list = field(default_factory=list)  # (Popen, log path)
+    index: Index | None = None
+
+    def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN / "dupesift"), *args], env=self.env, capture_output=True, text=True,
+                              timeout=timeout)
+
+    def start_worker(self, name: str) -> None:
+        log = self.root / f"{name}.log"
+        f = open(log, "w")  # noqa: SIM115 - closed with the process
+        p = subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", f"{name}@%h", "-l", "info"],
+                             env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        self.workers.append((p, log, f))
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        for p, log, _ in self.workers:
+            while "ready." not in log.read_text() or "index open" not in log.read_text():
+                assert p.poll() is None, log.read_text()[-3000:]
+                assert time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.3)
+
+    def log(self, n: int) -> str:
+        return self.workers[n][1].read_text()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    import psycopg
+    import redis
+
+    root = tmp_path_factory.mktemp("cluster")
+    db = f"dupesift_workers_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
+        admin.execute(f'CREATE DATABASE "{db}"')
+    db_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{db}"
+    port = free_port()
+    milvus = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(root / "milvus"),
+                               "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=open(root / "milvus.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    prefix = f"dupesift-test-{uuid.uuid4().hex[:8]}:"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPESIFT_")}
+    env.update(DUPESIFT_DATA_DIR=str(root / "data"), DUPESIFT_DATABASE_URL=db_url,
+               DUPESIFT_MILVUS_URI=f"http://127.0.0.1:{port}", DUPESIFT_BROKER_URL=REDIS_URL,
+               DUPESIFT_QUEUE_PREFIX=prefix, DUPESIFT_BATCH_SIZE="8", DUPESIFT_ONNX_THREADS="1",
+               DUPESIFT_VISIBILITY_TIMEOUT="60", PYTHONUNBUFFERED="1")
+    c = Cluster(root, env, Settings(data_dir=root / "data", database_url=db_url,
+                                    milvus_uri=f"http://127.0.0.1:{port}", decode_workers=1))
+    try:
+        wait_port(port)
+        r = c.cli("db", "upgrade")  # the compose `migrations` service: before any worker starts
+        assert r.returncode == 0, r.stderr
+        c.start_worker("w1")
+        c.start_worker("w2")
+        c.wait_ready()
+        c.index = Index(c.settings)  # a third Milvus client beside the two workers
+        yield c
+    finally:
+        if c.index is not None:
+            c.index.close()
+        for p, _, f in c.workers:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p, _, f in c.workers:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+            f.close()
+        os.killpg(milvus.pid, signal.SIGTERM)
+        try:
+            milvus.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(milvus.pid, signal.SIGKILL)
+            milvus.wait()
+        r = redis.Redis.from_url(REDIS_URL)
+        keys = list(r.scan_iter(f"{prefix}*"))
+        if keys:
+            r.delete(*keys)
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+def make_folder(root: Path, offset: int, n_dup: int = 2, n_single: int = 4) -> Path:
+    """n_dup photos with 4 edited copies each, n_single photos alone, one file that is not an image."""
+    photos = photo_files(n_dup + n_single, offset=offset)
+    root.mkdir(parents=True)
+    for k, src in enumerate(photos[:n_dup]):
+        shutil.copy(src, root / f"orig{k}.jpg")
+        mild_copies(src, root / f"edits{k}", f"copy{k}")
+    for k, src in enumerate(photos[n_dup:]):
+        shutil.copy(src, root / f"single{k}.jpg")
+    (root / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return root
+
+
+def groups_under(index: Index, folder: Path) -> list[list[str]]:
+    pre = str(folder) + os.sep
+    out = []
+    for g in index.groups():
+        paths = sorted(m["path"] for m in g["members"] if m["path"].startswith(pre))
+        if paths:
+            out.append(paths)
+    return sorted(out)
+
+
+def check_consistent(c: Cluster) -> None:
+    """Every catalog row is final, and Milvus holds exactly the indexed ids (nothing lost or doubled)."""
+    with c.index.catalog.session() as s:
+        assert s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.pending)) == 0
+        indexed = set(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed)))
+    assert c.index.store.count() == len(indexed)
+    assert set(c.index.store.get(sorted(indexed))) == indexed
+
+
+def follow(c: Cluster, job_id: str, timeout: float = 180) -> dict:
+    from workers.client import follow as _follow
+
+    return _follow(c.index.catalog, job_id, timeout=timeout)
+
+
+# -- through the queue ------------------------------------------------------------------------------
+def test_queue_ingest_matches_embedded(cluster: Cluster, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "lib", offset=610)
+    r = cluster.cli("ingest", "--queue", "--json", str(folder))
+    assert r.returncode == 0, r.stderr + r.stdout
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "done" and summary["seen"] == 15
+    assert summary["indexed"] == 14 and summary["failed"][0]["path"].endswith("broken.jpg")
+    queued = groups_under(cluster.index, folder)
+    with Index(Settings(data_dir=tmp_path / "embedded", decode_workers=1)) as emb:
+        emb.ingest([str(folder)])
+        embedded = groups_under(emb, folder)
+    assert queued == embedded and len(queued) == 2 and all(len(g) == 5 for g in queued)
+    # both workers took batches; jobs lists the job with its rate
+    assert "embed_batch" in cluster.log(0) and "embed_batch" in cluster.log(1)
+    jobs = json.loads(cluster.cli("jobs", "--json").stdout)["jobs"]
+    j = next(j for j in jobs if j["id"] == summary["job_id"])
+    assert j["status"] == "done" and j["done"] == 14 and j["failed"] == 1 and j["files_per_s"] > 0
+    check_consistent(cluster)
+
+
+def _pool_children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+N_BIG = 32
+
+
+def test_sigkill_mid_batch_is_redelivered(cluster: Cluster, tmp_path: Path) -> None:
+    folder = tmp_path / "many"
+    folder.mkdir()
+    from PIL import Image as PILImage
+
+    for n, src in enumerate(photo_files(N_BIG, offset=640)):  # 6 MP: a batch takes long enough to be hit
+        PILImage.open(src).convert("RGB").resize((3000, 2000)).save(folder / f"p{n:02d}.jpg", quality=90)
+    log_before = [len(cluster.log(0)), len(cluster.log(1))]
+    r = cluster.cli("ingest", "--queue", "--no-wait", "--json", str(folder))
+    assert r.returncode == 0, r.stderr
+    job_id = json.loads(r.stdout)["job_id"]
+
+    # Whichever worker starts a batch first is the victim (the broker decides who gets which).
+    deadline = time.time() + 120
+    task_id = ranges = victim = None
+    while time.time() < deadline and ranges is None:
+        for n in (0, 1):
+            log = cluster.log(n)[log_before[n]:]
+            for m in re.finditer(r"embed_batch\[([0-9a-f-]+)\]: job \S+ batch start, ids (\[\[.*\]\])", log):
+                if f"{m.group(1)}] succeeded" not in log:  # started, not finished: the one running now
+                    task_id, ranges, victim = m.group(1), json.loads(m.group(2)), n
+                    break
+            if ranges is not None:
+                break
+        if ranges is None:
+            time.sleep(0.01)
+    assert task_id and ranges, "no worker started a batch:\n" + cluster.log(0)[-2000:] + cluster.log(1)[-2000:]
+    worker = cluster.workers[victim][0]
+    children = _pool_children(worker.pid)
+    assert children
+    for pid in children:
+        os.kill(pid, signal.SIGKILL)  # the pool process running the batch dies, as in an OOM kill
+    batch = [i for a, b in ranges for i in range(a, b + 1)]
+    with cluster.index.catalog.session() as s:  # killed before its commit: mid-batch
+        states = set(s.scalars(select(Image.status).where(Image.id.in_(batch))))
+    assert states == {ImageStatus.pending}, cluster.log(victim)[-3000:]
+    job = follow(cluster, job_id)
+    assert job["status"] == "done", job
+    logs = cluster.log(0) + cluster.log(1)
+    assert "WorkerLostError" in logs or "SIGKILL" in logs
+    assert re.search(rf"Task dupesift\.embed_batch\[{task_id}\] succeeded", logs), "the killed batch was not redelivered"
+    with cluster.index.catalog.session() as s:
+        rows = list(s.execute(select(Image.path, Image.status).where(Image.path.like(str(folder) + "/%"))))
+    assert len(rows) == N_BIG and {st for _, st in rows} == {ImageStatus.indexed}
+    assert job["done"] == N_BIG and job["summary"]["indexed"] == N_BIG
+    check_consistent(cluster)
+    assert worker.poll() is None  # the worker replaced its pool process and goes on
+
+
+def test_concurrent_folders_merge_into_one_group(cluster: Cluster, tmp_path: Path) -> None:
+    src = photo_files(1, offset=700)[0]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    shutil.copy(src, a / "original.jpg")
+    copies = mild_copies(src, tmp_path / "edits", "x")
+    for k, p in enumerate(copies):
+        shutil.move(str(p), (a if k % 2 else b) / p.name)
+    for k, p in enumerate(photo_files(10, offset=710)):
+        shutil.copy(p, (a if k % 2 else b) / f"other{k}.jpg")
+    ids = []
+    for folder in (a, b):
+        r = cluster.cli("ingest", "--queue", "--no-wait", "--json", str(folder))
+        assert r.returncode == 0, r.stderr
+        ids.append(json.loads(r.stdout)["job_id"])
+    for job_id in ids:
+        assert follow(cluster, job_id)["status"] == "done"
+    merged = [g for g in groups_under(cluster.index, tmp_path) if any(p.endswith("original.jpg") for p in g)]
+    assert len(merged) == 1 and len(merged[0]) == 5
+    assert {Path(p).parent.name for p in merged[0]} == {"a", "b"}
+    check_consistent(cluster)
+
+
+def test_queue_reindex_adds_changes_and_deletes(cluster: Cluster, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "lib", offset=730, n_dup=1, n_single=3)
+    r = cluster.cli("ingest", "--queue", "--json", str(folder))
+    assert r.returncode == 0, r.stderr
+    src = photo_files(1, offset=730)[0]
+    extra = mild_copies(src, tmp_path / "more", "late")[0]
+    shutil.move(str(extra), folder / "late_copy.jpg")  # new, joins the group
+    os.remove(folder / "edits0" / "copy0_bright.png")  # deleted, leaves the group
+    shutil.copy(photo_files(1, offset=760)[0], folder / "single0.jpg")  # changed content
+    r = cluster.cli("reindex", "--queue", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    s = json.loads(r.stdout.strip().splitlines()[-1])
+    assert s["status"] == "done" and s["removed"] == 1 and s["changed"] == 1
+    assert s["indexed"] == 2  # the new file and the changed one; everything else unchanged
+    (group,) = groups_under(cluster.index, folder)
+    assert str(folder / "late_copy.jpg") in group and not any("bright" in p for p in group) and len(group) == 5
+    check_consistent(cluster)

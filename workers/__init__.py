@@ -1,0 +1,1 @@
+"""Celery workers for dupesift: the same ``indexer`` steps, run by many processes through a broker."""

@@ -1,0 +1,1 @@
+"""HTTP API: a thin FastAPI shell over indexer.pipeline.Index."""

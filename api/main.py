@@ -1,0 +1,67 @@
+"""The FastAPI application factory: JSON API + web UI, one Index per process."""
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import errors, services
+from api.deps import is_loopback, require_token
+from api.metrics import Metrics
+from api.routes import groups, health, images, ingest, similar, web
+from indexer import __version__, resolution
+from indexer.config import Settings, get_settings
+from indexer.errors import DupesiftError
+from indexer.pipeline import Index
+
+STATIC = Path(__file__).resolve().parent / "static"
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
+               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The app for ``settings``. Binding a non-loopback ``host`` requires ``DUPESIFT_API_TOKEN``."""
+    settings = settings or get_settings()
+    auth_required = not is_loopback(host)
+    if auth_required and not settings.api_token:
+        raise DupesiftError(f"refusing to serve on {host} without a token: set DUPESIFT_API_TOKEN "
+                            "(or bind 127.0.0.1)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        index = Index(settings)
+        with index.catalog.session() as s:  # finish (roll back) file moves a crash interrupted
+            resolution.recover(s, settings.quarantine_dir)
+        app.state.index = index
+        app.state.ingest = services.IngestRunner(index)
+        try:
+            yield
+        finally:
+            app.state.ingest.wait(timeout=120)
+            index.close()
+
+    app = FastAPI(title="dupesift", version=__version__, lifespan=lifespan,
+                  description="Find duplicate and similar photos. Web UI at /ui/groups.",
+                  dependencies=[Depends(require_token)])
+    app.state.settings, app.state.host = settings, host
+    app.state.auth_required, app.state.max_upload_bytes = auth_required, max_upload_bytes
+    app.state.metrics = Metrics()
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _upload_limit(request: Request, call_next):  # noqa: ANN001, ANN202
+        """Refuse an oversized body from its Content-Length before anything is read or spooled."""
+        n, limit = request.headers.get("content-length"), request.app.state.max_upload_bytes
+        if request.method == "POST" and n and n.isdigit() and int(n) > limit + 64 * 1024:
+            return JSONResponse({"detail": f"upload is over the {limit / (1024 * 1024):g} MB limit"},
+                                status_code=413)
+        return await call_next(request)
+
+    app.state.metrics.install(app)
+    for r in (health.router, similar.router, groups.router, images.router, ingest.router, web.router):
+        app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

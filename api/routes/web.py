@@ -1,0 +1,171 @@
+"""The web UI: server-rendered Jinja2 pages, htmx (vendored under /static) for partial updates."""
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path as FsPath
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from api import services
+from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
+from api.errors import ApiError
+from api.routes.groups import do_resolve, do_restore
+from api.routes.similar import query_upload
+from api.schemas import ResolveRequest
+from indexer import browse
+from indexer.catalog.models import Image, ImageStatus, Job
+from indexer.errors import DupesiftError, ImageError, ImageTooLarge
+from indexer.resolution import ResolutionError
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
+
+
+def _bytes(n: int | None) -> str:
+    n = float(n or 0)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+templates.env.filters["bytes"] = _bytes
+templates.env.filters["basename"] = os.path.basename
+templates.env.filters["date"] = lambda t: datetime.fromtimestamp(t or 0, timezone.utc).strftime("%Y-%m-%d %H:%M")
+
+
+def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:  # noqa: ANN003
+    return templates.TemplateResponse(request, template, ctx, status_code=status)
+
+
+def error_fragment(request: Request, exc: Exception) -> HTMLResponse:
+    status = getattr(exc, "status", None) or (413 if isinstance(exc, ImageTooLarge) else
+                                              415 if isinstance(exc, ImageError) else 400)
+    return page(request, "_error.html", status=status, message=str(exc))
+
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/ui/groups", status_code=307)
+
+
+@router.get("/ui/login")
+def login(request: Request, token: str = "") -> Response:
+    expected = request.app.state.settings.api_token or ""
+    if request.app.state.auth_required and not secrets.compare_digest(token.encode(), expected.encode()):
+        return page(request, "_error.html", status=401, message="wrong token")
+    r = RedirectResponse("/ui/groups", status_code=303)
+    r.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
+    return r
+
+
+@router.get("/ui/groups")
+def groups_page(request: Request, index: IndexDep, s: SessionDep,
+                sort: Literal["size", "reclaimable", "newest"] = "reclaimable", unresolved: bool = False,
+                cursor: Annotated[str | None, Query(max_length=200)] = None,
+                limit: Annotated[int, Query(ge=1, le=200)] = 48) -> HTMLResponse:
+    pg = browse.list_groups(s, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit, previews=4)
+    return page(request, "groups.html", page=pg, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit,
+                totals=browse.totals(s))
+
+
+@router.get("/ui/groups/{group_id}")
+def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int) -> HTMLResponse:
+    try:
+        g = services.group_detail(index, s, group_id)
+    except ApiError as exc:
+        return page(request, "_error.html", status=exc.status, message=str(exc), full=True)
+    return page(request, "group.html", g=g)
+
+
+@router.post("/ui/groups/{group_id}/resolve")
+async def group_resolve(request: Request, index: IndexDep, group_id: int,
+                        action: Annotated[str, Form()], keep: Annotated[list[int] | None, Form()] = None
+                        ) -> HTMLResponse:
+    try:
+        req = ResolveRequest(action=action, keep=keep or [])  # type: ignore[arg-type]
+        out = await run_in_threadpool(do_resolve, index, group_id, req)
+    except (ResolutionError, DupesiftError, ValueError) as exc:
+        return error_fragment(request, exc)
+    return _after(request, index, group_id, out)
+
+
+@router.post("/ui/groups/{group_id}/restore")
+async def group_restore(request: Request, index: IndexDep, group_id: int) -> HTMLResponse:
+    try:
+        out = await run_in_threadpool(do_restore, index, group_id)
+    except (ResolutionError, DupesiftError) as exc:
+        return error_fragment(request, exc)
+    return _after(request, index, group_id, out)
+
+
+def _after(request: Request, index, group_id: int, out: dict) -> HTMLResponse:  # noqa: ANN001
+    with index.catalog.session() as s:
+        try:
+            g = services.group_detail(index, s, group_id)
+        except ApiError:
+            g = None
+    return page(request, "_group_body.html", g=g, done=out)
+
+
+@router.get("/ui/compare")
+def compare(request: Request, s: SessionDep, ids: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
+    try:
+        wanted = [int(x) for x in ids.split(",") if x.strip()][:4]
+    except ValueError:
+        return page(request, "_error.html", status=400, message="ids must be a comma-separated list", full=True)
+    imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == ImageStatus.indexed))}
+    return page(request, "compare.html", images=[imgs[i] for i in wanted if i in imgs])
+
+
+@router.get("/ui/search")
+def search_page(request: Request) -> HTMLResponse:
+    return page(request, "search.html")
+
+
+@router.post("/ui/search")
+async def search(request: Request, index: IndexDep, file: UploadFile,
+                 k: Annotated[int, Form(ge=1, le=200)] = 24) -> HTMLResponse:
+    limit = request.app.state.max_upload_bytes
+    data = await file.read(limit + 1)
+    try:
+        if len(data) > limit:
+            raise ApiError(413, f"upload is over the {limit / (1024 * 1024):g} MB limit")
+        hits = await run_in_threadpool(query_upload, index, data, k)
+    except DupesiftError as exc:
+        return error_fragment(request, exc)
+    return page(request, "_results.html", results=hits, threshold=index.threshold, query_name=file.filename)
+
+
+@router.get("/ui/ingest")
+def ingest_page(request: Request, index: IndexDep, s: SessionDep) -> HTMLResponse:
+    jobs = [services.job_out(s, j, failures=0) for j in s.scalars(select(Job).order_by(Job.created_at.desc()).limit(10))]
+    return page(request, "ingest.html", roots=services.library_roots(index), jobs=jobs)
+
+
+@router.post("/ui/ingest")
+def ingest_start(request: Request, index: IndexDep, path: Annotated[str, Form(max_length=4096)]) -> HTMLResponse:
+    try:
+        paths = services.check_paths([path.strip()], services.library_roots(index))
+        job_id = request.app.state.ingest.start(paths)
+    except ApiError as exc:
+        return error_fragment(request, exc)
+    with index.catalog.session() as s:
+        job = services.job_out(s, s.get(Job, job_id))
+    return page(request, "_job.html", job=job)
+
+
+@router.get("/ui/jobs/{job_id}")
+def job_fragment(request: Request, s: SessionDep, job_id: str) -> HTMLResponse:
+    job = s.get(Job, job_id)
+    if job is None:
+        return page(request, "_error.html", status=404, message=f"no job {job_id}")
+    return page(request, "_job.html", job=services.job_out(s, job))

@@ -1,0 +1,173 @@
+"""Request and response models (OpenAPI at /docs). One family per resource."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class Error(BaseModel):
+    detail: str
+
+
+# -- similar -------------------------------------------------------------------------------------
+class SimilarResult(BaseModel):
+    id: int
+    path: str
+    similarity: float
+    is_duplicate: bool
+    group_id: int | None = None
+    thumbnail_url: str | None = None
+
+
+class SimilarResponse(BaseModel):
+    threshold: float
+    results: list[SimilarResult]
+
+
+# -- groups --------------------------------------------------------------------------------------
+class Member(BaseModel):
+    id: int
+    path: str
+    bytes: int
+    width: int | None
+    height: int | None
+    format: str | None
+    mtime: float
+    sha256: str | None
+    similarity_to_keeper: float | None
+    is_keeper: bool = False
+    quarantined: bool = False
+    thumbnail_url: str | None = None
+    file_url: str | None = None
+
+
+class GroupBase(BaseModel):
+    id: int
+    size: int
+    keeper: int | None
+    keeper_reason: str | None
+    max_distance: float
+    total_bytes: int
+    reclaimable_bytes: int
+    resolution: str | None
+    resolved_at: str | None = None
+    updated_at: str | None = None
+
+
+class Group(GroupBase):
+    members: list[Member]
+
+
+class PairSimilarity(BaseModel):
+    a: int
+    b: int
+    similarity: float
+    linked: bool = Field(description="a stored duplicate pair (within the threshold), not only computed")
+    declined: bool = Field(False, description="marked 'not duplicates' by a user")
+
+
+class Operation(BaseModel):
+    op: str
+    kind: str
+    action: str | None
+    at: str | None
+    files: int
+    state: str
+
+
+class GroupDetail(Group):
+    keeper_rule: str
+    threshold: float
+    pairs: list[PairSimilarity]
+    history: list[Operation]
+
+
+class GroupsResponse(BaseModel):
+    groups: list[Group]
+    count: int = Field(description="groups on this page")
+    total: int = Field(description="groups matching the filters")
+    next_cursor: str | None = None
+
+
+class ResolveRequest(BaseModel):
+    keep: list[int] = Field(default_factory=list, max_length=10_000,
+                            description="member ids to keep (keep_all: the members that are not duplicates; "
+                                        "empty = all)")
+    action: Literal["keep_all", "move_others", "trash_others"]
+
+
+class MovedFile(BaseModel):
+    image_id: int
+    src: str
+    dst: str
+
+
+class ResolveResponse(BaseModel):
+    group_id: int
+    action: str
+    op: str | None
+    kept: list[int]
+    moved: list[MovedFile]
+    groups_after: list[int]
+
+
+# -- ingest and jobs -----------------------------------------------------------------------------
+class IngestRequest(BaseModel):
+    paths: list[str] = Field(min_length=1, max_length=1000, description="folders or files under a library root")
+
+
+class IngestAccepted(BaseModel):
+    job_id: str
+    status: str
+    url: str
+
+
+class Failure(BaseModel):
+    path: str
+    reason: str | None
+    message: str | None
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    params: dict
+    total: int
+    done: int
+    failed: int
+    rate: float | None = Field(None, description="photos per second")
+    eta_seconds: float | None = None
+    message: str | None = None
+    summary: dict | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    failures: list[Failure] = Field(default_factory=list)
+
+
+class JobsResponse(BaseModel):
+    jobs: list[JobOut]
+
+
+# -- service -------------------------------------------------------------------------------------
+class Health(BaseModel):
+    status: str
+    model: str
+    images: int
+
+
+class Stats(BaseModel):
+    images: dict[str, int]
+    pairs: int
+    groups: int
+    duplicates: int
+    reclaimable_bytes: int
+    unresolved_groups: int
+    unresolved_reclaimable_bytes: int
+    resolved: dict[str, int]
+    not_duplicates: int
+    quarantined_files: int
+    threshold: float
+    model: str

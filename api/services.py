@@ -1,0 +1,222 @@
+"""What routes and web pages share: group detail assembly, path checks, the in-process ingest runner."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from indexer import browse, resolution
+from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
+from indexer.grouping import KEEPER_RULE
+from indexer.pipeline import Index, member_dict
+
+PAIRWISE_MAX = 40  # members above which only stored pairs are listed
+
+
+def member_out(m: Image, keeper: int | None, quarantine: Path) -> dict:
+    return member_dict(m) | {
+        "is_keeper": m.id == keeper, "quarantined": _under(m.path, str(quarantine)),
+        "thumbnail_url": f"/images/{m.id}/thumbnail", "file_url": f"/images/{m.id}/file"}
+
+
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
+    out: dict[int, list[Image]] = {}
+    if gids:
+        for img in s.scalars(select(Image).where(Image.group_id.in_(gids)).order_by(Image.id)):
+            out.setdefault(img.group_id, []).append(img)
+    return out
+
+
+def group_page(index: Index, s: Session, **kw) -> dict:  # noqa: ANN003
+    page = browse.list_groups(s, previews=0, **kw)
+    members = members_of(s, [g["id"] for g in page.groups])
+    q = index.settings.quarantine_dir
+    groups = [g | {"members": [member_out(m, g["keeper"], q) for m in members.get(g["id"], [])]} for g in page.groups]
+    return {"groups": groups, "count": len(groups), "total": page.total, "next_cursor": page.next_cursor}
+
+
+def get_group_or_404(s: Session, group_id: int) -> DupGroup:
+    g = s.get(DupGroup, group_id)
+    if g is None:
+        raise ApiError(404, f"no duplicate group with id {group_id}")
+    return g
+
+
+def group_detail(index: Index, s: Session, group_id: int) -> dict:
+    g = get_group_or_404(s, group_id)
+    members = members_of(s, [group_id]).get(group_id, [])
+    ids = [m.id for m in members]
+    stored = {(a, b): (sim, kind) for a, b, sim, kind in s.execute(
+        select(Pair.a_id, Pair.b_id, Pair.similarity, Pair.kind).where(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))}
+    declined = resolution.declined_pairs(s, ids) if ids else set()
+    pairs = []
+    if len(ids) <= PAIRWISE_MAX:
+        vecs = index.store.get(ids)
+        for a, b in combinations(sorted(ids), 2):
+            if (a, b) in stored:
+                sim = stored[(a, b)][0]
+            elif a in vecs and b in vecs:
+                sim = float(np.clip(vecs[a] @ vecs[b], -1, 1))
+            else:
+                continue
+            pairs.append({"a": a, "b": b, "similarity": round(float(sim), 6), "linked": (a, b) in stored,
+                          "declined": (a, b) in declined})
+    else:
+        pairs = [{"a": a, "b": b, "similarity": round(sim, 6), "linked": True, "declined": False}
+                 for (a, b), (sim, _) in sorted(stored.items())]
+    q = index.settings.quarantine_dir
+    return browse.summary_dict(g) | {
+        "members": [member_out(m, g.keeper_id, q) for m in members],
+        "keeper_rule": KEEPER_RULE, "threshold": index.threshold, "pairs": pairs,
+        "history": resolution.history(q, group_id)}
+
+
+def stats(index: Index, s: Session) -> dict:
+    counts = {(k.value if hasattr(k, "value") else str(k)): int(v)
+              for k, v in s.execute(select(Image.status, func.count()).group_by(Image.status))}
+    t = browse.totals(s)
+    resolved = {r: int(n) for r, n in s.execute(select(DupGroup.resolution, func.count())
+                                                 .where(DupGroup.resolution.is_not(None)).group_by(DupGroup.resolution))}
+    from indexer.catalog.models import NotDuplicate
+
+    q = str(index.settings.quarantine_dir).rstrip(os.sep) + os.sep
+    return {"images": counts, "pairs": int(s.scalar(select(func.count()).select_from(Pair)) or 0), **t,
+            "resolved": resolved,
+            "not_duplicates": int(s.scalar(select(func.count()).select_from(NotDuplicate)) or 0),
+            "quarantined_files": int(s.scalar(select(func.count()).select_from(Image)
+                                              .where(Image.path.like(q.replace("%", r"\%") + "%"))) or 0),
+            "threshold": index.threshold, "model": index.spec.model_id}
+
+
+# -- ingest --------------------------------------------------------------------------------------
+def library_roots(index: Index) -> list[str]:
+    configured = [r for r in index.settings.roots.split(":") if r.strip()]
+    if configured:
+        return [os.path.realpath(os.path.expanduser(r)) for r in configured]
+    with index.catalog.session() as s:
+        return [os.path.realpath(p) for p in s.scalars(select(Root.path))]
+
+
+def check_paths(paths: list[str], roots: list[str]) -> list[str]:
+    """Real paths of ``paths``, each inside a library root; 403 for anything else (``..``, symlinks out)."""
+    if not roots:
+        raise ApiError(403, "no library roots are configured: set DUPESIFT_ROOTS (':'-separated folders)")
+    out = []
+    for p in paths:
+        if not p or "\x00" in p or not os.path.isabs(p):
+            raise ApiError(400, f"paths must be absolute: {p!r}")
+        if ".." in Path(p).parts:
+            raise ApiError(403, f"'..' is not allowed in paths: {p}")
+        real = os.path.realpath(p)
+        if not any(_under(real, r) for r in roots):
+            raise ApiError(403, f"{p} is outside the library roots ({', '.join(roots)})")
+        if not os.path.exists(real):
+            raise ApiError(404, f"no such file or folder: {p}")
+        out.append(real)
+    return out
+
+
+class IngestRunner:
+    """One ingest at a time, on a background thread of the server process (which holds Milvus Lite)."""
+
+    def __init__(self, index: Index) -> None:
+        self.index = index
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, paths: list[str]) -> str:
+        st = self.index.settings
+        job_id = str(uuid.uuid4())
+        if st.broker_url:
+            from workers.client import submit_ingest  # the Celery path (workers/client.py)
+
+            self._queue_row(job_id, paths)
+            submit_ingest(st, paths, job_id=job_id)
+            return job_id
+        if not self._lock.acquire(blocking=False):
+            raise ApiError(409, "an ingest is already running; wait for it (GET /jobs) and try again")
+        try:
+            self._queue_row(job_id, paths)
+            self._thread = threading.Thread(target=self._run, args=(paths, job_id), name=f"ingest-{job_id[:8]}",
+                                            daemon=True)
+            self._thread.start()
+        except BaseException:
+            self._lock.release()
+            raise
+        return job_id
+
+    def _queue_row(self, job_id: str, paths: list[str]) -> None:
+        with self.index.catalog.session() as s:
+            s.add(Job(id=job_id, kind="ingest", status="queued", params={"paths": paths}))
+
+    def _run(self, paths: list[str], job_id: str) -> None:
+        try:
+            self.index.ingest(paths, job_id=job_id)
+        except BaseException as exc:  # recorded on the job row; the server keeps serving
+            with self.index.catalog.session() as s:
+                job = s.get(Job, job_id)
+                if job is not None and job.status in ("queued", "running"):
+                    job.status, job.message, job.finished_at = "failed", str(exc), utcnow()
+        finally:
+            self._lock.release()
+
+    def wait(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+
+def job_out(s: Session, job: Job, failures: int = 50) -> dict:
+    rate = eta = None
+    if job.started_at is not None and job.done:
+        end = job.finished_at or utcnow()
+        start = job.started_at if job.started_at.tzinfo else job.started_at.replace(tzinfo=utcnow().tzinfo)
+        end = end if end.tzinfo else end.replace(tzinfo=start.tzinfo)
+        secs = max((end - start).total_seconds(), 1e-3)
+        rate = round(job.done / secs, 2)
+        if job.status in ("running", "queued") and job.total > job.done:
+            eta = round((job.total - job.done) / rate, 1) if rate else None
+    fails = []
+    if job.failed or job.status == "done":
+        paths = (job.params or {}).get("paths", [])
+        conds = [or_(Image.path == p, Image.path.like(p.rstrip(os.sep).replace("%", r"\%") + os.sep + "%"))
+                 for p in paths]
+        if conds:
+            fails = [{"path": p, "reason": r, "message": m} for p, r, m in s.execute(
+                select(Image.path, Image.error_reason, Image.error_message)
+                .where(Image.status == ImageStatus.failed, or_(*conds)).limit(failures))]
+    iso = lambda d: d.isoformat() if d else None  # noqa: E731
+    return {"id": job.id, "kind": job.kind, "status": job.status, "params": job.params or {}, "total": job.total,
+            "done": job.done, "failed": job.failed, "rate": rate, "eta_seconds": eta, "message": job.message,
+            "summary": job.summary, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at), "failures": fails}
+
+
+def wait_job(index: Index, job_id: str, timeout: float = 120) -> dict:
+    """Poll a job until it leaves queued/running (tests, CLI helpers)."""
+    deadline = time.time() + timeout
+    while True:
+        with index.catalog.session() as s:
+            job = s.get(Job, job_id)
+            out = job_out(s, job) if job else None
+        if out and out["status"] not in ("queued", "running"):
+            return out
+        if time.time() > deadline:
+            raise TimeoutError(f"job {job_id} still {out and out['status']}")
+        time.sleep(0.2)

@@ -1,0 +1,296 @@
+"""Resolving duplicate groups: keep all (not duplicates), move or trash the others, restore.
+
+Nothing is ever deleted. ``move_others`` and ``trash_others`` move files into
+``<quarantine_dir>/<op>/`` (trash: ``<quarantine_dir>/trash/<op>/``) and point the catalog rows at
+their new place, so a rescan of the library root neither re-finds them nor forgets them, and the
+group keeps its members and its resolution. ``restore`` moves them back.
+
+Every file operation is journalled before it happens: one append-only JSON-lines file per
+operation under ``<quarantine_dir>/.journal/``::
+
+    {"event": "begin", "op", "kind", "group_id", "action", "moves": [{"image_id", "src", "dst"}]}
+    {"event": "move", "i": 0}      # written (and fsynced) before moving moves[0]
+    {"event": "moved", "i": 0}     # after the move
+    {"event": "commit"}            # after the catalog transaction committed
+
+``recover`` rolls back every operation that has no ``commit``: files go back to where they were
+and catalog paths to their source. ``keep_all`` touches no file, so it needs no journal.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
+from indexer.errors import DupesiftError
+from indexer.grouping import regroup
+
+ACTIONS = ("keep_all", "move_others", "trash_others")
+
+
+class ResolutionError(DupesiftError):
+    """A resolve/restore request that cannot be carried out. ``status`` is the HTTP status to use."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Outcome:
+    group_id: int
+    action: str
+    op: str | None = None
+    kept: list[int] = field(default_factory=list)
+    moved: list[dict] = field(default_factory=list)  # {"image_id", "src", "dst"}
+    groups_after: list[int] = field(default_factory=list)  # keep_all: groups the members still form
+
+    def as_dict(self) -> dict:
+        return {"group_id": self.group_id, "action": self.action, "op": self.op, "kept": self.kept,
+                "moved": self.moved, "groups_after": self.groups_after}
+
+
+# -- journal ------------------------------------------------------------------------------------
+class Journal:
+    """Append-only, fsynced JSON lines for one operation."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a+b") as f:
+            f.seek(0, os.SEEK_END)
+            torn = False
+            if f.tell() > 0:  # a crash mid-write leaves a line without its newline: end it first
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"
+            f.write((b"\n" if torn else b"") + (json.dumps(record) + "\n").encode())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def records(self) -> list[dict]:
+        out = []
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return out
+        for ln in lines:
+            try:
+                out.append(json.loads(ln))
+            except json.JSONDecodeError:  # a torn line from a crash mid-write
+                continue
+        return out
+
+
+def journal_dir(quarantine_dir: Path) -> Path:
+    return Path(quarantine_dir) / ".journal"
+
+
+def _journals(quarantine_dir: Path) -> list[Journal]:
+    d = journal_dir(quarantine_dir)
+    return [Journal(p) for p in sorted(d.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)] if d.is_dir() else []
+
+
+def _state(records: list[dict]) -> str:
+    events = {r.get("event") for r in records}
+    if "commit" in events:
+        return "committed"
+    if "rolledback" in events:
+        return "rolledback"
+    return "incomplete" if records else "empty"
+
+
+# -- actions ------------------------------------------------------------------------------------
+def resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
+            vectors_fn, commit) -> Outcome:  # noqa: ANN001
+    """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it)."""
+    if action not in ACTIONS:
+        raise ResolutionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422)
+    group = session.get(DupGroup, group_id)
+    if group is None:
+        raise ResolutionError(f"no duplicate group with id {group_id}", 404)
+    members = list(session.scalars(select(Image).where(Image.group_id == group_id).order_by(Image.id)))
+    ids = {m.id for m in members}
+    unknown = sorted(set(keep) - ids)
+    if unknown:
+        raise ResolutionError(f"ids {unknown} are not members of group {group_id} (members: {sorted(ids)})", 400)
+    if group.resolution in ("move_others", "trash_others"):
+        raise ResolutionError(f"group {group_id} is already resolved ({group.resolution}); restore it first", 409)
+    if action == "keep_all":
+        return _keep_all(session, group, members, keep, vectors_fn, commit)
+    if not keep:
+        raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id", 400)
+    others = [m for m in members if m.id not in set(keep)]
+    if not others:
+        raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)", 400)
+    op = uuid.uuid4().hex
+    base = Path(quarantine_dir) / ("trash" if action == "trash_others" else "") / op
+    moves = [{"image_id": m.id, "src": m.path, "dst": str(base / f"{m.id}_{os.path.basename(m.path)}")}
+             for m in others]
+    missing = [mv["src"] for mv in moves if not os.path.isfile(mv["src"])]
+    if missing:
+        raise ResolutionError(f"files no longer on disk (rescan first): {', '.join(missing)}", 409)
+    journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
+    journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": group_id, "action": action,
+                   "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat()})
+    _apply_moves(session, journal, moves, group, action, commit)
+    return Outcome(group_id, action, op, sorted(keep), moves)
+
+
+def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:  # noqa: ANN001
+    """Undo the latest committed move/trash of a group: files back to where they were."""
+    group = session.get(DupGroup, group_id)
+    last = _last_resolve(quarantine_dir, group_id)
+    if last is None:
+        if group is None:
+            raise ResolutionError(f"no duplicate group with id {group_id}", 404)
+        raise ResolutionError(f"group {group_id} has nothing to restore (no files were moved)", 409)
+    begin = last
+    back = []
+    for mv in begin["moves"]:
+        img = session.get(Image, mv["image_id"])
+        if img is None or img.path != mv["dst"]:
+            continue  # forgotten or already back
+        if os.path.exists(mv["src"]):
+            raise ResolutionError(f"cannot restore {mv['dst']}: {mv['src']} exists again", 409)
+        back.append({"image_id": mv["image_id"], "src": mv["dst"], "dst": mv["src"]})
+    if not back:
+        raise ResolutionError(f"group {group_id} has nothing to restore", 409)
+    op = uuid.uuid4().hex
+    journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
+    journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": group_id, "undoes": begin["op"],
+                   "moves": back, "at": utcnow().isoformat()})
+    _apply_moves(session, journal, back, group, None, commit)
+    return Outcome(group_id, "restore", op, [], back)
+
+
+def _apply_moves(session: Session, journal: "Journal", moves: list[dict], group: DupGroup | None,
+                 resolution: str | None, commit) -> None:  # noqa: ANN001
+    """Move the files (journalled), point the catalog at the new paths, set the group's resolution and
+    commit; on any failure roll the files back from the journal. The commit line is written last."""
+    try:
+        _do_moves(journal, moves)
+        for mv in moves:
+            session.execute(update(Image).where(Image.id == mv["image_id"]).values(path=mv["dst"]))
+        if group is not None:
+            group.resolution, group.resolved_at = resolution, utcnow() if resolution else None
+        commit()
+    except BaseException:
+        session.rollback()
+        _rollback(journal, journal.records())
+        raise
+    journal.write({"event": "commit"})
+
+
+def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
+    """The begin record of the group's latest committed move/trash not undone by a later restore."""
+    last = None
+    for j in _journals(quarantine_dir):
+        recs = j.records()
+        if not recs or _state(recs) != "committed" or recs[0].get("group_id") != group_id:
+            continue
+        if recs[0].get("kind") == "resolve":
+            last = recs[0]
+        elif recs[0].get("kind") == "restore" and last is not None and recs[0].get("undoes") == last["op"]:
+            last = None
+    return last
+
+
+def _do_moves(journal: Journal, moves: list[dict]) -> None:
+    for i, mv in enumerate(moves):
+        journal.write({"event": "move", "i": i})
+        Path(mv["dst"]).parent.mkdir(parents=True, exist_ok=True)
+        if os.path.exists(mv["dst"]):
+            raise ResolutionError(f"refusing to overwrite {mv['dst']}", 409)
+        shutil.move(mv["src"], mv["dst"])
+        journal.write({"event": "moved", "i": i})
+
+
+def _rollback(journal: Journal, records: list[dict]) -> list[dict]:
+    """Put every file of an uncommitted operation back at its source. Returns the moves undone."""
+    begin = records[0]
+    undone = []
+    for mv in begin.get("moves", []):
+        src, dst = mv["src"], mv["dst"]
+        if os.path.exists(dst) and not os.path.exists(src):
+            Path(src).parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(dst, src)
+            undone.append(mv)
+        elif os.path.exists(dst) and os.path.exists(src) and os.path.getsize(dst) != os.path.getsize(src):
+            os.remove(dst)  # a partial cross-device copy; the source is intact
+    journal.write({"event": "rolledback", "undone": len(undone)})
+    return undone
+
+
+def recover(session: Session, quarantine_dir: Path) -> list[str]:
+    """Roll back operations a crash left half done (files and catalog paths). Returns their op ids."""
+    out = []
+    for j in _journals(quarantine_dir):
+        recs = j.records()
+        if _state(recs) != "incomplete":
+            continue
+        begin = recs[0]
+        _rollback(j, recs)
+        for mv in begin.get("moves", []):
+            session.execute(update(Image).where(Image.id == mv["image_id"], Image.path == mv["dst"])
+                            .values(path=mv["src"]))
+        out.append(begin["op"])
+    return out
+
+
+def history(quarantine_dir: Path, group_id: int) -> list[dict]:
+    """Committed operations on a group, oldest first (for the group page)."""
+    out = []
+    for j in _journals(quarantine_dir):
+        recs = j.records()
+        if recs and recs[0].get("group_id") == group_id:
+            b = recs[0]
+            out.append({"op": b["op"], "kind": b["kind"], "action": b.get("action"), "at": b.get("at"),
+                        "files": len(b.get("moves", [])), "state": _state(recs)})
+    return out
+
+
+def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: list[int], vectors_fn,
+              commit) -> Outcome:  # noqa: ANN001
+    chosen = [m for m in members if m.id in set(keep)] if len(keep) >= 2 else members
+    decl = set()
+    for a, b in combinations(chosen, 2):
+        if a.sha256 and b.sha256:
+            decl.add(tuple(sorted((a.sha256, b.sha256))))
+    have = set()
+    for sa, sb in decl:
+        if session.get(NotDuplicate, (sa, sb)) is not None:
+            have.add((sa, sb))
+    for sa, sb in sorted(decl - have):
+        session.add(NotDuplicate(sha_a=sa, sha_b=sb))
+    ids = sorted(m.id for m in chosen)
+    session.execute(delete(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))
+    session.flush()
+    gid = group.id
+    live = regroup(session, [m.id for m in members], vectors_fn)
+    commit()
+    return Outcome(gid, "keep_all", None, ids, [], sorted(live))
+
+
+def declined_pairs(session: Session, ids: list[int]) -> set[tuple[int, int]]:
+    """Pairs among ``ids`` that a user declared "not duplicates"."""
+    sha = dict(session.execute(select(Image.id, Image.sha256).where(Image.id.in_(ids))).all())
+    out = set()
+    rows = set(session.execute(select(NotDuplicate.sha_a, NotDuplicate.sha_b).where(
+        or_(NotDuplicate.sha_a.in_([s for s in sha.values() if s]),
+            NotDuplicate.sha_b.in_([s for s in sha.values() if s])))).all())
+    for a, b in combinations(sorted(ids), 2):
+        if sha.get(a) and sha.get(b) and tuple(sorted((sha[a], sha[b]))) in rows:
+            out.add((a, b))
+    return out

@@ -1,0 +1,328 @@
+"""Every API endpoint through TestClient, with its error paths, on a real (small) library."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from indexer.config import Settings
+from indexer.errors import DupesiftError
+from tests.conftest import mild_copies, photo_files
+
+
+def _library(root: Path) -> dict[str, list[Path]]:
+    """Three groups of five (an original + four mild copies) and four singles: 19 photos."""
+    sets = {}
+    for n, src in enumerate(photo_files(3, offset=300)):
+        d = root / f"set{n}"
+        d.mkdir(parents=True)
+        shutil.copy(src, d / "orig.jpg")
+        sets[f"set{n}"] = [d / "orig.jpg", *mild_copies(src, d, "c")]
+    (root / "singles").mkdir()
+    for n, src in enumerate(photo_files(4, offset=400)):
+        shutil.copy(src, root / "singles" / f"s{n}.jpg")
+    return sets
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    base = tmp_path_factory.mktemp("api")
+    root = base / "lib"
+    sets = _library(root)
+    settings = Settings(data_dir=base / "data", decode_workers=2, roots=str(root))
+    app = create_app(settings)
+    with TestClient(app) as client:
+        r = client.post("/ingest", json={"paths": [str(root)]})
+        assert r.status_code == 202, r.text
+        job = wait_job(client, r.json()["job_id"])
+        assert job["status"] == "done" and job["done"] == 19, job
+        yield {"client": client, "root": root, "sets": sets, "settings": settings, "base": base}
+
+
+def wait_job(client: TestClient, job_id: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def group_of(client: TestClient, path: Path) -> dict:
+    for g in client.get("/groups", params={"limit": 200}).json()["groups"]:
+        if any(m["path"] == str(path) for m in g["members"]):
+            return g
+    raise AssertionError(f"{path} is in no group")
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG that claims w×h pixels but carries almost no data: a decompression bomb's header."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+# -- service ---------------------------------------------------------------------------------------
+def test_health_stats_metrics(env) -> None:
+    c = env["client"]
+    assert c.get("/health").json()["images"] == 19
+    st = c.get("/stats").json()
+    assert st["images"]["indexed"] == 19 and st["groups"] >= 3 and st["reclaimable_bytes"] > 0
+    m = c.get("/metrics")
+    assert m.status_code == 200 and "dupesift_http_requests_total" in m.text and 'dupesift_images{status="indexed"} 19.0' in m.text
+
+
+def test_job_listing_and_errors(env) -> None:
+    c = env["client"]
+    jobs = c.get("/jobs").json()["jobs"]
+    assert jobs and jobs[0]["status"] == "done" and jobs[0]["rate"] > 0
+    assert c.get("/jobs/nope").status_code == 404
+    assert c.get("/jobs", params={"limit": 0}).status_code == 422
+
+
+# -- groups ----------------------------------------------------------------------------------------
+def test_groups_pagination_sort_and_filters(env) -> None:
+    c = env["client"]
+    full = c.get("/groups", params={"limit": 200}).json()
+    assert full["total"] == full["count"] >= 3 and full["next_cursor"] is None
+    for sort, key in (("size", "size"), ("reclaimable", "reclaimable_bytes"), ("newest", "id")):
+        seen, cursor = [], None
+        while True:
+            r = c.get("/groups", params={"limit": 1, "sort": sort} | ({"cursor": cursor} if cursor else {}))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            seen += body["groups"]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        assert [g["id"] for g in seen] != [] and len({g["id"] for g in seen}) == full["total"]
+        vals = [(g[key], g["id"]) for g in seen]
+        assert vals == sorted(vals, reverse=True), sort
+    assert c.get("/groups", params={"cursor": "garbage!!"}).status_code == 400
+    cur = c.get("/groups", params={"limit": 1, "sort": "size"}).json()["next_cursor"]
+    assert c.get("/groups", params={"cursor": cur, "sort": "newest"}).status_code == 400  # cursor of another sort
+    assert c.get("/groups", params={"sort": "bogus"}).status_code == 422
+    assert c.get("/groups", params={"limit": 0}).status_code == 422
+    assert c.get("/groups", params={"min_size": 1}).status_code == 422
+
+
+def test_group_detail(env) -> None:
+    c = env["client"]
+    g = group_of(c, env["sets"]["set0"][0])
+    d = c.get(f"/groups/{g['id']}").json()
+    assert d["size"] == 5 and len(d["members"]) == 5 and d["keeper"] in {m["id"] for m in d["members"]}
+    assert d["keeper_reason"] and "pixel" in d["keeper_rule"]
+    assert sum(m["is_keeper"] for m in d["members"]) == 1
+    assert len(d["pairs"]) == 10 and all(-1 <= p["similarity"] <= 1 for p in d["pairs"])
+    keeper = next(m for m in d["members"] if m["is_keeper"])
+    assert keeper["width"] * keeper["height"] == max(m["width"] * m["height"] for m in d["members"])
+    assert c.get("/groups/999999").status_code == 404
+    assert c.get("/groups/0").status_code == 422
+    assert c.get("/groups/abc").status_code == 422
+
+
+# -- similar ---------------------------------------------------------------------------------------
+def test_similar_by_upload_and_id(env) -> None:
+    c = env["client"]
+    q = env["sets"]["set1"][3]  # the brightened PNG
+    r = c.post("/similar", files={"file": ("q.png", q.read_bytes(), "image/png")}, params={"k": 6})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert res[0]["path"] == str(q) and res[0]["similarity"] > 0.999
+    assert sum(x["is_duplicate"] for x in res) == 5 and res[0]["thumbnail_url"].startswith("/images/")
+    strict = c.post("/similar", files={"file": ("q.png", q.read_bytes())}, params={"min_similarity": 0.9999}).json()
+    assert len(strict["results"]) == 1
+    by_id = c.get("/similar", params={"image_id": res[0]["id"], "k": 4}).json()["results"]
+    assert len(by_id) == 4 and all(x["id"] != res[0]["id"] and x["is_duplicate"] for x in by_id)
+    assert c.get("/similar", params={"image_id": 999999}).status_code == 404
+    assert c.get("/similar", params={"image_id": 0}).status_code == 422
+    assert c.get("/similar", params={"image_id": 1, "k": 0}).status_code == 422
+
+
+def test_similar_upload_errors(env) -> None:
+    c = env["client"]
+    post = lambda data, **kw: c.post("/similar", files={"file": ("x.jpg", data, "image/jpeg")}, **kw)  # noqa: E731
+    assert post(b"").status_code == 400
+    r = post(b"GIF89a but not really an image, just text pretending" * 3)
+    assert r.status_code in (400, 413, 415) and r.json()["detail"]  # garbage dimensions may read as huge
+    r = post(b"%PDF-1.4 not an image")
+    assert r.status_code == 415 and "not a recognised image" in r.json()["detail"]
+    r = post(png_header(40_000, 40_000))  # 1600 MP
+    assert r.status_code == 413 and "MP" in r.json()["detail"]
+    good = env["sets"]["set0"][0].read_bytes()
+    assert post(good[: len(good) // 3]).status_code == 400  # truncated JPEG
+    app = c.app
+    old = app.state.max_upload_bytes
+    app.state.max_upload_bytes = 10_000
+    try:
+        assert post(good).status_code == 413  # over the limit, refused by Content-Length
+        assert post(good[:20_000]).status_code == 413
+    finally:
+        app.state.max_upload_bytes = old
+    assert c.post("/similar").status_code == 422  # no file field
+    assert c.post("/similar", files={"file": ("q.jpg", good)}, params={"k": 5000}).status_code == 422
+    # uploads never land in a library root
+    assert sum(len(files) for _, _, files in os.walk(env["root"])) == 19 + sum(
+        len(files) for _, _, files in os.walk(env["settings"].quarantine_dir))
+
+
+# -- images ----------------------------------------------------------------------------------------
+def test_thumbnail_and_file(env) -> None:
+    c = env["client"]
+    src = env["sets"]["set2"][0]
+    img = c.post("/similar", files={"file": ("q.jpg", src.read_bytes())}, params={"k": 1}).json()["results"][0]
+    r = c.get(f"/images/{img['id']}/thumbnail", params={"size": 128})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg" and r.content[:3] == b"\xff\xd8\xff"
+    cached = list((env["settings"].thumbnails_dir / "128").rglob("*.jpg"))
+    assert len(cached) >= 1
+    assert c.get(f"/images/{img['id']}/thumbnail", params={"size": 128}).content == r.content
+    assert c.get(f"/images/{img['id']}/thumbnail", params={"size": 7}).status_code == 422
+    assert c.get("/images/999999/thumbnail").status_code == 404
+    f = c.get(f"/images/{img['id']}/file")
+    assert f.status_code == 200 and f.content == src.read_bytes()
+    assert c.get("/images/999999/file").status_code == 404
+    assert c.get("/images/-1/file").status_code == 422
+
+
+# -- ingest ----------------------------------------------------------------------------------------
+def test_ingest_path_checks(env, tmp_path) -> None:
+    c = env["client"]
+    root = env["root"]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(photo_files(1, offset=500)[0], outside / "x.jpg")
+    cases = {
+        str(outside): 403,
+        str(root / ".." / "lib"): 403,  # '..' tricks, even if they resolve inside
+        str(root / "set0" / ".." / ".." / "etc"): 403,
+        "/etc/passwd": 403,
+        str(root / "missing"): 404,
+        "relative/path": 400,
+    }
+    link = root / "escape"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        cases[str(link)] = 403  # a symlink out of the root
+        cases[str(link / "x.jpg")] = 403
+        for path, status in cases.items():
+            r = c.post("/ingest", json={"paths": [path]})
+            assert r.status_code == status, (path, r.text)
+            assert r.json()["detail"]
+    finally:
+        link.unlink()
+    assert c.post("/ingest", json={"paths": []}).status_code == 422
+    assert c.post("/ingest", json={}).status_code == 422
+    assert c.post("/ingest", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+
+
+# -- resolve / restore -----------------------------------------------------------------------------
+def test_resolve_errors(env) -> None:
+    c = env["client"]
+    g = group_of(c, env["sets"]["set2"][0])
+    ids = [m["id"] for m in g["members"]]
+    url = f"/groups/{g['id']}/resolve"
+    assert c.post(url, json={"action": "explode", "keep": ids[:1]}).status_code == 422
+    assert c.post(url, json={"keep": ids[:1]}).status_code == 422
+    assert c.post(url, json={"action": "move_others", "keep": [999999]}).status_code == 400
+    assert c.post(url, json={"action": "move_others", "keep": []}).status_code == 400
+    assert c.post(url, json={"action": "move_others", "keep": ids}).status_code == 400
+    assert c.post("/groups/999999/resolve", json={"action": "keep_all"}).status_code == 404
+    assert c.post(f"/groups/{g['id']}/restore").status_code == 409  # nothing moved yet
+    assert c.post("/groups/999999/restore").status_code == 404
+    assert all(os.path.exists(m["path"]) for m in g["members"])
+
+
+def test_move_restore_journalled_and_sticky(env) -> None:
+    c = env["client"]
+    g = group_of(c, env["sets"]["set1"][0])
+    keep = g["keeper"]
+    r = c.post(f"/groups/{g['id']}/resolve", json={"action": "move_others", "keep": [keep]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert len(out["moved"]) == 4
+    q = env["settings"].quarantine_dir
+    for mv in out["moved"]:
+        assert not os.path.exists(mv["src"]) and os.path.exists(mv["dst"]) and mv["dst"].startswith(str(q))
+    journal = [json.loads(x) for x in (q / ".journal" / f"{out['op']}.jsonl").read_text().splitlines()]
+    events = [x["event"] for x in journal]
+    assert events[0] == "begin" and events[-1] == "commit" and events.count("move") == events.count("moved") == 4
+    assert events.index("move") < events.index("moved")  # intent before each move
+    d = c.get(f"/groups/{g['id']}").json()
+    assert d["resolution"] == "move_others" and sum(m["quarantined"] for m in d["members"]) == 4
+    assert c.get(f"/images/{out['moved'][0]['image_id']}/file").status_code == 200
+    assert all(x["id"] != g["id"] for x in c.get("/groups", params={"unresolved": True, "limit": 200}).json()["groups"])
+    assert c.post(f"/groups/{g['id']}/resolve", json={"action": "move_others", "keep": [keep]}).status_code == 409
+    # A rescan neither re-finds the moved files in the root nor forgets the decision.
+    job = wait_job(c, c.post("/ingest", json={"paths": [str(env["root"] / "set1")]}).json()["job_id"])
+    assert job["status"] == "done" and job["summary"]["removed"] == 0
+    assert c.get(f"/groups/{g['id']}").json()["resolution"] == "move_others"
+    r = c.post(f"/groups/{g['id']}/restore")
+    assert r.status_code == 200, r.text
+    for mv in out["moved"]:
+        assert os.path.exists(mv["src"]) and not os.path.exists(mv["dst"])
+    d = c.get(f"/groups/{g['id']}").json()
+    assert d["resolution"] is None and not any(m["quarantined"] for m in d["members"])
+    assert [h["kind"] for h in d["history"]] == ["resolve", "restore"]
+    assert c.post(f"/groups/{g['id']}/restore").status_code == 409
+
+
+def test_trash_then_restore(env) -> None:
+    c = env["client"]
+    g = group_of(c, env["sets"]["set2"][0])
+    keep = [m["id"] for m in g["members"][:2]]
+    out = c.post(f"/groups/{g['id']}/resolve", json={"action": "trash_others", "keep": keep}).json()
+    assert len(out["moved"]) == 3 and all("/trash/" in mv["dst"] for mv in out["moved"])
+    assert c.get("/stats").json()["resolved"].get("trash_others") == 1
+    assert c.post(f"/groups/{g['id']}/restore").status_code == 200
+    assert all(os.path.exists(m["path"]) for m in g["members"])
+
+
+def test_keep_all_survives_reingest(env) -> None:
+    c = env["client"]
+    files = env["sets"]["set0"]
+    g = group_of(c, files[0])
+    r = c.post(f"/groups/{g['id']}/resolve", json={"action": "keep_all"})
+    assert r.status_code == 200, r.text
+    assert r.json()["groups_after"] == []
+    assert c.get(f"/groups/{g['id']}").status_code == 404
+    assert c.get("/stats").json()["not_duplicates"] == 10
+    # Re-ingest with every file changed on disk (new mtime): all re-embedded and relinked.
+    later = time.time() + 10
+    for f in files:
+        os.utime(f, (later, later))
+    job = wait_job(c, c.post("/ingest", json={"paths": [str(env["root"])]}).json()["job_id"])
+    assert job["status"] == "done" and job["summary"]["indexed"] == 5, job
+    paths = {str(f) for f in files}
+    for grp in c.get("/groups", params={"limit": 200}).json()["groups"]:
+        assert len(paths & {m["path"] for m in grp["members"]}) <= 1
+    # ... and they still are each other's nearest neighbours, just not grouped.
+    hits = c.post("/similar", files={"file": ("q.jpg", files[0].read_bytes())}, params={"k": 5}).json()["results"]
+    assert {h["path"] for h in hits} == paths
+
+
+# -- auth ------------------------------------------------------------------------------------------
+def test_auth_on_non_loopback(tmp_path) -> None:
+    with pytest.raises(DupesiftError, match="DUPESIFT_API_TOKEN"):
+        create_app(Settings(data_dir=tmp_path / "d1"), host="0.0.0.0")
+    app = create_app(Settings(data_dir=tmp_path / "d2", api_token="s3cret"), host="0.0.0.0")
+    with TestClient(app) as c:
+        assert c.get("/health").status_code == 401
+        assert c.get("/groups", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/ui/groups").status_code == 401
+        assert c.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+        assert c.get("/ui/login", params={"token": "nope"}).status_code == 401
+        r = c.get("/ui/login", params={"token": "s3cret"}, follow_redirects=False)
+        assert r.status_code == 303
+        assert c.get("/ui/groups").status_code == 200  # the cookie now carries the token
+    local = create_app(Settings(data_dir=tmp_path / "d3"), host="::1")
+    assert local.state.auth_required is False

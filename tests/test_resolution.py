@@ -1,0 +1,111 @@
+"""indexer.resolution on a bare catalog: journal-before-move, rollback on failure, crash recovery."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from indexer import resolution
+from indexer.catalog import Catalog
+from indexer.catalog.models import DupGroup, Image, ImageStatus, NotDuplicate, Pair
+from indexer.resolution import Journal, ResolutionError, journal_dir
+
+
+@pytest.fixture
+def lib(tmp_path: Path):
+    cat = Catalog(f"sqlite:///{tmp_path / 'c.sqlite3'}")
+    root = tmp_path / "lib"
+    root.mkdir()
+    with cat.session() as s:
+        g = DupGroup(size=3, keeper_id=1, total_bytes=30, reclaimable_bytes=20)
+        s.add(g)
+        s.flush()
+        for i in (1, 2, 3):
+            p = root / f"p{i}.jpg"
+            p.write_bytes(bytes([i]) * 10)
+            s.add(Image(id=i, path=str(p), bytes=10, sha256=f"{i:064x}", status=ImageStatus.indexed, group_id=g.id,
+                        width=10, height=10))
+        s.flush()
+        s.add_all([Pair(a_id=1, b_id=2, similarity=0.99), Pair(a_id=1, b_id=3, similarity=0.98)])
+        gid = g.id
+    yield cat, root, tmp_path / "q", gid
+    cat.dispose()
+
+
+def _vectors(ids: list[int]) -> dict[int, np.ndarray]:
+    return {i: np.ones(4, dtype=np.float32) / 2 for i in ids}
+
+
+def test_move_failure_midway_rolls_back(lib, monkeypatch) -> None:
+    cat, root, q, gid = lib
+    real_move, calls = shutil.move, []
+
+    def flaky(src, dst):  # noqa: ANN001, ANN202
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return real_move(src, dst)
+
+    monkeypatch.setattr(resolution.shutil, "move", flaky)
+    with cat.session() as s, pytest.raises(OSError):
+        resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
+                           vectors_fn=_vectors, commit=s.commit)
+    monkeypatch.setattr(resolution.shutil, "move", real_move)
+    assert sorted(p.name for p in root.iterdir()) == ["p1.jpg", "p2.jpg", "p3.jpg"]
+    with cat.session() as s:
+        assert [i.path for i in s.scalars(select(Image).order_by(Image.id))] == [str(root / f"p{i}.jpg") for i in (1, 2, 3)]
+        assert s.get(DupGroup, gid).resolution is None
+    (journal,) = list(journal_dir(q).glob("*.jsonl"))
+    assert [r["event"] for r in Journal(journal).records()][-1] == "rolledback"
+
+
+def test_recover_after_crash_between_moves(lib) -> None:
+    """A process killed after moving one file (journal says 'move' 'moved' 'move', no commit)."""
+    cat, root, q, gid = lib
+    dst = q / "op1" / "2_p2.jpg"
+    dst.parent.mkdir(parents=True)
+    shutil.move(root / "p2.jpg", dst)
+    j = Journal(journal_dir(q) / "op1.jsonl")
+    j.write({"event": "begin", "op": "op1", "kind": "resolve", "group_id": gid, "action": "move_others",
+             "moves": [{"image_id": 2, "src": str(root / "p2.jpg"), "dst": str(dst)},
+                       {"image_id": 3, "src": str(root / "p3.jpg"), "dst": str(q / "op1" / "3_p3.jpg")}]})
+    j.write({"event": "move", "i": 0})
+    j.write({"event": "moved", "i": 0})
+    j.write({"event": "move", "i": 1})
+    with open(j.path, "a") as f:
+        f.write('{"event": "mov')  # torn last line
+    with cat.session() as s:
+        assert resolution.recover(s, q) == ["op1"]
+    assert (root / "p2.jpg").exists() and (root / "p3.jpg").exists() and not dst.exists()
+    with cat.session() as s:
+        assert resolution.recover(s, q) == []  # idempotent
+        assert resolution.history(q, gid)[0]["state"] == "rolledback"
+
+
+def test_resolve_then_restore_and_keep_all(lib) -> None:
+    cat, root, q, gid = lib
+    with cat.session() as s:
+        out = resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
+                                 vectors_fn=_vectors, commit=s.commit)
+    assert len(out.moved) == 2 and not (root / "p2.jpg").exists()
+    recs = [json.loads(x) for x in (journal_dir(q) / f"{out.op}.jsonl").read_text().splitlines()]
+    assert [r["event"] for r in recs] == ["begin", "move", "moved", "move", "moved", "commit"]
+    with cat.session() as s, pytest.raises(ResolutionError) as e:
+        resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
+                           commit=s.commit)
+    assert e.value.status == 409
+    with cat.session() as s:
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit)
+    assert (root / "p2.jpg").exists()
+    with cat.session() as s:
+        out = resolution.resolve(s, group_id=gid, action="keep_all", keep=[1, 2], quarantine_dir=q,
+                                 vectors_fn=_vectors, commit=s.commit)
+    with cat.session() as s:
+        assert s.scalars(select(NotDuplicate)).all()[0].sha_a == f"{1:064x}"
+        assert {(p.a_id, p.b_id) for p in s.scalars(select(Pair))} == {(1, 3)}
+        assert out.groups_after == [gid] and s.get(DupGroup, gid).size == 2  # 1~3 still pairs; 2 left the group
+        assert s.get(Image, 2).group_id is None

@@ -221,42 +221,71 @@ def _pool_children(pid: int) -> list[int]:
 N_BIG = 32
 
 
-def test_sigkill_mid_batch_is_redelivered(cluster: Cluster, tmp_path: Path) -> None:
-    folder = tmp_path / "many"
-    folder.mkdir()
-    from PIL import Image as PILImage
+def _job_id(cli: subprocess.Popen) -> str:
+    out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, err
+    return json.loads(out)["job_id"]
 
-    for n, src in enumerate(photo_files(N_BIG, offset=640)):  # 6 MP: a batch takes long enough to be hit
-        PILImage.open(src).convert("RGB").resize((3000, 2000)).save(folder / f"p{n:02d}.jpg", quality=90)
+
+def _kill_a_running_batch(cluster: Cluster, folder: Path) -> tuple[str, str, int, list[int]] | None:
+    """Queue ``folder``; each time a worker starts a batch, freeze its pool process (SIGSTOP) and
+    look at the batch: still uncommitted -> SIGKILL it there and return (job id, task id, worker
+    index, batch ids); already committed -> let it go on (SIGCONT) and wait for the next batch."""
+    from indexer.jobs import get_job
+
     log_before = [len(cluster.log(0)), len(cluster.log(1))]
-    r = cluster.cli("ingest", "--queue", "--no-wait", "--json", str(folder))
-    assert r.returncode == 0, r.stderr
-    job_id = json.loads(r.stdout)["job_id"]
-
-    # Whichever worker starts a batch first is the victim (the broker decides who gets which).
+    # Watched while the CLI still runs: on a loaded machine the workers may finish the job before
+    # the CLI process has even exited.
+    cli = subprocess.Popen([str(BIN / "dupesift"), "ingest", "--queue", "--no-wait", "--json", str(folder)],
+                           env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    job_id = None
     deadline = time.time() + 120
-    task_id = ranges = victim = None
-    while time.time() < deadline and ranges is None:
+    seen: set[str] = set()
+    while time.time() < deadline:
         for n in (0, 1):
             log = cluster.log(n)[log_before[n]:]
             for m in re.finditer(r"embed_batch\[([0-9a-f-]+)\]: job \S+ batch start, ids (\[\[.*\]\])", log):
-                if f"{m.group(1)}] succeeded" not in log:  # started, not finished: the one running now
-                    task_id, ranges, victim = m.group(1), json.loads(m.group(2)), n
-                    break
-            if ranges is not None:
-                break
-        if ranges is None:
-            time.sleep(0.01)
-    assert task_id and ranges, "no worker started a batch:\n" + cluster.log(0)[-2000:] + cluster.log(1)[-2000:]
+                task_id = m.group(1)
+                if task_id in seen or f"{task_id}] succeeded" in log:
+                    continue
+                seen.add(task_id)
+                children = _pool_children(cluster.workers[n][0].pid)  # -c 1: the one running it
+                for pid in children:
+                    os.kill(pid, signal.SIGSTOP)
+                batch = [i for a, b in json.loads(m.group(2)) for i in range(a, b + 1)]
+                with cluster.index.catalog.session() as s:
+                    states = set(s.scalars(select(Image.status).where(Image.id.in_(batch))))
+                if states == {ImageStatus.pending}:
+                    for pid in children:
+                        os.kill(pid, signal.SIGKILL)  # dies mid-batch, as in an OOM kill
+                    return _job_id(cli), task_id, n, batch
+                for pid in children:
+                    os.kill(pid, signal.SIGCONT)
+        if job_id is None and cli.poll() is not None:
+            job_id = _job_id(cli)
+        if job_id and (get_job(cluster.index.catalog, job_id) or {}).get("status") in ("done", "failed"):
+            return None
+        time.sleep(0.01)
+    raise AssertionError("no batch seen running:\n" + cluster.log(0)[-2000:] + cluster.log(1)[-2000:])
+
+
+def test_sigkill_mid_batch_is_redelivered(cluster: Cluster, tmp_path: Path) -> None:
+    from PIL import Image as PILImage
+
+    # A batch takes well under a second here; on a loaded machine every batch of a job may commit
+    # before the test sees it running, so a job that gave no chance is followed by a fresh folder.
+    for attempt in range(4):
+        folder = tmp_path / f"many{attempt}"
+        folder.mkdir()
+        for n, src in enumerate(photo_files(N_BIG, offset=640)):
+            im = PILImage.open(src).convert("RGB").resize((3000, 2000))
+            im.rotate(attempt * 0.5).save(folder / f"p{n:02d}.jpg", quality=90)  # new content: new rows
+        hit = _kill_a_running_batch(cluster, folder)
+        if hit:
+            break
+    assert hit, "no batch of four jobs was caught before its commit"
+    job_id, task_id, victim, batch = hit
     worker = cluster.workers[victim][0]
-    children = _pool_children(worker.pid)
-    assert children
-    for pid in children:
-        os.kill(pid, signal.SIGKILL)  # the pool process running the batch dies, as in an OOM kill
-    batch = [i for a, b in ranges for i in range(a, b + 1)]
-    with cluster.index.catalog.session() as s:  # killed before its commit: mid-batch
-        states = set(s.scalars(select(Image.status).where(Image.id.in_(batch))))
-    assert states == {ImageStatus.pending}, cluster.log(victim)[-3000:]
     job = follow(cluster, job_id)
     assert job["status"] == "done", job
     logs = cluster.log(0) + cluster.log(1)

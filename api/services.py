@@ -16,6 +16,7 @@ from api.errors import ApiError
 from indexer import browse, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.grouping import KEEPER_RULE
+from indexer.jobs import create_job
 from indexer.pipeline import Index, member_dict
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
@@ -139,11 +140,11 @@ class IngestRunner:
     def start(self, paths: list[str]) -> str:
         st = self.index.settings
         job_id = str(uuid.uuid4())
-        if st.broker_url:
-            from workers.client import submit_ingest  # the Celery path (workers/client.py)
+        if st.broker_url:  # the distributed path: the workers scan, embed and link
+            from workers.client import queue_job
 
             self._queue_row(job_id, paths)
-            submit_ingest(st, paths, job_id=job_id)
+            queue_job(job_id)
             return job_id
         if not self._lock.acquire(blocking=False):
             raise ApiError(409, "an ingest is already running; wait for it (GET /jobs) and try again")
@@ -158,8 +159,7 @@ class IngestRunner:
         return job_id
 
     def _queue_row(self, job_id: str, paths: list[str]) -> None:
-        with self.index.catalog.session() as s:
-            s.add(Job(id=job_id, kind="ingest", status="queued", params={"paths": paths}))
+        create_job(self.index.catalog, "ingest", {"paths": paths}, job_id)
 
     def _run(self, paths: list[str], job_id: str) -> None:
         try:

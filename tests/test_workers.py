@@ -340,3 +340,33 @@ def test_queue_reindex_adds_changes_and_deletes(cluster: Cluster, tmp_path: Path
     (group,) = groups_under(cluster.index, folder)
     assert str(folder / "late_copy.jpg") in group and not any("bright" in p for p in group) and len(group) == 5
     check_consistent(cluster)
+
+
+def test_api_ingest_runs_on_the_workers(cluster: Cluster, tmp_path: Path) -> None:
+    """POST /ingest on a server with a broker configured queues the job for the workers."""
+    import httpx
+
+    folder = make_folder(tmp_path / "apilib", offset=770, n_dup=1, n_single=2)
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([str(BIN / "dupesift"), "serve", "--port", str(port)],
+                              env=dict(cluster.env, DUPESIFT_ROOTS=str(tmp_path)),
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_port(port, timeout=60)
+        base = f"http://127.0.0.1:{port}"
+        r = httpx.post(f"{base}/ingest", json={"paths": [str(folder)]}, timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["job_id"]
+        deadline = time.time() + 180
+        while (job := httpx.get(f"{base}/jobs/{job_id}", timeout=30).json())["status"] in ("queued", "running"):
+            assert time.time() < deadline, job
+            time.sleep(0.3)
+        assert job["status"] == "done" and job["done"] == 7 and job["failed"] == 1, job
+        assert job_id in cluster.log(0) + cluster.log(1)  # the workers did it, not the server
+        assert [len(g) for g in groups_under(cluster.index, folder)] == [5]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+        log.close()
+    check_consistent(cluster)

@@ -36,29 +36,36 @@ def enqueue_ingest(settings: Settings, paths: list[str], *, wait: bool, console:
     if missing:
         _fail(console, f"no such file or folder: {', '.join(missing)}")
     try:
-        from workers.tasks import scan
+        import workers.tasks  # noqa: F401 - fails with a clear message when no broker is configured
     except DupesiftError as exc:
         _fail(console, str(exc))
     catalog = _catalog(settings)
     try:
         job_id = create_job(catalog, "ingest", {"paths": roots})
-        scan.apply_async(kwargs={"job_id": job_id})
+        queue_job(job_id)
         return _after_enqueue(catalog, job_id, wait=wait, console=console, json_out=json_out)
     finally:
         catalog.dispose()
+
+
+def queue_job(job_id: str) -> None:
+    """Queue the scan of a job whose row exists (POST /ingest creates it, then calls this)."""
+    from workers.tasks import scan
+
+    scan.apply_async(kwargs={"job_id": job_id})
 
 
 def enqueue_reindex(settings: Settings, *, wait: bool, console: Console, json_out: bool) -> str:
     from indexer.reindex import reindex_params
 
     try:
-        from workers.tasks import scan
+        import workers.tasks  # noqa: F401 - fails with a clear message when no broker is configured
     except DupesiftError as exc:
         _fail(console, str(exc))
     catalog = _catalog(settings)
     try:
         job_id = create_job(catalog, "reindex", reindex_params(catalog))
-        scan.apply_async(kwargs={"job_id": job_id})
+        queue_job(job_id)
         return _after_enqueue(catalog, job_id, wait=wait, console=console, json_out=json_out)
     finally:
         catalog.dispose()

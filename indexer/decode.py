@@ -41,6 +41,7 @@ class Decoded:
     height: int
     format: str
     pixels: np.ndarray  # uint8 (S, S, 3) for the model, or the full RGB array when no size was asked
+    camera: bool = False  # EXIF camera make/model or date taken
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,21 @@ def read_file(path: Path, max_bytes: int) -> tuple[bytes, FileFacts]:
     return data, FileFacts(size=len(data), sha256=hashlib.sha256(data).hexdigest())
 
 
-def _display_size(im: Image.Image) -> tuple[int, int]:
+CAMERA_TAGS = (0x010F, 0x0110)  # Make, Model
+EXIF_IFD, DATE_TAKEN = 0x8769, 0x9003  # DateTimeOriginal lives in the Exif sub-IFD
+
+
+def _exif_facts(im: Image.Image) -> tuple[tuple[int, int], bool]:
+    """Display size after EXIF rotation, and whether the file carries camera metadata (originals
+    usually do; screenshots, exports and re-encodes usually lost it)."""
     try:
-        orientation = im.getexif().get(ORIENTATION_TAG, 1)
+        exif = im.getexif()
+        orientation = exif.get(ORIENTATION_TAG, 1)
+        camera = any(exif.get(t) for t in CAMERA_TAGS) or bool(exif.get_ifd(EXIF_IFD).get(DATE_TAKEN))
     except Exception:  # malformed EXIF must not fail the photo
-        orientation = 1
+        orientation, camera = 1, False
     w, h = im.size
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), camera
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -117,7 +126,7 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> De
             raise CorruptImage(f"invalid dimensions {w}x{h}")
         if w * h > max_pixels:
             raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit")
-        width, height = _display_size(im)
+        (width, height), camera = _exif_facts(im)
         try:
             if getattr(im, "n_frames", 1) > 1:
                 im.seek(0)
@@ -136,7 +145,7 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> De
         except Exception as exc:
             raise CorruptImage(f"cannot decode: {exc}") from exc
         pixels = to_model_pixels(rgb, size) if size is not None else np.asarray(rgb, dtype=np.uint8)
-    return Decoded(width=width, height=height, format=fmt, pixels=pixels)
+    return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera)
 
 
 def struct_error() -> type[Exception]:

@@ -33,6 +33,7 @@ class DecodeResult:
     pixels: np.ndarray | None = None
     reason: str | None = None
     message: str | None = None
+    camera: bool = False
 
 
 def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> DecodeResult:
@@ -48,7 +49,7 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
     except MemoryError:
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason="too-large",
                             message="ran out of memory decoding this file")
-    return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels)
+    return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera)
 
 
 def default_workers() -> int:

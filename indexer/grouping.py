@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from indexer.batching import chunks as _chunks
 from indexer.catalog.models import DupGroup, Image, Pair, utcnow
 
-KEEPER_RULE = "largest pixel count, then largest file, then oldest modification time, then lowest id"
+KEEPER_RULE = ("most pixels, then camera EXIF metadata (make/model/date taken), then oldest modification "
+               "time, then largest file, then lowest id")
 VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
 
 
@@ -30,22 +31,28 @@ class KeeperChoice:
 
 
 def choose_keeper(members: list[Image]) -> KeeperChoice:
-    """The copy to keep: most pixels, then most bytes (least compressed), then oldest, then lowest id."""
+    """The copy to keep, the likeliest original: most pixels; then the one that still carries the
+    camera's EXIF (edits, exports and screenshots drop it); then the oldest file (copies come after
+    their original); then the largest file (a re-encode to PNG is bigger but no better, hence last)."""
+
+    def pixels(m: Image) -> int:
+        return (m.width or 0) * (m.height or 0)
 
     def key(m: Image) -> tuple:
-        return (-(m.width or 0) * (m.height or 0), -(m.bytes or 0), m.mtime or 0.0, m.id)
+        return (-pixels(m), not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id)
 
     ranked = sorted(members, key=key)
     best, runner = ranked[0], ranked[1] if len(ranked) > 1 else None
     if runner is None:
         return KeeperChoice(best.id, "only member")
-    bp, rp = (best.width or 0) * (best.height or 0), (runner.width or 0) * (runner.height or 0)
-    if bp > rp:
+    if pixels(best) > pixels(runner):
         reason = f"largest image ({best.width}×{best.height})"
-    elif best.bytes > runner.bytes:
-        reason = f"same size, largest file ({best.bytes} bytes): least compressed"
-    elif best.mtime < runner.mtime:
-        reason = "same size and bytes: oldest file"
+    elif best.camera_exif and not runner.camera_exif:
+        reason = "same size; still carries the camera's EXIF metadata"
+    elif (best.mtime or 0.0) < (runner.mtime or 0.0):
+        reason = "same size; oldest file (copies come after their original)"
+    elif (best.bytes or 0) > (runner.bytes or 0):
+        reason = f"same size and date; largest file ({best.bytes} bytes)"
     else:
         reason = "identical candidates: lowest id"
     return KeeperChoice(best.id, reason)
@@ -110,6 +117,9 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         changed = [m for m in comp if current.get(m) != gid]
         for chunk in _chunks(changed):
             session.execute(update(Image).where(Image.id.in_(chunk)).values(group_id=gid))
+        if changed:  # a photo joined: the user's decision did not cover it, so the group is open again
+            session.execute(update(DupGroup).where(DupGroup.id == gid, DupGroup.resolution.is_not(None))
+                            .values(resolution=None, resolved_at=None))
     in_group = {m for c in comps for m in c}
     loners = [m for m in members if m not in in_group and current.get(m) is not None]
     for chunk in _chunks(loners):

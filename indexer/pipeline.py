@@ -289,7 +289,8 @@ class Index:
             if ok:
                 s.execute(update(Image), [
                     dict(id=i, status=ImageStatus.indexed, bytes=r.size, sha256=r.sha256, width=r.width,
-                         height=r.height, format=r.format, model_id=model, linked=False, indexed_at=now,
+                         height=r.height, format=r.format, camera_exif=r.camera, model_id=model, linked=False,
+                         indexed_at=now,
                          error_reason=None, error_message=None) for i, r in ok])
             if bad:
                 s.execute(update(Image), [
@@ -298,8 +299,9 @@ class Index:
                 self.store.delete([i for i, _ in bad])
                 for chunk in _chunks([i for i, _ in bad], 500):
                     s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
-            if exact_pairs:
-                s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=1.0, kind="exact") for a, b in exact_pairs])
+            exact = self._drop_declined(s, [(a, b, 1.0) for a, b in exact_pairs])  # a user may keep both
+            if exact:
+                s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=1.0, kind="exact") for a, b, _ in exact])
         summary.indexed += len(ok)
         summary.exact_copies += len(copies)
         summary.failed.extend({"path": r.path, "reason": r.reason, "message": r.message} for _, r in bad)
@@ -500,7 +502,7 @@ def group_dict(g: DupGroup, members: list[Image]) -> dict:
 
 def member_dict(m: Image) -> dict:
     return {"id": m.id, "path": m.path, "bytes": m.bytes, "width": m.width, "height": m.height,
-            "format": m.format, "mtime": m.mtime, "sha256": m.sha256,
+            "format": m.format, "mtime": m.mtime, "sha256": m.sha256, "camera_exif": bool(m.camera_exif),
             "similarity_to_keeper": None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6)}
 
 

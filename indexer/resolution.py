@@ -131,7 +131,9 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
         return _keep_all(session, group, members, keep, vectors_fn, commit)
     if not keep:
         raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id", 400)
-    others = [m for m in members if m.id not in set(keep)]
+    qdir = os.path.realpath(quarantine_dir) + os.sep
+    # members moved by an earlier decision stay in the group (in quarantine): never move them twice
+    others = [m for m in members if m.id not in set(keep) and not os.path.realpath(m.path).startswith(qdir)]
     if not others:
         raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)", 400)
     op = uuid.uuid4().hex

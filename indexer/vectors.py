@@ -2,8 +2,10 @@
 
 Milvus Lite facts this design follows: a Lite file is locked by one process (we raise StoreBusy with
 a clear message instead of hanging); a reopened collection must be loaded before search; search
-latency grows with the number of *calls*, so every search here is batched; and a range search with a
-limit may return fewer than all hits, so neighbour queries escalate k when a result comes back full.
+latency grows with the number of *calls*, so every search here is batched; a range search with a
+limit may return fewer than all hits, so neighbour queries escalate k when a result comes back full;
+and its search is slow at 100k vectors, so top-k search on a Lite store runs on an exact in-memory
+faiss copy kept in step with every write (``indexer/memindex.py`` says why and what it costs).
 """
 from __future__ import annotations
 
@@ -16,12 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import DupesiftError, StoreBusy
+from indexer.memindex import MemIndex
 
 # pymilvus logs every failed RPC with a traceback, milvus_lite a lock conflict: we raise clear errors instead
 for _name in ("pymilvus", "pymilvus.decorators", "milvus_lite"):
     logging.getLogger(_name).setLevel(logging.CRITICAL)
 
 _lite_users: dict[str, int] = {}  # Lite path -> open VectorStores in this process (the server is per process)
+_mem: dict[tuple[str, str], MemIndex] = {}  # (Lite path, collection) -> its in-memory search copy
 
 SEARCH_CHUNK = 512  # vectors per search call
 MAX_TOPK = 16384  # Milvus' top-k ceiling
@@ -57,6 +61,8 @@ class VectorStore:
             _lite_users[key] = _lite_users.get(key, 0) + 1
         self.collection = collection_name(alias, model_id)
         self._ensure_collection(self.collection)
+        self._key = (os.path.abspath(uri), self.collection)
+        self.mem = _mem.setdefault(self._key, MemIndex(dim)) if self.is_lite else None
 
     # -- collections and the alias -------------------------------------------------------------
     def _ensure_collection(self, name: str) -> None:
@@ -98,6 +104,8 @@ class VectorStore:
         if name == self.active_collection():
             raise DupesiftError(f"refusing to drop {name}: the alias {self.alias} points at it")
         self.client.drop_collection(name)
+        if self.is_lite:
+            _mem.pop((os.path.abspath(self.uri), name), None)
 
     # -- data ----------------------------------------------------------------------------------
     def upsert(self, ids: Iterable[int], vectors: np.ndarray) -> None:
@@ -108,11 +116,15 @@ class VectorStore:
         rows = [{"id": i, "vector": v} for i, v in zip(ids, vectors.tolist())]
         for start in range(0, len(rows), 2000):
             self.client.upsert(self.collection, rows[start : start + 2000])
+        if self.mem is not None:
+            self.mem.upsert(ids, vectors)
 
     def delete(self, ids: Iterable[int]) -> None:
         ids = [int(i) for i in ids]
         for start in range(0, len(ids), 5000):
             self.client.delete(self.collection, ids=ids[start : start + 5000])
+        if self.mem is not None:
+            self.mem.delete(ids)
 
     def get(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Vectors for the given ids (missing ids are absent from the result)."""
@@ -149,6 +161,8 @@ class VectorStore:
         vectors = np.asarray(vectors, dtype=np.float32)
         target = collection or self.collection
         k = max(1, min(int(k), MAX_TOPK))
+        if self.mem is not None and target == self.collection:
+            return self.mem.search(vectors, k, self.iter_all)
         out: list[list[tuple[int, float]]] = []
         for start in range(0, len(vectors), SEARCH_CHUNK):
             chunk = vectors[start : start + SEARCH_CHUNK]
@@ -184,6 +198,8 @@ class VectorStore:
             _lite_users[key] = _lite_users.get(key, 1) - 1
             if _lite_users[key] <= 0:
                 _lite_users.pop(key, None)
+                for mem_key in [m for m in _mem if m[0] == key]:
+                    del _mem[mem_key]
                 try:
                     from milvus_lite.server_manager import server_manager_instance
 

@@ -141,3 +141,16 @@ def test_alpha_is_composited_on_white() -> None:
     im.save(buf, "PNG")
     d = load_image(buf.getvalue(), max_pixels=LIMIT, size=8)
     assert d.pixels.min() == 255
+
+
+def test_camera_exif_is_detected(tmp_path: Path) -> None:
+    im = Image.new("RGB", (64, 48), (200, 100, 50))
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    im.save(tmp_path / "camera.jpg", exif=exif.tobytes())
+    dated = Image.Exif()
+    dated.get_ifd(0x8769)[0x9003] = "2021:06:01 12:00:00"
+    im.save(tmp_path / "dated.jpg", exif=dated.tobytes())
+    im.save(tmp_path / "plain.png")
+    got = {p: load_image(tmp_path / p, max_pixels=10**8, size=32).camera for p in ("camera.jpg", "dated.jpg", "plain.png")}
+    assert got == {"camera.jpg": True, "dated.jpg": True, "plain.png": False}

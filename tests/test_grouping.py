@@ -75,3 +75,11 @@ def test_keeper_rule() -> None:
     assert k.image_id == 3 and "largest file" in k.reason
     d = Image(id=4, width=50, height=50, bytes=450, mtime=1.0)
     assert choose_keeper([a, d]).image_id == 1 and "largest image" in choose_keeper([a, d]).reason
+    # the usual wrong suggestion: a later PNG re-encode is bigger than the original JPEG
+    jpeg = Image(id=5, width=4000, height=3000, bytes=3_000_000, mtime=100.0, format="JPEG")
+    png = Image(id=6, width=4000, height=3000, bytes=20_000_000, mtime=200.0, format="PNG")
+    assert choose_keeper([png, jpeg]).image_id == 5 and "oldest" in choose_keeper([png, jpeg]).reason
+    # camera metadata beats age: an export that lost its EXIF, but whose file is older
+    export = Image(id=7, width=4000, height=3000, bytes=3_000_000, mtime=50.0, camera_exif=False)
+    camera = Image(id=8, width=4000, height=3000, bytes=2_900_000, mtime=300.0, camera_exif=True)
+    assert choose_keeper([export, camera]).image_id == 8 and "EXIF" in choose_keeper([export, camera]).reason

@@ -109,3 +109,36 @@ def test_resolve_then_restore_and_keep_all(lib) -> None:
         assert {(p.a_id, p.b_id) for p in s.scalars(select(Pair))} == {(1, 3)}
         assert out.groups_after == [gid] and s.get(DupGroup, gid).size == 2  # 1~3 still pairs; 2 left the group
         assert s.get(Image, 2).group_id is None
+
+
+def test_new_copy_reopens_a_resolved_group_and_moved_files_stay_put(lib) -> None:
+    from indexer.grouping import regroup
+
+    cat, root, q, gid = lib
+    with cat.session() as s:
+        resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
+                           vectors_fn=_vectors, commit=s.commit)
+    with cat.session() as s:  # a rescan that finds nothing new keeps the decision
+        regroup(s, [1, 2, 3], _vectors)
+    with cat.session() as s:
+        assert s.get(DupGroup, gid).resolution == "move_others"
+        moved = {i.id: i.path for i in s.scalars(select(Image).where(Image.id.in_([2, 3])))}
+    with cat.session() as s:  # a new copy of photo 1 arrives and joins the group
+        p = root / "p4.jpg"
+        p.write_bytes(b"\x04" * 10)
+        s.add(Image(id=4, path=str(p), bytes=10, sha256=f"{4:064x}", status=ImageStatus.indexed, width=10, height=10))
+        s.flush()
+        s.add(Pair(a_id=1, b_id=4, similarity=0.97))
+        s.flush()
+        regroup(s, [4], _vectors)
+    with cat.session() as s:
+        g = s.get(DupGroup, gid)
+        assert g.resolution is None and g.size == 4 and s.get(Image, 4).group_id == gid
+    with cat.session() as s:  # deciding again moves only the newcomer
+        out = resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
+                                 vectors_fn=_vectors, commit=s.commit)
+    assert [m["image_id"] for m in out.moved] == [4]
+    with cat.session() as s:
+        assert {i.id: i.path for i in s.scalars(select(Image).where(Image.id.in_([2, 3])))} == moved
+        assert s.get(DupGroup, gid).resolution == "move_others"
+    assert sorted(p.name for p in root.iterdir()) == ["p1.jpg"]

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime, timezone
 
 from sqlalchemy import (
-    BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Integer, JSON, String, Text,
+    BigInteger, Boolean, DateTime, Enum, Float, ForeignKey, Index, Integer, JSON, String, Text, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -45,6 +45,7 @@ class Image(Base):
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
     format: Mapped[str | None] = mapped_column(String(16))
+    camera_exif: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # Make/Model/date taken
     status: Mapped[ImageStatus] = mapped_column(
         Enum(ImageStatus, name="image_status", native_enum=False, length=16), default=ImageStatus.pending, index=True
     )
@@ -70,6 +71,11 @@ class Pair(Base):
 
 class DupGroup(Base):
     """A transitive duplicate group (a connected component of the pair graph)."""
+
+    __table_args__ = (  # keyset pagination of GET /groups by (sort column, id)
+        Index("ix_dup_groups_size_id", "size", "id"),
+        Index("ix_dup_groups_reclaimable_bytes_id", "reclaimable_bytes", "id"),
+    )
 
     __tablename__ = "dup_groups"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,0 +1,62 @@
+"""The vector store on real Milvus Lite: the in-memory search copy always answers like Milvus."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer.vectors import VectorStore
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _milvus_topk(store: VectorStore, q: np.ndarray, k: int) -> list[list[int]]:
+    res = store.client.search(store.collection, data=q.tolist(), limit=k, anns_field="vector",
+                              search_params={"metric_type": "IP"})
+    return [[int(h["id"]) for h in hits] for hits in res]
+
+
+def test_memory_copy_follows_every_write_and_matches_milvus(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    dim, uri = 32, str(tmp_path / "milvus.db")
+    store = VectorStore(uri, alias="t", dim=dim, model_id="m1")
+    other = None
+    try:
+        ids, vecs = np.arange(1, 501), _unit(rng, 500, dim)
+        store.upsert(ids[:300], vecs[:300])
+        q = _unit(rng, 20, dim)
+        first = store.search(q, 10)  # builds the copy from the store
+        assert [[i for i, _ in hits] for hits in first] == _milvus_topk(store, q, 10)
+        # writes after the build: new rows, a changed vector, deletions
+        store.upsert(ids[300:], vecs[300:])
+        changed = _unit(rng, 1, dim)
+        store.upsert([7], changed)
+        store.delete([1, 2, 3])
+        q = np.concatenate([q, changed, vecs[:3]])
+        got = store.search(q, 10)
+        assert [[i for i, _ in hits] for hits in got] == _milvus_topk(store, q, 10)
+        assert got[20][0][0] == 7 and abs(got[20][0][1] - 1.0) < 1e-5
+        assert all(i not in (1, 2, 3) for hits in got for i, _ in hits)
+        # brute force agrees on the scores too
+        live = {int(i): v for i, v in zip(ids, vecs) if i not in (1, 2, 3)}
+        live[7] = changed[0]
+        keys = np.array(sorted(live))
+        mat = np.stack([live[int(i)] for i in keys])
+        best = np.argsort(-(q @ mat.T), axis=1)[:, :10]
+        assert [[int(keys[j]) for j in row] for row in best] == [[i for i, _ in hits] for hits in got]
+        # a second store on the same file in this process shares the copy; another model's is separate
+        other = VectorStore(uri, alias="t", dim=dim, model_id="m2")
+        assert other.search(q, 5) == [[] for _ in q]
+        assert store.search(q, 5) == [hits[:5] for hits in got]
+    finally:
+        if other is not None:
+            other.close()
+        store.close()
+    reopened = VectorStore(uri, alias="t", dim=dim, model_id="m1")  # rebuilt from the file
+    try:
+        assert [[i for i, _ in hits] for hits in reopened.search(q, 10)] == [[i for i, _ in hits] for hits in got]
+    finally:
+        reopened.close()

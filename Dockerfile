@@ -24,7 +24,7 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
 COPY models ./models
 COPY migrations ./migrations
-ENV DUPESIFT_MODEL_PATH=/app/models/dupesift-effnetlite0-imagenet.onnx
+ENV DUPESIFT_MODEL_PATH=/app/models/dupesift-arcface-kd-lite0.onnx
 USER dupesift
 EXPOSE 8000
 CMD ["dupesift", "serve", "--host", "0.0.0.0", "--port", "8000"]
@@ -45,6 +45,6 @@ RUN pip install --no-cache-dir /wheels/*.whl && pip uninstall -y onnxruntime fai
 WORKDIR /app
 COPY models ./models
 COPY migrations ./migrations
-ENV DUPESIFT_MODEL_PATH=/app/models/dupesift-effnetlite0-imagenet.onnx
+ENV DUPESIFT_MODEL_PATH=/app/models/dupesift-arcface-kd-lite0.onnx
 USER dupesift
 CMD ["dupesift", "worker", "--queues", "gpu", "--concurrency", "1"]

@@ -1,6 +1,8 @@
 """The FastAPI application factory: JSON API + web UI, one Index per process."""
 from __future__ import annotations
 
+import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -21,6 +23,13 @@ STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
+def _warm(index: Index) -> None:
+    try:
+        index.store.warm()
+    except Exception as exc:  # noqa: BLE001 - the first search builds it instead
+        logging.getLogger(__name__).warning("search copy not preloaded: %s", exc)
+
+
 def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
                max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The app for ``settings``. Binding a non-loopback ``host`` requires ``DUPESIFT_API_TOKEN``."""
@@ -36,6 +45,8 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
         with index.catalog.session() as s:  # finish (roll back) file moves a crash interrupted
             resolution.recover(s, settings.quarantine_dir)
         app.state.index = index
+        # the first /similar would otherwise pay for loading the search copy of a Lite store
+        threading.Thread(target=_warm, args=(index,), name="warm-search", daemon=True).start()
         app.state.ingest = services.IngestRunner(index)
         try:
             yield

@@ -159,6 +159,10 @@ def main() -> None:
         def by_id(i: int) -> bool:
             return clients[i % len(clients)].get("/similar", params={"image_id": int(ids[i]), "k": 10}).status_code == 200
 
+        t = time.perf_counter()  # the server loads its search copy at start-up; wait for it
+        httpx.get(f"{base}/similar", params={"image_id": 1, "k": 10}, timeout=900).raise_for_status()
+        out["first_similar_s"] = round(time.perf_counter() - t, 1)
+        print(f"first /similar (search copy ready) after {out['first_similar_s']} s", flush=True)
         for conc in sorted({1, args.concurrency}):  # latency alone, then throughput under load
             sfx = "" if conc == 1 else f"_c{conc}"
             out["similar_by_id" + sfx] = load(by_id, args.requests, conc, args.max_seconds)

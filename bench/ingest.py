@@ -96,7 +96,7 @@ def main() -> None:
                               capture_output=True, text=True)
         if peer.returncode == 0:
             tail = [ln for ln in peer.stdout.splitlines() if ln.strip()]
-            print(f"| phash (peers.py) | see below | | |\n\n```\n" + "\n".join(tail[-12:]) + "\n```")
+            print("| phash (peers.py) | see below | | |\n\n```\n" + "\n".join(tail[-12:]) + "\n```")
         else:
             print(f"| phash | failed: {peer.stderr.strip().splitlines()[-1] if peer.stderr else '?'} | | |")
 

@@ -10,7 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MODELS_DIR = REPO_ROOT / "models"
-DEFAULT_MODEL = MODELS_DIR / "dupesift-effnetlite0-imagenet.onnx"
+DEFAULT_MODEL = MODELS_DIR / "dupesift-arcface-kd-lite0.onnx"
 
 
 class Settings(BaseSettings):

@@ -35,6 +35,11 @@ class MemIndex:
             self._index = index
         return self._index
 
+    def warm(self, load: Loader) -> None:
+        """Build the copy now (a server does this at start-up, off the request path)."""
+        with self._lock:
+            self._built(load)
+
     def upsert(self, ids: Iterable[int], vectors: np.ndarray) -> None:
         with self._lock:
             if self._index is None:
@@ -47,6 +52,19 @@ class MemIndex:
         with self._lock:
             if self._index is not None:
                 self._index.remove_ids(np.fromiter((int(i) for i in ids), dtype=np.int64))
+
+    def get(self, ids: Iterable[int]) -> dict[int, np.ndarray] | None:
+        """Stored vectors by id from memory (missing ids absent), or None before the copy is built."""
+        with self._lock:
+            if self._index is None:
+                return None
+            out = {}
+            for i in ids:
+                try:
+                    out[int(i)] = self._index.reconstruct(int(i))
+                except RuntimeError:  # not stored
+                    pass
+            return out
 
     def search(self, vectors: np.ndarray, k: int, load: Loader) -> list[list[tuple[int, float]]]:
         """Top-k (id, cosine) per query, best first; ``load`` yields every stored row for the build."""

@@ -129,6 +129,8 @@ class VectorStore:
     def get(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Vectors for the given ids (missing ids are absent from the result)."""
         ids = [int(i) for i in ids]
+        if self.mem is not None and len(ids) <= 1000 and (cached := self.mem.get(ids)) is not None:
+            return cached
         out: dict[int, np.ndarray] = {}
         for start in range(0, len(ids), 1000):
             for row in self.client.get(self.collection, ids=ids[start : start + 1000], output_fields=["vector"]):
@@ -172,6 +174,11 @@ class VectorStore:
             )
             out.extend([(int(h["id"]), float(h["distance"])) for h in hits] for hits in res)
         return out
+
+    def warm(self) -> None:
+        """Load what search needs into memory (the Lite search copy); a no-op on a Milvus server."""
+        if self.mem is not None:
+            self.mem.warm(self.iter_all)
 
     def neighbours_within(self, vectors: np.ndarray, threshold: float, k: int) -> list[list[tuple[int, float]]]:
         """Every stored vector with cosine >= threshold for each query: top-k, escalating k while a

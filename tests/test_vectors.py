@@ -40,6 +40,11 @@ def test_memory_copy_follows_every_write_and_matches_milvus(tmp_path: Path) -> N
         assert [[i for i, _ in hits] for hits in got] == _milvus_topk(store, q, 10)
         assert got[20][0][0] == 7 and abs(got[20][0][1] - 1.0) < 1e-5
         assert all(i not in (1, 2, 3) for hits in got for i, _ in hits)
+        # reads come from the copy once built, and agree with Milvus
+        from_mem = store.get([7, 1, 400, 9999])
+        assert sorted(from_mem) == [7, 400] and np.allclose(from_mem[7], changed[0], atol=1e-6)
+        direct = {int(r["id"]): r["vector"] for r in store.client.get(store.collection, ids=[7, 400])}
+        assert all(np.allclose(from_mem[i], direct[i], atol=1e-6) for i in (7, 400))
         # brute force agrees on the scores too
         live = {int(i): v for i, v in zip(ids, vecs) if i not in (1, 2, 3)}
         live[7] = changed[0]

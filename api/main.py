@@ -17,6 +17,7 @@ from api.routes import groups, health, images, ingest, similar, web
 from indexer import __version__, resolution
 from indexer.config import Settings, get_settings
 from indexer.errors import DupesiftError
+from indexer.jobs import close_orphans
 from indexer.pipeline import Index
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
         index = Index(settings)
         with index.catalog.session() as s:  # finish (roll back) file moves a crash interrupted
             resolution.recover(s, settings.quarantine_dir)
+        close_orphans(index.catalog)  # ingests whose server process died are not "running" any more
         app.state.index = index
         # the first /similar would otherwise pay for loading the search copy of a Lite store
         threading.Thread(target=_warm, args=(index,), name="warm-search", daemon=True).start()

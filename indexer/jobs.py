@@ -6,6 +6,8 @@ which stay right when a batch is delivered twice.
 """
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, timezone
@@ -48,6 +50,38 @@ def create_job(catalog: Catalog, kind: str, params: dict, job_id: str | None = N
     with catalog.session() as s:
         s.add(Job(id=job_id, kind=kind, status="queued", params=params, created_at=utcnow(), updated_at=utcnow()))
     return job_id
+
+
+def this_process() -> dict:
+    """Who runs an in-process job: recorded on its row so a later run can tell it died."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def close_orphans(catalog: Catalog) -> list[str]:
+    """Mark in-process jobs whose process died (killed, crashed, power cut) as interrupted; returns
+    their ids. Only this host's jobs are judged; queued (Celery) jobs carry no runner and are left alone."""
+    me = socket.gethostname()
+    closed = []
+    with catalog.session() as s:
+        for job in s.scalars(select(Job).where(Job.status.in_(("queued", "running")))):
+            runner = (job.params or {}).get("runner") or {}
+            pid = runner.get("pid")
+            if runner.get("host") == me and isinstance(pid, int) and pid != os.getpid() and not _alive(pid):
+                job.status, job.finished_at, job.updated_at = "interrupted", utcnow(), utcnow()
+                job.message = (f"the process running it (pid {pid}) stopped before the end; nothing indexed "
+                               "is lost, and ingesting the same paths again resumes where it stopped")
+                closed.append(job.id)
+    return closed
 
 
 def get_job(catalog: Catalog, job_id: str) -> dict | None:

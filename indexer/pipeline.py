@@ -25,6 +25,7 @@ from indexer.decodepool import DecodePool, DecodeResult
 from indexer.embedder import OnnxEmbedder
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
+from indexer.jobs import close_orphans, this_process
 from indexer.pairs import PairList, pairs_faiss, pairs_milvus
 from indexer.scan import normalise_root, scan, under_root
 from indexer.vectors import VectorStore
@@ -462,11 +463,13 @@ class Index:
 
     # -- jobs -----------------------------------------------------------------------------------
     def _job_start(self, job_id: str, kind: str, params: dict) -> None:
+        close_orphans(self.catalog)
         with self.catalog.session() as s:
             job = s.get(Job, job_id)
             if job is None:
                 job = Job(id=job_id, kind=kind, params=params)
                 s.add(job)
+            job.params = {**(job.params or {}), "runner": this_process()}
             job.status, job.started_at, job.updated_at = "running", utcnow(), utcnow()
 
     def _job_total(self, job_id: str | None, total: int) -> None:

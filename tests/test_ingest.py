@@ -221,6 +221,9 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
     assert summary["indexed"] == 120 - before and summary["unchanged"] == before
     st = json.loads(_cli(data, "status", "--json").stdout)
     assert st["images"] == {"indexed": 120}
+    with sqlite3.connect(db) as c:  # the killed run's job is not left "running" forever
+        jobs = dict(c.execute("select status, count(*) from jobs group by status").fetchall())
+    assert jobs == {"interrupted": 1, "done": 1}, jobs
     from indexer.config import Settings
 
     with Index(Settings(data_dir=data)) as index:

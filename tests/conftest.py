@@ -4,11 +4,14 @@ from __future__ import annotations
 import io
 import os
 import random
+import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -96,6 +99,34 @@ def wait_port(port: int, timeout: float = 30) -> None:
         except OSError:
             time.sleep(0.2)
     raise TimeoutError(f"nothing listens on {port}")
+
+
+def stop_process_group(p: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM a process started with start_new_session=True, then SIGKILL if it lingers."""
+    if p.poll() is None:
+        os.killpg(p.pid, signal.SIGTERM)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+
+
+@contextmanager
+def milvus_server(data_dir: Path, log: Path | None = None) -> Iterator[str]:
+    """A real `milvus-lite server` process on a free loopback port (the Milvus server protocol); yields its URI."""
+    port = free_port()
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    p = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(data_dir),
+                          "--host", "127.0.0.1", "--port", str(port)],
+                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process_group(p)
+        if log:
+            out.close()
 
 
 def jpeg_bytes(im: Image.Image, quality: int = 90) -> bytes:

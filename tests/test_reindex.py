@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -14,27 +12,16 @@ import pytest
 from indexer.config import DEFAULT_MODEL
 from indexer.pipeline import Index
 from indexer.reindex import reindex
-from tests.conftest import BIN, free_port, mild_copies, photo_files, wait_port
+from tests.conftest import mild_copies, photo_files
+from tests.conftest import milvus_server as start_milvus_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def milvus_server(tmp_path: Path):
-    port = free_port()
-    p = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(tmp_path / "milvus"),
-                          "--host", "127.0.0.1", "--port", str(port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
+    with start_milvus_server(tmp_path / "milvus") as uri:
+        yield uri
 
 
 def library(root: Path) -> Path:

@@ -21,7 +21,8 @@ from indexer.catalog import Image, ImageStatus
 from indexer.config import Settings
 from indexer.jobs import job_view, to_ranges
 from indexer.pipeline import Index
-from tests.conftest import BIN, PG_ADMIN_URL, free_port, mild_copies, photo_files, wait_port
+from tests.conftest import (BIN, PG_ADMIN_URL, free_port, mild_copies, milvus_server, photo_files,
+                            stop_process_group, wait_port)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REDIS_URL = os.environ.get("DUPESIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -104,52 +105,35 @@ def cluster(tmp_path_factory):
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as admin:
         admin.execute(f'CREATE DATABASE "{db}"')
     db_url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{db}"
-    port = free_port()
-    milvus = subprocess.Popen([str(BIN / "milvus-lite"), "server", "--data-dir", str(root / "milvus"),
-                               "--host", "127.0.0.1", "--port", str(port)],
-                              stdout=open(root / "milvus.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     prefix = f"dupesift-test-{uuid.uuid4().hex[:8]}:"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DUPESIFT_")}
-    env.update(DUPESIFT_DATA_DIR=str(root / "data"), DUPESIFT_DATABASE_URL=db_url,
-               DUPESIFT_MILVUS_URI=f"http://127.0.0.1:{port}", DUPESIFT_BROKER_URL=REDIS_URL,
-               DUPESIFT_QUEUE_PREFIX=prefix, DUPESIFT_BATCH_SIZE="8", DUPESIFT_ONNX_THREADS="1",
-               DUPESIFT_VISIBILITY_TIMEOUT="60", PYTHONUNBUFFERED="1")
-    c = Cluster(root, env, Settings(data_dir=root / "data", database_url=db_url,
-                                    milvus_uri=f"http://127.0.0.1:{port}", decode_workers=1))
-    try:
-        wait_port(port)
-        r = c.cli("db", "upgrade")  # the compose `migrations` service: before any worker starts
-        assert r.returncode == 0, r.stderr
-        c.start_worker("w1")
-        c.start_worker("w2")
-        c.wait_ready()
-        c.index = Index(c.settings)  # a third Milvus client beside the two workers
-        yield c
-    finally:
-        if c.index is not None:
-            c.index.close()
-        for p, _, f in c.workers:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p, _, f in c.workers:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
-            f.close()
-        os.killpg(milvus.pid, signal.SIGTERM)
+    with milvus_server(root / "milvus", root / "milvus.log") as milvus_uri:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DUPESIFT_")}
+        env.update(DUPESIFT_DATA_DIR=str(root / "data"), DUPESIFT_DATABASE_URL=db_url,
+                   DUPESIFT_MILVUS_URI=milvus_uri, DUPESIFT_BROKER_URL=REDIS_URL,
+                   DUPESIFT_QUEUE_PREFIX=prefix, DUPESIFT_BATCH_SIZE="8", DUPESIFT_ONNX_THREADS="1",
+                   DUPESIFT_VISIBILITY_TIMEOUT="60", PYTHONUNBUFFERED="1")
+        c = Cluster(root, env, Settings(data_dir=root / "data", database_url=db_url, milvus_uri=milvus_uri,
+                                        decode_workers=1))
         try:
-            milvus.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(milvus.pid, signal.SIGKILL)
-            milvus.wait()
-        r = redis.Redis.from_url(REDIS_URL)
-        keys = list(r.scan_iter(f"{prefix}*"))
-        if keys:
-            r.delete(*keys)
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            r = c.cli("db", "upgrade")  # the compose `migrations` service: before any worker starts
+            assert r.returncode == 0, r.stderr
+            c.start_worker("w1")
+            c.start_worker("w2")
+            c.wait_ready()
+            c.index = Index(c.settings)  # a third Milvus client beside the two workers
+            yield c
+        finally:
+            if c.index is not None:
+                c.index.close()
+            for p, _, f in c.workers:
+                stop_process_group(p, timeout=20)
+                f.close()
+            r = redis.Redis.from_url(REDIS_URL)
+            keys = list(r.scan_iter(f"{prefix}*"))
+            if keys:
+                r.delete(*keys)
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def make_folder(root: Path, offset: int, n_dup: int = 2, n_single: int = 4) -> Path:
@@ -366,7 +350,6 @@ def test_api_ingest_runs_on_the_workers(cluster: Cluster, tmp_path: Path) -> Non
         assert job_id in cluster.log(0) + cluster.log(1)  # the workers did it, not the server
         assert [len(g) for g in groups_under(cluster.index, folder)] == [5]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(30)
+        stop_process_group(server, timeout=30)
         log.close()
     check_consistent(cluster)

@@ -46,6 +46,7 @@ __all__ = ["TrainConfig", "load_config", "train", "main", "split_photos"]
 @dataclass
 class TrainConfig:
     name: str = "arcface-kd-lite0"
+    version: str = "1"               # bump with every shipped retrain: a new model id makes indexes re-embed
     seed: int = 0
     photos_dir: str = str(PHOTOS)
     train_photos: int = 600          # of the 800 train-split photos; the rest are held out for calibration
@@ -121,7 +122,7 @@ def suffix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
 
 def spec_for(cfg: TrainConfig) -> ModelSpec:
     return dataclasses.replace(
-        EFFNET_LITE0_IMAGENET, name=cfg.name, version="1", dim=cfg.dim,
+        EFFNET_LITE0_IMAGENET, name=cfg.name, version=cfg.version, dim=cfg.dim,
         notes={"recipe": "arcface+kd" if cfg.kd else "arcface", "pooling": cfg.pooling,
                "margin": cfg.margin, "scale": cfg.scale, "steps": cfg.steps},
     )

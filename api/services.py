@@ -18,18 +18,15 @@ from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root
 from indexer.grouping import KEEPER_RULE
 from indexer.jobs import create_job
 from indexer.pipeline import Index, member_dict
+from indexer.scan import under_root
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
 
 
 def member_out(m: Image, keeper: int | None, quarantine: Path) -> dict:
     return member_dict(m) | {
-        "is_keeper": m.id == keeper, "quarantined": _under(m.path, str(quarantine)),
+        "is_keeper": m.id == keeper, "quarantined": resolution.in_quarantine(m.path, quarantine),
         "thumbnail_url": f"/images/{m.id}/thumbnail", "file_url": f"/images/{m.id}/file"}
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
@@ -121,7 +118,7 @@ def check_paths(paths: list[str], roots: list[str]) -> list[str]:
         if ".." in Path(p).parts:
             raise ApiError(403, f"'..' is not allowed in paths: {p}")
         real = os.path.realpath(p)
-        if not any(_under(real, r) for r in roots):
+        if not any(under_root(real, r) for r in roots):
             raise ApiError(403, f"{p} is outside the library roots ({', '.join(roots)})")
         if not os.path.exists(real):
             raise ApiError(404, f"no such file or folder: {p}")

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
+from indexer.scan import under_root
 
 ACTIONS = ("keep_all", "move_others", "trash_others")
 
@@ -111,6 +112,11 @@ def _state(records: list[dict]) -> str:
     return "incomplete" if records else "empty"
 
 
+def in_quarantine(path: str, quarantine_dir: Path) -> bool:
+    """True for a file a decision moved into the quarantine (or its trash)."""
+    return under_root(os.path.realpath(path), os.path.realpath(quarantine_dir))
+
+
 # -- actions ------------------------------------------------------------------------------------
 def resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
             vectors_fn, commit) -> Outcome:  # noqa: ANN001
@@ -131,9 +137,8 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
         return _keep_all(session, group, members, keep, vectors_fn, commit)
     if not keep:
         raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id", 400)
-    qdir = os.path.realpath(quarantine_dir) + os.sep
     # members moved by an earlier decision stay in the group (in quarantine): never move them twice
-    others = [m for m in members if m.id not in set(keep) and not os.path.realpath(m.path).startswith(qdir)]
+    others = [m for m in members if m.id not in set(keep) and not in_quarantine(m.path, quarantine_dir)]
     if not others:
         raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)", 400)
     op = uuid.uuid4().hex

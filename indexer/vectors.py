@@ -61,8 +61,7 @@ class VectorStore:
             _lite_users[key] = _lite_users.get(key, 0) + 1
         self.collection = collection_name(alias, model_id)
         self._ensure_collection(self.collection)
-        self._key = (os.path.abspath(uri), self.collection)
-        self.mem = _mem.setdefault(self._key, MemIndex(dim)) if self.is_lite else None
+        self.mem = _mem.setdefault((os.path.abspath(uri), self.collection), MemIndex(dim)) if self.is_lite else None
 
     # -- collections and the alias -------------------------------------------------------------
     def _ensure_collection(self, name: str) -> None:
@@ -129,7 +128,7 @@ class VectorStore:
     def get(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
         """Vectors for the given ids (missing ids are absent from the result)."""
         ids = [int(i) for i in ids]
-        if self.mem is not None and len(ids) <= 1000 and (cached := self.mem.get(ids)) is not None:
+        if self.mem is not None and (cached := self.mem.get(ids)) is not None:
             return cached
         out: dict[int, np.ndarray] = {}
         for start in range(0, len(ids), 1000):

@@ -29,16 +29,21 @@ def _fail(console: Console, message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _require_broker(console: Console) -> None:
+    """Importing the tasks fails with a clear message when no broker is configured."""
+    try:
+        import workers.tasks  # noqa: F401
+    except DupesiftError as exc:
+        _fail(console, str(exc))
+
+
 def enqueue_ingest(settings: Settings, paths: list[str], *, wait: bool, console: Console, json_out: bool) -> str:
     """Create an ingest job, queue its scan; with ``wait`` follow it to the end like an in-process ingest."""
     roots = [normalise_root(p) for p in paths]
     missing = [r for r in roots if not os.path.exists(r)]
     if missing:
         _fail(console, f"no such file or folder: {', '.join(missing)}")
-    try:
-        import workers.tasks  # noqa: F401 - fails with a clear message when no broker is configured
-    except DupesiftError as exc:
-        _fail(console, str(exc))
+    _require_broker(console)
     catalog = _catalog(settings)
     try:
         job_id = create_job(catalog, "ingest", {"paths": roots})
@@ -58,10 +63,7 @@ def queue_job(job_id: str) -> None:
 def enqueue_reindex(settings: Settings, *, wait: bool, console: Console, json_out: bool) -> str:
     from indexer.reindex import reindex_params
 
-    try:
-        import workers.tasks  # noqa: F401 - fails with a clear message when no broker is configured
-    except DupesiftError as exc:
-        _fail(console, str(exc))
+    _require_broker(console)
     catalog = _catalog(settings)
     try:
         job_id = create_job(catalog, "reindex", reindex_params(catalog))

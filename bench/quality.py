@@ -13,6 +13,10 @@ comparison only). files/s counts decode + embed on this CPU, single process.
 Semantic check (what distillation should preserve), per model:
 - hard-crop: each of the 200 eval-split photos queried by a 6-16 % area crop (+ resize) against the 200
   originals; top-1 accuracy. The crop shows part of the object, so matching it needs content features.
+- superclass NN: ImageNet-class knowledge. The photos are one per ImageNet class, so "same class" is taken
+  at the level of the Restricted-ImageNet superclasses (dog 151-268, cat 281-285, frog 30-32, turtle 33-37,
+  bird 80-100, primate 365-382, fish 389-397, crab 118-121, insect 300-319; class index = sorted file name):
+  share of the eval-split photos in those superclasses whose nearest other eval-split photo is in the same one.
 - simbench: ../shared/data/realdup/simbench (3 UKBench objects shot 2-4 times, 3 Holidays photos of one
   scene; different shots, not copies) among the 200 eval photos as distractors: share of the 13 images
   whose nearest other image is from the same group, and mean average precision.
@@ -43,9 +47,11 @@ from score import score  # noqa: E402  (../shared/eval/score.py)
 MAX_PIXELS = 100_000_000
 DEFAULT_MODELS = {
     "backbone (ImageNet, untouched)": ROOT / "models" / "dupesift-effnetlite0-imagenet.onnx",
-    "ArcFace, no distillation": ROOT / "runs" / "arcface-lite0-pca" / "arcface-lite0.onnx",
+    "ArcFace, no distillation": ROOT / "runs" / "arcface-lite0" / "arcface-lite0.onnx",
     "ArcFace + distillation (ours)": ROOT / "models" / "dupesift-arcface-kd-lite0.onnx",
 }
+SUPERCLASSES = {"dog": (151, 268), "cat": (281, 285), "frog": (30, 32), "turtle": (33, 37), "bird": (80, 100),
+                "primate": (365, 382), "fish": (389, 397), "crab": (118, 121), "insect": (300, 319)}
 SWEEP = np.round(np.arange(0.30, 0.991, 0.01), 3)
 
 
@@ -94,7 +100,8 @@ def embed_files(emb: OnnxEmbedder, paths: list[Path], batch: int = 32) -> tuple[
 def semantic(emb: OnnxEmbedder) -> dict:
     from indexer.augment import open_photo
 
-    files = sorted((SHARED / "data" / "photos").glob("*.JPEG"))[::5]
+    all_files = sorted((SHARED / "data" / "photos").glob("*.JPEG"))
+    files = all_files[::5]
     s = emb.spec.input_size
     r = random.Random(0)
     originals, crops = [], []
@@ -109,6 +116,13 @@ def semantic(emb: OnnxEmbedder) -> dict:
     g = np.concatenate([emb.embed(np.stack(originals[i:i + 50])) for i in range(0, len(originals), 50)])
     q = np.concatenate([emb.embed(np.stack(crops[i:i + 50])) for i in range(0, len(crops), 50)])
     hard_crop = float(((q @ g.T).argmax(1) == np.arange(len(files))).mean())
+    superclass = np.array([next((n for n, (lo, hi) in SUPERCLASSES.items() if lo <= i <= hi), "")
+                           for i in range(0, len(all_files), 5)])
+    gg = g @ g.T
+    np.fill_diagonal(gg, -np.inf)
+    nn = gg.argmax(1)
+    inside = superclass != ""
+    super_nn = float((superclass[nn][inside] == superclass[inside]).mean())
     sb = SHARED / "data" / "realdup" / "simbench"
     uk = sorted((sb / "ukbench").glob("*.jpg"))
     hol = sorted((sb / "holidays").glob("*.jpg"))
@@ -124,7 +138,7 @@ def semantic(emb: OnnxEmbedder) -> dict:
         top1.append(bool(rel[0]))
         hits = np.cumsum(rel)
         aps.append(float((hits[rel] / (np.nonzero(rel)[0] + 1)).mean()))
-    return {"hard_crop_top1": round(hard_crop, 3), "simbench_top1": round(float(np.mean(top1)), 3),
+    return {"hard_crop_top1": round(hard_crop, 3), "superclass_nn": round(super_nn, 3), "simbench_top1": round(float(np.mean(top1)), 3),
             "simbench_mAP": round(float(np.mean(aps)), 3)}
 
 
@@ -165,14 +179,15 @@ def peer_row(method: str, truth: dict, rel: list[str]) -> dict:
 
 def table(rows: list[dict]) -> str:
     fams = sorted({k for r in rows for k in r.get("recall_by_edit", {})})
-    head = ["method", "thr", "P", "R", "F1", "best F1 @thr", "files/s", "hard-crop", "simbench top1/mAP"]
+    head = ["method", "thr", "P", "R", "F1", "best F1 @thr", "files/s", "hard-crop", "superclass NN",
+            "simbench top1/mAP"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         sem = "hard_crop_top1" in r
         lines.append("| " + " | ".join([
             r["method"], f"{r['threshold']:g}", f"{r['pair_precision']:.4f}", f"{r['pair_recall']:.4f}",
             f"{r['pair_f1']:.4f}", f"{r['best_f1']:.4f} @{r['best_threshold']:g}", f"{r['files_per_s']:.1f}",
-            f"{r['hard_crop_top1']:.3f}" if sem else "-",
+            f"{r['hard_crop_top1']:.3f}" if sem else "-", f"{r['superclass_nn']:.3f}" if sem else "-",
             f"{r['simbench_top1']:.3f} / {r['simbench_mAP']:.3f}" if sem else "-"]) + " |")
     lines += ["", "Recall per edit family at the default threshold:", "",
               "| method | " + " | ".join(fams) + " |", "|" + "---|" * (len(fams) + 1)]

@@ -66,8 +66,13 @@ def test_dynamic_batch() -> None:
 
 @pytest.mark.skipif(not OURS.exists(), reason="trained model not exported")
 def test_shipped_model_spec_and_unit_norm() -> None:
+    import tomllib
+
     spec = read_spec(OURS)
-    assert spec.dim == 256 and spec.input_size == 224
+    recipe = tomllib.loads((OURS.parents[1] / "configs" / "arcface-kd.toml").read_text())["train"]
+    # the shipped file is the one its recipe exports: same size, dimension and version
+    assert Path(recipe["export"]).name == OURS.name
+    assert (spec.dim, spec.input_size, spec.version) == (recipe["dim"], recipe["input_size"], recipe["version"])
     assert (spec.mean, spec.std) == (EFFNET_LITE0_IMAGENET.mean, EFFNET_LITE0_IMAGENET.std)
     out, _ = _onnx(OURS, normalize(_photos(spec), spec))
     assert out.shape == (3, 256)

@@ -15,7 +15,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 from indexer.modelspec import read_spec  # noqa: E402
 from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
 from indexer.training.export import load_checkpoint_embedder  # noqa: E402
-from indexer.training.train import TrainConfig, load_config, split_photos, train  # noqa: E402
+from indexer.training.train import TrainConfig, extra_edits, load_config, split_photos, train  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -35,6 +35,27 @@ def test_config_files_load(tmp_path: Path) -> None:
         load_config(bad)
 
 
+def test_on_the_fly_turns_equal_turned_photos() -> None:
+    """The bank's on-the-fly turns and flips are what a turned or mirrored copy looks like to the model."""
+    import random
+
+    from PIL import Image
+
+    im = Image.open(sorted(PHOTOS.glob("*.JPEG"))[1]).convert("RGB")
+    size = 64
+    base = to_model_pixels(im, size)
+    for op, want in [(Image.Transpose.ROTATE_90, np.rot90(base, 1)), (Image.Transpose.ROTATE_180, np.rot90(base, 2)),
+                     (Image.Transpose.ROTATE_270, np.rot90(base, 3)), (Image.Transpose.FLIP_LEFT_RIGHT, base[:, ::-1])]:
+        got = to_model_pixels(im.transpose(op), size).astype(int)
+        assert np.abs(got - want.astype(int)).mean() < 1.0, op
+    cfg = TrainConfig(dihedral_p=1.0, gray_p=1.0)
+    out = extra_edits(np.stack([base] * 8), random.Random(0), cfg)
+    assert out.shape == (8, size, size, 3) and out.dtype == np.uint8
+    assert (out[..., 0] == out[..., 2]).all()  # grey
+    assert len({o.tobytes() for o in out}) > 1  # several different turns
+    assert (extra_edits(base[None], random.Random(0), TrainConfig())[0] == base).all()  # off by default
+
+
 def test_split_never_uses_eval_photos() -> None:
     cfg = TrainConfig(photos_dir=str(PHOTOS))
     train_p, calib = split_photos(cfg)
@@ -52,7 +73,8 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
         name="smoke", photos_dir=str(PHOTOS), train_photos=4, calib_photos=0, views_per_photo=2,
         photos_per_batch=4, views_per_sample=2, steps=5, warmup_steps=1, frozen_blocks=14, lr=3e-3,
         checkpoint_every=0, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
-        export=str(tmp_path / "smoke.onnx"), calibrate=False, threads=2,
+        export=str(tmp_path / "smoke.onnx"), calibrate=False, threads=2, kd_target="original", dihedral_p=0.5,
+        gray_p=0.2,
     )
     summary = train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -9,10 +9,12 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
   the frozen teacher's ImageNet probabilities, KL at temperature ``kd_temperature``. Its weight is set each
   step so the two losses' gradients at the pooled features have norms in the ratio kd_balance : 1-kd_balance.
 
-CPU budget: the first ``frozen_blocks`` MBConv blocks (and all BatchNorm statistics) stay frozen, so each
-view's frozen activations and the teacher's logits are computed once and cached (runs/cache/); only the
-top blocks, pooling and heads train. Views are made with ``indexer.augment`` and fed through the serving
-path (``to_model_pixels`` + ``normalize`` with the exported ModelSpec), so training sees what serving sees.
+Views: every training photo gets ``views_per_photo`` views (the original + edited copies from
+``indexer.augment``, made once in parallel and kept as model-size uint8 pixels in runs/cache/), fed through
+the serving path (``to_model_pixels`` + ``normalize`` with the exported ModelSpec), so training sees what
+serving sees. The teacher's logits for every view are computed once with ONNX Runtime. Each step draws
+views from that bank and runs the student on them: the first ``frozen_blocks`` MBConv blocks (and all
+BatchNorm statistics) stay frozen, the rest of the backbone, pooling, projection and heads train.
 """
 from __future__ import annotations
 
@@ -51,7 +53,10 @@ class TrainConfig:
     photos_dir: str = str(PHOTOS)
     train_photos: int = 600          # of the 800 train-split photos; the rest are held out for calibration
     calib_photos: int = 200
-    views_per_photo: int = 4         # cached views per photo: the original + edited copies
+    input_size: int = 224            # model input side (pixels); stored in the exported spec, serving reads it there
+    views_per_photo: int = 4         # views per photo in the bank: the original + edited copies
+    dihedral_p: float = 0.0          # share of batch views given a random 90° turn and/or flip on the fly
+    gray_p: float = 0.0              # share of batch views turned grey on the fly
     photos_per_batch: int = 16
     views_per_sample: int = 3        # views of each photo in one batch
     steps: int = 150
@@ -67,7 +72,8 @@ class TrainConfig:
     kd: bool = True
     kd_temperature: float = 2.0
     kd_balance: float = 0.5          # share of the gradient norm given to distillation
-    frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 are frozen (and cached)
+    kd_target: str = "view"          # teacher logits of the same "view", or of the photo's unedited "original"
+    frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
     log_every: int = 10
@@ -122,52 +128,81 @@ def suffix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
 
 def spec_for(cfg: TrainConfig) -> ModelSpec:
     return dataclasses.replace(
-        EFFNET_LITE0_IMAGENET, name=cfg.name, version=cfg.version, dim=cfg.dim,
+        EFFNET_LITE0_IMAGENET, name=cfg.name, version=cfg.version, dim=cfg.dim, input_size=cfg.input_size,
         notes={"recipe": "arcface+kd" if cfg.kd else "arcface", "pooling": cfg.pooling,
                "margin": cfg.margin, "scale": cfg.scale, "steps": cfg.steps},
     )
 
 
-def build_cache(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: nn.Module, log) -> dict:
-    """Edited views of every photo -> frozen-prefix activations (fp16) + teacher logits, cached on disk."""
-    key = hashlib.sha1(json.dumps([[p.name for p in photos], cfg.views_per_photo, cfg.seed, cfg.frozen_blocks,
-                                   spec.input_size, spec.mean, spec.std]).encode()).hexdigest()[:12]
-    path = Path(cfg.cache_dir) / f"views-{key}.pt"
+def _photo_views(args: tuple[str, int, int, int]) -> np.ndarray:
+    """The original + (n-1) edited views of one photo as uint8 (n, size, size, 3); seeded per photo."""
+    path, n, size, seed = args
+    r = random.Random(seed)
+    im = open_photo(Path(path))
+    views = [im] + [random_edit(im, r)[0] for _ in range(n - 1)]
+    return np.stack([to_model_pixels(v, size) for v in views])
+
+
+def _teacher_logits(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, work: Path, threads: int) -> np.ndarray:
+    """ImageNet logits of the frozen teacher for every view (ONNX Runtime: several times faster than eager torch on CPU)."""
+    import onnxruntime as ort
+
+    path = work / f"teacher-{spec.input_size}.onnx"
+    dummy = torch.zeros(2, 3, spec.input_size, spec.input_size)
+    torch.onnx.export(teacher.eval(), (dummy,), str(path), input_names=["pixels"], output_names=["logits"],
+                      dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    out = [sess.run(["logits"], {"pixels": normalize(pixels[i:i + 64], spec)})[0] for i in range(0, len(pixels), 64)]
+    path.unlink()
+    return np.concatenate(out).astype(np.float16)
+
+
+def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: nn.Module, log) -> dict:
+    """Views of every photo as model-size uint8 pixels + the teacher's logits for each, cached on disk."""
+    key = hashlib.sha1(json.dumps([[p.name for p in photos], cfg.views_per_photo, cfg.seed, spec.input_size,
+                                   spec.mean, spec.std, "bank-1"]).encode()).hexdigest()[:12]
+    path = Path(cfg.cache_dir) / f"bank-{key}.npz"
     if path.exists():
-        log({"event": "cache", "path": str(path), "reused": True})
-        return torch.load(path, weights_only=False)
-    r = random.Random(cfg.seed + 1)
-    feats, logits, owner, chains = [], [], [], []
+        log({"event": "bank", "path": str(path), "reused": True})
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
     t0 = time.perf_counter()
-    batch_px: list[np.ndarray] = []
+    jobs = [(str(p), cfg.views_per_photo, spec.input_size, cfg.seed * 1_000_003 + k) for k, p in enumerate(photos)]
+    if cfg.threads > 1 and len(jobs) > 8:
+        from multiprocessing import get_context
 
-    def flush() -> None:
-        if not batch_px:
-            return
-        x = torch.from_numpy(normalize(np.stack(batch_px), spec))
-        with torch.no_grad():
-            h = prefix(teacher, x, cfg.frozen_blocks)
-            z = suffix(teacher, h, cfg.frozen_blocks).mean(dim=(2, 3))
-            logits.append(teacher._fc(z).half())
-        feats.append(h.half())
-        batch_px.clear()
-
-    for k, p in enumerate(photos):
-        im = open_photo(p)
-        for v in range(cfg.views_per_photo):
-            view, chain = (im, []) if v == 0 else random_edit(im, r)
-            batch_px.append(to_model_pixels(view, spec.input_size))
-            owner.append(k)
-            chains.append("+".join(chain))
-        if len(batch_px) >= 64:
-            flush()
-    flush()
-    cache = {"feats": torch.cat(feats), "teacher_logits": torch.cat(logits), "owner": torch.tensor(owner),
-             "chains": chains, "photos": [p.name for p in photos]}
+        with get_context("spawn").Pool(cfg.threads) as pool:
+            per_photo = pool.map(_photo_views, jobs, chunksize=8)
+    else:
+        per_photo = [_photo_views(j) for j in jobs]
+    pixels = np.concatenate(per_photo)
+    owner = np.repeat(np.arange(len(photos)), cfg.views_per_photo)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(cache, path)
-    log({"event": "cache", "path": str(path), "views": len(owner), "seconds": round(time.perf_counter() - t0, 1)})
-    return cache
+    logits = _teacher_logits(teacher, pixels, spec, path.parent, cfg.threads)
+    bank = {"pixels": pixels, "owner": owner, "teacher_logits": logits}
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, **bank)
+    tmp.replace(path)
+    log({"event": "bank", "path": str(path), "views": len(owner), "seconds": round(time.perf_counter() - t0, 1)})
+    return bank
+
+
+def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndarray:
+    """On-the-fly edits of bank views (uint8 N×S×S×3) that are exact on the square model input: a turn or
+    flip of the squash-resized photo equals the squash-resize of the turned photo. The teacher's logits
+    stay those of the unturned view, so distillation also asks for the same semantics after the edit."""
+    out = px.copy()
+    for i in range(len(out)):
+        if rng.random() < cfg.dihedral_p:
+            v = np.rot90(out[i], rng.randint(0, 3))
+            out[i] = v[:, ::-1] if rng.random() < 0.5 else v
+        if rng.random() < cfg.gray_p:
+            luma = out[i].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            out[i] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
+    return out
 
 
 class ArcFace(nn.Module):
@@ -217,11 +252,16 @@ def train(cfg: TrainConfig) -> dict:
     teacher = load_lite0().eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    cache = build_cache(cfg, photos, spec, teacher, log)
-    feats, t_logits, owner = cache["feats"], cache["teacher_logits"].float(), cache["owner"]
+    bank = build_bank(cfg, photos, spec, teacher, log)
+    pixels = bank["pixels"]
+    t_logits = torch.from_numpy(bank["teacher_logits"]).float()
+    owner = torch.from_numpy(bank["owner"]).long()
     n_photos = len(photos)
+    if cfg.kd_target not in ("view", "original"):
+        raise ValueError(f"kd_target must be 'view' or 'original', not {cfg.kd_target!r}")
     by_photo = [torch.nonzero(owner == k).flatten().tolist() for k in range(n_photos)]
 
+    originals = torch.tensor([views[0] for views in by_photo])  # view 0 of each photo is the unedited one
     student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
     net = student.backbone
     for i, p in enumerate(net.parameters()):
@@ -238,23 +278,29 @@ def train(cfg: TrainConfig) -> dict:
     student.to(device), kd_head.to(device), arc.to(device)
     student.eval()  # BatchNorm statistics stay frozen (small batches, and export parity)
 
-    def embed_cached(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = feats[idx].to(device).float()
+    def embed_views(idx: torch.Tensor, rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        px = pixels[idx.numpy()]
+        if rng is not None and (cfg.dihedral_p or cfg.gray_p):
+            px = extra_edits(px, rng, cfg)
+        x = torch.from_numpy(normalize(px, spec)).to(device)
+        with torch.no_grad():
+            h = prefix(net, x, cfg.frozen_blocks)
         pooled = student.pool(suffix(net, h, cfg.frozen_blocks))
         return pooled, student.project(pooled)
 
+    # start-up statistics from two views of each photo (the original and one edit)
+    init_idx = torch.tensor([v for k in range(n_photos) for v in by_photo[k][:2]])
     with torch.no_grad():
-        pooled_all = torch.cat([embed_cached(torch.arange(i, min(i + 128, len(owner))))[0]
-                                for i in range(0, len(owner), 128)])
+        pooled_all = torch.cat([embed_views(init_idx[i:i + 64])[0] for i in range(0, len(init_idx), 64)])
         if cfg.proj_init == "pca" and isinstance(student.proj, nn.Linear):
             # the top principal directions of the (uncentred) pooled features: the best rank-D
             # approximation of the backbone's own vectors, so training starts near its cosines
             _, _, vt = torch.linalg.svd(pooled_all.cpu(), full_matrices=False)
             k = min(cfg.dim, vt.shape[0])  # tiny runs have fewer views than dimensions: keep the rest orthogonal
             student.proj.weight[:k].copy_(vt[:k].to(device))
-        # class weights start at the mean embedding of each photo's cached views
+        # class weights start at the mean embedding of those two views
         embs = student.project(pooled_all)
-        centres = torch.zeros(n_photos, cfg.dim, device=device).index_add_(0, owner.to(device), embs)
+        centres = torch.zeros(n_photos, cfg.dim, device=device).index_add_(0, owner[init_idx].to(device), embs)
         arc.weight.copy_(F.normalize(centres, dim=1))
 
     params = [
@@ -281,12 +327,13 @@ def train(cfg: TrainConfig) -> dict:
         idx_t = torch.tensor(idx)
         labels = owner[idx_t].to(device)
         with torch.autocast(device, enabled=use_amp):
-            pooled, emb = embed_cached(idx_t)
+            pooled, emb = embed_views(idx_t, rng)
             loss_arc, acc = arc(emb.float(), labels)
             row = {"step": step, "loss_arc": round(loss_arc.item(), 4), "acc": round(acc.item(), 3)}
             loss = loss_arc
             if cfg.kd:
-                loss_kd = kd_loss(kd_head(pooled).float(), t_logits[idx_t].to(device), cfg.kd_temperature)
+                target_idx = idx_t if cfg.kd_target == "view" else originals[owner[idx_t]]
+                loss_kd = kd_loss(kd_head(pooled).float(), t_logits[target_idx].to(device), cfg.kd_temperature)
                 g_arc = torch.autograd.grad(loss_arc, pooled, retain_graph=True)[0].norm()
                 g_kd = torch.autograd.grad(loss_kd, pooled, retain_graph=True)[0].norm()
                 w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_arc / g_kd.clamp(min=1e-12)).item()
@@ -359,9 +406,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--train-photos", type=int)
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--threads", type=int, help="CPU threads (default: the config's)")
     a = ap.parse_args(argv)
     cfg = load_config(a.config, steps=a.steps, out_dir=a.out_dir, export=a.export, train_photos=a.train_photos,
-                      seed=a.seed)
+                      seed=a.seed, threads=a.threads)
     if a.no_export:
         cfg.export = ""
     summary = train(cfg)

@@ -100,3 +100,16 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
         torch_out = model.eval()(torch.from_numpy(x)).numpy()
     assert np.abs(onnx_out - torch_out).max() < 1e-4
     np.testing.assert_allclose(np.linalg.norm(onnx_out, axis=1), 1.0, atol=1e-5)
+
+
+def test_dupesift_train_is_on_the_cli() -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("dupesift")
+    out = subprocess.run([str(exe), "train", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "--config" in out.stdout and "--steps" in out.stdout
+    bad = subprocess.run([str(exe), "train", "--config", "/nonexistent.toml"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode != 0 and "no such config file" in bad.stderr

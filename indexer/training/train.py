@@ -6,7 +6,8 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
 - ArcFace over the training photos (each photo its own class; several edited views of each photo per batch),
   additive angular margin ``margin``, scale ``scale``; class weights start at the mean of each photo's views.
 - Distillation: Linear(1280, 1000) on the pooled features (initialised from the ImageNet classifier) predicts
-  the frozen teacher's ImageNet probabilities, KL at temperature ``kd_temperature``. Its weight is set each
+  the frozen teacher's ImageNet probabilities (for the same view, or with ``kd_target = "original"`` for the
+  photo's unedited view), KL at temperature ``kd_temperature``. Its weight is set each
   step so the two losses' gradients at the pooled features have norms in the ratio kd_balance : 1-kd_balance.
 
 Views: every training photo gets ``views_per_photo`` views (the original + edited copies from
@@ -408,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int)
     ap.add_argument("--threads", type=int, help="CPU threads (default: the config's)")
     a = ap.parse_args(argv)
+    if not a.config.is_file():
+        ap.error(f"no such config file: {a.config}")
     cfg = load_config(a.config, steps=a.steps, out_dir=a.out_dir, export=a.export, train_photos=a.train_photos,
                       seed=a.seed, threads=a.threads)
     if a.no_export:

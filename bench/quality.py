@@ -138,8 +138,8 @@ def semantic(emb: OnnxEmbedder) -> dict:
         top1.append(bool(rel[0]))
         hits = np.cumsum(rel)
         aps.append(float((hits[rel] / (np.nonzero(rel)[0] + 1)).mean()))
-    return {"hard_crop_top1": round(hard_crop, 3), "superclass_nn": round(super_nn, 3), "simbench_top1": round(float(np.mean(top1)), 3),
-            "simbench_mAP": round(float(np.mean(aps)), 3)}
+    return {"hard_crop_top1": round(hard_crop, 3), "superclass_nn": round(super_nn, 3),
+            "simbench_top1": round(float(np.mean(top1)), 3), "simbench_mAP": round(float(np.mean(aps)), 3)}
 
 
 def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool) -> dict:

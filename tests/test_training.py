@@ -33,6 +33,8 @@ def test_config_files_load(tmp_path: Path) -> None:
         bad = tmp_path / "bad.toml"
         bad.write_text("[train]\nno_such_setting = 1\n")
         load_config(bad)
+    with pytest.raises(ValueError, match="kd_target"):  # refused before minutes of view-bank work
+        TrainConfig(kd_target="teacher")
 
 
 def test_on_the_fly_turns_equal_turned_photos() -> None:

@@ -38,7 +38,8 @@ from torch import nn
 from indexer.augment import open_photo, random_edit
 from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
 from indexer.preprocess import normalize, to_model_pixels
-from indexer.training.backbone import FEATURE_DIM, Embedder, build_embedder, load_lite0
+from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, build_embedder, load_lite0
+from indexer.training.export import export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -83,6 +84,10 @@ class TrainConfig:
     calibrate: bool = True
     target_precision: float = 0.995
     cache_dir: str = str(ROOT / "runs" / "cache")
+
+    def __post_init__(self) -> None:
+        if self.kd_target not in ("view", "original"):
+            raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
 
     @property
     def run_dir(self) -> Path:
@@ -148,15 +153,13 @@ def _teacher_logits(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, wor
     """ImageNet logits of the frozen teacher for every view (ONNX Runtime: several times faster than eager torch on CPU)."""
     import onnxruntime as ort
 
-    path = work / f"teacher-{spec.input_size}.onnx"
-    dummy = torch.zeros(2, 3, spec.input_size, spec.input_size)
-    torch.onnx.export(teacher.eval(), (dummy,), str(path), input_names=["pixels"], output_names=["logits"],
-                      dynamic_axes={"pixels": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
-                      dynamo=False)
+    logits_spec = dataclasses.replace(spec, dim=NUM_CLASSES, output_name="logits")
+    path = export_onnx(teacher, work / f"teacher-{spec.input_size}.onnx", logits_spec)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    out = [sess.run(["logits"], {"pixels": normalize(pixels[i:i + 64], spec)})[0] for i in range(0, len(pixels), 64)]
+    out = [sess.run([logits_spec.output_name], {logits_spec.input_name: normalize(pixels[i:i + 64], spec)})[0]
+           for i in range(0, len(pixels), 64)]
     path.unlink()
     return np.concatenate(out).astype(np.float16)
 
@@ -258,8 +261,6 @@ def train(cfg: TrainConfig) -> dict:
     t_logits = torch.from_numpy(bank["teacher_logits"]).float()
     owner = torch.from_numpy(bank["owner"]).long()
     n_photos = len(photos)
-    if cfg.kd_target not in ("view", "original"):
-        raise ValueError(f"kd_target must be 'view' or 'original', not {cfg.kd_target!r}")
     by_photo = [torch.nonzero(owner == k).flatten().tolist() for k in range(n_photos)]
 
     originals = torch.tensor([views[0] for views in by_photo])  # view 0 of each photo is the unedited one
@@ -379,7 +380,6 @@ def save_checkpoint(path: Path, student: Embedder, cfg: TrainConfig, spec: Model
 def export_and_calibrate(cfg: TrainConfig, student: Embedder, spec: ModelSpec, calib: list[Path], log) -> dict:
     from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
     from indexer.modelspec import write_spec
-    from indexer.training.export import export_onnx
 
     out = Path(cfg.export)
     out = out if out.is_absolute() else ROOT / out

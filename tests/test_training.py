@@ -58,6 +58,23 @@ def test_on_the_fly_turns_equal_turned_photos() -> None:
     assert (extra_edits(base[None], random.Random(0), TrainConfig())[0] == base).all()  # off by default
 
 
+def test_on_the_fly_jitter_is_fresh_and_seeded() -> None:
+    """Jitter edits change views differently each draw, keep shape and dtype, and repeat for the same seed."""
+    import random
+
+    from PIL import Image
+
+    base = to_model_pixels(Image.open(sorted(PHOTOS.glob("*.JPEG"))[1]).convert("RGB"), 64)
+    cfg = TrainConfig(jitter_p=1.0)
+    batch = np.stack([base] * 8)
+    out = extra_edits(batch, random.Random(3), cfg)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    assert all((o != base).any() for o in out)  # every view edited
+    assert len({o.tobytes() for o in out}) == 8  # each differently
+    assert (extra_edits(batch, random.Random(3), cfg) == out).all()  # seeded
+    assert (batch == base).all()  # the bank is not edited in place
+
+
 def test_split_never_uses_eval_photos() -> None:
     cfg = TrainConfig(photos_dir=str(PHOTOS))
     train_p, calib = split_photos(cfg)

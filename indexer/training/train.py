@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, ImageFilter
 from torch import nn
 
 from indexer.augment import open_photo, random_edit
@@ -59,6 +60,7 @@ class TrainConfig:
     views_per_photo: int = 4         # views per photo in the bank: the original + edited copies
     dihedral_p: float = 0.0          # share of batch views given a random 90° turn and/or flip on the fly
     gray_p: float = 0.0              # share of batch views turned grey on the fly
+    jitter_p: float = 0.0            # share of batch views given 1-2 fresh edits on the fly (crop, colour, noise, blur)
     photos_per_batch: int = 16
     views_per_sample: int = 3        # views of each photo in one batch
     steps: int = 150
@@ -195,9 +197,13 @@ def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: n
 
 
 def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndarray:
-    """On-the-fly edits of bank views (uint8 N×S×S×3) that are exact on the square model input: a turn or
-    flip of the squash-resized photo equals the squash-resize of the turned photo. The teacher's logits
-    stay those of the unturned view, so distillation also asks for the same semantics after the edit."""
+    """On-the-fly edits of bank views (uint8 N×S×S×3), fresh every step so a fixed bank is not memorised.
+
+    Turns and flips are exact on the square model input (a turn of the squash-resized photo equals the
+    squash-resize of the turned photo); grey uses the ITU-R 601 luma. Jitter applies 1-2 of: a crop of
+    45-100 % of the area resized back (the model-size version of cropping the photo), brightness/contrast/
+    saturation, Gaussian noise, blur. The teacher's logits stay those of the bank view (or of the original),
+    so distillation also asks for the same semantics after the edit."""
     out = px.copy()
     for i in range(len(out)):
         if rng.random() < cfg.dihedral_p:
@@ -206,7 +212,39 @@ def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndar
         if rng.random() < cfg.gray_p:
             luma = out[i].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
             out[i] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
+        if rng.random() < cfg.jitter_p:
+            for op in rng.sample(_JITTER, rng.randint(1, 2)):
+                out[i] = op(out[i], rng)
     return out
+
+
+def _jitter_crop(v: np.ndarray, rng: random.Random) -> np.ndarray:
+    s = v.shape[0]
+    area, aspect = rng.uniform(0.45, 1.0), math.exp(rng.uniform(-0.3, 0.3))
+    w = min(s, max(8, round(s * math.sqrt(area * aspect))))
+    h = min(s, max(8, round(s * math.sqrt(area / aspect))))
+    x, y = rng.randint(0, s - w), rng.randint(0, s - h)
+    return to_model_pixels(Image.fromarray(v[y:y + h, x:x + w]), s)
+
+
+def _jitter_colour(v: np.ndarray, rng: random.Random) -> np.ndarray:
+    x = v.astype(np.float32) * rng.uniform(0.6, 1.4)  # brightness
+    x = x.mean() + (x - x.mean()) * rng.uniform(0.6, 1.4)  # contrast
+    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    x = grey[..., None] + (x - grey[..., None]) * rng.uniform(0.4, 1.6)  # saturation
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def _jitter_noise(v: np.ndarray, rng: random.Random) -> np.ndarray:
+    noise = np.random.default_rng(rng.getrandbits(32)).normal(0.0, rng.uniform(3, 15), v.shape)
+    return np.clip(v + noise + 0.5, 0, 255).astype(np.uint8)
+
+
+def _jitter_blur(v: np.ndarray, rng: random.Random) -> np.ndarray:
+    return np.asarray(Image.fromarray(v).filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.6))))
+
+
+_JITTER = [_jitter_crop, _jitter_colour, _jitter_noise, _jitter_blur]
 
 
 class ArcFace(nn.Module):
@@ -282,7 +320,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def embed_views(idx: torch.Tensor, rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         px = pixels[idx.numpy()]
-        if rng is not None and (cfg.dihedral_p or cfg.gray_p):
+        if rng is not None and (cfg.dihedral_p or cfg.gray_p or cfg.jitter_p):
             px = extra_edits(px, rng, cfg)
         x = torch.from_numpy(normalize(px, spec)).to(device)
         with torch.no_grad():

@@ -196,6 +196,10 @@ def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: n
     return bank
 
 
+# ITU-R 601 luma weights, as PIL's convert("L")
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+
+
 def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndarray:
     """On-the-fly edits of bank views (uint8 N×S×S×3), fresh every step so a fixed bank is not memorised.
 
@@ -204,18 +208,24 @@ def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndar
     45-100 % of the area resized back (the model-size version of cropping the photo), brightness/contrast/
     saturation, Gaussian noise, blur. The teacher's logits stay those of the bank view (or of the original),
     so distillation also asks for the same semantics after the edit."""
+    if not (cfg.dihedral_p or cfg.gray_p or cfg.jitter_p):
+        return px
     out = px.copy()
     for i in range(len(out)):
         if rng.random() < cfg.dihedral_p:
             v = np.rot90(out[i], rng.randint(0, 3))
             out[i] = v[:, ::-1] if rng.random() < 0.5 else v
         if rng.random() < cfg.gray_p:
-            luma = out[i].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+            luma = out[i].astype(np.float32) @ _LUMA
             out[i] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
         if rng.random() < cfg.jitter_p:
             for op in rng.sample(_JITTER, rng.randint(1, 2)):
                 out[i] = op(out[i], rng)
     return out
+
+
+# Model-size edits with milder ranges than indexer.augment's photo-size families (a 5 px blur at 640 px
+# is a 1.4 px blur at 176): they vary the bank's views, the bank carries the strong edits.
 
 
 def _jitter_crop(v: np.ndarray, rng: random.Random) -> np.ndarray:
@@ -230,7 +240,7 @@ def _jitter_crop(v: np.ndarray, rng: random.Random) -> np.ndarray:
 def _jitter_colour(v: np.ndarray, rng: random.Random) -> np.ndarray:
     x = v.astype(np.float32) * rng.uniform(0.6, 1.4)  # brightness
     x = x.mean() + (x - x.mean()) * rng.uniform(0.6, 1.4)  # contrast
-    grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = x @ _LUMA
     x = grey[..., None] + (x - grey[..., None]) * rng.uniform(0.4, 1.6)  # saturation
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
@@ -320,7 +330,7 @@ def train(cfg: TrainConfig) -> dict:
 
     def embed_views(idx: torch.Tensor, rng: random.Random | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         px = pixels[idx.numpy()]
-        if rng is not None and (cfg.dihedral_p or cfg.gray_p or cfg.jitter_p):
+        if rng is not None:
             px = extra_edits(px, rng, cfg)
         x = torch.from_numpy(normalize(px, spec)).to(device)
         with torch.no_grad():

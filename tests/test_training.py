@@ -15,7 +15,14 @@ pytest.importorskip("efficientnet_lite_pytorch")
 from indexer.modelspec import read_spec  # noqa: E402
 from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
 from indexer.training.export import load_checkpoint_embedder  # noqa: E402
-from indexer.training.train import TrainConfig, extra_edits, load_config, split_photos, train  # noqa: E402
+from indexer.training.train import (  # noqa: E402
+    TrainConfig,
+    extra_edits,
+    koleo_loss,
+    load_config,
+    split_photos,
+    train,
+)
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -75,6 +82,26 @@ def test_on_the_fly_jitter_is_fresh_and_seeded() -> None:
     assert (batch == base).all()  # the bank is not edited in place
 
 
+def test_koleo_counts_only_other_photos_and_spreads_them() -> None:
+    """KoLeo is -mean log distance to the nearest embedding of another photo; descending it spreads photos."""
+    import torch.nn.functional as F
+
+    labels = torch.tensor([0, 0, 1, 2])
+    emb = F.normalize(torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.01, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]]), dim=1)
+    cos = emb @ emb.T
+    # photo 0's two views are each other's nearest, but do not count: their nearest other photo is photo 1
+    want = -torch.log(torch.sqrt(2 - 2 * torch.stack([cos[0, 2], cos[1, 2], cos[2, 1], cos[3, 2].max(cos[3, 0])])))
+    assert torch.allclose(koleo_loss(emb, labels), want.mean(), atol=1e-6)
+    x = emb.clone().requires_grad_(True)
+    opt = torch.optim.SGD([x], lr=0.05)
+    for _ in range(20):
+        opt.zero_grad()
+        koleo_loss(F.normalize(x, dim=1), labels).backward()
+        opt.step()
+    after = F.normalize(x.detach(), dim=1)
+    assert (after[0] @ after[2]) < cos[0, 2] - 0.05  # the look-alike photos moved apart
+
+
 def test_split_never_uses_eval_photos() -> None:
     cfg = TrainConfig(photos_dir=str(PHOTOS))
     train_p, calib = split_photos(cfg)
@@ -93,13 +120,14 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
         photos_per_batch=4, views_per_sample=2, steps=5, warmup_steps=1, frozen_blocks=14, lr=3e-3,
         checkpoint_every=0, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
         export=str(tmp_path / "smoke.onnx"), calibrate=False, threads=2, kd_target="original", dihedral_p=0.5,
-        gray_p=0.2,
+        gray_p=0.2, koleo=1.0,
     )
     summary = train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "step" in r]
     assert len(steps) == 5
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_kd"]) and r["kd_weight"] >= 0 for r in steps)
+    assert all(math.isfinite(r["loss_koleo"]) for r in steps)
     # the distillation head starts from the ImageNet classifier but sees GeM-pooled features: its loss must fall
     assert steps[-1]["loss_kd"] < steps[0]["loss_kd"]
     assert all(r["loss_arc"] < 20 for r in steps)  # no blow-up

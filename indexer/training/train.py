@@ -7,8 +7,10 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
   additive angular margin ``margin``, scale ``scale``; class weights start at the mean of each photo's views.
 - Distillation: Linear(1280, 1000) on the pooled features (initialised from the ImageNet classifier) predicts
   the frozen teacher's ImageNet probabilities (for the same view, or with ``kd_target = "original"`` for the
-  photo's unedited view), KL at temperature ``kd_temperature``. Its weight is set each
-  step so the two losses' gradients at the pooled features have norms in the ratio kd_balance : 1-kd_balance.
+  photo's unedited view), KL at temperature ``kd_temperature``. Its weight is set each step so the
+  gradients at the pooled features of distillation and of the copy losses have norms in the ratio
+  kd_balance : 1-kd_balance.
+- KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch.
 
 Views: every training photo gets ``views_per_photo`` views (the original + edited copies from
 ``indexer.augment``, made once in parallel and kept as model-size uint8 pixels in runs/cache/), fed through
@@ -77,6 +79,7 @@ class TrainConfig:
     kd_temperature: float = 2.0
     kd_balance: float = 0.5          # share of the gradient norm given to distillation
     kd_target: str = "view"          # teacher logits of the same "view", or of the photo's unedited "original"
+    koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -275,6 +278,16 @@ class ArcFace(nn.Module):
         return loss, acc
 
 
+def koleo_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Kozachenko-Leonenko entropy term (Sablayrolles et al. 2019, as in SSCD): -mean log distance from each
+    L2-normalised embedding to its nearest embedding of another photo in the batch (views of the same
+    photo are not neighbours). It spreads different photos apart, which lowers the cosine of look-alike
+    photos the model has never seen and so the threshold a target precision needs."""
+    sim = (emb @ emb.T).masked_fill(labels[:, None] == labels[None, :], -2.0)
+    nearest = sim.max(1).values
+    return -torch.log((2 - 2 * nearest).clamp(min=1e-8).sqrt()).mean()
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
                     log_target=True, reduction="batchmean") * t * t
@@ -381,14 +394,18 @@ def train(cfg: TrainConfig) -> dict:
             loss_arc, acc = arc(emb.float(), labels)
             row = {"step": step, "loss_arc": round(loss_arc.item(), 4), "acc": round(acc.item(), 3)}
             loss = loss_arc
+            if cfg.koleo:
+                loss_koleo = koleo_loss(emb.float(), labels)
+                loss = loss + cfg.koleo * loss_koleo
+                row["loss_koleo"] = round(loss_koleo.item(), 4)
             if cfg.kd:
                 target_idx = idx_t if cfg.kd_target == "view" else originals[owner[idx_t]]
                 loss_kd = kd_loss(kd_head(pooled).float(), t_logits[target_idx].to(device), cfg.kd_temperature)
-                g_arc = torch.autograd.grad(loss_arc, pooled, retain_graph=True)[0].norm()
+                g_copy = torch.autograd.grad(loss, pooled, retain_graph=True)[0].norm()
                 g_kd = torch.autograd.grad(loss_kd, pooled, retain_graph=True)[0].norm()
-                w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_arc / g_kd.clamp(min=1e-12)).item()
+                w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_copy / g_kd.clamp(min=1e-12)).item()
                 kd_w_ema = w if kd_w_ema is None else 0.9 * kd_w_ema + 0.1 * w
-                loss = loss_arc + kd_w_ema * loss_kd
+                loss = loss + kd_w_ema * loss_kd
                 row.update(loss_kd=round(loss_kd.item(), 4), kd_weight=round(kd_w_ema, 3))
         opt.zero_grad(set_to_none=True)
         loss.backward()

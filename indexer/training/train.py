@@ -391,11 +391,12 @@ def train(cfg: TrainConfig) -> dict:
         labels = owner[idx_t].to(device)
         with torch.autocast(device, enabled=use_amp):
             pooled, emb = embed_views(idx_t, rng)
-            loss_arc, acc = arc(emb.float(), labels)
+            emb = emb.float()  # the copy losses in fp32 (autocast makes the projection fp16 on a GPU)
+            loss_arc, acc = arc(emb, labels)
             row = {"step": step, "loss_arc": round(loss_arc.item(), 4), "acc": round(acc.item(), 3)}
             loss = loss_arc
             if cfg.koleo:
-                loss_koleo = koleo_loss(emb.float(), labels)
+                loss_koleo = koleo_loss(emb, labels)
                 loss = loss + cfg.koleo * loss_koleo
                 row["loss_koleo"] = round(loss_koleo.item(), 4)
             if cfg.kd:

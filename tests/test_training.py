@@ -1,6 +1,7 @@
 """A few-step smoke training on a handful of train-split photos, then export + parity (< 60 s on CPU)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -42,6 +43,22 @@ def test_config_files_load(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ValueError, match="kd_target"):  # refused before minutes of view-bank work
         TrainConfig(kd_target="teacher")
+
+
+def test_config_base_is_read_under_the_file(tmp_path: Path) -> None:
+    """``base = "x.toml"`` starts from x's settings; the file's own settings win; cycles are refused."""
+    ablation = load_config(ROOT / "configs" / "arcface-only.toml")
+    recipe = load_config(ROOT / "configs" / "arcface-kd.toml")
+    differ = {f.name for f in dataclasses.fields(TrainConfig) if getattr(ablation, f.name) != getattr(recipe, f.name)}
+    assert differ == {"name", "kd", "export"}  # the ablation is the shipped recipe without distillation
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.toml").write_text('[train]\nsteps = 7\nkoleo = 2.0\n')
+    (tmp_path / "sub" / "b.toml").write_text('[train]\nbase = "../a.toml"\nkoleo = 5.0\n')
+    b = load_config(tmp_path / "sub" / "b.toml", seed=3)
+    assert (b.steps, b.koleo, b.seed) == (7, 5.0, 3)
+    (tmp_path / "a.toml").write_text('[train]\nbase = "sub/b.toml"\n')
+    with pytest.raises(ValueError, match="cycle"):
+        load_config(tmp_path / "a.toml")
 
 
 def test_on_the_fly_turns_equal_turned_photos() -> None:

@@ -99,9 +99,24 @@ class TrainConfig:
         return Path(self.out_dir) if self.out_dir else ROOT / "runs" / self.name
 
 
+def _read_config(path: Path, including: tuple[Path, ...] = ()) -> dict:
+    """The [train] table of ``path``, on top of the file its ``base`` names (relative to ``path``), if any."""
+    path = Path(path).resolve()
+    if path in including:
+        raise ValueError(f"config base cycle: {' -> '.join(p.name for p in (*including, path))}")
+    raw = tomllib.loads(path.read_text())
+    raw = dict(raw.get("train", raw))
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    merged = _read_config(path.parent / base, (*including, path))
+    merged.update(raw)
+    return merged
+
+
 def load_config(path: Path | None, **overrides) -> TrainConfig:
-    raw = tomllib.loads(Path(path).read_text()) if path else {}
-    raw = raw.get("train", raw)
+    """Settings from a TOML file (``[train]`` table; ``base = "other.toml"`` starts from another file's settings)."""
+    raw = _read_config(Path(path)) if path else {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(raw) - known
     if unknown:
@@ -140,8 +155,9 @@ def suffix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
 def spec_for(cfg: TrainConfig) -> ModelSpec:
     return dataclasses.replace(
         EFFNET_LITE0_IMAGENET, name=cfg.name, version=cfg.version, dim=cfg.dim, input_size=cfg.input_size,
-        notes={"recipe": "arcface+kd" if cfg.kd else "arcface", "pooling": cfg.pooling,
-               "margin": cfg.margin, "scale": cfg.scale, "steps": cfg.steps},
+        notes={"recipe": "+".join(["arcface"] + ["koleo"] * (cfg.koleo > 0) + ["kd"] * cfg.kd),
+               "pooling": cfg.pooling, "margin": cfg.margin, "scale": cfg.scale, "koleo": cfg.koleo,
+               "kd_balance": cfg.kd_balance if cfg.kd else 0.0, "steps": cfg.steps},
     )
 
 

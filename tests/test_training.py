@@ -19,6 +19,7 @@ from indexer.training.export import load_checkpoint_embedder  # noqa: E402
 from indexer.training.train import (  # noqa: E402
     TrainConfig,
     extra_edits,
+    jpeg_views,
     koleo_loss,
     load_config,
     split_photos,
@@ -32,9 +33,9 @@ PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
 def test_config_files_load(tmp_path: Path) -> None:
-    for name in ("arcface-kd.toml", "arcface-only.toml"):
-        cfg = load_config(ROOT / "configs" / name)
-        assert cfg.dim == 256 and cfg.pooling == "gem"
+    for path in sorted((ROOT / "configs").rglob("*.toml")):  # the experiments' records too: they must stay runnable
+        cfg = load_config(path)
+        assert cfg.dim == 256 and cfg.pooling == "gem", path
     assert load_config(ROOT / "configs" / "arcface-kd.toml").kd
     assert not load_config(ROOT / "configs" / "arcface-only.toml").kd
     with pytest.raises(ValueError, match="unknown"):
@@ -99,6 +100,29 @@ def test_on_the_fly_jitter_is_fresh_and_seeded() -> None:
     assert (batch == base).all()  # the bank is not edited in place
 
 
+def test_on_the_fly_jpeg_is_a_jpeg() -> None:
+    """kornia's codec on the training device gives what PIL's JPEG at the same quality gives, to ~2 levels."""
+    import io
+    import random
+
+    from PIL import Image
+
+    base = to_model_pixels(Image.open(sorted(PHOTOS.glob("*.JPEG"))[1]).convert("RGB"), 176)
+    for q in (10, 50):
+        cfg = TrainConfig(jpeg_p=1.0, jpeg_quality=[q, q])
+        got = jpeg_views(torch.from_numpy(np.stack([base] * 2)), random.Random(0), cfg).numpy()
+        assert got.shape == (2, 176, 176, 3) and got.dtype == np.uint8
+        buf = io.BytesIO()
+        Image.fromarray(base).save(buf, "JPEG", quality=q)
+        pil = np.asarray(Image.open(buf)).astype(int)
+        to_pil, to_base = np.abs(got[0] - pil).mean(), np.abs(got[0].astype(int) - base).mean()
+        assert to_pil < 2.5 and to_pil < to_base / 2, (q, to_pil, to_base)  # compressed, and like PIL's JPEG
+    some = jpeg_views(torch.from_numpy(np.stack([base] * 20)), random.Random(1), TrainConfig(jpeg_p=0.5)).numpy()
+    assert 0 < sum((v != base).any() for v in some) < 20  # only a share of the views
+    with pytest.raises(ValueError, match="jpeg_quality"):
+        TrainConfig(jpeg_quality=[90, 10])
+
+
 def test_koleo_counts_only_other_photos_and_spreads_them() -> None:
     """KoLeo is -mean log distance to the nearest embedding of another photo; descending it spreads photos."""
     import torch.nn.functional as F
@@ -137,7 +161,7 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
         photos_per_batch=4, views_per_sample=2, steps=5, warmup_steps=1, frozen_blocks=14, lr=3e-3,
         checkpoint_every=0, out_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"),
         export=str(tmp_path / "smoke.onnx"), calibrate=False, threads=2, kd_target="original", dihedral_p=0.5,
-        gray_p=0.2, koleo=1.0,
+        gray_p=0.2, koleo=1.0, jpeg_p=0.5,
     )
     summary = train(cfg)
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

@@ -11,6 +11,8 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
   gradients at the pooled features of distillation and of the copy losses have norms in the ratio
   kd_balance : 1-kd_balance.
 - KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch.
+- On the fly (fresh every step): 90° turns/flips, grey, jitter (``extra_edits``, numpy) and JPEG
+  re-compression (``jpeg_views``: kornia's differentiable codec on the training device).
 
 Views: every training photo gets ``views_per_photo`` views (the original + edited copies from
 ``indexer.augment``, made once in parallel and kept as model-size uint8 pixels in runs/cache/), fed through
@@ -63,6 +65,8 @@ class TrainConfig:
     dihedral_p: float = 0.0          # share of batch views given a random 90° turn and/or flip on the fly
     gray_p: float = 0.0              # share of batch views turned grey on the fly
     jitter_p: float = 0.0            # share of batch views given 1-2 fresh edits on the fly (crop, colour, noise, blur)
+    jpeg_p: float = 0.0              # share of batch views re-compressed as JPEG on the training device (kornia)
+    jpeg_quality: tuple[float, float] = (10.0, 90.0)  # quality range of those re-compressions
     photos_per_batch: int = 16
     views_per_sample: int = 3        # views of each photo in one batch
     steps: int = 150
@@ -93,6 +97,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kd_target not in ("view", "original"):
             raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
+        self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
+        if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_quality must be a range within 1..100, not {list(self.jpeg_quality)}")
 
     @property
     def run_dir(self) -> Path:
@@ -276,6 +283,29 @@ def _jitter_blur(v: np.ndarray, rng: random.Random) -> np.ndarray:
 _JITTER = [_jitter_crop, _jitter_colour, _jitter_noise, _jitter_blur]
 
 
+def jpeg_views(px: torch.Tensor, rng: random.Random, cfg: TrainConfig) -> torch.Tensor:
+    """Re-compress a ``jpeg_p`` share of the views as JPEG, fresh every step, on the tensor's device.
+
+    kornia's differentiable codec (8×8 DCT, 4:2:0 chroma, the standard quantisation tables scaled by the
+    quality) runs where the batch is, so on a GPU the recompression costs no CPU decode/encode round trip;
+    it lands within ~1-2 grey levels of PIL's JPEG at the same quality (tests/test_training.py). Quality is
+    drawn per view from ``jpeg_quality``. uint8 N×S×S×3 in and out: serving sees decoded 8-bit pixels too."""
+    chosen = [i for i in range(len(px)) if rng.random() < cfg.jpeg_p]
+    if not chosen:
+        return px
+    from kornia.enhance import jpeg_codec_differentiable  # the train extra
+
+    lo, hi = cfg.jpeg_quality
+    idx = torch.tensor(chosen, device=px.device)
+    quality = torch.tensor([rng.uniform(lo, hi) for _ in chosen], device=px.device)
+    with torch.no_grad():
+        x = px[idx].permute(0, 3, 1, 2).float() / 255.0
+        y = jpeg_codec_differentiable(x, quality)
+        out = px.clone()
+        out[idx] = (y.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1)
+    return out
+
+
 class ArcFace(nn.Module):
     """Additive angular margin softmax (Deng et al. 2019) over ``n`` classes."""
 
@@ -361,6 +391,8 @@ def train(cfg: TrainConfig) -> dict:
         px = pixels[idx.numpy()]
         if rng is not None:
             px = extra_edits(px, rng, cfg)
+            if cfg.jpeg_p:  # back to the host after: `normalize` is the one preprocessing path
+                px = jpeg_views(torch.from_numpy(px).to(device), rng, cfg).cpu().numpy()
         x = torch.from_numpy(normalize(px, spec)).to(device)
         with torch.no_grad():
             h = prefix(net, x, cfg.frozen_blocks)

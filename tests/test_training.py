@@ -190,6 +190,30 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
     np.testing.assert_allclose(np.linalg.norm(onnx_out, axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/data/photos not present")
+def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
+    """kd_input = "embedding": the head reads the exported unit vectors; it starts as the ImageNet classifier
+    seen through the projection, so its first loss is close to the pooled head's, and it learns from there."""
+    common = dict(
+        photos_dir=str(PHOTOS), train_photos=4, calib_photos=0, views_per_photo=2, photos_per_batch=4,
+        views_per_sample=2, steps=4, warmup_steps=1, frozen_blocks=14, lr=3e-3, checkpoint_every=0,
+        cache_dir=str(tmp_path / "cache"), calibrate=False, threads=2, kd_target="original")
+    first = {}
+    for kd_input in ("pooled", "embedding"):
+        cfg = TrainConfig(name=kd_input, out_dir=str(tmp_path / kd_input), kd_input=kd_input, **common)
+        train(cfg)
+        rows = [json.loads(line) for line in (tmp_path / kd_input / "metrics.jsonl").read_text().splitlines()]
+        steps = [r for r in rows if "step" in r]
+        assert all(math.isfinite(r["loss_kd"]) for r in steps)
+        first[kd_input] = steps[0]["loss_kd"]
+        if kd_input == "embedding":
+            assert steps[-1]["loss_kd"] < steps[0]["loss_kd"]
+    # a 256-d summary of the 1280 features loses some of the classifier, not most of it
+    assert first["embedding"] < 2 * first["pooled"], first
+    with pytest.raises(ValueError, match="kd_input"):
+        TrainConfig(kd_input="logits")
+
+
 def test_dupesift_train_is_on_the_cli() -> None:
     import subprocess
     import sys

@@ -5,7 +5,8 @@
 Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Training heads (dropped at export):
 - ArcFace over the training photos (each photo its own class; several edited views of each photo per batch),
   additive angular margin ``margin``, scale ``scale``; class weights start at the mean of each photo's views.
-- Distillation: Linear(1280, 1000) on the pooled features (initialised from the ImageNet classifier) predicts
+- Distillation: a linear head (initialised from the ImageNet classifier) on the pooled features
+  (``kd_input = "pooled"``) or on the exported embedding itself (``"embedding"``) predicts
   the frozen teacher's ImageNet probabilities (for the same view, or with ``kd_target = "original"`` for the
   photo's unedited view), KL at temperature ``kd_temperature``. Its weight is set each step so the
   gradients at the pooled features of distillation and of the copy losses have norms in the ratio
@@ -83,6 +84,7 @@ class TrainConfig:
     kd_temperature: float = 2.0
     kd_balance: float = 0.5          # share of the gradient norm given to distillation
     kd_target: str = "view"          # teacher logits of the same "view", or of the photo's unedited "original"
+    kd_input: str = "pooled"         # the distillation head reads the "pooled" features or the exported "embedding"
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
@@ -97,6 +99,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kd_target not in ("view", "original"):
             raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
+        if self.kd_input not in ("pooled", "embedding"):
+            raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
         self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
         if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"jpeg_quality must be a range within 1..100, not {list(self.jpeg_quality)}")
@@ -164,7 +168,8 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
         EFFNET_LITE0_IMAGENET, name=cfg.name, version=cfg.version, dim=cfg.dim, input_size=cfg.input_size,
         notes={"recipe": "+".join(["arcface"] + ["koleo"] * (cfg.koleo > 0) + ["kd"] * cfg.kd),
                "pooling": cfg.pooling, "margin": cfg.margin, "scale": cfg.scale, "koleo": cfg.koleo,
-               "kd_balance": cfg.kd_balance if cfg.kd else 0.0, "steps": cfg.steps},
+               "kd_balance": cfg.kd_balance if cfg.kd else 0.0, "kd_input": cfg.kd_input if cfg.kd else "",
+               "steps": cfg.steps},
     )
 
 
@@ -379,10 +384,7 @@ def train(cfg: TrainConfig) -> dict:
     trainable_backbone += list(net._conv_head.parameters()) + list(net._bn1.parameters())
     for p in trainable_backbone:
         p.requires_grad_(True)
-    kd_head = nn.Linear(FEATURE_DIM, 1000)
-    with torch.no_grad():
-        kd_head.weight.copy_(net._fc.weight)
-        kd_head.bias.copy_(net._fc.bias)
+    kd_head = nn.Linear(FEATURE_DIM if cfg.kd_input == "pooled" else cfg.dim, NUM_CLASSES)
     arc = ArcFace(cfg.dim, n_photos, cfg.margin, cfg.scale)
     student.to(device), kd_head.to(device), arc.to(device)
     student.eval()  # BatchNorm statistics stay frozen (small batches, and export parity)
@@ -413,6 +415,15 @@ def train(cfg: TrainConfig) -> dict:
         embs = student.project(pooled_all)
         centres = torch.zeros(n_photos, cfg.dim, device=device).index_add_(0, owner[init_idx].to(device), embs)
         arc.weight.copy_(F.normalize(centres, dim=1))
+        kd_head.bias.copy_(net._fc.bias)
+        if cfg.kd_input == "pooled":
+            kd_head.weight.copy_(net._fc.weight)
+        else:
+            # the classifier seen through the projection: fc(p) ~ fc.W P^T (|P p| e) + b for a unit
+            # embedding e = P p / |P p| when p lies near the projection's row space (PCA init)
+            proj_w = student.proj.weight if isinstance(student.proj, nn.Linear) else \
+                torch.eye(FEATURE_DIM, device=device)
+            kd_head.weight.copy_(net._fc.weight @ proj_w.T * (pooled_all @ proj_w.T).norm(dim=1).mean())
 
     params = [
         {"params": trainable_backbone, "lr": cfg.lr_backbone},
@@ -449,7 +460,8 @@ def train(cfg: TrainConfig) -> dict:
                 row["loss_koleo"] = round(loss_koleo.item(), 4)
             if cfg.kd:
                 target_idx = idx_t if cfg.kd_target == "view" else originals[owner[idx_t]]
-                loss_kd = kd_loss(kd_head(pooled).float(), t_logits[target_idx].to(device), cfg.kd_temperature)
+                kd_in = pooled if cfg.kd_input == "pooled" else emb
+                loss_kd = kd_loss(kd_head(kd_in).float(), t_logits[target_idx].to(device), cfg.kd_temperature)
                 g_copy = torch.autograd.grad(loss, pooled, retain_graph=True)[0].norm()
                 g_kd = torch.autograd.grad(loss_kd, pooled, retain_graph=True)[0].norm()
                 w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_copy / g_kd.clamp(min=1e-12)).item()

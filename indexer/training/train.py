@@ -420,10 +420,9 @@ def train(cfg: TrainConfig) -> dict:
             kd_head.weight.copy_(net._fc.weight)
         else:
             # the classifier seen through the projection: fc(p) ~ fc.W P^T (|P p| e) + b for a unit
-            # embedding e = P p / |P p| when p lies near the projection's row space (PCA init)
-            proj_w = student.proj.weight if isinstance(student.proj, nn.Linear) else \
-                torch.eye(FEATURE_DIM, device=device)
-            kd_head.weight.copy_(net._fc.weight @ proj_w.T * (pooled_all @ proj_w.T).norm(dim=1).mean())
+            # embedding e = P p / |P p| when p lies near the projection's row space (PCA init);
+            # proj(fc.W) is fc.W P^T (the projection has no bias), or fc.W itself when there is none
+            kd_head.weight.copy_(student.proj(net._fc.weight) * student.proj(pooled_all).norm(dim=1).mean())
 
     params = [
         {"params": trainable_backbone, "lr": cfg.lr_backbone},

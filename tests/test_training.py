@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
+F = torch.nn.functional
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
@@ -22,6 +23,8 @@ from indexer.training.train import (  # noqa: E402
     jpeg_views,
     koleo_loss,
     load_config,
+    similarity_kd_loss,
+    spec_for,
     split_photos,
     train,
 )
@@ -143,6 +146,35 @@ def test_koleo_counts_only_other_photos_and_spreads_them() -> None:
     assert (after[0] @ after[2]) < cos[0, 2] - 0.05  # the look-alike photos moved apart
 
 
+def test_similarity_distillation_asks_for_the_teachers_order_not_its_cosines() -> None:
+    """The relational term is zero when the student ranks the other photos as the teacher does, whatever
+    the scale (the copy losses may push every other photo far away), ignores the view's own photo, and
+    gradient descent on it moves a wrong order towards the teacher's."""
+    torch.manual_seed(0)
+    anchors = F.normalize(torch.randn(12, 8), dim=1)
+    labels = torch.tensor([0, 0, 3, 5])
+    emb = anchors[labels]
+    teacher = emb @ anchors.T
+    assert similarity_kd_loss(emb, labels, anchors, teacher, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert similarity_kd_loss(emb, labels, anchors, 0.2 * teacher - 0.1, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    own_changed = teacher.clone()
+    own_changed[torch.arange(4), labels] = -5.0
+    assert similarity_kd_loss(emb, labels, anchors, own_changed, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert similarity_kd_loss(emb, labels, anchors, -teacher, 0.5).item() > 1.0
+    x = F.normalize(torch.randn(4, 8), dim=1).requires_grad_()
+    opt = torch.optim.SGD([x], lr=0.5)
+    losses = []
+    for _ in range(30):
+        loss = similarity_kd_loss(F.normalize(x, dim=1), labels, anchors, teacher, 0.5)
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[-1] < 0.3 * losses[0], losses
+    with pytest.raises(ValueError, match="kd_similarity"):
+        TrainConfig(kd_similarity=-1.0)
+
+
 def test_split_never_uses_eval_photos() -> None:
     cfg = TrainConfig(photos_dir=str(PHOTOS))
     train_p, calib = split_photos(cfg)
@@ -206,10 +238,18 @@ def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
         steps = [r for r in rows if "step" in r]
         assert all(math.isfinite(r["loss_kd"]) for r in steps)
         first[kd_input] = steps[0]["loss_kd"]
+        common_cfg = cfg
         if kd_input == "embedding":
             assert steps[-1]["loss_kd"] < steps[0]["loss_kd"]
     # a 256-d summary of the 1280 features loses some of the classifier, not most of it
     assert first["embedding"] < 2 * first["pooled"], first
+    # with the relational term: logged, finite, and recorded in the exported spec's notes
+    cfg = TrainConfig(name="sim", out_dir=str(tmp_path / "sim"), kd_input="embedding", kd_similarity=2.0,
+                      **common)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "sim" / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_sim"]) and r["loss_sim"] >= 0 for r in rows if "step" in r)
+    assert spec_for(cfg).notes["kd_similarity"] == 2.0 and "kd_similarity" not in spec_for(common_cfg).notes
     with pytest.raises(ValueError, match="kd_input"):
         TrainConfig(kd_input="logits")
 

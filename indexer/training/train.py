@@ -85,6 +85,9 @@ class TrainConfig:
     kd_balance: float = 0.5          # share of the gradient norm given to distillation
     kd_target: str = "view"          # teacher logits of the same "view", or of the photo's unedited "original"
     kd_input: str = "pooled"         # the distillation head reads the "pooled" features or the exported "embedding"
+    kd_similarity: float = 0.0       # weight, inside the distillation loss, of matching the teacher's ranking of the
+                                     # other training photos (relational distillation); 0 = off
+    kd_similarity_temperature: float = 0.5  # softmax temperature on the per-row standardised cosines
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
@@ -101,6 +104,8 @@ class TrainConfig:
             raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
         if self.kd_input not in ("pooled", "embedding"):
             raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
+        if self.kd_similarity < 0 or self.kd_similarity_temperature <= 0:
+            raise ValueError("kd_similarity must be >= 0 and kd_similarity_temperature > 0")
         self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
         if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"jpeg_quality must be a range within 1..100, not {list(self.jpeg_quality)}")
@@ -169,7 +174,9 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
         notes={"recipe": "+".join(["arcface"] + ["koleo"] * (cfg.koleo > 0) + ["kd"] * cfg.kd),
                "pooling": cfg.pooling, "margin": cfg.margin, "scale": cfg.scale, "koleo": cfg.koleo,
                "kd_balance": cfg.kd_balance if cfg.kd else 0.0, "kd_input": cfg.kd_input if cfg.kd else "",
-               "steps": cfg.steps},
+               "steps": cfg.steps}
+        | ({"kd_similarity": cfg.kd_similarity, "kd_similarity_temperature": cfg.kd_similarity_temperature}
+           if cfg.kd and cfg.kd_similarity else {}),
     )
 
 
@@ -339,6 +346,41 @@ def koleo_loss(emb: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -torch.log((2 - 2 * nearest).clamp(min=1e-8).sqrt()).mean()
 
 
+def similarity_kd_loss(emb: torch.Tensor, labels: torch.Tensor, anchors: torch.Tensor,
+                       teacher_sim: torch.Tensor, t: float) -> torch.Tensor:
+    """Relational distillation: each view's ranking of the other training photos should be the teacher's.
+
+    ``anchors`` (P×D, unit) stand for the P training photos in the student's space (the ArcFace class
+    weights, detached), ``teacher_sim`` (N×P) holds the teacher's cosines between each view's photo and
+    every training photo. Both rows are standardised over the other photos (the view's own photo is left
+    out) before a softmax at temperature ``t``, and the loss is KL(teacher || student): only the order and
+    relative gaps of the neighbours are asked for, not their cosines, so the copy losses stay free to push
+    every other photo far below the duplicate threshold while the embedding keeps the backbone's notion of
+    which photos look alike (what nearest-neighbour class checks measure)."""
+    own = F.one_hot(labels, anchors.shape[0]).bool()
+
+    def standardised(x: torch.Tensor) -> torch.Tensor:
+        x = x.masked_fill(own, 0.0)
+        n = anchors.shape[0] - 1
+        mean = x.sum(1, keepdim=True) / n
+        var = ((x - mean).masked_fill(own, 0.0) ** 2).sum(1, keepdim=True) / n
+        return ((x - mean) / var.clamp(min=1e-12).sqrt()).masked_fill(own, float("-inf")) / t
+
+    s, q = standardised(emb @ anchors.T), standardised(teacher_sim)
+    log_s, log_q = F.log_softmax(s, 1).masked_fill(own, 0.0), F.log_softmax(q, 1).masked_fill(own, 0.0)
+    return (log_q.exp() * (log_q - log_s)).sum(1).mean()
+
+
+def teacher_features(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, device: str) -> torch.Tensor:
+    """Unit average-pooled 1280-d features of the frozen teacher (the untouched backbone's own vectors)."""
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(pixels), 64):
+            x = torch.from_numpy(normalize(pixels[i:i + 64], spec)).to(device)
+            out.append(suffix(teacher, prefix(teacher, x, 0), 0).mean((2, 3)))
+    return F.normalize(torch.cat(out), dim=1)
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
                     log_target=True, reduction="batchmean") * t * t
@@ -376,6 +418,10 @@ def train(cfg: TrainConfig) -> dict:
     by_photo = [torch.nonzero(owner == k).flatten().tolist() for k in range(n_photos)]
 
     originals = torch.tensor([views[0] for views in by_photo])  # view 0 of each photo is the unedited one
+    if cfg.kd and cfg.kd_similarity:
+        teacher.to(device)
+        t_feats = teacher_features(teacher, pixels[originals.numpy()], spec, device)
+        t_sim = t_feats @ t_feats.T  # photo × photo cosines of the untouched backbone
     student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
     net = student.backbone
     for i, p in enumerate(net.parameters()):
@@ -461,6 +507,11 @@ def train(cfg: TrainConfig) -> dict:
                 target_idx = idx_t if cfg.kd_target == "view" else originals[owner[idx_t]]
                 kd_in = pooled if cfg.kd_input == "pooled" else emb
                 loss_kd = kd_loss(kd_head(kd_in).float(), t_logits[target_idx].to(device), cfg.kd_temperature)
+                if cfg.kd_similarity:
+                    loss_sim = similarity_kd_loss(emb, labels, F.normalize(arc.weight.detach(), dim=1),
+                                                  t_sim[labels], cfg.kd_similarity_temperature)
+                    row["loss_sim"] = round(loss_sim.item(), 4)
+                    loss_kd = loss_kd + cfg.kd_similarity * loss_sim
                 g_copy = torch.autograd.grad(loss, pooled, retain_graph=True)[0].norm()
                 g_kd = torch.autograd.grad(loss_kd, pooled, retain_graph=True)[0].norm()
                 w = (cfg.kd_balance / (1 - cfg.kd_balance)) * (g_copy / g_kd.clamp(min=1e-12)).item()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import random
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from indexer.training.train import (  # noqa: E402
     jpeg_views,
     koleo_loss,
     load_config,
+    lookalike_batch,
     similarity_kd_loss,
     spec_for,
     split_photos,
@@ -173,6 +175,25 @@ def test_similarity_distillation_asks_for_the_teachers_order_not_its_cosines() -
     assert losses[-1] < 0.3 * losses[0], losses
     with pytest.raises(ValueError, match="kd_similarity"):
         TrainConfig(kd_similarity=-1.0)
+
+
+def test_lookalike_batches_pair_each_photo_with_its_nearest() -> None:
+    """Look-alike batches: distinct photos, every second one the first free photo in the previous one's
+    teacher ranking; seeded."""
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(40, 16))
+    sim = feats @ feats.T
+    np.fill_diagonal(sim, -np.inf)
+    ranking = np.argsort(-sim, axis=1).tolist()
+    batch = lookalike_batch(random.Random(3), ranking, 16)
+    assert len(batch) == len(set(batch)) == 16
+    for i in range(0, 16, 2):
+        seed_photo, mate = batch[i], batch[i + 1]
+        assert mate == next(j for j in ranking[seed_photo] if j not in batch[:i + 1])
+    assert batch == lookalike_batch(random.Random(3), ranking, 16)
+    assert batch != lookalike_batch(random.Random(4), ranking, 16)
+    five = [[j for j in r if j < 5] for r in ranking[:5]]  # fewer photos than the batch size: all of them
+    assert sorted(lookalike_batch(random.Random(0), five, 16)) == [0, 1, 2, 3, 4]
 
 
 def test_split_never_uses_eval_photos() -> None:

@@ -89,6 +89,7 @@ class TrainConfig:
                                      # other training photos (relational distillation); 0 = off
     kd_similarity_temperature: float = 0.5  # softmax temperature on the per-row standardised cosines
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
+    lookalike_batches: bool = False  # half of each batch's photos drawn at random, each joined by its teacher-nearest photo
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -176,7 +177,8 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
                "kd_balance": cfg.kd_balance if cfg.kd else 0.0, "kd_input": cfg.kd_input if cfg.kd else "",
                "steps": cfg.steps}
         | ({"kd_similarity": cfg.kd_similarity, "kd_similarity_temperature": cfg.kd_similarity_temperature}
-           if cfg.kd and cfg.kd_similarity else {}),
+           if cfg.kd and cfg.kd_similarity else {})
+        | ({"lookalike_batches": True} if cfg.lookalike_batches else {}),
     )
 
 
@@ -371,6 +373,25 @@ def similarity_kd_loss(emb: torch.Tensor, labels: torch.Tensor, anchors: torch.T
     return (log_q.exp() * (log_q - log_s)).sum(1).mean()
 
 
+def lookalike_batch(rng: random.Random, lookalikes: list[list[int]], size: int) -> list[int]:
+    """``size`` distinct photos: half drawn at random, each followed by its nearest photo in the teacher's
+    eyes that is not in the batch yet. Look-alike photos (two beetles) set the duplicate threshold on
+    new photos, and in random batches of 16 of 600 they rarely meet, so KoLeo never pushes them apart."""
+    n = len(lookalikes)
+    size = min(size, n)
+    chosen: list[int] = []
+    taken: set[int] = set()
+    while len(chosen) < size:
+        k = rng.choice([i for i in range(n) if i not in taken])
+        chosen.append(k)
+        taken.add(k)
+        if len(chosen) < size:
+            mate = next(j for j in lookalikes[k] if j not in taken)
+            chosen.append(mate)
+            taken.add(mate)
+    return chosen
+
+
 def teacher_features(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, device: str) -> torch.Tensor:
     """Unit average-pooled 1280-d features of the frozen teacher (the untouched backbone's own vectors)."""
     out = []
@@ -418,10 +439,12 @@ def train(cfg: TrainConfig) -> dict:
     by_photo = [torch.nonzero(owner == k).flatten().tolist() for k in range(n_photos)]
 
     originals = torch.tensor([views[0] for views in by_photo])  # view 0 of each photo is the unedited one
-    if cfg.kd and cfg.kd_similarity:
+    if (cfg.kd and cfg.kd_similarity) or cfg.lookalike_batches:
         teacher.to(device)
         t_feats = teacher_features(teacher, pixels[originals.numpy()], spec, device)
         t_sim = t_feats @ t_feats.T  # photo × photo cosines of the untouched backbone
+        lookalikes = t_sim.fill_diagonal_(-2.0).argsort(1, descending=True).cpu().tolist()
+        t_sim.fill_diagonal_(1.0)
     student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
     net = student.backbone
     for i, p in enumerate(net.parameters()):
@@ -489,7 +512,10 @@ def train(cfg: TrainConfig) -> dict:
             0.5 * (1 + math.cos(math.pi * (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * frac
-        chosen = rng.sample(range(n_photos), min(cfg.photos_per_batch, n_photos))
+        if cfg.lookalike_batches:
+            chosen = lookalike_batch(rng, lookalikes, cfg.photos_per_batch)
+        else:
+            chosen = rng.sample(range(n_photos), min(cfg.photos_per_batch, n_photos))
         idx = [v for k in chosen for v in rng.sample(by_photo[k], min(cfg.views_per_sample, len(by_photo[k])))]
         idx_t = torch.tensor(idx)
         labels = owner[idx_t].to(device)

@@ -11,7 +11,10 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
   photo's unedited view), KL at temperature ``kd_temperature``. Its weight is set each step so the
   gradients at the pooled features of distillation and of the copy losses have norms in the ratio
   kd_balance : 1-kd_balance.
-- KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch.
+  With ``kd_similarity`` > 0 a relational term joins it: each view's ranking of the other training photos
+  (against the ArcFace class weights) should be the teacher's ranking (``similarity_kd_loss``).
+- KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch;
+  ``lookalike_batches`` pairs each batch photo with its teacher-nearest photo so KoLeo meets look-alikes.
 - On the fly (fresh every step): 90° turns/flips, grey, jitter (``extra_edits``, numpy) and JPEG
   re-compression (``jpeg_views``: kornia's differentiable codec on the training device).
 
@@ -89,7 +92,7 @@ class TrainConfig:
                                      # other training photos (relational distillation); 0 = off
     kd_similarity_temperature: float = 0.5  # softmax temperature on the per-row standardised cosines
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
-    lookalike_batches: bool = False  # half of each batch's photos drawn at random, each joined by its teacher-nearest photo
+    lookalike_batches: bool = False  # half of each batch at random, each photo joined by its teacher-nearest one
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -443,8 +446,8 @@ def train(cfg: TrainConfig) -> dict:
         teacher.to(device)
         t_feats = teacher_features(teacher, pixels[originals.numpy()], spec, device)
         t_sim = t_feats @ t_feats.T  # photo × photo cosines of the untouched backbone
-        lookalikes = t_sim.fill_diagonal_(-2.0).argsort(1, descending=True).cpu().tolist()
-        t_sim.fill_diagonal_(1.0)
+        # each photo's others from most to least alike (its own photo, cosine 1, moved to the end)
+        lookalikes = (t_sim - 3 * torch.eye(n_photos, device=device)).argsort(1, descending=True).cpu().tolist()
     student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
     net = student.backbone
     for i, p in enumerate(net.parameters()):

@@ -37,6 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
+def _metric_rows(run_dir: Path) -> list[dict]:
+    """The rows of a training run's metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_config_files_load(tmp_path: Path) -> None:
     for path in sorted((ROOT / "configs").rglob("*.toml")):  # the experiments' records too: they must stay runnable
         cfg = load_config(path)
@@ -217,7 +222,7 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
         gray_p=0.2, koleo=1.0, jpeg_p=0.5,
     )
     summary = train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = _metric_rows(tmp_path / "run")
     steps = [r for r in rows if "step" in r]
     assert len(steps) == 5
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["loss_kd"]) and r["kd_weight"] >= 0 for r in steps)
@@ -255,8 +260,7 @@ def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
     for kd_input in ("pooled", "embedding"):
         cfg = TrainConfig(name=kd_input, out_dir=str(tmp_path / kd_input), kd_input=kd_input, **common)
         train(cfg)
-        rows = [json.loads(line) for line in (tmp_path / kd_input / "metrics.jsonl").read_text().splitlines()]
-        steps = [r for r in rows if "step" in r]
+        steps = [r for r in _metric_rows(tmp_path / kd_input) if "step" in r]
         assert all(math.isfinite(r["loss_kd"]) for r in steps)
         first[kd_input] = steps[0]["loss_kd"]
         common_cfg = cfg
@@ -268,7 +272,7 @@ def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
     cfg = TrainConfig(name="sim", out_dir=str(tmp_path / "sim"), kd_input="embedding", kd_similarity=2.0,
                       **common)
     train(cfg)
-    rows = [json.loads(line) for line in (tmp_path / "sim" / "metrics.jsonl").read_text().splitlines()]
+    rows = _metric_rows(tmp_path / "sim")
     assert all(math.isfinite(r["loss_sim"]) and r["loss_sim"] >= 0 for r in rows if "step" in r)
     assert spec_for(cfg).notes["kd_similarity"] == 2.0 and "kd_similarity" not in spec_for(common_cfg).notes
     with pytest.raises(ValueError, match="kd_input"):

@@ -396,13 +396,12 @@ def lookalike_batch(rng: random.Random, lookalikes: list[list[int]], size: int) 
 
 
 def teacher_features(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, device: str) -> torch.Tensor:
-    """Unit average-pooled 1280-d features of the frozen teacher (the untouched backbone's own vectors)."""
-    out = []
+    """The untouched backbone's embedding of each view: the baseline ``Embedder`` (average pooling, 1280-d,
+    unit) around the frozen teacher."""
+    baseline = Embedder(teacher).to(device).eval()
     with torch.no_grad():
-        for i in range(0, len(pixels), 64):
-            x = torch.from_numpy(normalize(pixels[i:i + 64], spec)).to(device)
-            out.append(suffix(teacher, prefix(teacher, x, 0), 0).mean((2, 3)))
-    return F.normalize(torch.cat(out), dim=1)
+        return torch.cat([baseline(torch.from_numpy(normalize(pixels[i:i + 64], spec)).to(device))
+                          for i in range(0, len(pixels), 64)])
 
 
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:

@@ -20,6 +20,7 @@ from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
 from indexer.training.export import load_checkpoint_embedder  # noqa: E402
 from indexer.training.train import (  # noqa: E402
     TrainConfig,
+    WeightAverage,
     extra_edits,
     jpeg_views,
     koleo_loss,
@@ -182,6 +183,31 @@ def test_similarity_distillation_asks_for_the_teachers_order_not_its_cosines() -
         TrainConfig(kd_similarity=-1.0)
 
 
+def test_weight_average_follows_the_weights_with_a_ramped_decay() -> None:
+    """The averaged weights are the EMA of the weights after each step; copying them in sets the module."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 3)
+    params = list(layer.parameters())
+    average = WeightAverage(params, decay=0.9)
+    expected = [p.detach().clone() for p in params]
+    opt = torch.optim.SGD(params, lr=0.1)
+    for step in range(1, 30):
+        opt.zero_grad()
+        layer(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+        average.update(step)
+        d = min(0.9, (1 + step) / (10 + step))  # early steps: a short memory, so the start does not linger
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, params)]
+    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(average.shadow, expected))
+    assert not torch.allclose(params[0], average.shadow[0])  # the weights moved on; the average lags
+    average.copy_to_params()
+    assert all(torch.equal(p, s) for p, s in zip(params, average.shadow))
+    assert spec_for(TrainConfig(ema_decay=0.995)).notes["ema_decay"] == 0.995
+    assert "ema_decay" not in spec_for(TrainConfig()).notes  # off: the shipped model's spec is unchanged
+    with pytest.raises(ValueError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_lookalike_batches_pair_each_photo_with_its_nearest() -> None:
     """Look-alike batches: distinct photos, every second one the first free photo in the previous one's
     teacher ranking; seeded."""
@@ -270,7 +296,7 @@ def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
     assert first["embedding"] < 2 * first["pooled"], first
     # with the relational term: logged, finite, and recorded in the exported spec's notes
     cfg = TrainConfig(name="sim", out_dir=str(tmp_path / "sim"), kd_input="embedding", kd_similarity=2.0,
-                      **common)
+                      ema_decay=0.5, **common)
     train(cfg)
     rows = _metric_rows(tmp_path / "sim")
     assert all(math.isfinite(r["loss_sim"]) and r["loss_sim"] >= 0 for r in rows if "step" in r)

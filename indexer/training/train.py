@@ -15,6 +15,7 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
   (against the ArcFace class weights) should be the teacher's ranking (``similarity_kd_loss``).
 - KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch;
   ``lookalike_batches`` pairs each batch photo with its teacher-nearest photo so KoLeo meets look-alikes.
+- ``ema_decay`` > 0: the final checkpoint and the export hold a moving average of the student's weights.
 - On the fly (fresh every step): 90° turns/flips, grey, jitter (``extra_edits``, numpy) and JPEG
   re-compression (``jpeg_views``: kornia's differentiable codec on the training device).
 
@@ -93,6 +94,7 @@ class TrainConfig:
     kd_similarity_temperature: float = 0.5  # softmax temperature on the per-row standardised cosines
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
     lookalike_batches: bool = False  # half of each batch at random, each photo joined by its teacher-nearest one
+    ema_decay: float = 0.0           # export an exponential moving average of the student's weights; 0 = off
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -110,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
         if self.kd_similarity < 0 or self.kd_similarity_temperature <= 0:
             raise ValueError("kd_similarity must be >= 0 and kd_similarity_temperature > 0")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
         if len(self.jpeg_quality) != 2 or not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
             raise ValueError(f"jpeg_quality must be a range within 1..100, not {list(self.jpeg_quality)}")
@@ -181,7 +185,8 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
                "steps": cfg.steps}
         | ({"kd_similarity": cfg.kd_similarity, "kd_similarity_temperature": cfg.kd_similarity_temperature}
            if cfg.kd and cfg.kd_similarity else {})
-        | ({"lookalike_batches": True} if cfg.lookalike_batches else {}),
+        | ({"lookalike_batches": True} if cfg.lookalike_batches else {})
+        | ({"ema_decay": cfg.ema_decay} if cfg.ema_decay else {}),
     )
 
 
@@ -404,6 +409,26 @@ def teacher_features(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, de
                           for i in range(0, len(pixels), 64)])
 
 
+class WeightAverage:
+    """Exponential moving average of a module's trainable weights (Polyak averaging; timm's ModelEma).
+
+    The decay ramps up as (1 + step) / (10 + step) so the first steps' weights do not linger in the average."""
+
+    def __init__(self, params: list[nn.Parameter], decay: float) -> None:
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+
+    @torch.no_grad()
+    def copy_to_params(self) -> None:
+        for p, s in zip(self.params, self.shadow):
+            p.copy_(s)
+
+
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
                     log_target=True, reduction="batchmean") * t * t
@@ -503,6 +528,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.kd:
         params.append({"params": list(kd_head.parameters()), "lr": cfg.lr})
     opt = torch.optim.AdamW(params, weight_decay=cfg.weight_decay)
+    # only the exported embedder is averaged (BatchNorm statistics are frozen, so its buffers never change)
+    average = WeightAverage([p for p in student.parameters() if p.requires_grad], cfg.ema_decay) \
+        if cfg.ema_decay else None
     base_lrs = [g["lr"] for g in opt.param_groups]
     use_amp = device == "cuda"
     rng = random.Random(cfg.seed + 2)
@@ -549,6 +577,8 @@ def train(cfg: TrainConfig) -> dict:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if average is not None:
+            average.update(step)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         row["loss"] = round(loss.item(), 4)
@@ -558,6 +588,8 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < cfg.steps:
             save_checkpoint(run / f"step{step}.pt", student, cfg, spec, step)
     train_seconds = time.perf_counter() - t_train
+    if average is not None:  # the final checkpoint and the export hold the averaged weights
+        average.copy_to_params()
     ckpt = save_checkpoint(run / "final.pt", student, cfg, spec, cfg.steps)
     summary = {"name": cfg.name, "steps": cfg.steps, "train_photos": n_photos, "views": len(owner),
                "train_seconds": round(train_seconds, 1), "total_seconds": round(time.perf_counter() - t_start, 1),

@@ -183,25 +183,27 @@ def test_similarity_distillation_asks_for_the_teachers_order_not_its_cosines() -
         TrainConfig(kd_similarity=-1.0)
 
 
-def test_weight_average_follows_the_weights_with_a_ramped_decay() -> None:
-    """The averaged weights are the EMA of the weights after each step; copying them in sets the module."""
+def test_weight_average_is_the_bias_corrected_moving_average() -> None:
+    """Step t's weights count with decay ** (T - t), normalised; copying the average in sets the module."""
     torch.manual_seed(0)
     layer = torch.nn.Linear(4, 3)
     params = list(layer.parameters())
     average = WeightAverage(params, decay=0.9)
-    expected = [p.detach().clone() for p in params]
+    assert all(torch.equal(s, p) for s, p in zip(average.shadow, params))  # nothing averaged yet
+    seen = []
     opt = torch.optim.SGD(params, lr=0.1)
-    for step in range(1, 30):
+    for _ in range(30):
         opt.zero_grad()
         layer(torch.randn(8, 4)).pow(2).sum().backward()
         opt.step()
-        average.update(step)
-        d = min(0.9, (1 + step) / (10 + step))  # early steps: a short memory, so the start does not linger
-        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, params)]
-    assert all(torch.allclose(s, e, atol=1e-6) for s, e in zip(average.shadow, expected))
+        average.update()
+        seen.append([p.detach().clone() for p in params])
+    w = torch.tensor([0.9 ** (len(seen) - 1 - t) for t in range(len(seen))], dtype=torch.float64)
+    expected = [sum(wt * step[i].double() for wt, step in zip(w, seen)) / w.sum() for i in range(len(params))]
+    assert all(torch.allclose(s.double(), e, atol=1e-6) for s, e in zip(average.shadow, expected))
     assert not torch.allclose(params[0], average.shadow[0])  # the weights moved on; the average lags
     average.copy_to_params()
-    assert all(torch.equal(p, s) for p, s in zip(params, average.shadow))
+    assert all(torch.allclose(p, s) for p, s in zip(params, average.shadow))
     assert spec_for(TrainConfig(ema_decay=0.995)).notes["ema_decay"] == 0.995
     assert "ema_decay" not in spec_for(TrainConfig()).notes  # off: the shipped model's spec is unchanged
     with pytest.raises(ValueError, match="ema_decay"):

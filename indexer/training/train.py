@@ -410,18 +410,26 @@ def teacher_features(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, de
 
 
 class WeightAverage:
-    """Exponential moving average of a module's trainable weights (Polyak averaging; timm's ModelEma).
+    """Exponential moving average of a module's trainable weights (Polyak averaging), bias-corrected.
 
-    The decay ramps up as (1 + step) / (10 + step) so the first steps' weights do not linger in the average."""
+    Step t's weights count with decay ** (T - t), normalised as Adam normalises its moments, so the average
+    needs no warm-up ramp and covers about 1 / (1 - decay) steps even in a run that is not much longer."""
 
     def __init__(self, params: list[nn.Parameter], decay: float) -> None:
-        self.params, self.decay = params, decay
-        self.shadow = [p.detach().clone() for p in params]
+        self.params, self.decay, self.steps = params, decay, 0
+        self._sum = [torch.zeros_like(p) for p in params]
 
     @torch.no_grad()
-    def update(self, step: int) -> None:
-        d = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1 - d)
+    def update(self) -> None:
+        self.steps += 1
+        torch._foreach_lerp_(self._sum, [p.detach() for p in self.params], 1 - self.decay)
+
+    @property
+    def shadow(self) -> list[torch.Tensor]:
+        """The averaged weights (the current weights before the first update)."""
+        if not self.steps:
+            return [p.detach().clone() for p in self.params]
+        return [s / (1 - self.decay ** self.steps) for s in self._sum]
 
     @torch.no_grad()
     def copy_to_params(self) -> None:
@@ -578,7 +586,7 @@ def train(cfg: TrainConfig) -> dict:
         loss.backward()
         opt.step()
         if average is not None:
-            average.update(step)
+            average.update()
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}")
         row["loss"] = round(loss.item(), 4)

@@ -318,3 +318,21 @@ def test_dupesift_train_is_on_the_cli() -> None:
     bad = subprocess.run([str(exe), "train", "--config", "/nonexistent.toml"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode != 0 and "no such config file" in bad.stderr
+
+
+
+def test_a_bank_build_leaves_another_builds_teacher_file_alone(tmp_path: Path) -> None:
+    """Two trainings building their view banks at once (a run and its ablation) share runs/cache; an earlier
+    version exported every teacher to one fixed name there, and the first build to finish deleted the other's."""
+    from PIL import Image
+
+    from indexer.training.backbone import load_lite0
+    from indexer.training.train import _teacher_logits
+
+    other = tmp_path / "teacher-64.onnx"  # the other build's file, at the old fixed name
+    other.write_bytes(b"in use")
+    pixels = np.stack([to_model_pixels(Image.open(p).convert("RGB"), 64) for p in sorted(PHOTOS.glob("*.JPEG"))[:2]])
+    spec = dataclasses.replace(spec_for(TrainConfig()), input_size=64)
+    logits = _teacher_logits(load_lite0().eval(), pixels, spec, tmp_path, 1)
+    assert logits.shape == (2, 1000) and np.isfinite(logits).all()
+    assert list(tmp_path.iterdir()) == [other] and other.read_bytes() == b"in use"

@@ -33,7 +33,9 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import random
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -204,13 +206,18 @@ def _teacher_logits(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, wor
     import onnxruntime as ort
 
     logits_spec = dataclasses.replace(spec, dim=NUM_CLASSES, output_name="logits")
-    path = export_onnx(teacher, work / f"teacher-{spec.input_size}.onnx", logits_spec)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    out = [sess.run([logits_spec.output_name], {logits_spec.input_name: normalize(pixels[i:i + 64], spec)})[0]
-           for i in range(0, len(pixels), 64)]
-    path.unlink()
+    # a file of its own: two trainings building banks side by side must not delete each other's teacher
+    fd, name = tempfile.mkstemp(prefix=f"teacher-{spec.input_size}-", suffix=".onnx", dir=work)
+    os.close(fd)
+    try:
+        path = export_onnx(teacher, Path(name), logits_spec)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        out = [sess.run([logits_spec.output_name], {logits_spec.input_name: normalize(pixels[i:i + 64], spec)})[0]
+               for i in range(0, len(pixels), 64)]
+    finally:
+        Path(name).unlink(missing_ok=True)
     return np.concatenate(out).astype(np.float16)
 
 
@@ -237,7 +244,9 @@ def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: n
     path.parent.mkdir(parents=True, exist_ok=True)
     logits = _teacher_logits(teacher, pixels, spec, path.parent, cfg.threads)
     bank = {"pixels": pixels, "owner": owner, "teacher_logits": logits}
-    tmp = path.with_suffix(".tmp.npz")
+    fd, tmp_name = tempfile.mkstemp(prefix=path.stem, suffix=".tmp.npz", dir=path.parent)  # side by side: last wins
+    os.close(fd)
+    tmp = Path(tmp_name)
     np.savez(tmp, **bank)
     tmp.replace(path)
     log({"event": "bank", "path": str(path), "views": len(owner), "seconds": round(time.perf_counter() - t0, 1)})

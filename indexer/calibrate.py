@@ -24,7 +24,7 @@ from indexer.augment import make_copies, open_photo
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 
 __all__ = ["CalibrationResult", "CurveRow", "calibrate", "calibrate_scores", "format_curve", "onnx_embed_fn",
-           "train_split", "main"]
+           "threshold_range", "train_split", "main"]
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
@@ -51,6 +51,31 @@ class CalibrationResult:
     curve: list[CurveRow] = field(default_factory=list)
     hardest_negative: float = 0.0  # highest cosine between different photos
     families_recall: dict[str, float] = field(default_factory=dict)
+    threshold_range: tuple[float, float] | None = None  # 5-95 % over resamples of the photos (threshold_range)
+
+
+def _pick(s: np.ndarray, tp: np.ndarray, fp: np.ndarray, n_pos: float,
+          target_precision: float) -> tuple[float, float, float]:
+    """(threshold, precision, recall) from scores sorted high to low, cut only between distinct scores, with the
+    true/false positives (counts or weights) accepted at each cut."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    # precision must hold at this cut and at every stricter one: suffix-from-top minimum
+    ok = np.minimum.accumulate(prec) >= target_precision
+    if not ok[0]:  # even the top pair is a false positive: accept nothing
+        return float(np.nextafter(s[0], np.inf)), 1.0, 0.0
+    i = int(np.argmin(ok)) - 1 if not ok.all() else len(ok) - 1
+    lower = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
+    return float((s[i] + lower) / 2), float(prec[i]), float(tp[i] / n_pos)  # halfway to the next rejected score
+
+
+def _sorted_cuts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pair scores high to low, their labels (True = positive), and the last index of each run of equal scores."""
+    scores = np.concatenate([pos, neg])
+    labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
+    order = np.argsort(-scores, kind="stable")
+    s = scores[order]
+    return order, labels[order], np.r_[s[1:] != s[:-1], True]
 
 
 def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float = 0.995,
@@ -59,34 +84,39 @@ def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float =
     pos, neg = np.sort(np.asarray(pos, np.float64))[::-1], np.sort(np.asarray(neg, np.float64))[::-1]
     if len(pos) == 0:
         raise ValueError("no positive pairs to calibrate on")
-    scores = np.concatenate([pos, neg])
-    labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], labels[order]
-    tp, fp = np.cumsum(y), np.cumsum(~y)
-    # only cut between distinct scores: the last index of each run of equal scores
-    last = np.r_[s[1:] != s[:-1], True]
-    s, tp, fp = s[last], tp[last], fp[last]
-    prec = tp / (tp + fp)
-    # precision must hold at this cut and at every stricter one: suffix-from-top minimum
-    ok = np.minimum.accumulate(prec) >= target_precision
-    if not ok[0]:
-        i = None
-    else:
-        i = int(np.argmin(ok)) - 1 if not ok.all() else len(ok) - 1
-    if i is None:  # even the top pair is a false positive: accept nothing
-        threshold = float(np.nextafter(s[0], np.inf))
-        precision, recall = 1.0, 0.0
-    else:
-        lower = s[i + 1] if i + 1 < len(s) else s[i] - 1e-3
-        threshold = float((s[i] + lower) / 2)  # halfway to the next rejected score
-        precision, recall = float(prec[i]), float(tp[i] / len(pos))
+    order, y, last = _sorted_cuts(pos, neg)
+    s = np.concatenate([pos, neg])[order]
+    threshold, precision, recall = _pick(s[last], np.cumsum(y)[last], np.cumsum(~y)[last], len(pos),
+                                         target_precision)
     grid = np.round(np.arange(0.30, 0.995, 0.02), 2) if grid is None else np.asarray(grid)
     curve = []
     for t in sorted(set(map(float, grid)) | {round(threshold, 4)}, reverse=True):
         ntp, nfp = int((pos >= t).sum()), int((neg >= t).sum())
         curve.append(CurveRow(t, ntp / (ntp + nfp) if ntp + nfp else 1.0, ntp / len(pos), ntp, nfp))
     return threshold, precision, recall, curve
+
+
+def threshold_range(pos: np.ndarray, pos_photo: np.ndarray, neg: np.ndarray, neg_photos: np.ndarray,
+                    n_photos: int, target_precision: float = 0.995, rounds: int = 200,
+                    seed: int = 0) -> tuple[float, float]:
+    """5th and 95th percentile of the threshold over ``rounds`` resamples of the photos (with replacement).
+
+    A photo drawn c times counts c times in its positives and c·c' times in its negatives with a photo drawn c'
+    times. The threshold is set by the few most alike photos, so this shows how much it depends on which photos
+    were in the calibration set. ``pos_photo``: each positive's photo; ``neg_photos``: each negative's two."""
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    order, y, last = _sorted_cuts(pos, neg)
+    s = np.concatenate([pos, neg])[order][last]
+    rng = np.random.default_rng(seed)
+    picked = []
+    for _ in range(rounds):
+        c = rng.multinomial(n_photos, np.full(n_photos, 1 / n_photos)).astype(np.float64)
+        w = np.concatenate([c[pos_photo], c[neg_photos[:, 0]] * c[neg_photos[:, 1]]])[order]
+        tp, fp = np.cumsum(w * y)[last], np.cumsum(w * ~y)[last]
+        drawn = np.diff(tp + fp, prepend=0.0) > 0  # scores only of photos left out are not there to cut at
+        picked.append(_pick(s[drawn], tp[drawn], fp[drawn], tp[-1], target_precision)[0])
+    lo, hi = np.percentile(picked, [5, 95])
+    return round(float(lo), 4), round(float(hi), 4)
 
 
 def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = 3,
@@ -127,6 +157,8 @@ def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0
     negative = ~same
     pos, neg = sim[iu[positive], ju[positive]], sim[iu[negative], ju[negative]]
     threshold, precision, recall, curve = calibrate_scores(pos, neg, target_precision)
+    neg_photos = np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1)
+    spread = threshold_range(pos, owner_a[iu[positive]], neg, neg_photos, len(photos), target_precision, seed=seed)
     # recall per edit family, on the positives
     fam: dict[str, list[int]] = {}
     pi, pj = iu[positive], ju[positive]
@@ -140,7 +172,7 @@ def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0
         threshold=round(threshold, 4), precision=precision, recall=recall, target_precision=target_precision,
         positives=int(positive.sum()), negatives=int(negative.sum()), photos=len(photos), curve=curve,
         hardest_negative=float(neg.max()) if len(neg) else 0.0,
-        families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())},
+        families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())}, threshold_range=spread,
     )
 
 
@@ -154,6 +186,10 @@ def format_curve(result: CalibrationResult) -> str:
         f"threshold {result.threshold:.4f}: precision {result.precision:.4f} (target {result.target_precision}), "
         f"recall {result.recall:.4f}; {result.photos} photos, {result.positives} positive and "
         f"{result.negatives} negative pairs; hardest negative {result.hardest_negative:.4f}")
+    if result.threshold_range:
+        lo, hi = result.threshold_range
+        lines.append(f"threshold over 200 resamples of the photos (5-95 %): {lo:.4f}-{hi:.4f}; a wide range means "
+                     "a few look-alike photos set it: calibrate on more photos")
     if result.families_recall:
         lines.append("recall by edit: " + ", ".join(f"{k} {v:.3f}" for k, v in result.families_recall.items()))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from indexer.augment import FAMILIES, open_photo, random_edit
-from indexer.calibrate import calibrate, calibrate_scores, format_curve, train_split
+from indexer.calibrate import calibrate, calibrate_scores, format_curve, threshold_range, train_split
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -44,6 +44,22 @@ def test_every_family_returns_rgb() -> None:
     assert 1 <= len(chain) <= 3 and len(set(chain)) == len(chain)
 
 
+def test_threshold_range_shows_a_threshold_set_by_one_look_alike_pair() -> None:
+    """50 photos, each copy at 0.9; all negatives at 0.2 but one pair of look-alike photos at 0.85. At 0.99
+    precision that one pair sets the threshold (0.875, halfway to it); resamples that leave either photo out
+    (about 60 %) calibrate to 0.55, halfway between the copies and the rest."""
+    n = 50
+    pos, pos_photo = np.full(n, 0.9), np.arange(n)
+    pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)])
+    neg = np.where((pairs[:, 0] == 0) & (pairs[:, 1] == 1), 0.85, 0.2)
+    t, *_ = calibrate_scores(pos, neg, 0.99)
+    assert t == pytest.approx(0.875)
+    lo, hi = threshold_range(pos, pos_photo, neg, pairs, n, 0.99)
+    assert lo == pytest.approx(0.55) and hi == pytest.approx(0.875)
+    # well separated: every resample picks the same cut
+    assert threshold_range(pos, pos_photo, np.full(len(pairs), 0.2), pairs, n, 0.99) == (0.55, 0.55)
+
+
 @pytest.mark.skipif(not BASELINE.exists() or not PHOTOS.exists(), reason="needs the baseline model and photos")
 def test_real_calibration_meets_target() -> None:
     from indexer.calibrate import onnx_embed_fn
@@ -57,7 +73,9 @@ def test_real_calibration_meets_target() -> None:
     assert row.precision >= 0.99 and 0 < row.recall <= 1
     precisions_loose = [row.precision for row in result.curve if row.threshold < 0.45]
     assert precisions_loose and min(precisions_loose) < row.precision  # loose thresholds admit negatives
-    assert "chosen" in format_curve(result)
+    assert "chosen" in format_curve(result) and "resamples of the photos" in format_curve(result)
+    lo, hi = result.threshold_range
+    assert 0 < lo <= hi < 1
 
 
 def test_open_photo_shrinks() -> None:

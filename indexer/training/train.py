@@ -647,7 +647,8 @@ def export_and_calibrate(cfg: TrainConfig, student: Embedder, spec: ModelSpec, c
         print(text, flush=True)
         write_spec(out, spec.with_threshold(cal.threshold))
         result.update(threshold=cal.threshold, calib_precision=round(cal.precision, 4),
-                      calib_recall=round(cal.recall, 4), calib_photos=len(calib))
+                      calib_recall=round(cal.recall, 4), calib_photos=len(calib),
+                      calib_threshold_range=list(cal.threshold_range or ()))
     return result
 
 

@@ -27,6 +27,7 @@ __all__ = ["CalibrationResult", "CurveRow", "calibrate", "calibrate_scores", "fo
            "threshold_range", "train_split", "main"]
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
+RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 
@@ -69,23 +70,23 @@ def _pick(s: np.ndarray, tp: np.ndarray, fp: np.ndarray, n_pos: float,
     return float((s[i] + lower) / 2), float(prec[i]), float(tp[i] / n_pos)  # halfway to the next rejected score
 
 
-def _sorted_cuts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All pair scores high to low, their labels (True = positive), and the last index of each run of equal scores."""
+def _sorted_cuts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All pair scores high to low, the order that sorts ``[pos, neg]`` so, their labels (True = positive), and
+    the last index of each run of equal scores."""
     scores = np.concatenate([pos, neg])
     labels = np.concatenate([np.ones(len(pos), bool), np.zeros(len(neg), bool)])
     order = np.argsort(-scores, kind="stable")
     s = scores[order]
-    return order, labels[order], np.r_[s[1:] != s[:-1], True]
+    return s, order, labels[order], np.r_[s[1:] != s[:-1], True]
 
 
 def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float = 0.995,
                      grid: Sequence[float] | None = None) -> tuple[float, float, float, list[CurveRow]]:
     """Threshold from positive/negative pair cosines. Returns (threshold, precision, recall, curve)."""
-    pos, neg = np.sort(np.asarray(pos, np.float64))[::-1], np.sort(np.asarray(neg, np.float64))[::-1]
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)  # _sorted_cuts sorts them together
     if len(pos) == 0:
         raise ValueError("no positive pairs to calibrate on")
-    order, y, last = _sorted_cuts(pos, neg)
-    s = np.concatenate([pos, neg])[order]
+    s, _, y, last = _sorted_cuts(pos, neg)
     threshold, precision, recall = _pick(s[last], np.cumsum(y)[last], np.cumsum(~y)[last], len(pos),
                                          target_precision)
     grid = np.round(np.arange(0.30, 0.995, 0.02), 2) if grid is None else np.asarray(grid)
@@ -97,7 +98,7 @@ def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float =
 
 
 def threshold_range(pos: np.ndarray, pos_photo: np.ndarray, neg: np.ndarray, neg_photos: np.ndarray,
-                    n_photos: int, target_precision: float = 0.995, rounds: int = 200,
+                    n_photos: int, target_precision: float = 0.995, rounds: int = RESAMPLES,
                     seed: int = 0) -> tuple[float, float]:
     """5th and 95th percentile of the threshold over ``rounds`` resamples of the photos (with replacement).
 
@@ -105,8 +106,8 @@ def threshold_range(pos: np.ndarray, pos_photo: np.ndarray, neg: np.ndarray, neg
     times. The threshold is set by the few most alike photos, so this shows how much it depends on which photos
     were in the calibration set. ``pos_photo``: each positive's photo; ``neg_photos``: each negative's two."""
     pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
-    order, y, last = _sorted_cuts(pos, neg)
-    s = np.concatenate([pos, neg])[order][last]
+    s, order, y, last = _sorted_cuts(pos, neg)
+    s = s[last]
     rng = np.random.default_rng(seed)
     picked = []
     for _ in range(rounds):
@@ -188,7 +189,7 @@ def format_curve(result: CalibrationResult) -> str:
         f"{result.negatives} negative pairs; hardest negative {result.hardest_negative:.4f}")
     if result.threshold_range:
         lo, hi = result.threshold_range
-        lines.append(f"threshold over 200 resamples of the photos (5-95 %): {lo:.4f}-{hi:.4f}; a wide range means "
+        lines.append(f"threshold over {RESAMPLES} resamples of the photos (5-95 %): {lo:.4f}-{hi:.4f}; a wide range means "
                      "a few look-alike photos set it: calibrate on more photos")
     if result.families_recall:
         lines.append("recall by edit: " + ", ".join(f"{k} {v:.3f}" for k, v in result.families_recall.items()))

@@ -320,7 +320,6 @@ def test_dupesift_train_is_on_the_cli() -> None:
     assert bad.returncode != 0 and "no such config file" in bad.stderr
 
 
-
 def test_a_bank_build_leaves_another_builds_teacher_file_alone(tmp_path: Path) -> None:
     """Two trainings building their view banks at once (a run and its ablation) share runs/cache; an earlier
     version exported every teacher to one fixed name there, and the first build to finish deleted the other's."""

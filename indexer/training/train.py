@@ -29,6 +29,7 @@ BatchNorm statistics) stay frozen, the rest of the backbone, pooling, projection
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -38,6 +39,7 @@ import random
 import tempfile
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -201,23 +203,30 @@ def _photo_views(args: tuple[str, int, int, int]) -> np.ndarray:
     return np.stack([to_model_pixels(v, size) for v in views])
 
 
+@contextlib.contextmanager
+def _own_temp_file(folder: Path, prefix: str, suffix: str) -> Iterator[Path]:
+    """A new file of this process's own in ``folder``, removed on exit unless it was moved away: trainings
+    building banks side by side share runs/cache and must not overwrite or delete each other's files."""
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
 def _teacher_logits(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, work: Path, threads: int) -> np.ndarray:
     """ImageNet logits of the frozen teacher for every view (ONNX Runtime: several times faster than eager torch on CPU)."""
     import onnxruntime as ort
 
     logits_spec = dataclasses.replace(spec, dim=NUM_CLASSES, output_name="logits")
-    # a file of its own: two trainings building banks side by side must not delete each other's teacher
-    fd, name = tempfile.mkstemp(prefix=f"teacher-{spec.input_size}-", suffix=".onnx", dir=work)
-    os.close(fd)
-    try:
-        path = export_onnx(teacher, Path(name), logits_spec)
+    with _own_temp_file(work, f"teacher-{spec.input_size}-", ".onnx") as tmp:
+        path = export_onnx(teacher, tmp, logits_spec)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         sess = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         out = [sess.run([logits_spec.output_name], {logits_spec.input_name: normalize(pixels[i:i + 64], spec)})[0]
                for i in range(0, len(pixels), 64)]
-    finally:
-        Path(name).unlink(missing_ok=True)
     return np.concatenate(out).astype(np.float16)
 
 
@@ -244,11 +253,9 @@ def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: n
     path.parent.mkdir(parents=True, exist_ok=True)
     logits = _teacher_logits(teacher, pixels, spec, path.parent, cfg.threads)
     bank = {"pixels": pixels, "owner": owner, "teacher_logits": logits}
-    fd, tmp_name = tempfile.mkstemp(prefix=path.stem, suffix=".tmp.npz", dir=path.parent)  # side by side: last wins
-    os.close(fd)
-    tmp = Path(tmp_name)
-    np.savez(tmp, **bank)
-    tmp.replace(path)
+    with _own_temp_file(path.parent, path.stem, ".tmp.npz") as tmp:  # side-by-side builds of one bank: last wins
+        np.savez(tmp, **bank)
+        tmp.replace(path)
     log({"event": "bank", "path": str(path), "views": len(owner), "seconds": round(time.perf_counter() - t0, 1)})
     return bank
 
@@ -487,6 +494,7 @@ def train(cfg: TrainConfig) -> dict:
         teacher.to(device)
         t_feats = teacher_features(teacher, pixels[originals.numpy()], spec, device)
         t_sim = t_feats @ t_feats.T  # photo × photo cosines of the untouched backbone
+    if cfg.lookalike_batches:
         # each photo's others from most to least alike (its own photo, cosine 1, moved to the end)
         lookalikes = (t_sim - 3 * torch.eye(n_photos, device=device)).argsort(1, descending=True).cpu().tolist()
     student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)

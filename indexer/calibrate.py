@@ -23,8 +23,8 @@ from indexer.augment import make_copies, open_photo
 
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 
-__all__ = ["CalibrationResult", "CurveRow", "calibrate", "calibrate_scores", "format_curve", "onnx_embed_fn",
-           "threshold_range", "train_split", "main"]
+__all__ = ["CalibrationResult", "CurveRow", "PairScores", "calibrate", "calibrate_pairs", "calibrate_scores",
+           "format_curve", "onnx_embed_fn", "pair_scores", "threshold_range", "train_split", "main"]
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
@@ -120,9 +120,36 @@ def threshold_range(pos: np.ndarray, pos_photo: np.ndarray, neg: np.ndarray, neg
     return round(float(lo), 4), round(float(hi), 4)
 
 
-def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = 3,
-              seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
-    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
+@dataclass(frozen=True)
+class PairScores:
+    """Cosines of the calibration pairs with the photos they come from: what a threshold is picked from.
+
+    ``pos_photo`` holds each positive's photo, ``neg_photos`` each negative's two (ids 0..photos-1),
+    ``pos_edits`` the edit chain of each positive's copy."""
+    pos: np.ndarray
+    pos_photo: np.ndarray
+    pos_edits: list[list[str]]
+    neg: np.ndarray
+    neg_photos: np.ndarray
+    photos: int
+
+    @staticmethod
+    def pooled(parts: Sequence[PairScores]) -> PairScores:
+        """Several photo sets' pairs as one set (photo ids renumbered; no pairs across sets). Cross-fitting pools
+        the held-out pairs of fold models, each scored by the model that never saw its photos."""
+        offsets = np.cumsum([0] + [p.photos for p in parts])
+        return PairScores(
+            pos=np.concatenate([p.pos for p in parts]),
+            pos_photo=np.concatenate([p.pos_photo + o for p, o in zip(parts, offsets)]),
+            pos_edits=[e for p in parts for e in p.pos_edits],
+            neg=np.concatenate([p.neg for p in parts]),
+            neg_photos=np.concatenate([p.neg_photos + o for p, o in zip(parts, offsets)]),
+            photos=int(offsets[-1]))
+
+
+def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = 3, seed: int = 0, *, batch: int = 32,
+                max_side: int = 640) -> PairScores:
+    """Make ``copies`` edited copies of each photo, embed everything, and score every calibration pair."""
     if len(photos) < 2:
         raise ValueError("calibration needs at least two photos")
     r = random.Random(seed)
@@ -156,25 +183,37 @@ def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0
     same = owner_a[iu] == owner_a[ju]
     positive = same & (copy_a[iu] != copy_a[ju])  # one original, one copy
     negative = ~same
-    pos, neg = sim[iu[positive], ju[positive]], sim[iu[negative], ju[negative]]
-    threshold, precision, recall, curve = calibrate_scores(pos, neg, target_precision)
-    neg_photos = np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1)
-    spread = threshold_range(pos, owner_a[iu[positive]], neg, neg_photos, len(photos), target_precision, seed=seed)
-    # recall per edit family, on the positives
-    fam: dict[str, list[int]] = {}
     pi, pj = iu[positive], ju[positive]
-    for a, b, s in zip(pi, pj, sim[pi, pj]):
-        c = b if copy_a[b] else a
-        for name in chains[c]:
+    return PairScores(
+        pos=sim[pi, pj], pos_photo=owner_a[pi], pos_edits=[chains[b if copy_a[b] else a] for a, b in zip(pi, pj)],
+        neg=sim[iu[negative], ju[negative]],
+        neg_photos=np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1), photos=len(photos))
+
+
+def calibrate_pairs(pairs: PairScores, target_precision: float = 0.995, seed: int = 0) -> CalibrationResult:
+    """The threshold for ``target_precision`` from scored pairs, with its curve, range and recall per edit."""
+    threshold, precision, recall, curve = calibrate_scores(pairs.pos, pairs.neg, target_precision)
+    spread = threshold_range(pairs.pos, pairs.pos_photo, pairs.neg, pairs.neg_photos, pairs.photos,
+                             target_precision, seed=seed)
+    fam: dict[str, list[int]] = {}
+    for s, chain in zip(pairs.pos, pairs.pos_edits):
+        for name in chain:
             fam.setdefault(name, [0, 0])
             fam[name][0] += bool(s >= threshold)
             fam[name][1] += 1
     return CalibrationResult(
         threshold=round(threshold, 4), precision=precision, recall=recall, target_precision=target_precision,
-        positives=int(positive.sum()), negatives=int(negative.sum()), photos=len(photos), curve=curve,
-        hardest_negative=float(neg.max()) if len(neg) else 0.0,
+        positives=len(pairs.pos), negatives=len(pairs.neg), photos=pairs.photos, curve=curve,
+        hardest_negative=float(pairs.neg.max()) if len(pairs.neg) else 0.0,
         families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())}, threshold_range=spread,
     )
+
+
+def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = 3,
+              seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
+    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
+    return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side),
+                           target_precision, seed)
 
 
 def format_curve(result: CalibrationResult) -> str:

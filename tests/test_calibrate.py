@@ -9,7 +9,15 @@ import pytest
 from PIL import Image
 
 from indexer.augment import FAMILIES, open_photo, random_edit
-from indexer.calibrate import calibrate, calibrate_scores, format_curve, threshold_range, train_split
+from indexer.calibrate import (
+    PairScores,
+    calibrate,
+    calibrate_pairs,
+    calibrate_scores,
+    format_curve,
+    threshold_range,
+    train_split,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -58,6 +66,32 @@ def test_threshold_range_shows_a_threshold_set_by_one_look_alike_pair() -> None:
     assert lo == pytest.approx(0.55) and hi == pytest.approx(0.875)
     # well separated: every resample picks the same cut
     assert threshold_range(pos, pos_photo, np.full(len(pairs), 0.2), pairs, n, 0.99) == (0.55, 0.55)
+
+
+def test_pooled_pair_scores_renumber_photos_and_keep_folds_apart() -> None:
+    """Two folds of 20 photos: fold A separates copies from others cleanly, fold B has one look-alike pair at
+    0.85. Pooled, the photo ids of B follow A's, B's look-alike still sets the threshold at 0.99 precision (one
+    false positive in 40 true ones is too many), and resamples see 40 photos."""
+    def fold(lookalike: float | None) -> PairScores:
+        n = 20
+        pairs = np.array([(a, b) for a in range(n) for b in range(a + 1, n)])
+        neg = np.full(len(pairs), 0.2)
+        if lookalike is not None:
+            neg[0] = lookalike
+        return PairScores(pos=np.full(n, 0.9), pos_photo=np.arange(n), pos_edits=[["blur"]] * n, neg=neg,
+                          neg_photos=pairs, photos=n)
+
+    a, b = fold(None), fold(0.85)
+    pooled = PairScores.pooled([a, b])
+    assert pooled.photos == 40 and len(pooled.pos) == 40 and len(pooled.neg) == 2 * len(a.neg)
+    assert pooled.pos_photo.tolist() == list(range(40))
+    assert pooled.neg_photos[len(a.neg)].tolist() == [20, 21]  # B's first pair, renumbered
+    assert calibrate_pairs(a, 0.99).threshold == pytest.approx(0.55)
+    result = calibrate_pairs(pooled, 0.99)
+    assert result.threshold == pytest.approx(0.875) and result.hardest_negative == pytest.approx(0.85)
+    assert result.families_recall == {"blur": 1.0} and result.recall == 1.0 and result.photos == 40
+    lo, hi = result.threshold_range
+    assert lo == pytest.approx(0.55) and hi == pytest.approx(0.875)
 
 
 @pytest.mark.skipif(not BASELINE.exists() or not PHOTOS.exists(), reason="needs the baseline model and photos")

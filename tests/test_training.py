@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
+BASELINE = ROOT / "models" / "dupesift-effnetlite0-imagenet.onnx"
 
 
 def _metric_rows(run_dir: Path) -> list[dict]:
@@ -240,6 +241,69 @@ def test_split_never_uses_eval_photos() -> None:
     assert not {p.name for p in train_p} & {p.name for p in calib}
 
 
+def test_calibration_blocks_are_cross_fitting_folds() -> None:
+    """calib_block k holds out the k-th block of the shuffled train split: blocks 0-3 of 200 hold out each of
+    the 800 photos once, each fold trains on the other 600, and block 3 is the default split (v10's)."""
+    if not PHOTOS.exists():
+        pytest.skip("no photos")
+    default = split_photos(TrainConfig(photos_dir=str(PHOTOS)))
+    held_out: list[str] = []
+    for k in range(4):
+        train_p, calib = split_photos(TrainConfig(photos_dir=str(PHOTOS), calib_block=k))
+        assert len(train_p) == 600 and len(calib) == 200 and not set(train_p) & set(calib)
+        assert sorted(train_p + calib) == sorted(default[0] + default[1])
+        held_out += [p.name for p in calib]
+        if k == 3:
+            assert (train_p, calib) == default
+    assert len(set(held_out)) == 800
+    all_photos, none = split_photos(TrainConfig(photos_dir=str(PHOTOS), train_photos=800, calib_photos=0))
+    assert len(all_photos) == 800 and none == []
+    with pytest.raises(ValueError, match="calib_block 4"):
+        TrainConfig(calib_block=4)
+
+
+@pytest.mark.skipif(not PHOTOS.exists() or not BASELINE.exists(), reason="needs ../shared photos and the baseline model")
+def test_crossfit_pools_each_folds_held_out_pairs(tmp_path: Path) -> None:
+    """Two folds of 6 held-out photos, each scored by its own model (the untouched backbone and a copy of it
+    stand in for fold models): the pooled threshold is the one picked from both folds' pairs together, with no
+    pairs across folds; overlapping folds are refused; the CLI writes the threshold into the final model."""
+    import shutil
+
+    from indexer.calibrate import PairScores, calibrate_pairs, onnx_embed_fn, pair_scores
+    from indexer.training.crossfit import Fold, crossfit, main
+
+    configs = []
+    for k in (0, 1):
+        model = tmp_path / f"fold{k}.onnx"
+        shutil.copy(BASELINE, model)
+        path = tmp_path / f"fold{k}.toml"
+        path.write_text(f'[train]\nphotos_dir = "{PHOTOS}"\ntrain_photos = 12\ncalib_photos = 6\n'
+                        f'calib_block = {k}\nseed = 4\nexport = "{model}"\n')
+        configs.append(path)
+    folds = [Fold(c) for c in configs]
+    assert not {p.name for p in folds[0].held_out} & {p.name for p in folds[1].held_out}
+    assert {p.name for p in folds[1].held_out} <= {p.name for p in folds[0].train_photos}
+    pooled, own = crossfit(folds, 0.99, log=lambda _: None)
+    fn, _ = onnx_embed_fn(BASELINE)
+    parts = [pair_scores(f.held_out, fn, 3, 4) for f in folds]
+    expected = calibrate_pairs(PairScores.pooled(parts), 0.99, 4)
+    assert pooled.threshold == expected.threshold and pooled.recall == expected.recall
+    assert pooled.photos == 12 and pooled.positives == 36
+    per_fold_negatives = 24 * 23 // 2 - 6 * (4 * 3 // 2)  # all pairs of the 24 files but same-photo ones
+    assert pooled.negatives == 2 * per_fold_negatives  # none across folds: no one model scored those
+    assert [o.threshold for o in own] == [calibrate_pairs(p, 0.99, 4).threshold for p in parts]
+    with pytest.raises(ValueError, match="must not overlap"):
+        crossfit([folds[0], Fold(configs[0])], log=lambda _: None)
+    final = tmp_path / "final.onnx"
+    shutil.copy(BASELINE, final)
+    out = tmp_path / "crossfit.json"
+    assert main([str(c) for c in configs] + ["--target", "0.99", "--write", str(final), "--out", str(out)]) == 0
+    assert read_spec(final).threshold == pytest.approx(pooled.threshold)
+    assert json.loads(out.read_text())["pooled"]["threshold"] == pooled.threshold
+    with pytest.raises(FileNotFoundError, match="train the fold first"):
+        Fold(configs[0], tmp_path / "missing.onnx")
+
+
 @pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/data/photos not present")
 def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
     cfg = TrainConfig(
@@ -318,6 +382,10 @@ def test_dupesift_train_is_on_the_cli() -> None:
     bad = subprocess.run([str(exe), "train", "--config", "/nonexistent.toml"], capture_output=True, text=True,
                          timeout=120)
     assert bad.returncode != 0 and "no such config file" in bad.stderr
+    fit = subprocess.run([str(exe), "crossfit", "--help"], capture_output=True, text=True, timeout=120)
+    assert fit.returncode == 0 and "--write" in fit.stdout, fit.stderr
+    missing = subprocess.run([str(exe), "crossfit", "/nonexistent.toml"], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "nonexistent.toml" in missing.stderr
 
 
 def test_a_bank_build_leaves_another_builds_teacher_file_alone(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`dupesift train`: the training entry point on the one CLI (needs the `train` extra)."""
+"""`dupesift train` and `dupesift crossfit`: the training entry points on the one CLI (need the `train` extra)."""
 from __future__ import annotations
 
 import typer
@@ -12,8 +12,17 @@ def train(ctx: typer.Context) -> None:
     raise typer.Exit(main(list(ctx.args)))
 
 
+def crossfit(ctx: typer.Context) -> None:
+    """Calibrate a model trained on every photo from fold models' held-out photos: dupesift crossfit
+    FOLD.toml[=FOLD.onnx] ... [--target P] [--write MODEL.onnx] [--out F.json] (python -m indexer.training.crossfit -h)."""
+    from indexer.training.crossfit import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
 def register(app: typer.Typer) -> None:
     import torch  # noqa: F401 - absent without the `train` extra: indexer.cli then skips this command
 
-    app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                           "help_option_names": []})(train)
+    passthrough = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    app.command("train", context_settings=passthrough)(train)
+    app.command("crossfit", context_settings=passthrough)(crossfit)

@@ -69,6 +69,9 @@ class TrainConfig:
     photos_dir: str = str(PHOTOS)
     train_photos: int = 600          # of the 800 train-split photos; the rest are held out for calibration
     calib_photos: int = 200
+    calib_block: int = -1            # hold out block k of calib_photos of the shuffled train split (cross-fitting
+                                     # folds; -1 = the photos after the training photos, the block train_photos
+                                     # // calib_photos when that divides)
     input_size: int = 224            # model input side (pixels); stored in the exported spec, serving reads it there
     views_per_photo: int = 4         # views per photo in the bank: the original + edited copies
     dihedral_p: float = 0.0          # share of batch views given a random 90° turn and/or flip on the fly
@@ -116,6 +119,9 @@ class TrainConfig:
             raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
         if self.kd_similarity < 0 or self.kd_similarity_temperature <= 0:
             raise ValueError("kd_similarity must be >= 0 and kd_similarity_temperature > 0")
+        if self.calib_block >= 0 and (self.calib_block + 1) * self.calib_photos > self.train_photos + self.calib_photos:
+            raise ValueError(f"calib_block {self.calib_block} of {self.calib_photos} photos lies past the "
+                             f"{self.train_photos + self.calib_photos} photos this run draws")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
@@ -160,9 +166,10 @@ def split_photos(cfg: TrainConfig) -> tuple[list[Path], list[Path]]:
     r = random.Random(cfg.seed)
     shuffled = train_split[:]
     r.shuffle(shuffled)
-    train = sorted(shuffled[: cfg.train_photos])
-    calib = sorted(shuffled[cfg.train_photos: cfg.train_photos + cfg.calib_photos])
-    return train, calib
+    start = cfg.train_photos if cfg.calib_block < 0 else cfg.calib_block * cfg.calib_photos
+    calib = shuffled[start: start + cfg.calib_photos]
+    rest = shuffled[:start] + shuffled[start + cfg.calib_photos:]
+    return sorted(rest[: cfg.train_photos]), sorted(calib)
 
 
 # --- frozen prefix / trainable suffix of the backbone -------------------------------------------------

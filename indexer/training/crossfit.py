@@ -1,0 +1,106 @@
+"""Cross-fitted threshold: calibrate a model trained on every photo from fold models' held-out photos.
+
+    python -m indexer.training.crossfit FOLD.toml[=FOLD.onnx] ... [--target 0.995] [--write MODEL.onnx] [--out F.json]
+
+A model trained on all 800 train-split photos has none left to calibrate on, and a model trained on 600
+calibrates on 200, whose few look-alike pairs set its threshold (three seeds of one recipe: 0.534-0.604).
+Cross-fitting does both: each fold is the same recipe trained without one block of photos (a training
+config with ``calib_block``; its model is the ONNX it exported, or the path after ``=``), each fold model
+scores the calibration pairs of its own held-out block, made exactly as training's calibration makes them,
+and one threshold is picked from all folds' pairs together: the recipe's threshold on photos it has not
+seen, from as many held-out photos as the folds cover. The model trained on every photo is at least as
+good on new photos as its folds, so the threshold is, if anything, conservative for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from indexer.calibrate import CalibrationResult, PairScores, calibrate_pairs, format_curve, onnx_embed_fn, pair_scores
+from indexer.training.train import ROOT, TrainConfig, load_config, split_photos
+
+__all__ = ["Fold", "crossfit", "main"]
+
+COPIES = 3  # as training's own calibration (export_and_calibrate)
+
+
+class Fold:
+    """One fold: a training config (which photos it held out) and the model it exported."""
+
+    def __init__(self, config: Path, model: Path | None = None) -> None:
+        self.config = Path(config)
+        self.cfg: TrainConfig = load_config(self.config)
+        model = model or (Path(self.cfg.export) if self.cfg.export else None)
+        if model is None:
+            raise ValueError(f"{self.config}: the config exports no model; name it as CONFIG=MODEL.onnx")
+        self.model = model if model.is_absolute() else ROOT / model
+        if not self.model.is_file():
+            raise FileNotFoundError(f"{self.config}: no model at {self.model} (train the fold first)")
+        self.train_photos, self.held_out = split_photos(self.cfg)
+        if not self.held_out:
+            raise ValueError(f"{self.config}: holds out no photos (calib_photos = 0)")
+
+    @classmethod
+    def parse(cls, arg: str) -> Fold:
+        config, _, model = arg.partition("=")
+        return cls(Path(config), Path(model) if model else None)
+
+    def scores(self) -> PairScores:
+        fn, _ = onnx_embed_fn(self.model)
+        return pair_scores(self.held_out, fn, COPIES, self.cfg.seed)
+
+
+def crossfit(folds: list[Fold], target_precision: float = 0.995,
+             log=print) -> tuple[CalibrationResult, list[CalibrationResult]]:
+    """(the pooled calibration, each fold's own) over the folds' held-out photos, which must not overlap."""
+    if not folds:
+        raise ValueError("cross-fitting needs at least one fold")
+    seen: dict[str, Path] = {}
+    for fold in folds:
+        trained = {p.name for p in fold.train_photos}
+        for p in fold.held_out:
+            if p.name in trained:  # split_photos never does this; a hand-made config list might
+                raise ValueError(f"{fold.config}: {p.name} is both trained on and held out")
+            if p.name in seen:
+                raise ValueError(f"{fold.config} and {seen[p.name]} both hold out {p.name}: folds must not overlap")
+            seen[p.name] = fold.config
+    parts, own = [], []
+    for fold in folds:
+        part = fold.scores()
+        parts.append(part)
+        own.append(calibrate_pairs(part, target_precision, fold.cfg.seed))
+        log(f"{fold.config.name}: {part.photos} held-out photos, threshold {own[-1].threshold:.4f}, "
+            f"recall {own[-1].recall:.4f}, hardest negative {own[-1].hardest_negative:.4f}")
+    return calibrate_pairs(PairScores.pooled(parts), target_precision, folds[0].cfg.seed), own
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folds", nargs="+", metavar="FOLD.toml[=MODEL.onnx]", help="training configs of the folds")
+    ap.add_argument("--target", type=float, default=0.995, help="target pair precision (default 0.995)")
+    ap.add_argument("--write", type=Path, metavar="MODEL.onnx", help="store the pooled threshold in this model's spec")
+    ap.add_argument("--out", type=Path, help="write the pooled and per-fold results here as JSON")
+    a = ap.parse_args(argv)
+    try:
+        folds = [Fold.parse(f) for f in a.folds]
+    except (ValueError, FileNotFoundError) as e:
+        ap.error(str(e))
+    pooled, own = crossfit(folds, a.target)
+    print(format_curve(pooled))
+    if a.out:
+        row = lambda c: {"threshold": c.threshold, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
+                         "hardest_negative": round(c.hardest_negative, 4), "photos": c.photos,
+                         "threshold_range": list(c.threshold_range or ()), "families_recall": c.families_recall}
+        a.out.write_text(json.dumps({"pooled": row(pooled), "folds": {
+            str(f.config): row(c) | {"model": str(f.model)} for f, c in zip(folds, own)}}, indent=1))
+    if a.write:
+        from indexer.modelspec import read_spec, write_spec
+
+        write_spec(a.write, read_spec(a.write).with_threshold(pooled.threshold))
+        print(f"wrote threshold {pooled.threshold:.4f} into {a.write}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

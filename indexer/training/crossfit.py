@@ -8,8 +8,9 @@ Cross-fitting does both: each fold is the same recipe trained without one block 
 config with ``calib_block``; its model is the ONNX it exported, or the path after ``=``), each fold model
 scores the calibration pairs of its own held-out block, made exactly as training's calibration makes them,
 and one threshold is picked from all folds' pairs together: the recipe's threshold on photos it has not
-seen, from as many held-out photos as the folds cover. The model trained on every photo is at least as
-good on new photos as its folds, so the threshold is, if anything, conservative for it.
+seen, from as many held-out photos as the folds cover. A model trained on every photo should do at least
+as well on new photos as its folds (it saw more photos), so the threshold should be safe, if conservative,
+for it; the v15 notes in the model card measure both.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ class Fold:
 
     def __init__(self, config: Path, model: Path | None = None) -> None:
         self.config = Path(config)
+        if not self.config.is_file():
+            raise FileNotFoundError(f"no such config file: {self.config}")
         self.cfg: TrainConfig = load_config(self.config)
         model = model or (Path(self.cfg.export) if self.cfg.export else None)
         if model is None:
@@ -75,6 +78,12 @@ def crossfit(folds: list[Fold], target_precision: float = 0.995,
     return calibrate_pairs(PairScores.pooled(parts), target_precision, folds[0].cfg.seed), own
 
 
+def _summary(c: CalibrationResult) -> dict:
+    return {"threshold": c.threshold, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
+            "hardest_negative": round(c.hardest_negative, 4), "photos": c.photos,
+            "threshold_range": list(c.threshold_range or ()), "families_recall": c.families_recall}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folds", nargs="+", metavar="FOLD.toml[=MODEL.onnx]", help="training configs of the folds")
@@ -84,16 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         folds = [Fold.parse(f) for f in a.folds]
+        pooled, own = crossfit(folds, a.target)
     except (ValueError, FileNotFoundError) as e:
         ap.error(str(e))
-    pooled, own = crossfit(folds, a.target)
     print(format_curve(pooled))
     if a.out:
-        row = lambda c: {"threshold": c.threshold, "precision": round(c.precision, 4), "recall": round(c.recall, 4),
-                         "hardest_negative": round(c.hardest_negative, 4), "photos": c.photos,
-                         "threshold_range": list(c.threshold_range or ()), "families_recall": c.families_recall}
-        a.out.write_text(json.dumps({"pooled": row(pooled), "folds": {
-            str(f.config): row(c) | {"model": str(f.model)} for f, c in zip(folds, own)}}, indent=1))
+        a.out.write_text(json.dumps({"pooled": _summary(pooled), "folds": {
+            str(f.config): _summary(c) | {"model": str(f.model)} for f, c in zip(folds, own)}}, indent=1))
     if a.write:
         from indexer.modelspec import read_spec, write_spec
 

@@ -264,18 +264,19 @@ def test_calibration_blocks_are_cross_fitting_folds() -> None:
 
 @pytest.mark.skipif(not PHOTOS.exists() or not BASELINE.exists(), reason="needs ../shared photos and the baseline model")
 def test_crossfit_pools_each_folds_held_out_pairs(tmp_path: Path) -> None:
-    """Two folds of 6 held-out photos, each scored by its own model (the untouched backbone and a copy of it
-    stand in for fold models): the pooled threshold is the one picked from both folds' pairs together, with no
-    pairs across folds; overlapping folds are refused; the CLI writes the threshold into the final model."""
+    """Two folds of 6 held-out photos, each scored by its own model (the untouched backbone and our model stand
+    in for fold models): the pooled threshold is the one picked from both folds' pairs together, with no pairs
+    across folds; overlapping folds are refused; the CLI writes the threshold into the final model."""
     import shutil
 
     from indexer.calibrate import PairScores, calibrate_pairs, onnx_embed_fn, pair_scores
     from indexer.training.crossfit import Fold, crossfit, main
 
+    fold_models = [BASELINE, ROOT / "models" / "dupesift-arcface-kd-lite0.onnx"]
     configs = []
     for k in (0, 1):
         model = tmp_path / f"fold{k}.onnx"
-        shutil.copy(BASELINE, model)
+        shutil.copy(fold_models[k], model)
         path = tmp_path / f"fold{k}.toml"
         path.write_text(f'[train]\nphotos_dir = "{PHOTOS}"\ntrain_photos = 12\ncalib_photos = 6\n'
                         f'calib_block = {k}\nseed = 4\nexport = "{model}"\n')
@@ -284,14 +285,16 @@ def test_crossfit_pools_each_folds_held_out_pairs(tmp_path: Path) -> None:
     assert not {p.name for p in folds[0].held_out} & {p.name for p in folds[1].held_out}
     assert {p.name for p in folds[1].held_out} <= {p.name for p in folds[0].train_photos}
     pooled, own = crossfit(folds, 0.99, log=lambda _: None)
-    fn, _ = onnx_embed_fn(BASELINE)
-    parts = [pair_scores(f.held_out, fn, 3, 4) for f in folds]
+    parts = [pair_scores(f.held_out, onnx_embed_fn(m)[0], 3, 4) for f, m in zip(folds, fold_models)]
+    other = pair_scores(folds[1].held_out, onnx_embed_fn(fold_models[0])[0], 3, 4)
+    assert not np.allclose(parts[1].pos, other.pos)  # so fold 1 was scored by its own model, not fold 0's
     expected = calibrate_pairs(PairScores.pooled(parts), 0.99, 4)
     assert pooled.threshold == expected.threshold and pooled.recall == expected.recall
     assert pooled.photos == 12 and pooled.positives == 36
     per_fold_negatives = 24 * 23 // 2 - 6 * (4 * 3 // 2)  # all pairs of the 24 files but same-photo ones
     assert pooled.negatives == 2 * per_fold_negatives  # none across folds: no one model scored those
     assert [o.threshold for o in own] == [calibrate_pairs(p, 0.99, 4).threshold for p in parts]
+    assert [o.hardest_negative for o in own] == [float(p.neg.max()) for p in parts]
     with pytest.raises(ValueError, match="must not overlap"):
         crossfit([folds[0], Fold(configs[0])], log=lambda _: None)
     final = tmp_path / "final.onnx"

@@ -28,6 +28,7 @@ __all__ = ["CalibrationResult", "CurveRow", "PairScores", "calibrate", "calibrat
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
+COPIES = 3  # synthetic copies per calibration photo (training's calibration and cross-fitting use this default)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 
@@ -147,7 +148,7 @@ class PairScores:
             photos=int(offsets[-1]))
 
 
-def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = 3, seed: int = 0, *, batch: int = 32,
+def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, seed: int = 0, *, batch: int = 32,
                 max_side: int = 640) -> PairScores:
     """Make ``copies`` edited copies of each photo, embed everything, and score every calibration pair."""
     if len(photos) < 2:
@@ -209,7 +210,7 @@ def calibrate_pairs(pairs: PairScores, target_precision: float = 0.995, seed: in
     )
 
 
-def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = 3,
+def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = COPIES,
               seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
     """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
     return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side),
@@ -260,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", nargs="?", type=Path, help="photos to calibrate on (default: the train split)")
     ap.add_argument("--model", type=Path, help="ONNX model (default: settings' model)")
     ap.add_argument("--limit", type=int, default=300, help="at most this many photos (evenly spread)")
-    ap.add_argument("--copies", type=int, default=3)
+    ap.add_argument("--copies", type=int, default=COPIES)
     ap.add_argument("--target", type=float, default=0.995)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="store the threshold in the model file's spec")

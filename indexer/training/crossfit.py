@@ -19,12 +19,9 @@ import json
 from pathlib import Path
 
 from indexer.calibrate import CalibrationResult, PairScores, calibrate_pairs, format_curve, onnx_embed_fn, pair_scores
-from indexer.training.train import ROOT, TrainConfig, load_config, split_photos
+from indexer.training.train import TrainConfig, load_config, split_photos
 
 __all__ = ["Fold", "crossfit", "main"]
-
-COPIES = 3  # as training's own calibration (export_and_calibrate)
-
 
 class Fold:
     """One fold: a training config (which photos it held out) and the model it exported."""
@@ -34,10 +31,10 @@ class Fold:
         if not self.config.is_file():
             raise FileNotFoundError(f"no such config file: {self.config}")
         self.cfg: TrainConfig = load_config(self.config)
-        model = model or (Path(self.cfg.export) if self.cfg.export else None)
+        model = model or self.cfg.export_path  # a config's export is under the repository, as training writes it
         if model is None:
             raise ValueError(f"{self.config}: the config exports no model; name it as CONFIG=MODEL.onnx")
-        self.model = model if model.is_absolute() else ROOT / model
+        self.model = model
         if not self.model.is_file():
             raise FileNotFoundError(f"{self.config}: no model at {self.model} (train the fold first)")
         self.train_photos, self.held_out = split_photos(self.cfg)
@@ -51,7 +48,7 @@ class Fold:
 
     def scores(self) -> PairScores:
         fn, _ = onnx_embed_fn(self.model)
-        return pair_scores(self.held_out, fn, COPIES, self.cfg.seed)
+        return pair_scores(self.held_out, fn, seed=self.cfg.seed)  # copies as training's calibration makes them
 
 
 def crossfit(folds: list[Fold], target_precision: float = 0.995,

@@ -132,6 +132,14 @@ class TrainConfig:
     def run_dir(self) -> Path:
         return Path(self.out_dir) if self.out_dir else ROOT / "runs" / self.name
 
+    @property
+    def export_path(self) -> Path | None:
+        """Where the ONNX export goes (a relative ``export`` is under the repository), or None for no export."""
+        if not self.export:
+            return None
+        out = Path(self.export)
+        return out if out.is_absolute() else ROOT / out
+
 
 def _read_config(path: Path, including: tuple[Path, ...] = ()) -> dict:
     """The [train] table of ``path``, on top of the file its ``base`` names (relative to ``path``), if any."""
@@ -649,14 +657,13 @@ def export_and_calibrate(cfg: TrainConfig, student: Embedder, spec: ModelSpec, c
     from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
     from indexer.modelspec import write_spec
 
-    out = Path(cfg.export)
-    out = out if out.is_absolute() else ROOT / out
+    out = cfg.export_path
     student = student.cpu().eval()
     export_onnx(student, out, spec)
     result = {"onnx": str(out)}
     if cfg.calibrate and calib:
         fn, _ = onnx_embed_fn(out)
-        cal = calibrate(calib, fn, cfg.target_precision, copies=3, seed=cfg.seed)
+        cal = calibrate(calib, fn, cfg.target_precision, seed=cfg.seed)
         text = format_curve(cal)
         (cfg.run_dir / "calibration.txt").write_text(text + "\n")
         print(text, flush=True)

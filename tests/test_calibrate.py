@@ -117,3 +117,49 @@ def test_open_photo_shrinks() -> None:
         pytest.skip("no photos")
     im = open_photo(sorted(PHOTOS.glob("*.JPEG"))[1], max_side=200)
     assert max(im.size) <= 200 and im.mode == "RGB"
+
+
+def test_dupesift_calibrate_prints_the_curve_and_writes_only_when_asked(tmp_path: Path) -> None:
+    """The CLI on a user's folder with the default model: the curve and the chosen threshold, the settings file
+    untouched without --write, DUPESIFT_THRESHOLD in it with --write (read back by the next run's settings)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for p in sorted(PHOTOS.glob("*.JPEG"))[1::5][:12]:  # eval-split photos: a user's photos, not training's
+        shutil.copy(p, folder / p.name)
+    exe = Path(sys.executable).with_name("dupesift")
+    env = {**os.environ, "DUPESIFT_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DUPESIFT_THRESHOLD", None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(exe), "calibrate", *args], capture_output=True, text=True, env=env, timeout=300)
+
+    dry = cli(str(folder), "--copies", "2")
+    assert dry.returncode == 0, dry.stderr
+    assert "12 photos x 2 copies" in dry.stdout + dry.stderr
+    line = [ln for ln in dry.stdout.splitlines() if ln.startswith("threshold ") and "(model default 0." in ln]
+    assert len(line) == 1 and "precision" in dry.stdout.splitlines()[0], dry.stdout  # the curve comes first
+    assert "resamples" in dry.stdout  # the threshold's range is shown with it
+    threshold = float(line[0].split()[1].rstrip(":"))
+    assert 0.0 < threshold < 1.0
+    assert not (tmp_path / "data" / "dupesift.env").exists()
+
+    wrote = cli(str(folder), "--copies", "2", "--write")
+    assert wrote.returncode == 0, wrote.stderr
+    saved = (tmp_path / "data" / "dupesift.env").read_text()
+    assert f"DUPESIFT_THRESHOLD={threshold}" in saved  # same photos, same seed: the same threshold
+    from indexer.config import load_settings
+
+    assert load_settings(data_dir=tmp_path / "data").threshold == threshold
+
+    missing = cli(str(tmp_path / "nowhere"))
+    assert missing.returncode != 0 and "no such folder" in missing.stderr
+    few = tmp_path / "few"
+    few.mkdir()
+    shutil.copy(next(iter(sorted(folder.iterdir()))), few)
+    short = cli(str(few))
+    assert short.returncode != 0 and "need at least 10 photos" in short.stderr

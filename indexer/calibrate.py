@@ -29,6 +29,7 @@ __all__ = ["CalibrationResult", "CurveRow", "PairScores", "calibrate", "calibrat
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
 COPIES = 3  # synthetic copies per calibration photo (training's calibration and cross-fitting use this default)
+TARGET_PRECISION = 0.995  # the pair precision a calibrated threshold aims for unless asked otherwise
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 
@@ -81,7 +82,7 @@ def _sorted_cuts(pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return s, order, labels[order], np.r_[s[1:] != s[:-1], True]
 
 
-def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float = 0.995,
+def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float = TARGET_PRECISION,
                      grid: Sequence[float] | None = None) -> tuple[float, float, float, list[CurveRow]]:
     """Threshold from positive/negative pair cosines. Returns (threshold, precision, recall, curve)."""
     pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)  # _sorted_cuts sorts them together
@@ -99,7 +100,7 @@ def calibrate_scores(pos: np.ndarray, neg: np.ndarray, target_precision: float =
 
 
 def threshold_range(pos: np.ndarray, pos_photo: np.ndarray, neg: np.ndarray, neg_photos: np.ndarray,
-                    n_photos: int, target_precision: float = 0.995, rounds: int = RESAMPLES,
+                    n_photos: int, target_precision: float = TARGET_PRECISION, rounds: int = RESAMPLES,
                     seed: int = 0) -> tuple[float, float]:
     """5th and 95th percentile of the threshold over ``rounds`` resamples of the photos (with replacement).
 
@@ -191,7 +192,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
         neg_photos=np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1), photos=len(photos))
 
 
-def calibrate_pairs(pairs: PairScores, target_precision: float = 0.995, seed: int = 0) -> CalibrationResult:
+def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISION, seed: int = 0) -> CalibrationResult:
     """The threshold for ``target_precision`` from scored pairs, with its curve, range and recall per edit."""
     threshold, precision, recall, curve = calibrate_scores(pairs.pos, pairs.neg, target_precision)
     spread = threshold_range(pairs.pos, pairs.pos_photo, pairs.neg, pairs.neg_photos, pairs.photos,
@@ -210,7 +211,7 @@ def calibrate_pairs(pairs: PairScores, target_precision: float = 0.995, seed: in
     )
 
 
-def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = 0.995, copies: int = COPIES,
+def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = TARGET_PRECISION, copies: int = COPIES,
               seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
     """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
     return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side),
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, help="ONNX model (default: settings' model)")
     ap.add_argument("--limit", type=int, default=300, help="at most this many photos (evenly spread)")
     ap.add_argument("--copies", type=int, default=COPIES)
-    ap.add_argument("--target", type=float, default=0.995)
+    ap.add_argument("--target", type=float, default=TARGET_PRECISION)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--write", action="store_true", help="store the threshold in the model file's spec")
     a = ap.parse_args(argv)

@@ -207,16 +207,17 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[in
 
 @app.command()
 def calibrate(folder: Annotated[Optional[Path], typer.Argument(help="Photos to calibrate on (default: the training split).")] = None,
-              target_precision: Annotated[float, typer.Option("--target-precision", min=0.5, max=1.0)] = 0.995,
+              target_precision: Annotated[Optional[float], typer.Option("--target-precision", min=0.5, max=1.0, help="Pair precision to aim for (default: indexer.calibrate.TARGET_PRECISION).")] = None,
               limit: Annotated[int, typer.Option("--limit", min=10, help="At most this many photos.")] = 300,
               copies: Annotated[Optional[int], typer.Option("--copies", min=1, help="Synthetic copies per photo (default: indexer.calibrate.COPIES).")] = None,
               write: Annotated[bool, typer.Option("--write", help="Save the threshold to <data-dir>/dupesift.env.")] = False) -> None:
     """Choose the duplicate threshold for a target precision from synthetic copies of your photos."""
-    from indexer.calibrate import COPIES, calibrate as run, format_curve, onnx_embed_fn, train_split
+    from indexer.calibrate import COPIES, TARGET_PRECISION, calibrate as run, format_curve, onnx_embed_fn, train_split
     from indexer.scan import scan
 
     st = settings()
     copies = COPIES if copies is None else copies
+    target_precision = TARGET_PRECISION if target_precision is None else target_precision
     if folder is None:
         photos = train_split()
     else:

@@ -144,6 +144,7 @@ def test_dupesift_calibrate_prints_the_curve_and_writes_only_when_asked(tmp_path
     line = [ln for ln in dry.stdout.splitlines() if ln.startswith("threshold ") and "(model default 0." in ln]
     assert len(line) == 1 and "precision" in dry.stdout.splitlines()[0], dry.stdout  # the curve comes first
     assert "resamples" in dry.stdout  # the threshold's range is shown with it
+    assert "(target 0.995)" in dry.stdout  # the default target precision (indexer.calibrate.TARGET_PRECISION)
     threshold = float(line[0].split()[1].rstrip(":"))
     assert 0.0 < threshold < 1.0
     assert not (tmp_path / "data" / "dupesift.env").exists()

@@ -18,7 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from indexer.calibrate import CalibrationResult, PairScores, calibrate_pairs, format_curve, onnx_embed_fn, pair_scores
+from indexer.calibrate import (TARGET_PRECISION, CalibrationResult, PairScores, calibrate_pairs, format_curve,
+                               onnx_embed_fn, pair_scores)
 from indexer.training.train import TrainConfig, load_config, split_photos
 
 __all__ = ["Fold", "crossfit", "main"]
@@ -51,7 +52,7 @@ class Fold:
         return pair_scores(self.held_out, fn, seed=self.cfg.seed)  # copies as training's calibration makes them
 
 
-def crossfit(folds: list[Fold], target_precision: float = 0.995,
+def crossfit(folds: list[Fold], target_precision: float = TARGET_PRECISION,
              log=print) -> tuple[CalibrationResult, list[CalibrationResult]]:
     """(the pooled calibration, each fold's own) over the folds' held-out photos, which must not overlap."""
     if not folds:
@@ -84,7 +85,8 @@ def _summary(c: CalibrationResult) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folds", nargs="+", metavar="FOLD.toml[=MODEL.onnx]", help="training configs of the folds")
-    ap.add_argument("--target", type=float, default=0.995, help="target pair precision (default 0.995)")
+    ap.add_argument("--target", type=float, default=TARGET_PRECISION,
+                    help=f"target pair precision (default {TARGET_PRECISION})")
     ap.add_argument("--write", type=Path, metavar="MODEL.onnx", help="store the pooled threshold in this model's spec")
     ap.add_argument("--out", type=Path, help="write the pooled and per-fold results here as JSON")
     a = ap.parse_args(argv)

@@ -50,6 +50,7 @@ from PIL import Image, ImageFilter
 from torch import nn
 
 from indexer.augment import open_photo, random_edit
+from indexer.calibrate import TARGET_PRECISION
 from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
 from indexer.preprocess import normalize, to_model_pixels
 from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, build_embedder, load_lite0
@@ -109,7 +110,7 @@ class TrainConfig:
     out_dir: str = ""                # default runs/<name>
     export: str = ""                 # ONNX path to export to after training ("" = none)
     calibrate: bool = True
-    target_precision: float = 0.995
+    target_precision: float = TARGET_PRECISION
     cache_dir: str = str(ROOT / "runs" / "cache")
 
     def __post_init__(self) -> None:

@@ -16,6 +16,9 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
 - KoLeo (optional, ``koleo`` > 0): SSCD's entropy term, spreads different photos apart in the batch;
   ``lookalike_batches`` pairs each batch photo with its teacher-nearest photo so KoLeo meets look-alikes.
 - ``ema_decay`` > 0: the final checkpoint and the export hold a moving average of the student's weights.
+- ``init_from``: start from an exported model (``from_onnx``) instead of ImageNet + PCA projection;
+  ``turn_kd`` > 0: each view's embedding should be ``turn_teacher``'s embedding averaged over the view's
+  four 90° turns (``turn_targets``), a one-pass copy of that model's exact turn invariance.
 - On the fly (fresh every step): 90° turns/flips, grey, jitter (``extra_edits``, numpy) and JPEG
   re-compression (``jpeg_views``: kornia's differentiable codec on the training device).
 
@@ -53,7 +56,7 @@ from indexer.augment import open_photo, random_edit
 from indexer.calibrate import TARGET_PRECISION
 from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
 from indexer.preprocess import normalize, to_model_pixels
-from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, build_embedder, load_lite0
+from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, GeM, build_embedder, load_lite0
 from indexer.training.export import export_onnx
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +106,10 @@ class TrainConfig:
     koleo: float = 0.0               # weight of the KoLeo spreading term (SSCD's entropy regulariser); 0 = off
     lookalike_batches: bool = False  # half of each batch at random, each photo joined by its teacher-nearest one
     ema_decay: float = 0.0           # export an exponential moving average of the student's weights; 0 = off
+    init_from: str = ""              # start the embedder from this exported ONNX model (e.g. the shipped v10)
+                                     # instead of ImageNet Lite0 + a PCA projection; "" = ImageNet
+    turn_teacher: str = ""           # ONNX model whose turn-averaged embedding of each bank view is a target
+    turn_kd: float = 0.0             # weight of 1 - cos(student view, that target); 0 = off
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -123,6 +130,8 @@ class TrainConfig:
         if self.calib_block >= 0 and (self.calib_block + 1) * self.calib_photos > self.train_photos + self.calib_photos:
             raise ValueError(f"calib_block {self.calib_block} of {self.calib_photos} photos lies past the "
                              f"{self.train_photos + self.calib_photos} photos this run draws")
+        if self.turn_kd < 0 or bool(self.turn_kd) != bool(self.turn_teacher):
+            raise ValueError("turn_kd (> 0) and turn_teacher go together")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must be in [0, 1), not {self.ema_decay}")
         self.jpeg_quality = tuple(map(float, self.jpeg_quality))  # TOML gives a list
@@ -136,10 +145,15 @@ class TrainConfig:
     @property
     def export_path(self) -> Path | None:
         """Where the ONNX export goes (a relative ``export`` is under the repository), or None for no export."""
-        if not self.export:
-            return None
-        out = Path(self.export)
-        return out if out.is_absolute() else ROOT / out
+        return _repo_path(self.export)
+
+
+def _repo_path(name: str) -> Path | None:
+    """A config's file name: relative ones are under the repository; "" is None."""
+    if not name:
+        return None
+    out = Path(name)
+    return out if out.is_absolute() else ROOT / out
 
 
 def _read_config(path: Path, including: tuple[Path, ...] = ()) -> dict:
@@ -206,7 +220,9 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
         | ({"kd_similarity": cfg.kd_similarity, "kd_similarity_temperature": cfg.kd_similarity_temperature}
            if cfg.kd and cfg.kd_similarity else {})
         | ({"lookalike_batches": True} if cfg.lookalike_batches else {})
-        | ({"ema_decay": cfg.ema_decay} if cfg.ema_decay else {}),
+        | ({"ema_decay": cfg.ema_decay} if cfg.ema_decay else {})
+        | ({"init_from": Path(cfg.init_from).name} if cfg.init_from else {})
+        | ({"turn_kd": cfg.turn_kd, "turn_teacher": Path(cfg.turn_teacher).name} if cfg.turn_kd else {}),
     )
 
 
@@ -246,11 +262,16 @@ def _teacher_logits(teacher: nn.Module, pixels: np.ndarray, spec: ModelSpec, wor
     return np.concatenate(out).astype(np.float16)
 
 
-def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: nn.Module, log) -> dict:
-    """Views of every photo as model-size uint8 pixels + the teacher's logits for each, cached on disk."""
+def bank_path(cfg: TrainConfig, photos: list[Path], spec: ModelSpec) -> Path:
+    """Where the bank of these photos' views is cached (keyed by everything that makes it)."""
     key = hashlib.sha1(json.dumps([[p.name for p in photos], cfg.views_per_photo, cfg.seed, spec.input_size,
                                    spec.mean, spec.std, "bank-1"]).encode()).hexdigest()[:12]
-    path = Path(cfg.cache_dir) / f"bank-{key}.npz"
+    return Path(cfg.cache_dir) / f"bank-{key}.npz"
+
+
+def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: nn.Module, log) -> dict:
+    """Views of every photo as model-size uint8 pixels + the teacher's logits for each, cached on disk."""
+    path = bank_path(cfg, photos, spec)
     if path.exists():
         log({"event": "bank", "path": str(path), "reused": True})
         with np.load(path) as z:
@@ -513,7 +534,21 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.lookalike_batches:
         # each photo's others from most to least alike (its own photo, cosine 1, moved to the end)
         lookalikes = (t_sim - 3 * torch.eye(n_photos, device=device)).argsort(1, descending=True).cpu().tolist()
-    student: Embedder = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
+    if cfg.turn_kd:
+        from indexer.training.turn_targets import cached_turn_targets
+
+        turn_t = torch.from_numpy(cached_turn_targets(_repo_path(cfg.turn_teacher), pixels,
+                                                      bank_path(cfg, photos, spec), cfg.threads, log))
+    if cfg.init_from:
+        from indexer.training.from_onnx import embedder_from_onnx
+
+        student: Embedder = embedder_from_onnx(_repo_path(cfg.init_from))
+        pooling = "gem" if isinstance(student.pool, GeM) else "avg"
+        if (student.dim, pooling) != (cfg.dim, cfg.pooling):
+            raise ValueError(f"{cfg.init_from} is a {student.dim}-d {pooling} embedder, "
+                             f"the config asks for {cfg.dim}-d {cfg.pooling}")
+    else:
+        student = build_embedder(pooling=cfg.pooling, dim=cfg.dim)
     net = student.backbone
     for i, p in enumerate(net.parameters()):
         p.requires_grad_(False)
@@ -542,7 +577,7 @@ def train(cfg: TrainConfig) -> dict:
     init_idx = torch.tensor([v for k in range(n_photos) for v in by_photo[k][:2]])
     with torch.no_grad():
         pooled_all = torch.cat([embed_views(init_idx[i:i + 64])[0] for i in range(0, len(init_idx), 64)])
-        if cfg.proj_init == "pca" and isinstance(student.proj, nn.Linear):
+        if cfg.proj_init == "pca" and isinstance(student.proj, nn.Linear) and not cfg.init_from:
             # the top principal directions of the (uncentred) pooled features: the best rank-D
             # approximation of the backbone's own vectors, so training starts near its cosines
             _, _, vt = torch.linalg.svd(pooled_all.cpu(), full_matrices=False)
@@ -600,6 +635,10 @@ def train(cfg: TrainConfig) -> dict:
                 loss_koleo = koleo_loss(emb, labels)
                 loss = loss + cfg.koleo * loss_koleo
                 row["loss_koleo"] = round(loss_koleo.item(), 4)
+            if cfg.turn_kd:  # a copy loss too: the target is the same for every turn of the view
+                loss_turn = (1 - (emb * turn_t[idx_t].to(device)).sum(1)).mean()
+                loss = loss + cfg.turn_kd * loss_turn
+                row["loss_turn"] = round(loss_turn.item(), 4)
             if cfg.kd:
                 target_idx = idx_t if cfg.kd_target == "view" else originals[owner[idx_t]]
                 kd_in = pooled if cfg.kd_input == "pooled" else emb

@@ -58,6 +58,7 @@ DEFAULT_MODELS = {
     "backbone (ImageNet, untouched)": ROOT / "models" / "dupesift-effnetlite0-imagenet.onnx",
     "ArcFace, no distillation": ROOT / "runs" / "arcface-lite0" / "arcface-lite0.onnx",
     "ArcFace + distillation (ours)": ROOT / "models" / "dupesift-arcface-kd-lite0.onnx",
+    "ours, stage 1 alone (v10)": ROOT / "models" / "dupesift-arcface-kd-lite0-stage1.onnx",
 }
 SUPERCLASSES = {"dog": (151, 268), "cat": (281, 285), "frog": (30, 32), "turtle": (33, 37), "bird": (80, 100),
                 "primate": (365, 382), "fish": (389, 397), "crab": (118, 121), "insect": (300, 319)}
@@ -251,7 +252,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--library", type=Path, default=ROOT / "runs" / "bench-lib")
-    ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable; default: the three)")
+    ap.add_argument("--model", action="append", default=[], help="NAME=PATH.onnx (repeatable; default: the baseline, the ablation, ours and its stage 1)")
     ap.add_argument("--peers", default="phash,sscd-distilled,sscd")
     ap.add_argument("--no-semantic", action="store_true")
     ap.add_argument("--speed-rounds", type=int, default=3,

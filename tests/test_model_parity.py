@@ -65,16 +65,19 @@ def test_dynamic_batch() -> None:
 
 
 @pytest.mark.skipif(not OURS.exists(), reason="trained model not exported")
-def test_shipped_model_spec_and_unit_norm() -> None:
+@pytest.mark.parametrize("config", ["arcface-kd.toml", "arcface-kd-stage1.toml"])
+def test_shipped_model_spec_and_unit_norm(config: str) -> None:
+    """The default model and its stage 1 (the file stage 2 starts from and distils the turn average of)."""
     from indexer.training.train import load_config, spec_for
 
-    spec = read_spec(OURS)
-    recipe = load_config(OURS.parents[1] / "configs" / "arcface-kd.toml")
+    recipe = load_config(OURS.parents[1] / "configs" / config)
+    path = OURS.parent / Path(recipe.export).name
+    spec = read_spec(path)
     # the shipped file is the one its recipe exports: the same spec (size, dimension, version, recipe notes);
     # only the threshold comes from calibration
-    assert Path(recipe.export).name == OURS.name
+    assert Path(recipe.export).parent.name == "models" and path.exists()
     assert spec == spec_for(recipe).with_threshold(spec.threshold)
     assert (spec.mean, spec.std) == (EFFNET_LITE0_IMAGENET.mean, EFFNET_LITE0_IMAGENET.std)
-    out, _ = _onnx(OURS, normalize(_photos(spec), spec))
+    out, _ = _onnx(path, normalize(_photos(spec), spec))
     assert out.shape == (3, 256)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)

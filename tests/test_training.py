@@ -61,9 +61,17 @@ def test_config_files_load(tmp_path: Path) -> None:
 def test_config_base_is_read_under_the_file(tmp_path: Path) -> None:
     """``base = "x.toml"`` starts from x's settings; the file's own settings win; cycles are refused."""
     ablation = load_config(ROOT / "configs" / "arcface-only.toml")
+    stage1 = load_config(ROOT / "configs" / "arcface-kd-stage1.toml")
     recipe = load_config(ROOT / "configs" / "arcface-kd.toml")
-    differ = {f.name for f in dataclasses.fields(TrainConfig) if getattr(ablation, f.name) != getattr(recipe, f.name)}
-    assert differ == {"name", "kd", "export"}  # the ablation is the shipped recipe without distillation
+
+    def differ(x: TrainConfig, y: TrainConfig) -> set[str]:
+        return {f.name for f in dataclasses.fields(TrainConfig) if getattr(x, f.name) != getattr(y, f.name)}
+
+    assert differ(ablation, stage1) == {"name", "kd", "export"}  # the ablation is stage 1 without distillation
+    # stage 2 is stage 1's recipe (photos, bank, seed, losses) started from stage 1's file, plus the turn target
+    assert differ(recipe, stage1) == {"version", "init_from", "turn_teacher", "turn_kd", "dihedral_p", "steps",
+                                      "warmup_steps", "out_dir", "export"}
+    assert recipe.init_from == recipe.turn_teacher == stage1.export and recipe.kd
     (tmp_path / "sub").mkdir()
     (tmp_path / "a.toml").write_text('[train]\nsteps = 7\nkoleo = 2.0\n')
     (tmp_path / "sub" / "b.toml").write_text('[train]\nbase = "../a.toml"\nkoleo = 5.0\n')

@@ -20,17 +20,19 @@ from indexer.training.backbone import FEATURE_DIM, Embedder, load_lite0
 __all__ = ["embedder_from_onnx"]
 
 
-def _forward_order(net: nn.Module, kind: type, size: int) -> list[nn.Module]:
-    """Modules of ``kind`` in the order the forward pass calls them (the order ONNX's graph lists them)."""
-    seen: list[nn.Module] = []
-    hooks = [m.register_forward_hook(lambda mod, *_: seen.append(mod)) for m in net.modules() if isinstance(m, kind)]
+def _forward_order(net: nn.Module, size: int) -> tuple[list[nn.Conv2d], list[nn.BatchNorm2d]]:
+    """Convolutions and BatchNorms in the order one forward pass calls them (the order ONNX's graph lists them)."""
+    convs: list[nn.Conv2d] = []
+    norms: list[nn.BatchNorm2d] = []
+    hooks = [m.register_forward_hook(lambda mod, *_: (convs if isinstance(mod, nn.Conv2d) else norms).append(mod))
+             for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     try:
         with torch.no_grad():
             net.extract_features(torch.zeros(1, 3, size, size))
     finally:
         for h in hooks:
             h.remove()
-    return seen
+    return convs, norms
 
 
 def embedder_from_onnx(path: Path) -> Embedder:
@@ -52,8 +54,7 @@ def embedder_from_onnx(path: Path) -> Embedder:
     dim = spec.dim if matmuls else None
     student = Embedder(load_lite0(), pooling=pooling, dim=dim)
     net = student.backbone
-    conv_mods = _forward_order(net, nn.Conv2d, spec.input_size)
-    bn_mods = _forward_order(net, nn.BatchNorm2d, spec.input_size)
+    conv_mods, bn_mods = _forward_order(net, spec.input_size)
     if len(convs) != len(conv_mods) or len(bn_mods) != len(conv_mods):
         raise ValueError(f"{path}: {len(convs)} convolutions, the Lite0 embedder has {len(conv_mods)}")
     with torch.no_grad():

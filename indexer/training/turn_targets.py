@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.preprocess import normalize
-
 __all__ = ["turn_averaged", "cached_turn_targets"]
 
 
@@ -32,27 +30,25 @@ def turn_averaged(embed, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
 def cached_turn_targets(model_path: Path, pixels: np.ndarray, bank_path: Path, threads: int, log) -> np.ndarray:
     """``turn_averaged`` for every bank view under the ONNX model at ``model_path``, cached beside the bank
     (keyed by the bank and the model file's bytes, so a retrained model never reuses stale targets)."""
-    import onnxruntime as ort
-
+    from indexer.embedder import OnnxEmbedder
     from indexer.modelspec import read_spec
+    from indexer.training.train import _own_temp_file  # not at the top: train imports this module
 
     model_path = Path(model_path)
-    spec = read_spec(model_path)
-    if spec.input_size != pixels.shape[1]:
-        raise ValueError(f"{model_path} reads {spec.input_size} px, the bank holds {pixels.shape[1]} px views")
+    size = read_spec(model_path).input_size
+    if size != pixels.shape[1]:
+        raise ValueError(f"{model_path} reads {size} px, the bank holds {pixels.shape[1]} px views")
     digest = hashlib.sha1(model_path.read_bytes()).hexdigest()[:12]
     path = bank_path.with_name(f"{bank_path.stem}-turns-{digest}.npy")
     if path.exists():
         log({"event": "turn_targets", "path": str(path), "reused": True})
         return np.load(path)
     t0 = time.perf_counter()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    sess = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
-    targets = turn_averaged(lambda px: sess.run([spec.output_name], {spec.input_name: normalize(px, spec)})[0], pixels)
-    tmp = path.with_name(f"{path.stem}.{time.time_ns()}.tmp.npy")
-    np.save(tmp, targets)
-    tmp.replace(path)
+    teacher = OnnxEmbedder(model_path, threads=threads, providers=["CPUExecutionProvider"])
+    targets = turn_averaged(teacher.embed, pixels)
+    with _own_temp_file(path.parent, path.stem, ".tmp.npy") as tmp:  # side-by-side runs: last one wins
+        np.save(tmp, targets)
+        tmp.replace(path)
     log({"event": "turn_targets", "path": str(path), "views": len(targets),
          "seconds": round(time.perf_counter() - t0, 1)})
     return targets

@@ -21,7 +21,7 @@ from indexer.modelspec import read_spec  # noqa: E402
 from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
 from indexer.training.from_onnx import embedder_from_onnx  # noqa: E402
 from indexer.training.train import TrainConfig, spec_for, train  # noqa: E402
-from indexer.training.turn_targets import turn_averaged  # noqa: E402
+from indexer.training.turn_targets import per_view_targets, turn_averaged  # noqa: E402
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -75,6 +75,22 @@ def test_turn_averaged_embeddings_are_exactly_turn_invariant() -> None:
     assert (plain * avg).sum(1).min() < 0.999
 
 
+def test_a_view_can_aim_at_its_own_average_its_originals_or_its_photos_centroid() -> None:
+    rng = np.random.default_rng(0)
+    owner = np.array([0, 0, 0, 5, 5, 9])  # the bank's order: each photo's original first, then its copies
+    avg = rng.normal(size=(6, 4)).astype(np.float32)
+    avg /= np.linalg.norm(avg, axis=1, keepdims=True)
+    np.testing.assert_array_equal(per_view_targets(avg, owner, "view"), avg)
+    np.testing.assert_array_equal(per_view_targets(avg, owner, "original"), avg[[0, 0, 0, 3, 3, 5]])
+    cent = per_view_targets(avg, owner, "centroid")
+    expected = avg[:3].sum(0) / np.linalg.norm(avg[:3].sum(0))
+    np.testing.assert_allclose(cent[:3], np.tile(expected, (3, 1)), atol=1e-6)
+    np.testing.assert_allclose(cent[5], avg[5], atol=1e-6)  # a photo with one view is its own centroid
+    np.testing.assert_allclose(np.linalg.norm(cent, axis=1), 1.0, atol=1e-6)
+    with pytest.raises(ValueError, match="centroid"):
+        per_view_targets(avg, owner, "mean")
+
+
 def _tiny(tmp_path: Path, name: str, **kw) -> TrainConfig:
     return TrainConfig(
         name=name, photos_dir=str(PHOTOS), train_photos=4, calib_photos=0, views_per_photo=2, photos_per_batch=4,
@@ -103,7 +119,10 @@ def test_a_second_stage_starts_from_the_shipped_model_and_learns_its_turn_averag
     assert len(list((tmp_path / "cache").glob("*-turns-*.npy"))) == 1
     notes = spec_for(cfg).notes
     assert notes["turn_kd"] == 20.0 and notes["init_from"] == OURS.name
-    train(_tiny(tmp_path, "again", steps=1, init_from=str(OURS), turn_teacher=str(OURS), turn_kd=1.0))
+    again_cfg = _tiny(tmp_path, "again", steps=1, init_from=str(OURS), turn_teacher=str(OURS), turn_kd=1.0,
+                      turn_target="original")  # same cached averages, each view aimed at its photo's original's
+    train(again_cfg)
+    assert "turn_target" not in notes and spec_for(again_cfg).notes["turn_target"] == "original"
     again = [json.loads(line) for line in (tmp_path / "again" / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("event") == "turn_targets" and r.get("reused") for r in again)
 
@@ -114,5 +133,7 @@ def test_second_stage_settings_are_checked(tmp_path: Path) -> None:
         TrainConfig(turn_kd=1.0)
     with pytest.raises(ValueError, match="turn_teacher"):
         TrainConfig(turn_teacher=str(OURS))
+    with pytest.raises(ValueError, match="turn_target"):
+        TrainConfig(turn_target="photo")
     with pytest.raises(ValueError, match="1280-d avg embedder"):
         train(_tiny(tmp_path, "mismatch", steps=1, init_from=str(BASELINE)))

@@ -18,7 +18,8 @@ Student: ImageNet Lite0 -> GeM -> Linear(1280, D) -> L2 norm (exported). Trainin
 - ``ema_decay`` > 0: the final checkpoint and the export hold a moving average of the student's weights.
 - ``init_from``: start from an exported model (``from_onnx``) instead of ImageNet + PCA projection;
   ``turn_kd`` > 0: each view's embedding should be ``turn_teacher``'s embedding averaged over the view's
-  four 90° turns (``turn_targets``), a one-pass copy of that model's exact turn invariance.
+  four 90° turns (``turn_targets``), a one-pass copy of that model's exact turn invariance; ``turn_target``
+  chooses whose average: the view's own, its photo's original's, or the centroid of its photo's views'.
 - On the fly (fresh every step): 90° turns/flips, grey, jitter (``extra_edits``, numpy) and JPEG
   re-compression (``jpeg_views``: kornia's differentiable codec on the training device).
 
@@ -110,6 +111,8 @@ class TrainConfig:
                                      # instead of ImageNet Lite0 + a PCA projection; "" = ImageNet
     turn_teacher: str = ""           # ONNX model whose turn-averaged embedding of each bank view is a target
     turn_kd: float = 0.0             # weight of 1 - cos(student view, that target); 0 = off
+    turn_target: str = "view"        # the target is that average for the same "view", for the photo's unedited
+                                     # "original", or the "centroid" of the averages of all the photo's bank views
     frozen_blocks: int = 9           # MBConv blocks 0..frozen_blocks-1 (and the stem) are frozen
     threads: int = 2
     checkpoint_every: int = 100
@@ -123,6 +126,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kd_target not in ("view", "original"):
             raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
+        if self.turn_target not in ("view", "original", "centroid"):
+            raise ValueError(f"turn_target must be 'view', 'original' or 'centroid', not {self.turn_target!r}")
         if self.kd_input not in ("pooled", "embedding"):
             raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
         if self.kd_similarity < 0 or self.kd_similarity_temperature <= 0:
@@ -222,7 +227,8 @@ def spec_for(cfg: TrainConfig) -> ModelSpec:
         | ({"lookalike_batches": True} if cfg.lookalike_batches else {})
         | ({"ema_decay": cfg.ema_decay} if cfg.ema_decay else {})
         | ({"init_from": Path(cfg.init_from).name} if cfg.init_from else {})
-        | ({"turn_kd": cfg.turn_kd, "turn_teacher": Path(cfg.turn_teacher).name} if cfg.turn_kd else {}),
+        | ({"turn_kd": cfg.turn_kd, "turn_teacher": Path(cfg.turn_teacher).name} if cfg.turn_kd else {})
+        | ({"turn_target": cfg.turn_target} if cfg.turn_kd and cfg.turn_target != "view" else {}),
     )
 
 
@@ -535,10 +541,11 @@ def train(cfg: TrainConfig) -> dict:
         # each photo's others from most to least alike (its own photo, cosine 1, moved to the end)
         lookalikes = (t_sim - 3 * torch.eye(n_photos, device=device)).argsort(1, descending=True).cpu().tolist()
     if cfg.turn_kd:
-        from indexer.training.turn_targets import cached_turn_targets
+        from indexer.training.turn_targets import cached_turn_targets, per_view_targets
 
-        turn_t = torch.from_numpy(cached_turn_targets(_repo_path(cfg.turn_teacher), pixels,
-                                                      bank_path(cfg, photos, spec), cfg.threads, log))
+        averaged = cached_turn_targets(_repo_path(cfg.turn_teacher), pixels, bank_path(cfg, photos, spec),
+                                       cfg.threads, log)
+        turn_t = torch.from_numpy(per_view_targets(averaged, bank["owner"], cfg.turn_target))
     if cfg.init_from:
         from indexer.training.from_onnx import embedder_from_onnx
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["turn_averaged", "cached_turn_targets"]
+__all__ = ["turn_averaged", "cached_turn_targets", "per_view_targets"]
 
 
 def turn_averaged(embed, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -25,6 +25,24 @@ def turn_averaged(embed, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
         total = sum(embed(np.ascontiguousarray(np.rot90(chunk, k, axes=(1, 2)))) for k in range(4))
         out.append(total / np.linalg.norm(total, axis=1, keepdims=True).clip(1e-12))
     return np.concatenate(out).astype(np.float32)
+
+
+def per_view_targets(averaged: np.ndarray, owner: np.ndarray, mode: str) -> np.ndarray:
+    """The target of each bank view from the turn averages of all views (``owner``: each view's photo; a
+    photo's first view is its unedited original): the view's own average ("view"), its photo's original's
+    ("original"), or the unit mean of its photo's views' averages ("centroid")."""
+    if mode == "view":
+        return averaged
+    photos, first = np.unique(owner, return_index=True)
+    if mode == "original":
+        per_photo = averaged[first]
+    elif mode == "centroid":
+        sums = np.zeros((len(photos), averaged.shape[1]), np.float64)
+        np.add.at(sums, np.searchsorted(photos, owner), averaged)
+        per_photo = (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
+    else:
+        raise ValueError(f"turn target mode must be 'view', 'original' or 'centroid', not {mode!r}")
+    return per_photo[np.searchsorted(photos, owner)]
 
 
 def cached_turn_targets(model_path: Path, pixels: np.ndarray, bank_path: Path, threads: int, log) -> np.ndarray:

@@ -59,6 +59,7 @@ from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
 from indexer.preprocess import normalize, to_model_pixels
 from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, GeM, build_embedder, load_lite0
 from indexer.training.export import export_onnx
+from indexer.training.turn_targets import TURN_TARGETS, cached_turn_targets, per_view_targets
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTOS = ROOT.parent / "shared" / "data" / "photos"
@@ -126,8 +127,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kd_target not in ("view", "original"):
             raise ValueError(f"kd_target must be 'view' or 'original', not {self.kd_target!r}")
-        if self.turn_target not in ("view", "original", "centroid"):
-            raise ValueError(f"turn_target must be 'view', 'original' or 'centroid', not {self.turn_target!r}")
+        if self.turn_target not in TURN_TARGETS:
+            raise ValueError(f"turn_target must be one of {', '.join(TURN_TARGETS)}, not {self.turn_target!r}")
         if self.kd_input not in ("pooled", "embedding"):
             raise ValueError(f"kd_input must be 'pooled' or 'embedding', not {self.kd_input!r}")
         if self.kd_similarity < 0 or self.kd_similarity_temperature <= 0:
@@ -541,8 +542,6 @@ def train(cfg: TrainConfig) -> dict:
         # each photo's others from most to least alike (its own photo, cosine 1, moved to the end)
         lookalikes = (t_sim - 3 * torch.eye(n_photos, device=device)).argsort(1, descending=True).cpu().tolist()
     if cfg.turn_kd:
-        from indexer.training.turn_targets import cached_turn_targets, per_view_targets
-
         averaged = cached_turn_targets(_repo_path(cfg.turn_teacher), pixels, bank_path(cfg, photos, spec),
                                        cfg.threads, log)
         turn_t = torch.from_numpy(per_view_targets(averaged, bank["owner"], cfg.turn_target))

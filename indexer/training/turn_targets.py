@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["turn_averaged", "cached_turn_targets", "per_view_targets"]
+__all__ = ["TURN_TARGETS", "turn_averaged", "cached_turn_targets", "per_view_targets"]
+
+TURN_TARGETS = ("view", "original", "centroid")  # whose turn average a view aims at (``per_view_targets``)
 
 
 def turn_averaged(embed, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -31,18 +33,18 @@ def per_view_targets(averaged: np.ndarray, owner: np.ndarray, mode: str) -> np.n
     """The target of each bank view from the turn averages of all views (``owner``: each view's photo; a
     photo's first view is its unedited original): the view's own average ("view"), its photo's original's
     ("original"), or the unit mean of its photo's views' averages ("centroid")."""
+    if mode not in TURN_TARGETS:
+        raise ValueError(f"turn target mode must be one of {', '.join(TURN_TARGETS)}, not {mode!r}")
     if mode == "view":
         return averaged
-    photos, first = np.unique(owner, return_index=True)
+    photos, first, photo_of = np.unique(owner, return_index=True, return_inverse=True)
     if mode == "original":
         per_photo = averaged[first]
-    elif mode == "centroid":
+    else:  # centroid
         sums = np.zeros((len(photos), averaged.shape[1]), np.float64)
-        np.add.at(sums, np.searchsorted(photos, owner), averaged)
+        np.add.at(sums, photo_of, averaged)
         per_photo = (sums / np.linalg.norm(sums, axis=1, keepdims=True).clip(1e-12)).astype(np.float32)
-    else:
-        raise ValueError(f"turn target mode must be 'view', 'original' or 'centroid', not {mode!r}")
-    return per_photo[np.searchsorted(photos, owner)]
+    return per_photo[photo_of]
 
 
 def cached_turn_targets(model_path: Path, pixels: np.ndarray, bank_path: Path, threads: int, log) -> np.ndarray:

@@ -1,0 +1,100 @@
+"""Average the weights of several exported embedders fine-tuned from one start (a uniform "model soup").
+
+    python -m indexer.training.soup --config configs/arcface-kd.toml A.onnx B.onnx [...] --out SOUP.onnx
+
+Wortsman et al. (2022): models fine-tuned from the same weights with different settings stay in one basin,
+and their weight average is often better than any of them at no cost to serving (one model, one pass). The
+files are read back into torch (``from_onnx``: the exporter's folded convolutions, which average as they
+are), averaged parameter by parameter, exported with the config's spec and calibrated on the config's
+held-out photos. Every ingredient must have been trained on the config's split, or the calibration photos
+were training photos; the soup checks what the files record (size, dimension, starting file), the split is
+the caller's to keep.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+
+from indexer.modelspec import read_spec
+from indexer.training.export import export_onnx
+from indexer.training.from_onnx import embedder_from_onnx
+from indexer.training.train import ROOT, TrainConfig, load_config, spec_for, split_photos
+
+__all__ = ["average_embedders", "main", "soup"]
+
+
+def average_embedders(paths: list[Path]) -> torch.nn.Module:
+    """The embedder whose every weight is the mean of the files' (same architecture, pooling, dimension)."""
+    if len(paths) < 2:
+        raise ValueError("a soup needs at least two models")
+    models = [embedder_from_onnx(p) for p in paths]
+    states = [m.state_dict() for m in models]
+    for p, s in zip(paths[1:], states[1:]):
+        if s.keys() != states[0].keys() or any(s[k].shape != states[0][k].shape for k in s):
+            raise ValueError(f"{p} is not the same architecture as {paths[0]}")
+    mean = {k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    models[0].load_state_dict(mean)
+    return models[0].eval()
+
+
+def _check_ingredient(path: Path, cfg: TrainConfig) -> None:
+    spec = read_spec(path)
+    start = Path(cfg.init_from).name if cfg.init_from else ""
+    if spec.dim != cfg.dim or spec.input_size != cfg.input_size:
+        raise ValueError(f"{path}: {spec.dim}-d at {spec.input_size} px, the config's model is "
+                         f"{cfg.dim}-d at {cfg.input_size} px")
+    if spec.notes.get("init_from", "") != start:
+        raise ValueError(f"{path} did not start from {start or 'ImageNet'}: "
+                         "ingredients of one soup share a start")
+
+
+def soup(cfg: TrainConfig, paths: list[Path], out: Path) -> dict:
+    """Average ``paths`` into ``out`` with ``cfg``'s spec (notes name the ingredients) and calibrate it on the
+    config's held-out photos; returns the calibration summary."""
+    from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
+    from indexer.modelspec import write_spec
+
+    for p in paths:
+        _check_ingredient(p, cfg)
+    model = average_embedders(paths)
+    spec = spec_for(cfg)
+    spec = dataclasses.replace(spec, notes={**spec.notes, "soup": [Path(p).name for p in paths]})
+    export_onnx(model, out, spec)
+    result: dict = {"onnx": str(out), "ingredients": [str(p) for p in paths]}
+    _, calib = split_photos(cfg)
+    if cfg.calibrate and calib:
+        fn, _ = onnx_embed_fn(out)
+        cal = calibrate(calib, fn, cfg.target_precision, seed=cfg.seed)
+        text = format_curve(cal)
+        out.with_suffix(".calibration.txt").write_text(text + "\n")
+        print(text, flush=True)
+        write_spec(out, spec.with_threshold(cal.threshold))
+        result.update(threshold=cal.threshold, calib_precision=round(cal.precision, 4),
+                      calib_recall=round(cal.recall, 4), calib_photos=len(calib),
+                      calib_threshold_range=list(cal.threshold_range or ()))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", type=Path, help="exported ONNX embedders fine-tuned from one start")
+    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "arcface-kd.toml",
+                    help="the recipe whose split, spec and calibration the soup takes")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    missing = [str(p) for p in a.models if not p.is_file()]
+    if missing:
+        ap.error(f"no such model file: {', '.join(missing)}")
+    print(json.dumps(soup(load_config(a.config), a.models, a.out), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OURS = ROOT / "models" / "dupesift-arcface-kd-lite0.onnx"
 STAGE1 = ROOT / "models" / "dupesift-arcface-kd-lite0-stage1.onnx"
 STAGE2 = ROOT / "configs" / "arcface-kd.toml"
+PHOTOS = ROOT.parent / "shared" / "data" / "photos"
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +51,15 @@ def test_a_soup_takes_the_mean_of_every_weight(nudged: Path) -> None:
         assert torch.equal(twice(x), a(x))  # a soup of one model is that model
 
 
-def test_a_soup_is_one_onnx_file_with_the_configs_spec(nudged: Path, tmp_path: Path) -> None:
-    cfg = dataclasses.replace(load_config(STAGE2), calibrate=False)
+@pytest.mark.skipif(not PHOTOS.exists(), reason="../shared/data/photos not present")
+def test_a_soup_is_one_onnx_file_with_the_configs_spec_calibrated(nudged: Path, tmp_path: Path) -> None:
+    # 4 of the config's held-out photos (the same split: calib_photos only shortens the held-out block)
+    cfg = dataclasses.replace(load_config(STAGE2), calib_photos=4, photos_dir=str(PHOTOS))
     out = tmp_path / "soup.onnx"
-    soup(cfg, [OURS, nudged], out)
+    result = soup(cfg, [OURS, nudged], out)
     spec = read_spec(out)
+    assert result["calib_photos"] == 4 and spec.threshold == result["threshold"]
+    assert "<- chosen" in out.with_suffix(".calibration.txt").read_text()
     assert spec.notes["soup"] == [OURS.name, "nudged.onnx"]
     assert spec.notes["init_from"] == STAGE1.name
     assert (spec.dim, spec.input_size) == (cfg.dim, cfg.input_size)

@@ -22,7 +22,7 @@ import torch
 from indexer.modelspec import read_spec
 from indexer.training.export import export_onnx
 from indexer.training.from_onnx import embedder_from_onnx
-from indexer.training.train import ROOT, TrainConfig, load_config, spec_for, split_photos
+from indexer.training.train import ROOT, TrainConfig, calibrate_export, load_config, spec_for, split_photos
 
 __all__ = ["average_embedders", "main", "soup"]
 
@@ -56,9 +56,6 @@ def _check_ingredient(path: Path, cfg: TrainConfig) -> None:
 def soup(cfg: TrainConfig, paths: list[Path], out: Path) -> dict:
     """Average ``paths`` into ``out`` with ``cfg``'s spec (notes name the ingredients) and calibrate it on the
     config's held-out photos; returns the calibration summary."""
-    from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
-    from indexer.modelspec import write_spec
-
     for p in paths:
         _check_ingredient(p, cfg)
     model = average_embedders(paths)
@@ -68,15 +65,7 @@ def soup(cfg: TrainConfig, paths: list[Path], out: Path) -> dict:
     result: dict = {"onnx": str(out), "ingredients": [str(p) for p in paths]}
     _, calib = split_photos(cfg)
     if cfg.calibrate and calib:
-        fn, _ = onnx_embed_fn(out)
-        cal = calibrate(calib, fn, cfg.target_precision, seed=cfg.seed)
-        text = format_curve(cal)
-        out.with_suffix(".calibration.txt").write_text(text + "\n")
-        print(text, flush=True)
-        write_spec(out, spec.with_threshold(cal.threshold))
-        result.update(threshold=cal.threshold, calib_precision=round(cal.precision, 4),
-                      calib_recall=round(cal.recall, 4), calib_photos=len(calib),
-                      calib_threshold_range=list(cal.threshold_range or ()))
+        result.update(calibrate_export(out, spec, calib, cfg, out.with_suffix(".calibration.txt")))
     return result
 
 

@@ -700,24 +700,30 @@ def save_checkpoint(path: Path, student: Embedder, cfg: TrainConfig, spec: Model
 
 
 def export_and_calibrate(cfg: TrainConfig, student: Embedder, spec: ModelSpec, calib: list[Path], log) -> dict:
+    out = cfg.export_path
+    export_onnx(student.cpu().eval(), out, spec)
+    result = {"onnx": str(out)}
+    if cfg.calibrate and calib:
+        result.update(calibrate_export(out, spec, calib, cfg, cfg.run_dir / "calibration.txt"))
+    return result
+
+
+def calibrate_export(out: Path, spec: ModelSpec, calib: list[Path], cfg: TrainConfig,
+                     curve_path: Path) -> dict:
+    """Calibrate the exported ``out`` on the held-out photos ``calib`` at the config's target precision, store
+    the threshold in its spec and the precision/recall curve in ``curve_path``; returns the summary."""
     from indexer.calibrate import calibrate, format_curve, onnx_embed_fn
     from indexer.modelspec import write_spec
 
-    out = cfg.export_path
-    student = student.cpu().eval()
-    export_onnx(student, out, spec)
-    result = {"onnx": str(out)}
-    if cfg.calibrate and calib:
-        fn, _ = onnx_embed_fn(out)
-        cal = calibrate(calib, fn, cfg.target_precision, seed=cfg.seed)
-        text = format_curve(cal)
-        (cfg.run_dir / "calibration.txt").write_text(text + "\n")
-        print(text, flush=True)
-        write_spec(out, spec.with_threshold(cal.threshold))
-        result.update(threshold=cal.threshold, calib_precision=round(cal.precision, 4),
-                      calib_recall=round(cal.recall, 4), calib_photos=len(calib),
-                      calib_threshold_range=list(cal.threshold_range or ()))
-    return result
+    fn, _ = onnx_embed_fn(out)
+    cal = calibrate(calib, fn, cfg.target_precision, seed=cfg.seed)
+    text = format_curve(cal)
+    curve_path.write_text(text + "\n")
+    print(text, flush=True)
+    write_spec(out, spec.with_threshold(cal.threshold))
+    return {"threshold": cal.threshold, "calib_precision": round(cal.precision, 4),
+            "calib_recall": round(cal.recall, 4), "calib_photos": len(calib),
+            "calib_threshold_range": list(cal.threshold_range or ())}
 
 
 def main(argv: list[str] | None = None) -> int:

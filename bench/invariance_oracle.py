@@ -5,10 +5,11 @@
 For each model and each set of views (the photo's 4 turns, the 8 turns and flips, the 4 turns each in
 colour and grey, colour and grey), every image is embedded once per view on the square model input
 (where turns, flips and grey are exact: ``indexer.training.train.extra_edits``) and the unit mean is its
-embedding. That averaged embedder is calibrated the way training calibrates (the recipe's 200 held-out train-split photos,
-``indexer.calibrate``, target precision 0.995) and scored on bench/quality.py's public library at that
-threshold and at the best one. It costs one model pass per view, so it is an oracle for training targets
-(stage 2 learns the "rot4" average of stage 1 in one pass), not a serving mode. Prints one table.
+embedding. That averaged embedder is calibrated the way training calibrates (the recipe's 200 held-out
+train-split photos, ``indexer.calibrate``, target precision 0.995) and scored on bench/quality.py's public
+library at that threshold and at the best one. It costs one model pass per view, so it is an oracle for
+training targets (stage 2 learns the "rot4" average of stage 1 in one pass), not a serving mode. Prints
+one table.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -25,7 +27,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 import quality  # noqa: E402  (bench/quality.py: the library, its scoring and grouping)
 
 from indexer.calibrate import calibrate  # noqa: E402
-from indexer.decode import load_image  # noqa: E402
 from indexer.embedder import OnnxEmbedder  # noqa: E402
 from indexer.preprocess import to_model_pixels  # noqa: E402
 
@@ -65,14 +66,9 @@ def oracle_row(path: Path, views: str, truth: dict, rel: list[str], calib: list[
     size = emb.spec.input_size
     embed = averaged_embed(emb, views)
     cal = calibrate(calib, lambda ims: embed(np.stack([to_model_pixels(im, size) for im in ims])))
-    paths = [Path(truth["root"]) / p for p in rel]
-    vecs = np.concatenate([embed(np.stack([load_image(p, max_pixels=quality.MAX_PIXELS, size=size).pixels
-                                           for p in paths[i:i + 32]])) for i in range(0, len(paths), 32)])
-    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
-    at = quality.score(truth, names(quality.faiss_groups(vecs, cal.threshold)))
-    sim = vecs @ vecs.T
-    best = max((quality.score(truth, names(quality.matrix_groups(sim >= t)))["pair_f1"], float(t))
-               for t in quality.SWEEP)
+    averaged = SimpleNamespace(spec=emb.spec, embed=embed)  # what quality.embed_files reads of an embedder
+    vecs, _ = quality.embed_files(averaged, [Path(truth["root"]) / p for p in rel])
+    at, best = quality.score_vectors(vecs, cal.threshold, truth, rel)
     passes = len(view_batches(np.zeros((1, 2, 2, 3), np.uint8), views))
     return {"model": path.name, "views": views, "passes": passes,
             "threshold": round(cal.threshold, 4), "heldout_recall": round(cal.recall, 4),

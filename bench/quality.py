@@ -194,14 +194,20 @@ def semantic(emb: OnnxEmbedder) -> dict:
             "simbench_top1": round(float(np.mean(top1)), 3), "simbench_mAP": round(float(np.mean(aps)), 3)}
 
 
+def score_vectors(vecs: np.ndarray, threshold: float, truth: dict, rel: list[str]) -> tuple[dict, tuple]:
+    """score.py's figures for the groups at ``threshold``, and (best pair F1, its threshold) over SWEEP."""
+    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
+    at_threshold = score(truth, names(faiss_groups(vecs, threshold)))
+    sim = vecs @ vecs.T
+    best = max((score(truth, names(matrix_groups(sim >= t)))["pair_f1"], float(t)) for t in SWEEP)
+    return at_threshold, best
+
+
 def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool) -> dict:
     emb = OnnxEmbedder(path)
     paths = [Path(truth["root"]) / p for p in rel]
     vecs, fps = embed_files(emb, paths)
-    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
-    at_default = score(truth, names(faiss_groups(vecs, emb.spec.threshold)))
-    sim = vecs @ vecs.T
-    best = max((score(truth, names(matrix_groups(sim >= t)))["pair_f1"], float(t)) for t in SWEEP)
+    at_default, best = score_vectors(vecs, emb.spec.threshold, truth, rel)
     row = {"method": name, "threshold": emb.spec.threshold, **at_default, "best_f1": best[0],
            "best_threshold": best[1], "files_per_s": round(fps, 1), "dim": emb.spec.dim}
     if sem:

@@ -28,16 +28,10 @@ import quality  # noqa: E402  (bench/quality.py: the library, its scoring and gr
 
 from indexer.calibrate import calibrate  # noqa: E402
 from indexer.embedder import OnnxEmbedder  # noqa: E402
-from indexer.preprocess import to_model_pixels  # noqa: E402
+from indexer.preprocess import to_grey, to_model_pixels  # noqa: E402
 
 VIEWS = ("none", "rot4", "d8", "rot4grey", "grey2")
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601, as training's on-the-fly grey
 RECIPE = ROOT / "configs" / "arcface-kd.toml"  # whose held-out photos calibrate (both stages share them)
-
-
-def _grey(px: np.ndarray) -> np.ndarray:
-    luma = np.clip(px.astype(np.float32) @ LUMA + 0.5, 0, 255).astype(np.uint8)
-    return np.repeat(luma[..., None], 3, axis=-1)
 
 
 def view_batches(px: np.ndarray, views: str) -> list[np.ndarray]:
@@ -50,7 +44,7 @@ def view_batches(px: np.ndarray, views: str) -> list[np.ndarray]:
     if views == "d8":
         out += [np.ascontiguousarray(v[:, :, ::-1]) for v in out]
     if views in ("rot4grey", "grey2"):
-        out += [_grey(v) for v in out]
+        out += [to_grey(v) for v in out]
     return out
 
 

@@ -1,4 +1,5 @@
-"""Pixels -> model input. Training, calibration and serving all call these two functions.
+"""Pixels -> model input. Training, calibration and serving all call ``to_model_pixels`` and ``normalize``;
+``to_grey`` is the on-the-fly grey of training and of the invariance benchmark.
 
 The whole photo is resized (squashed) to ``input_size`` × ``input_size`` with no centre crop:
 a crop would throw away the borders, captions and letterboxes a copy detector has to see through.
@@ -11,6 +12,7 @@ from PIL import Image
 from indexer.modelspec import ModelSpec
 
 RESAMPLE = Image.Resampling.BILINEAR  # antialiased in Pillow when shrinking
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma weights, as PIL's convert("L")
 
 
 def to_model_pixels(im: Image.Image, input_size: int) -> np.ndarray:
@@ -30,3 +32,9 @@ def normalize(batch: np.ndarray, spec: ModelSpec) -> np.ndarray:
     x -= np.asarray(spec.mean, dtype=np.float32)
     x /= np.asarray(spec.std, dtype=np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def to_grey(px: np.ndarray) -> np.ndarray:
+    """Grey copies of uint8 RGB model pixels (...×3): the luma in all three channels (on-the-fly grey)."""
+    luma = np.clip(px.astype(np.float32) @ LUMA + 0.5, 0, 255).astype(np.uint8)
+    return np.repeat(luma[..., None], 3, axis=-1)

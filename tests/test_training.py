@@ -16,7 +16,7 @@ ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
 from indexer.modelspec import read_spec  # noqa: E402
-from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
+from indexer.preprocess import normalize, to_grey, to_model_pixels  # noqa: E402
 from indexer.training.export import load_checkpoint_embedder  # noqa: E402
 from indexer.training.train import (  # noqa: E402
     TrainConfig,
@@ -99,6 +99,8 @@ def test_on_the_fly_turns_equal_turned_photos() -> None:
     out = extra_edits(np.stack([base] * 8), random.Random(0), cfg)
     assert out.shape == (8, size, size, 3) and out.dtype == np.uint8
     assert (out[..., 0] == out[..., 2]).all()  # grey
+    pil_grey = np.asarray(Image.fromarray(base).convert("L")).astype(int)  # the luma PIL gives a grey copy
+    assert np.abs(to_grey(base)[..., 1].astype(int) - pil_grey).max() <= 1
     assert len({o.tobytes() for o in out}) > 1  # several different turns
     assert (extra_edits(base[None], random.Random(0), TrainConfig())[0] == base).all()  # off by default
 

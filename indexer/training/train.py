@@ -56,7 +56,7 @@ from torch import nn
 from indexer.augment import open_photo, random_edit
 from indexer.calibrate import TARGET_PRECISION
 from indexer.modelspec import EFFNET_LITE0_IMAGENET, ModelSpec
-from indexer.preprocess import normalize, to_model_pixels
+from indexer.preprocess import LUMA, normalize, to_grey, to_model_pixels
 from indexer.training.backbone import FEATURE_DIM, NUM_CLASSES, Embedder, GeM, build_embedder, load_lite0
 from indexer.training.export import export_onnx
 from indexer.training.turn_targets import TURN_TARGETS, cached_turn_targets, per_view_targets
@@ -304,10 +304,6 @@ def build_bank(cfg: TrainConfig, photos: list[Path], spec: ModelSpec, teacher: n
     return bank
 
 
-# ITU-R 601 luma weights, as PIL's convert("L")
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
-
-
 def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndarray:
     """On-the-fly edits of bank views (uint8 N×S×S×3), fresh every step so a fixed bank is not memorised.
 
@@ -324,8 +320,7 @@ def extra_edits(px: np.ndarray, rng: random.Random, cfg: TrainConfig) -> np.ndar
             v = np.rot90(out[i], rng.randint(0, 3))
             out[i] = v[:, ::-1] if rng.random() < 0.5 else v
         if rng.random() < cfg.gray_p:
-            luma = out[i].astype(np.float32) @ _LUMA
-            out[i] = np.clip(luma + 0.5, 0, 255).astype(np.uint8)[..., None]
+            out[i] = to_grey(out[i])
         if rng.random() < cfg.jitter_p:
             for op in rng.sample(_JITTER, rng.randint(1, 2)):
                 out[i] = op(out[i], rng)
@@ -348,7 +343,7 @@ def _jitter_crop(v: np.ndarray, rng: random.Random) -> np.ndarray:
 def _jitter_colour(v: np.ndarray, rng: random.Random) -> np.ndarray:
     x = v.astype(np.float32) * rng.uniform(0.6, 1.4)  # brightness
     x = x.mean() + (x - x.mean()) * rng.uniform(0.6, 1.4)  # contrast
-    grey = x @ _LUMA
+    grey = x @ LUMA
     x = grey[..., None] + (x - grey[..., None]) * rng.uniform(0.4, 1.6)  # saturation
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 

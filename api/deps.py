@@ -5,6 +5,7 @@ import ipaddress
 import secrets
 from collections.abc import Iterator
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
@@ -57,3 +58,29 @@ def require_token(request: Request) -> None:
     if not given or not secrets.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer $DUPESIFT_API_TOKEN)",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def require_same_origin(request: Request) -> None:
+    """Refuse a state-changing request that a browser sent from another site (CSRF).
+
+    A loopback server needs no token, so without this any web page could post plain forms to
+    ``/ui/groups/{id}/resolve``. Browsers name the sending page in ``Origin`` (or ``Referer``); it must be
+    this server's own host. Requests with neither (curl, scripts) cannot be forged by a page and pass.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return
+    try:
+        netloc = urlsplit(source).netloc.lower()
+    except ValueError:
+        netloc = ""
+    # X-Forwarded-Host (a reverse proxy's) is safe to accept: a page cannot set it without a CORS preflight
+    own = {h.strip().lower() for h in (request.headers.get("host", ""), request.headers.get("x-forwarded-host", ""))}
+    if not netloc or netloc not in own - {""}:
+        raise HTTPException(403, f"cross-site request refused: it was sent from {source[:200]!r}, not from this "
+                                 f"server ({request.headers.get('host', '')}); use the web UI served here")

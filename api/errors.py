@@ -12,15 +12,21 @@ from indexer.resolution import ResolutionError
 class ApiError(DupesiftError):
     """An error with its HTTP status, raised by helpers below the routers."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(MemoryError)
+    async def _memory(_: Request, exc: MemoryError) -> JSONResponse:
+        return JSONResponse({"detail": "the server ran out of memory for this request; retry later or send a "
+                                       "smaller image"}, status_code=503, headers={"Retry-After": "10"})
 
     @app.exception_handler(ResolutionError)
     async def _resolution(_: Request, exc: ResolutionError) -> JSONResponse:

@@ -9,7 +9,7 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -21,6 +21,13 @@ from indexer.pipeline import Index, member_dict
 from indexer.scan import under_root
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
+
+
+def under_prefix(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
+    """``column LIKE 'prefix%' ESCAPE '\\'``: the prefix's own ``%``, ``_`` and ``\\`` match only themselves
+    (SQLite has no default escape character, so without ESCAPE a ``\\%`` never matched)."""
+    esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.like(esc + "%", escape="\\")
 
 
 def member_out(m: Image, keeper: int | None, quarantine: Path) -> dict:
@@ -94,7 +101,7 @@ def stats(index: Index, s: Session) -> dict:
             "resolved": resolved,
             "not_duplicates": int(s.scalar(select(func.count()).select_from(NotDuplicate)) or 0),
             "quarantined_files": int(s.scalar(select(func.count()).select_from(Image)
-                                              .where(Image.path.like(q.replace("%", r"\%") + "%"))) or 0),
+                                              .where(under_prefix(Image.path, q))) or 0),
             "threshold": index.threshold, "model": index.spec.model_id}
 
 
@@ -192,8 +199,7 @@ def job_out(s: Session, job: Job, failures: int = 50) -> dict:
     fails = []
     if job.failed or job.status == "done":
         paths = (job.params or {}).get("paths", [])
-        conds = [or_(Image.path == p, Image.path.like(p.rstrip(os.sep).replace("%", r"\%") + os.sep + "%"))
-                 for p in paths]
+        conds = [or_(Image.path == p, under_prefix(Image.path, p.rstrip(os.sep) + os.sep)) for p in paths]
         if conds:
             fails = [{"path": p, "reason": r, "message": m} for p, r, m in s.execute(
                 select(Image.path, Image.error_reason, Image.error_message)

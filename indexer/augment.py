@@ -10,11 +10,15 @@ do not fit one edit list.
 from __future__ import annotations
 
 import io
+import os
 import random
 from collections.abc import Callable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+from indexer.decode import decode_rgb, open_image
+from indexer.errors import ImageTooLarge
 
 Edit = Callable[[Image.Image, random.Random], Image.Image]
 
@@ -234,11 +238,23 @@ def make_copies(im: Image.Image, n: int, r: random.Random, **kw) -> list[tuple[I
     return [random_edit(im, r, **kw) for _ in range(n)]
 
 
-def open_photo(path, max_side: int = 640) -> Image.Image:
-    """Open a photo as RGB with EXIF orientation applied, shrunk (draft decode) so its long side <= max_side."""
-    im = Image.open(path)
-    im.draft("RGB", (max_side, max_side))
-    im = ImageOps.exif_transpose(im).convert("RGB")
+def open_photo(path: str | os.PathLike, max_side: int = 640, *, max_pixels: int | None = None) -> Image.Image:
+    """Open a photo as serving decodes it (``indexer.decode.open_image`` + ``decode_rgb``: transparency on
+    white, 16-bit rescaled, palette/CMYK converted, EXIF orientation), shrunk so its long side <= max_side.
+
+    JPEGs draft-decode to about ``max_side`` (serving decodes to about the model input: a speed choice).
+    Raises an ``ImageError`` subclass for an empty, unreadable, non-image, corrupt or oversized file
+    (over ``max_pixels``; default: Settings' ``max_pixels``), and ImageTooLarge when memory runs out."""
+    if max_pixels is None:
+        from indexer.config import Settings
+
+        max_pixels = Settings.model_fields["max_pixels"].default
+    im = open_image(path, max_pixels)
+    w, h = im.size
+    try:
+        im = decode_rgb(im, max_side)
+    except MemoryError as exc:  # not corruption: too big for this machine, so skipped like an oversized file
+        raise ImageTooLarge(f"{w}x{h}: not enough memory to decode") from exc
     if max(im.size) > max_side:
         im.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return im

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
@@ -19,9 +20,12 @@ from indexer.catalog.models import DupGroup, Image
 SORTS = {
     "size": DupGroup.size,
     "reclaimable": DupGroup.reclaimable_bytes,
-    "newest": DupGroup.id,
+    "newest": DupGroup.updated_at,  # last formed or changed (ids are reused, so id order is not age)
 }
 MAX_LIMIT = 200
+CURSOR_MAX = 2**63 - 1  # cursor values are compared with BIGINT columns; larger ones overflow the driver
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = datetime.resolution
 
 
 class BadCursor(ValueError):
@@ -35,20 +39,31 @@ class Page:
     total: int
 
 
-def encode_cursor(sort: str, value: int, gid: int) -> str:
-    raw = json.dumps([sort, int(value), int(gid)], separators=(",", ":")).encode()
+def _cursor_value(v: int | datetime) -> int:
+    """A sort value as a cursor integer: datetimes as microseconds since the epoch (naive = UTC, as stored)."""
+    if isinstance(v, datetime):
+        v = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        return (v - EPOCH) // _MICROSECOND
+    return int(v)
+
+
+def encode_cursor(sort: str, value: int | datetime, gid: int) -> str:
+    raw = json.dumps([sort, _cursor_value(value), int(gid)], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[int, int]:
+def decode_cursor(cursor: str, sort: str) -> tuple[int | datetime, int]:
+    """(sort value, group id) of a cursor; BadCursor for anything ``encode_cursor`` did not make."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         s, v, gid = json.loads(raw)
-        if s != sort or not isinstance(v, int) or not isinstance(gid, int) or isinstance(v, bool):
+        if s != sort or not all(isinstance(x, int) and not isinstance(x, bool) and abs(x) <= CURSOR_MAX
+                                for x in (v, gid)):
             raise ValueError
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        value: int | datetime = EPOCH + v * _MICROSECOND if sort == "newest" else v
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("invalid cursor: pass back the next_cursor of the previous page with the same sort") from None
-    return v, gid
+    return value, gid
 
 
 def list_groups(session: Session, *, sort: str = "size", unresolved: bool = False, min_size: int = 2,
@@ -64,8 +79,8 @@ def list_groups(session: Session, *, sort: str = "size", unresolved: bool = Fals
     q = select(DupGroup).where(*where)
     if cursor:
         v, gid = decode_cursor(cursor, sort)
-        q = q.where(DupGroup.id < gid) if sort == "newest" else q.where(tuple_(col, DupGroup.id) < (v, gid))
-    order = [DupGroup.id.desc()] if sort == "newest" else [col.desc(), DupGroup.id.desc()]
+        q = q.where(tuple_(col, DupGroup.id) < (v, gid))
+    order = [col.desc(), DupGroup.id.desc()]
     rows = list(session.scalars(q.order_by(*order).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]

@@ -1,17 +1,19 @@
 """Pick the duplicate threshold for a target precision, from synthetic copies of real photos.
 
-    python -m indexer.calibrate [FOLDER] [--model M.onnx] [--limit 300] [--copies 3] [--target 0.995] [--write]
+    dupesift calibrate [FOLDER] [--limit 300] [--copies 3] [--target-precision 0.995] [--seed 0] [--write]
+    python -m indexer.calibrate ...  (the same command: DUPESIFT_MODEL_PATH's model, --write to <data-dir>/dupesift.env)
 
 Positives are (original, edited copy) pairs made with ``indexer.augment``; negatives are all
 pairs of files from different photos among originals and copies, so each photo's nearest
 non-copies count. Pairs of two copies of the same photo are neither (they are duplicates by
 transitivity, but not what the threshold is for). The threshold is the lowest cosine above
 which precision never drops below the target. No torch: ``embed_fn`` may be the ONNX embedder.
+A folder's photos are an even spread of its image files (``spread``); unusable files are reported and skipped.
 """
 from __future__ import annotations
 
-import argparse
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,17 +22,24 @@ import numpy as np
 from PIL import Image
 
 from indexer.augment import make_copies, open_photo
+from indexer.errors import DupesiftError, ImageError
+from indexer.scan import scan
 
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
+OnSkip = Callable[[Path, ImageError], None]
 
-__all__ = ["CalibrationResult", "CurveRow", "PairScores", "calibrate", "calibrate_pairs", "calibrate_scores",
-           "format_curve", "onnx_embed_fn", "pair_scores", "threshold_range", "train_split", "main"]
+__all__ = ["CalibrationResult", "CurveRow", "PairScores", "TooFewPhotos", "calibrate", "calibrate_pairs",
+           "calibrate_scores", "folder_photos", "format_curve", "main", "onnx_embed_fn", "pair_scores", "spread",
+           "threshold_range", "train_split"]
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
 COPIES = 3  # synthetic copies per calibration photo (training's calibration and cross-fitting use this default)
 TARGET_PRECISION = 0.995  # the pair precision a calibrated threshold aims for unless asked otherwise
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+
+
+class TooFewPhotos(DupesiftError):
+    """Fewer than two usable photos to calibrate on."""
 
 
 @dataclass(frozen=True)
@@ -150,10 +159,13 @@ class PairScores:
 
 
 def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, seed: int = 0, *, batch: int = 32,
-                max_side: int = 640) -> PairScores:
-    """Make ``copies`` edited copies of each photo, embed everything, and score every calibration pair."""
+                max_side: int = 640, max_pixels: int | None = None, on_skip: OnSkip | None = None) -> PairScores:
+    """Make ``copies`` edited copies of each photo, embed everything, and score every calibration pair.
+
+    A file ``open_photo`` cannot use raises its ``ImageError``; with ``on_skip`` it is passed there and left out
+    (photo ids count usable photos only). Raises TooFewPhotos when fewer than two usable photos are left."""
     if len(photos) < 2:
-        raise ValueError("calibration needs at least two photos")
+        raise TooFewPhotos(f"calibration needs at least two photos, got {len(photos)}")
     r = random.Random(seed)
     owner: list[int] = []
     is_copy: list[bool] = []
@@ -167,16 +179,26 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
             vecs.append(v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
             pending.clear()
 
-    for k, path in enumerate(sorted(photos)):
-        im = open_photo(path, max_side=max_side)
+    k = 0
+    for path in sorted(photos):
+        try:
+            im = open_photo(path, max_side=max_side, max_pixels=max_pixels)
+        except ImageError as exc:
+            if on_skip is None:
+                raise
+            on_skip(Path(path), exc)
+            continue
         items = [(im, [])] + make_copies(im, copies, r)
         for j, (edited, chain) in enumerate(items):
             owner.append(k)
             is_copy.append(j > 0)
             chains.append(chain)
             pending.append(edited)
+        k += 1
         if len(pending) >= batch:
             flush()
+    if k < 2:
+        raise TooFewPhotos(f"calibration needs at least two usable photos: {k} of {len(photos)} could be decoded")
     flush()
     v = np.concatenate(vecs)
     owner_a, copy_a = np.asarray(owner), np.asarray(is_copy)
@@ -189,7 +211,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
     return PairScores(
         pos=sim[pi, pj], pos_photo=owner_a[pi], pos_edits=[chains[b if copy_a[b] else a] for a, b in zip(pi, pj)],
         neg=sim[iu[negative], ju[negative]],
-        neg_photos=np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1), photos=len(photos))
+        neg_photos=np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1), photos=k)
 
 
 def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISION, seed: int = 0) -> CalibrationResult:
@@ -212,10 +234,11 @@ def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISIO
 
 
 def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = TARGET_PRECISION, copies: int = COPIES,
-              seed: int = 0, *, batch: int = 32, max_side: int = 640) -> CalibrationResult:
-    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold."""
-    return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side),
-                           target_precision, seed)
+              seed: int = 0, *, batch: int = 32, max_side: int = 640, max_pixels: int | None = None,
+              on_skip: OnSkip | None = None) -> CalibrationResult:
+    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold (see pair_scores)."""
+    return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side,
+                                       max_pixels=max_pixels, on_skip=on_skip), target_precision, seed)
 
 
 def format_curve(result: CalibrationResult) -> str:
@@ -257,34 +280,29 @@ def train_split(photos_dir: Path = PHOTOS) -> list[Path]:
     return [f for i, f in enumerate(files) if i % 5]
 
 
+def folder_photos(folder: Path) -> list[Path]:
+    """The image files under ``folder`` as the scanner finds them (``indexer.scan``), sorted by path."""
+    return sorted(Path(f.path) for f in scan([str(Path(folder).resolve())]).files)
+
+
+def spread(files: Sequence[Path], limit: int, seed: int = 0) -> list[Path]:
+    """At most ``limit`` of ``files`` (sorted by path), evenly spread: one seeded pick from each of ``limit``
+    equal runs, so every part of the folder is represented and the same seed gives the same photos."""
+    files = sorted(files)
+    if len(files) <= limit:
+        return files
+    r = random.Random(seed)
+    return [files[r.randrange(i * len(files) // limit, (i + 1) * len(files) // limit)] for i in range(limit)]
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folder", nargs="?", type=Path, help="photos to calibrate on (default: the train split)")
-    ap.add_argument("--model", type=Path, help="ONNX model (default: settings' model)")
-    ap.add_argument("--limit", type=int, default=300, help="at most this many photos (evenly spread)")
-    ap.add_argument("--copies", type=int, default=COPIES)
-    ap.add_argument("--target", type=float, default=TARGET_PRECISION)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--write", action="store_true", help="store the threshold in the model file's spec")
-    a = ap.parse_args(argv)
-    if a.model is None:
-        from indexer.config import DEFAULT_MODEL
+    """``python -m indexer.calibrate ARGS`` is ``dupesift calibrate ARGS`` (the data dir from DUPESIFT_DATA_DIR)."""
+    from indexer.cli import app
 
-        a.model = Path(DEFAULT_MODEL)
-    if a.folder:
-        photos = sorted(p for p in a.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    else:
-        photos = train_split()
-    if a.limit and len(photos) > a.limit:
-        photos = [photos[int(i * len(photos) / a.limit)] for i in range(a.limit)]
-    fn, spec = onnx_embed_fn(a.model)
-    result = calibrate(photos, fn, a.target, a.copies, a.seed)
-    print(format_curve(result))
-    if a.write:
-        from indexer.modelspec import write_spec
-
-        write_spec(a.model, spec.with_threshold(result.threshold))
-        print(f"wrote threshold {result.threshold:.4f} into {a.model}")
+    try:
+        app(["calibrate", *(sys.argv[1:] if argv is None else argv)], prog_name="python -m indexer.calibrate")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     return 0
 
 

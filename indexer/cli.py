@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -92,8 +93,11 @@ class RichProgress:
 def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned recursively) and files.")],
            json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
            queue: Annotated[bool, typer.Option("--queue", help="Enqueue to Celery workers (DUPESIFT_BROKER_URL) instead of running here.")] = False,
-           no_wait: Annotated[bool, typer.Option("--no-wait", help="With --queue: print the job id and return.")] = False) -> None:
+           no_wait: Annotated[bool, typer.Option("--no-wait", help="With --queue: print the job id and return.")] = False,
+           prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Forget the photos of a root that now scans to no photos at all (by default they are kept: an unmounted drive looks the same).")] = False) -> None:
     """Index photos: new and changed files are embedded, deleted ones leave the index."""
+    if queue and prune_empty:
+        fail("--prune-empty runs in this process only: run the ingest without --queue")
     if queue:
         from workers.client import enqueue_ingest  # needs the `workers` extra
 
@@ -103,7 +107,7 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned re
     try:
         with open_index() as index:
             try:
-                summary = index.ingest([str(p) for p in paths], progress)
+                summary = index.ingest([str(p) for p in paths], progress, prune_empty=prune_empty)
             finally:
                 progress.stop()
     except KeyboardInterrupt:
@@ -120,6 +124,8 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned re
                  ("  of which byte-identical copies", summary.exact_copies), ("changed", summary.changed),
                  ("unchanged (skipped)", summary.unchanged), ("removed (deleted since last run)", summary.removed),
                  ("failed", len(summary.failed)), ("ignored (not image files)", summary.ignored),
+                 ("kept (not found, but its folder was unreadable or its root empty)", summary.kept_unreadable),
+                 ("healed (vector was missing: embedded again)", summary.healed),
                  ("duplicate groups", summary.groups), ("duplicates (beyond one keeper per group)", summary.duplicates),
                  ("seconds", f"{summary.seconds:.1f}"),
                  ("time split", f"scan {t.scan:.1f}s, decode wait {t.decode:.1f}s, embed {t.embed:.1f}s, "
@@ -132,6 +138,13 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned re
             out.print(f"  {f['reason']:<13} {f['path']}: {f['message']}")
         if len(summary.failed) > 50:
             out.print(f"  ... and {len(summary.failed) - 50} more")
+    waiting = getattr(summary, "needs_embedding", None) or {}
+    if waiting:
+        out.print("[bold]waiting for a vector of the current model:[/]")
+        for root, n in waiting.items():
+            out.print(f"  {n:>8} {escape(root)}")
+    for w in summary.warnings:
+        out.print(f"[bold yellow]warning:[/] {escape(w)}", soft_wrap=True)
 
 
 @app.command()
@@ -190,7 +203,9 @@ def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         sys.stdout.write(json.dumps(st, indent=1) + "\n")
         return
     for k, v in st.items():
-        out.print(f"[bold]{k:>16}[/]: {v}")
+        if k == "needs_embedding":  # root -> photos without a vector of the current model
+            v = ", ".join(f"{root}: {n}" for root, n in v.items()) or "none"
+        out.print(f"[bold]{k:>16}[/]: {escape(str(v))}", soft_wrap=True)
 
 
 @app.command()
@@ -208,28 +223,45 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[in
 @app.command()
 def calibrate(folder: Annotated[Optional[Path], typer.Argument(help="Photos to calibrate on (default: the training split).")] = None,
               target_precision: Annotated[Optional[float], typer.Option("--target-precision", min=0.5, max=1.0, help="Pair precision to aim for (default: indexer.calibrate.TARGET_PRECISION).")] = None,
-              limit: Annotated[int, typer.Option("--limit", min=10, help="At most this many photos.")] = 300,
+              limit: Annotated[int, typer.Option("--limit", min=10, help="At most this many photos, an even spread over the folder's files.")] = 300,
               copies: Annotated[Optional[int], typer.Option("--copies", min=1, help="Synthetic copies per photo (default: indexer.calibrate.COPIES).")] = None,
+              seed: Annotated[int, typer.Option("--seed", help="Seed of the photo sample and of the copies' edits.")] = 0,
               write: Annotated[bool, typer.Option("--write", help="Save the threshold to <data-dir>/dupesift.env.")] = False) -> None:
-    """Choose the duplicate threshold for a target precision from synthetic copies of your photos."""
-    from indexer.calibrate import COPIES, TARGET_PRECISION, calibrate as run, format_curve, onnx_embed_fn, train_split
-    from indexer.scan import scan
+    """Choose the duplicate threshold for a target precision from synthetic copies of your photos.
+
+    Unusable files (empty, corrupt, not an image, over DUPESIFT_MAX_PIXELS) are reported and skipped."""
+    from indexer.calibrate import (COPIES, TARGET_PRECISION, calibrate as run, folder_photos, format_curve,
+                                   onnx_embed_fn, spread, train_split)
+    from indexer.errors import ImageError
 
     st = settings()
     copies = COPIES if copies is None else copies
     target_precision = TARGET_PRECISION if target_precision is None else target_precision
     if folder is None:
-        photos = train_split()
+        files = train_split()
     else:
         if not folder.exists():
             fail(f"no such folder: {folder}")
-        photos = [Path(f.path) for f in scan([str(folder.resolve())]).files]
-    photos = photos[:limit]
-    if len(photos) < 10:
-        fail(f"need at least 10 photos to calibrate, found {len(photos)}")
-    embed_fn, spec = onnx_embed_fn(st.model_path)
-    console.print(f"calibrating {spec.model_id} on {len(photos)} photos x {copies} copies ...")
-    result = run(photos, embed_fn, target_precision=target_precision, copies=copies)
+        files = folder_photos(folder)
+    if len(files) < 10:
+        fail(f"need at least 10 photos to calibrate, found {len(files)}")
+    photos = spread(files, limit, seed)
+    skipped: list[Path] = []
+
+    def skip(path: Path, exc: ImageError) -> None:
+        skipped.append(path)
+        console.print(f"skipped ({exc.reason}) {path}: {exc}", markup=False, highlight=False, soft_wrap=True)
+
+    try:
+        embed_fn, spec = onnx_embed_fn(st.model_path)
+        console.print(f"calibrating {spec.model_id} on {len(photos)} photos x {copies} copies ...")
+        result = run(photos, embed_fn, target_precision=target_precision, copies=copies, seed=seed,
+                     max_pixels=st.max_pixels, on_skip=skip)
+    except DupesiftError as exc:
+        fail(str(exc))
+    if skipped:
+        console.print(f"skipped {len(skipped)} unusable files; calibrated on the other {result.photos} photos",
+                      soft_wrap=True)
     out.print(format_curve(result))
     out.print(f"threshold {result.threshold:.4f}: precision {result.precision:.4f}, recall {result.recall:.4f} "
               f"(model default {spec.threshold:.4f})")

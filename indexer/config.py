@@ -29,9 +29,18 @@ class Settings(BaseSettings):
     threshold: float | None = Field(default=None, ge=-1.0, le=1.0)
 
     max_pixels: int = Field(default=250_000_000, gt=0)  # decompression-bomb guard
+    # Uploads to /similar: a lower pixel limit (a 40 MP RGBA PNG still needs ~0.3 GB to decode) and a cap
+    # on how many decode at once; more wait up to upload_wait_s, then get a 503.
+    upload_max_pixels: int = Field(default=40_000_000, gt=0)
+    upload_decodes: int = Field(default=2, ge=1)
+    upload_wait_s: float = Field(default=10.0, ge=0)
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     batch_size: int = Field(default=64, gt=0)
     decode_workers: int = Field(default=0, ge=0)  # 0 = one per core
+    # Per-file CPU-time limit (seconds) in a decode worker process: a worker over it is killed and its file
+    # fails as "decoder crashed" (indexer/decodepool.py). 0 = no limit. Not applied with decode_workers=1
+    # (decoding then runs in the calling process).
+    decode_cpu_seconds: float = Field(default=300, ge=0)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime's choice
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs

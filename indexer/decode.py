@@ -1,5 +1,8 @@
 """Bytes -> RGB pixels, safely: EXIF orientation, reduced-size JPEG decode, bomb and corruption checks.
 
+The one place photos are opened and decoded: ``open_image`` (guards, typed errors) then ``decode_rgb``
+(first frame, draft, EXIF rotation, ``to_rgb``). Serving (``load_image``), training and calibration
+(``indexer.augment.open_photo``) and thumbnails (``indexer.thumbnails``) all go through them.
 ``load_image`` never returns None: it returns a ``Decoded`` or raises an ``ImageError`` subclass.
 """
 from __future__ import annotations
@@ -87,18 +90,104 @@ def _exif_facts(im: Image.Image) -> tuple[tuple[int, int], bool]:
     return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), camera
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB; transparency is composited on white, 16-bit/float is rescaled."""
+STRIP_PIXELS = 1 << 18  # pixels per strip when converting: the temporaries stay around 5 MB
+
+
+def _strips(im: Image.Image) -> list[tuple[int, int, int, int]]:
+    """Boxes of whole rows covering ``im``, about STRIP_PIXELS each."""
+    w, h = im.size
+    rows = max(1, STRIP_PIXELS // max(w, 1))
+    return [(0, y, w, min(h, y + rows)) for y in range(0, h, rows)]
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode -> RGB; transparency is composited on white, 16-bit/float is rescaled.
+
+    Work is done strip by strip into one output image, so the peak is the source plus the RGB result
+    (a full-size RGBA/float64 temporary per step made a 36 MP RGBA PNG cost ~0.8 GB). Every step is
+    per-pixel, so the pixels equal those of the whole-image conversion. An RGB image is returned as is.
+    """
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+        boxes = _strips(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN strips: nanmin is NaN, as for the whole
+            los, his = zip(*((np.nanmin(a), np.nanmax(a)) for a in
+                             (np.asarray(im.crop(b), dtype=np.float64) for b in boxes)))
+            lo, hi = float(np.nanmin(los)), float(np.nanmax(his))
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        im = Image.fromarray(((arr - lo) * scale).astype(np.uint8), "L")
+        grey = Image.new("L", im.size)
+        for b in boxes:
+            arr = np.asarray(im.crop(b), dtype=np.float64)
+            grey.paste(Image.fromarray(((arr - lo) * scale).astype(np.uint8), "L"), b[:2])
+        im = grey
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, rgba).convert("RGB")
+        out = Image.new("RGB", im.size)
+        for b in _strips(im):
+            rgba = im.crop(b)
+            rgba = rgba if rgba.mode == "RGBA" else rgba.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            out.paste(Image.alpha_composite(bg, rgba).convert("RGB"), b[:2])
+        return out
     return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def open_image(source: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
+    """Open a photo (a path or its bytes) lazily: only the header is read, nothing is decoded yet.
+
+    Raises EmptyFile (zero bytes), UnreadableFile (missing or unreadable path), NotAnImage (no known
+    format), CorruptImage (bad header or dimensions) or ImageTooLarge (over ``max_pixels``, checked from
+    the header, before any pixel is decoded: decompression bombs cost nothing).
+    """
+    data = source if isinstance(source, (bytes, bytearray)) else None
+    try:
+        if (len(data) if data is not None else os.stat(source).st_size) == 0:
+            raise EmptyFile("zero-byte file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data) if data is not None else source)
+    except ImageError:
+        raise
+    except UnidentifiedImageError as exc:  # an OSError: before that clause
+        raise NotAnImage("not a recognised image format") from exc
+    except FileNotFoundError as exc:
+        raise UnreadableFile(f"file is gone: {source}") from exc
+    except OSError as exc:
+        raise UnreadableFile(f"cannot open: {exc.strerror or exc}") from exc
+    except Exception as exc:  # Pillow plugins raise assorted errors on garbage headers
+        raise CorruptImage(f"bad image header: {exc}") from exc
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        im.close()
+        raise CorruptImage(f"invalid dimensions {w}x{h}")
+    if w * h > max_pixels:
+        im.close()
+        raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit")
+    return im
+
+
+def decode_rgb(im: Image.Image, draft: int | None = None) -> Image.Image:
+    """Decode an ``open_image`` result: first frame, EXIF orientation applied, ``to_rgb``.
+
+    With ``draft``, JPEG-family files decode at the largest DCT scale that keeps both sides >= ``draft``
+    (other formats ignore it). The work is done in place, so the result may be ``im`` itself: use it
+    before closing ``im``. On any failure ``im`` is closed. Raises CorruptImage for bad or truncated
+    data; MemoryError passes through (the machine's state, not the file's: each caller answers it).
+    """
+    try:
+        if getattr(im, "n_frames", 1) > 1:
+            im.seek(0)
+        if draft is not None:
+            im.draft("RGB", (draft, draft))
+        im.load()
+        ImageOps.exif_transpose(im, in_place=True)  # not a copy when there is nothing to turn
+        return to_rgb(im)
+    except BaseException as exc:
+        im.close()
+        if isinstance(exc, (ImageError, MemoryError)) or not isinstance(exc, Exception):
+            raise
+        msg = str(exc) or exc.__class__.__name__
+        reason = "truncated" if "truncated" in msg.lower() else "corrupt"
+        raise CorruptImage(f"{reason} image data: {msg}") from exc
 
 
 def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> Decoded:
@@ -106,49 +195,10 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> De
 
     Raises a subclass of ImageError for empty, non-image, corrupt, truncated or oversized input.
     """
-    data = source if isinstance(source, (bytes, bytearray)) else None
-    if data is not None and len(data) == 0:
-        raise EmptyFile("zero-byte file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data) if data is not None else source)
-    except UnidentifiedImageError as exc:
-        raise NotAnImage("not a recognised image format") from exc
-    except OSError as exc:
-        raise UnreadableFile(f"cannot open: {exc}") from exc
-    except Exception as exc:  # Pillow plugins raise assorted errors on garbage headers
-        raise CorruptImage(f"bad image header: {exc}") from exc
-    with im:
+    with open_image(source, max_pixels) as im:
         fmt = (im.format or "UNKNOWN").upper()
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise CorruptImage(f"invalid dimensions {w}x{h}")
-        if w * h > max_pixels:
-            raise ImageTooLarge(f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit")
         (width, height), camera = _exif_facts(im)
-        try:
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)
-            if size is not None and fmt == "JPEG":
-                # draft() picks the largest DCT scale that keeps both sides >= the requested size.
-                im.draft("RGB", (size, size))
-            im.load()
-            im = ImageOps.exif_transpose(im) or im
-            rgb = _to_rgb(im)
-        except ImageError:
-            raise
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct_error()) as exc:
-            msg = str(exc) or exc.__class__.__name__
-            reason = "truncated" if "truncated" in msg.lower() else "corrupt"
-            raise CorruptImage(f"{reason} image data: {msg}") from exc
-        except Exception as exc:
-            raise CorruptImage(f"cannot decode: {exc}") from exc
+        # Only format "JPEG" drafts (not MPO): model pixels must stay those of the vectors already indexed.
+        rgb = decode_rgb(im, size if size is not None and fmt == "JPEG" else None)
         pixels = to_model_pixels(rgb, size) if size is not None else np.asarray(rgb, dtype=np.uint8)
     return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera)
-
-
-def struct_error() -> type[Exception]:
-    import struct
-
-    return struct.error

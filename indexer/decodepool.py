@@ -2,23 +2,37 @@
 
 Workers read each file once, hash it and decode it; results come back in submission order with a
 bounded number in flight, so memory stays flat on a million-file run.
+
+A worker that dies (the kernel's OOM killer, a codec segfault, the per-file CPU limit) breaks the
+whole process pool: every unfinished file fails with it, and which one killed it is unknown. The
+pool is then restarted and those files are decoded again one at a time in a single-worker process,
+so the culprit is the one whose process dies; it comes back as a failure with reason
+``decoder crashed`` and every other file decodes normally. Small runs decode in that single worker
+too, not in the caller's process, which a crashing decoder would take down on every rerun. Only
+``workers=1`` decodes in the caller's process (the Celery workers' choice: their pool processes are
+daemonic and may not start children), without that protection.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from indexer.decode import load_image, read_file
-from indexer.errors import ImageError
+from indexer.errors import DupesiftError, ImageError
 
-INLINE_BELOW = 32  # fewer files than this decode in-process: starting workers costs more
+SERIAL_BELOW = 32  # fewer files than this decode one by one in a single worker: starting a pool costs more
+CPU_SECONDS = 300.0  # per file, in a worker: a decoder that burns 5 CPU-minutes on one photo is stuck
+CRASHED = "decoder crashed"
+MAX_CRASHES_IN_A_ROW = 8  # isolated files dying one after another: the machine, not the files
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,38 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
     return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera)
 
 
+def _worker_init() -> None:
+    signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the CPU limit's timer must kill, not be caught
+
+
+def _decode_limited(path: str, max_pixels: int, max_bytes: int, size: int, cpu_seconds: float) -> DecodeResult:
+    """``decode_file`` in a worker under a CPU-time limit: past it the kernel kills the process (SIGPROF)."""
+    if cpu_seconds > 0:
+        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
+    try:
+        return decode_file(path, max_pixels, max_bytes, size)
+    finally:
+        if cpu_seconds > 0:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+
+
+def _death(executor: ProcessPoolExecutor, cpu_seconds: float) -> str:
+    """Why the (single) worker of a broken pool died, for the failure message."""
+    codes = [p.exitcode for p in (getattr(executor, "_processes", None) or {}).values() if p.exitcode]
+    code = codes[0] if codes else None
+    if code is None or code > 0:
+        return "the decoder process died on this file"
+    sig = -code
+    if sig == signal.SIGPROF:
+        return f"the decoder used over {cpu_seconds:g} s of CPU time on this file and was stopped"
+    try:
+        name = signal.Signals(sig).name
+    except ValueError:
+        name = f"signal {sig}"
+    hint = " (likely out of memory)" if sig == signal.SIGKILL else ""
+    return f"the decoder process was killed by {name}{hint} on this file"
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -59,10 +105,15 @@ def default_workers() -> int:
 class DecodePool:
     """``with DecodePool(...) as pool: for r in pool.map(paths): ...``"""
 
-    def __init__(self, *, max_pixels: int, max_bytes: int, size: int, workers: int = 0) -> None:
+    def __init__(self, *, max_pixels: int, max_bytes: int, size: int, workers: int = 0,
+                 cpu_seconds: float = CPU_SECONDS) -> None:
         self.args = (max_pixels, max_bytes, size)
+        self.cpu_seconds = float(cpu_seconds)  # per file in a worker; 0 = no limit
         self.workers = workers or default_workers()
         self._executor: ProcessPoolExecutor | None = None
+        self._solo: ProcessPoolExecutor | None = None  # one worker, for isolating a crashing file
+        self.restarts = 0  # pools lost to a dying worker
+        self._crashes = 0  # isolated files in a row whose process died
 
     def __enter__(self) -> "DecodePool":
         return self
@@ -70,32 +121,87 @@ class DecodePool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _new_executor(self, workers: int) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent holds gRPC channels and onnxruntime threads that must not be forked
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
-            # spawn, not fork: the parent holds gRPC channels and onnxruntime threads that must not be forked
-            self._executor = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            self._executor = self._new_executor(self.workers)
         return self._executor
 
+    def _submit(self, path: str) -> Future:
+        return self._pool().submit(_decode_limited, path, *self.args, self.cpu_seconds)
+
     def map(self, paths: Iterable[str], count: int | None = None) -> Iterator[DecodeResult]:
+        """Decode results in the order of ``paths``; a file that kills its worker fails as ``decoder crashed``."""
         paths = list(paths)
-        if len(paths) < INLINE_BELOW or self.workers <= 1:
+        if self.workers <= 1:
             for p in paths:
                 yield decode_file(p, *self.args)
             return
-        pool, window = self._pool(), self.workers * 16
-        inflight: deque[Future] = deque()
+        if len(paths) < SERIAL_BELOW:
+            for p in paths:
+                yield self._isolated(p)
+            return
+        window = self.workers * 16
+        inflight: deque[tuple[str, Future]] = deque()
         it = iter(paths)
-        for p in it:
-            inflight.append(pool.submit(decode_file, p, *self.args))
-            if len(inflight) >= window:
-                break
-        while inflight:
-            yield inflight.popleft().result()
-            nxt = next(it, None)
-            if nxt is not None:
-                inflight.append(pool.submit(decode_file, nxt, *self.args))
+        while True:
+            while len(inflight) < window and (nxt := next(it, None)) is not None:
+                try:
+                    inflight.append((nxt, self._submit(nxt)))
+                except BrokenProcessPool:  # broke since the last result: its futures fail too, handled below
+                    inflight.append((nxt, _broken_future()))
+                    break
+            if not inflight:
+                return
+            path, fut = inflight.popleft()
+            try:
+                yield fut.result()
+                continue
+            except BrokenProcessPool:
+                pass
+            # Every file still in flight went down with the pool; those that finished before it kept their result.
+            lost = [(path, fut), *inflight]
+            inflight.clear()
+            self._discard_pool()
+            for p, f in lost:
+                yield f.result() if not f.cancelled() and f.exception() is None else self._isolated(p)
 
-    def close(self) -> None:
+    def _isolated(self, path: str) -> DecodeResult:
+        """Decode one file alone in a single-worker process; if that process dies, the file is the culprit."""
+        if self._solo is None:
+            self._solo = self._new_executor(1)
+        try:
+            result = self._solo.submit(_decode_limited, path, *self.args, self.cpu_seconds).result()
+            self._crashes = 0
+            return result
+        except BrokenProcessPool:
+            why = _death(self._solo, self.cpu_seconds)
+            self._solo.shutdown(wait=True)
+            self._solo = None
+            self._crashes += 1
+            if self._crashes >= MAX_CRASHES_IN_A_ROW:
+                raise DupesiftError(
+                    f"decode worker processes died on {self._crashes} files in a row (last: {path}: {why}); "
+                    "is the machine out of memory? Lower DUPESIFT_DECODE_WORKERS and run again") from None
+            return DecodeResult(path, False, reason=CRASHED, message=why)
+
+    def _discard_pool(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
+            self.restarts += 1
+
+    def close(self) -> None:
+        for ex in (self._executor, self._solo):
+            if ex is not None:
+                ex.shutdown(wait=True, cancel_futures=True)
+        self._executor = self._solo = None
+
+
+def _broken_future() -> Future:
+    f: Future = Future()
+    f.set_exception(BrokenProcessPool("the decode pool broke"))
+    return f

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.errors import ModelError
-from indexer.modelspec import SPEC_KEY, ModelSpec
+from indexer.modelspec import SPEC_KEY, ModelSpec, weights_digest
 from indexer.preprocess import normalize
 
 
@@ -18,14 +18,24 @@ def available_providers() -> list[str]:
 
 
 class OnnxEmbedder:
-    """Batched embedding with ONNX Runtime; CUDA provider when present, else CPU."""
+    """Batched embedding with ONNX Runtime; CUDA provider when present, else CPU.
 
-    def __init__(self, model_path: Path, *, threads: int = 0, providers: list[str] | None = None) -> None:
+    ``spec.weights`` is the digest of the loaded file's weights (so ``spec.model_id`` names these weights);
+    ``weights`` overrides it for a derived copy that must keep its source's identity (the fp16 copy)."""
+
+    def __init__(self, model_path: Path, *, threads: int = 0, providers: list[str] | None = None,
+                 weights: str | None = None) -> None:
         import onnxruntime as ort
 
         model_path = Path(model_path)
         if not model_path.is_file():
             raise ModelError(f"model file not found: {model_path}")
+        before = _file_state(model_path)
+        if weights is None:
+            try:
+                weights = weights_digest(model_path.read_bytes())
+            except ValueError as exc:
+                raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -40,7 +50,9 @@ class OnnxEmbedder:
         meta = self.session.get_modelmeta().custom_metadata_map
         if SPEC_KEY not in meta:
             raise ModelError(f"{model_path} has no {SPEC_KEY} metadata; re-export it with indexer.training.export")
-        self.spec = ModelSpec.from_json(meta[SPEC_KEY])
+        if _file_state(model_path) != before:  # replaced while loading: the digest may not be of these weights
+            raise ModelError(f"{model_path} changed while it was being loaded; load it again")
+        self.spec = ModelSpec.from_json(meta[SPEC_KEY]).with_weights(weights)
         self.path = model_path
         self.providers = self.session.get_providers()
 
@@ -61,6 +73,11 @@ class OnnxEmbedder:
         if np.abs(norms - 1).max() > 1e-3:  # exports normalise already; stay robust to ones that do not
             out = out / np.maximum(norms, 1e-12)
         return out
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def default_threads() -> int:

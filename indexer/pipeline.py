@@ -4,10 +4,18 @@ Crash safety: a photo is registered (status ``pending``, id assigned) and commit
 work on it; its vector is upserted under that id before the catalog marks it ``indexed``; pairs
 are searched for photos whose ``linked`` flag is still false. A killed run therefore repeats at
 most one batch, under the same ids, and never loses or duplicates a photo.
+
+Nothing is forgotten on weak evidence: a photo leaves the catalog only when the scan read its
+folder and the file is really gone (not when its folder could not be listed, and not when a root
+that had photos scans to none at all, as an unmounted drive does, unless ``prune_empty``). At the
+start of every ingest the catalog is checked against the vector store: photos marked indexed whose
+vector is missing go back to ``pending`` and are embedded again.
 """
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterable
@@ -26,6 +34,7 @@ from indexer.embedder import OnnxEmbedder
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
 from indexer.jobs import close_orphans, this_process
+from indexer.locks import catalog_lock
 from indexer.pairs import PairList, pairs_faiss, pairs_milvus
 from indexer.scan import normalise_root, scan, under_root
 from indexer.vectors import VectorStore
@@ -64,6 +73,10 @@ class IngestSummary:
     removed: int = 0
     ignored: int = 0  # files without an image extension
     failed: list[dict] = field(default_factory=list)  # {"path", "reason", "message"}
+    kept_unreadable: int = 0  # not found by the scan, but under a folder it could not read (or an empty root): kept
+    healed: int = 0  # marked indexed but missing from the vector store: reset to pending, embedded again
+    needs_embedding: dict[str, int] = field(default_factory=dict)  # root -> photos still pending after this run
+    warnings: list[str] = field(default_factory=list)
     groups: int = 0
     duplicates: int = 0  # photos in groups, minus one keeper per group
     seconds: float = 0.0
@@ -109,8 +122,11 @@ class Index:
         self.close()
 
     # -- ingest ---------------------------------------------------------------------------------
-    def ingest(self, paths: Iterable[str], progress: Progress | None = None, job_id: str | None = None) -> IngestSummary:
-        """Index every photo under ``paths``: new and changed files embedded, deleted ones removed."""
+    def ingest(self, paths: Iterable[str], progress: Progress | None = None, job_id: str | None = None, *,
+               prune_empty: bool = False) -> IngestSummary:
+        """Index every photo under ``paths``: new and changed files embedded, deleted ones removed.
+
+        A root that had photos and now scans to none keeps them (with a warning) unless ``prune_empty``."""
         progress = progress or _Quiet()
         t0 = time.perf_counter()
         roots = [normalise_root(p) for p in paths]
@@ -120,7 +136,7 @@ class Index:
         summary = IngestSummary(job_id=job_id or str(uuid.uuid4()))
         self._job_start(summary.job_id, "ingest", {"paths": roots})
         try:
-            self._ingest(roots, progress, summary)
+            self._ingest(roots, progress, summary, prune_empty)
         except BaseException as exc:
             self._job_finish(summary, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed", str(exc))
             raise
@@ -128,15 +144,17 @@ class Index:
         self._job_finish(summary, "done", None)
         return summary
 
-    def _ingest(self, roots: list[str], progress: Progress, summary: IngestSummary) -> None:
+    def _ingest(self, roots: list[str], progress: Progress, summary: IngestSummary, prune_empty: bool = False) -> None:
         tm = summary.timings
         t = time.perf_counter()
         self._check_model_and_threshold()
+        self.heal_store(summary)
         root_ids = self._register_roots(roots)
         result = scan(roots)
         summary.seen, summary.ignored = len(result.files), result.ignored
         summary.failed.extend({"path": p, "reason": "unreadable", "message": m} for p, m in result.unreadable)
-        todo, removed_ids, unchanged = self._diff(roots, root_ids, result.files, summary)
+        todo, removed_ids, unchanged = self._diff(roots, root_ids, result.files, summary,
+                                                  unreadable=[p for p, _ in result.unreadable], prune_empty=prune_empty)
         summary.unchanged = unchanged
         tm.scan = time.perf_counter() - t
         if removed_ids:
@@ -149,19 +167,106 @@ class Index:
         with self.catalog.session() as s:
             for rid in root_ids.values():
                 s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
-        self.store.activate()
+        swapped = self.activate_if_complete()
         g = self.group_counts()
         summary.groups, summary.duplicates = g["groups"], g["duplicates"]
+        summary.needs_embedding = self.needs_embedding()
+        if summary.needs_embedding:
+            n = sum(summary.needs_embedding.values())
+            skips = ("search skips them" if swapped else
+                     "searches keep answering from the previous model's index (this model's searches fail)")
+            summary.warnings.append(
+                f"{n} photos have no vector for the current model ({self.spec.model_id}) yet: they are in no "
+                f"duplicate group and {skips} until you run `dupesift ingest "
+                + " ".join(summary.needs_embedding) + "` (or `dupesift reindex` for every root)")
 
     def _check_model_and_threshold(self) -> None:
-        """A new model means new vectors; a new threshold means new pairs. Both trigger a relink."""
-        model, thr = self.catalog.get_meta("model_id"), self.catalog.get_meta("link_threshold")
-        if model != self.spec.model_id or thr is None or abs(float(thr) - self.threshold) > 1e-9:
+        """A new model means new vectors; a new threshold means new pairs. Both trigger a relink.
+
+        On a new model every photo embedded by another model goes back to ``pending``, whichever root it
+        is under: an ingest of one root re-embeds that root, and the others show as waiting (``status``)."""
+        with catalog_lock(self.catalog, "groups"):
+            model, thr = self.catalog.get_meta("model_id"), self.catalog.get_meta("link_threshold")
+            new_model = model != self.spec.model_id
+            if new_model or thr is None or abs(float(thr) - self.threshold) > 1e-9:
+                with self.catalog.session() as s:
+                    s.execute(update(Image).values(linked=False))
+                    s.execute(delete(Pair).where(Pair.kind == "visual"))
+                    if new_model:
+                        s.execute(update(Image).where(
+                            Image.status == ImageStatus.indexed,
+                            or_(Image.model_id.is_(None), Image.model_id != self.spec.model_id),
+                        ).values(status=ImageStatus.pending))
+                self.catalog.set_meta("link_threshold", repr(self.threshold))
+                self.catalog.set_meta("model_id", self.spec.model_id)
+
+    def heal_store(self, summary: IngestSummary | None = None) -> int:
+        """Check the catalog against the vector store: photos marked indexed with this model whose vector
+        is missing (the store was replaced, lost or restored from an older copy) go back to ``pending``
+        so that the ingest of their root embeds them again. Returns how many."""
+        model = self.spec.model_id
+        where = (Image.status == ImageStatus.indexed, Image.model_id == model)
+        with catalog_lock(self.catalog, "groups"):
+            # catalog before store: a vector is upserted before its row says indexed, so a row read
+            # here as indexed already has its vector unless the store really lost it
             with self.catalog.session() as s:
-                s.execute(update(Image).values(linked=False))
-                s.execute(delete(Pair).where(Pair.kind == "visual"))
-            self.catalog.set_meta("link_threshold", repr(self.threshold))
-            self.catalog.set_meta("model_id", self.spec.model_id)
+                n_catalog = s.scalar(select(func.count()).select_from(Image).where(*where)) or 0
+            if n_catalog == 0 or self.store.count() == n_catalog:
+                return 0
+            with self.catalog.session() as s:
+                ids = np.fromiter(s.scalars(select(Image.id).where(*where)), dtype=np.int64)
+            missing = ids[~np.isin(ids, self._stored_ids())].tolist()
+            for chunk in _chunks(missing, 500):
+                with self.catalog.session() as s:
+                    s.execute(update(Image).where(Image.id.in_(chunk)).values(status=ImageStatus.pending, linked=False))
+        if summary is not None and missing:
+            summary.healed += len(missing)
+            summary.warnings.append(
+                f"{len(missing)} photos were marked indexed but had no vector in {self.store.collection} "
+                "(vector store replaced or lost?): they are embedded again")
+        return len(missing)
+
+    def _stored_ids(self, page: int = 16384) -> np.ndarray:
+        """Every id in this model's collection, read back a page at a time."""
+        it = self.store.client.query_iterator(self.store.collection, batch_size=page, filter="", output_fields=["id"])
+        parts: list[np.ndarray] = []
+        try:
+            while rows := it.next():
+                parts.append(np.fromiter((r["id"] for r in rows), dtype=np.int64, count=len(rows)))
+        finally:
+            it.close()
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def other_model_photos(self, *, reachable_only: bool = False) -> int:
+        """Photos whose latest vector is another model's: embedded by it, not yet by this one.
+
+        ``reachable_only``: count only those under a root that exists now, which an ingest can re-embed;
+        photos under a missing root (an unmounted disk, a deleted library) are left out."""
+        with self.catalog.session() as s:
+            rows = s.execute(select(Root.path, func.count(Image.id)).select_from(Image)
+                             .outerjoin(Root, Root.id == Image.root_id)
+                             .where(Image.model_id.is_not(None), Image.model_id != self.spec.model_id)
+                             .group_by(Root.path)).all()
+        return sum(int(n) for path, n in rows if not reachable_only or path is None or os.path.exists(path))
+
+    def activate_if_complete(self) -> bool:
+        """Point the alias at this model's collection once it holds every photo it can: none under an
+        existing root still has only another model's vector. Otherwise (after a model change, an ingest
+        of one root of several) the alias stays where it is, so searches keep answering from a complete
+        index. Returns whether the alias now points at this model's collection."""
+        if self.other_model_photos(reachable_only=True):
+            return self.store.active_collection() == self.store.collection
+        self.store.activate()
+        return True
+
+    def needs_embedding(self) -> dict[str, int]:
+        """Photos without a vector for the current model (``pending``), per root: what the next ingest
+        of those roots will embed."""
+        with self.catalog.session() as s:
+            rows = s.execute(select(Root.path, func.count(Image.id)).select_from(Image)
+                             .outerjoin(Root, Root.id == Image.root_id)
+                             .where(Image.status == ImageStatus.pending).group_by(Root.path)).all()
+        return {(path or "(no root)"): int(n) for path, n in sorted(rows, key=lambda r: r[0] or "")}
 
     def _register_roots(self, roots: list[str]) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -175,9 +280,16 @@ class Index:
                 out[r] = row.id
         return out
 
-    def _diff(self, roots: list[str], root_ids: dict[str, int], files, summary: IngestSummary) -> tuple[list[int], list[int], int]:
-        """Register new files, reset changed ones to pending; return (to process, removed, unchanged)."""
+    def _diff(self, roots: list[str], root_ids: dict[str, int], files, summary: IngestSummary, *,
+              unreadable: Iterable[str] = (), prune_empty: bool = False) -> tuple[list[int], list[int], int]:
+        """Register new files, reset changed ones to pending; return (to process, removed, unchanged).
+
+        A known photo the scan did not find is removed only when it is really gone: not when it lies
+        under a folder (or is a file) in ``unreadable``, not when it still exists, and not when its
+        root scanned to no photos at all (an unmounted drive leaves an empty mount point) unless
+        ``prune_empty``."""
         on_disk = {f.path: f for f in files}
+        unreadable = sorted(set(unreadable))
         todo: list[int] = []
         removed: list[int] = []
         unchanged = 0
@@ -189,10 +301,15 @@ class Index:
                 for img in s.scalars(select(Image).where(or_(Image.path == r, Image.path.like(like)))):
                     if under_root(img.path, r):
                         known[img.path] = img
+            emptied = set() if prune_empty else self._emptied_roots(roots, known, on_disk, unreadable, summary)
             for path, img in known.items():
                 f = on_disk.get(path)
                 if f is None:
-                    removed.append(img.id)
+                    unsure = any(under_root(path, u) for u in unreadable) or any(under_root(path, r) for r in emptied)
+                    if unsure or (gone := _is_gone(path)) is None:
+                        summary.kept_unreadable += 1
+                    elif gone:
+                        removed.append(img.id)  # else it exists, just not where the scan looks (a hidden folder)
                 elif img.status == ImageStatus.indexed and img.bytes == f.size and img.mtime == f.mtime \
                         and img.model_id == model:
                     unchanged += 1
@@ -215,6 +332,22 @@ class Index:
                     todo.extend(s.scalars(select(Image.id).where(Image.path.in_(chunk))))
         return sorted(todo), removed, unchanged
 
+    @staticmethod
+    def _emptied_roots(roots: list[str], known: dict, on_disk: dict, unreadable: list[str],
+                       summary: IngestSummary) -> set[str]:
+        """Folder roots that had photos in the catalog and now scan to none (and were readable)."""
+        out: set[str] = set()
+        for r in roots:
+            if not os.path.isdir(r) or r in unreadable:
+                continue
+            had = sum(1 for p in known if under_root(p, r))
+            if had and not any(under_root(p, r) for p in on_disk):
+                out.add(r)
+                summary.warnings.append(
+                    f"{r} has no photos any more but {had} were indexed under it: nothing removed (an unmounted "
+                    f"drive or share leaves an empty folder). If you really emptied it, ingest it with --prune-empty.")
+        return out
+
     def process(self, image_ids: list[int], progress: Progress | None = None,
                 summary: IngestSummary | None = None) -> IngestSummary:
         """Decode, embed and store the given (pending) photos, one committed batch at a time."""
@@ -228,7 +361,7 @@ class Index:
         ids = [i for i in image_ids if i in paths]
         done = failed = 0
         with DecodePool(max_pixels=st.max_pixels, max_bytes=st.max_file_bytes, size=self.spec.input_size,
-                        workers=st.decode_workers) as pool:
+                        workers=st.decode_workers, cpu_seconds=st.decode_cpu_seconds) as pool:
             results = pool.map(paths[i] for i in ids)
             for batch_ids in _chunks(ids, st.batch_size):
                 t = time.perf_counter()
@@ -310,8 +443,14 @@ class Index:
 
     # -- pairs and groups -----------------------------------------------------------------------
     def link(self, summary: IngestSummary | None = None) -> int:
-        """Find neighbours of every photo not linked yet, store the pairs, update their groups."""
-        summary = summary or IngestSummary()
+        """Find neighbours of every photo not linked yet, store the pairs, update their groups.
+
+        Under the catalog lock ``groups``: a user's decision (``indexer.resolution``) never lands between
+        reading the "not duplicates" list and storing the pairs it should have dropped."""
+        with catalog_lock(self.catalog, "groups"):
+            return self._link(summary or IngestSummary())
+
+    def _link(self, summary: IngestSummary) -> int:
         t = time.perf_counter()
         with self.catalog.session() as s:
             unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed, Image.linked.is_(False))))
@@ -387,9 +526,13 @@ class Index:
             s.execute(insert(Pair), chunk)
 
     def remove(self, image_ids: list[int]) -> None:
-        """Forget photos (deleted from disk): vectors, pairs, and their place in groups."""
+        """Forget photos (deleted from disk): vectors, pairs, and their place in groups (under the lock ``groups``)."""
         if not image_ids:
             return
+        with catalog_lock(self.catalog, "groups"):
+            self._remove(image_ids)
+
+    def _remove(self, image_ids: list[int]) -> None:
         self.store.delete(image_ids)
         with self.catalog.session() as s:
             gids: set[int] = set()
@@ -398,8 +541,13 @@ class Index:
                 s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
                 s.execute(delete(Image).where(Image.id.in_(chunk)))
             survivors: set[int] = set()
+            live: set[int] = set()
             for chunk in _chunks(sorted(gids), 500):
-                survivors.update(s.scalars(select(Image.id).where(Image.group_id.in_(chunk))))
+                for i, g in s.execute(select(Image.id, Image.group_id).where(Image.group_id.in_(chunk))):
+                    survivors.add(i)
+                    live.add(g)
+            for chunk in _chunks(sorted(gids - live), 500):  # every member gone: regroup never sees these
+                s.execute(delete(DupGroup).where(DupGroup.id.in_(chunk)))
             regroup(s, survivors, self.store.get)
 
     # -- queries --------------------------------------------------------------------------------
@@ -459,6 +607,8 @@ class Index:
             "catalog": _mask(st.sqlalchemy_url),
             "milvus": st.milvus_target, "collection": self.store.collection, "alias": st.collection,
             "roots": roots,
+            "vectors": self.store.count(),  # in this model's collection; equals images.indexed when in step
+            "needs_embedding": self.needs_embedding(),  # root -> photos waiting for a vector of this model
         }
 
     # -- jobs -----------------------------------------------------------------------------------
@@ -492,6 +642,16 @@ class Index:
     def _paths_for(s, ids: list[int]) -> Iterable[tuple[int, str]]:  # noqa: ANN001
         for chunk in _chunks(ids, 500):
             yield from s.execute(select(Image.id, Image.path).where(Image.id.in_(chunk)))
+
+
+def _is_gone(path: str) -> bool | None:
+    """True when ``path`` no longer exists as a regular file, False when it does, None when we cannot
+    tell (permission denied, I/O error): a photo is removed only on True."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return True if exc.errno in (errno.ENOENT, errno.ENOTDIR) else None
+    return not stat.S_ISREG(st.st_mode)  # replaced by a link or a folder: the scan indexes those elsewhere
 
 
 def group_dict(g: DupGroup, members: list[Image]) -> dict:

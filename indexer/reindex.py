@@ -1,11 +1,15 @@
 """The nightly reindex: rescan every registered root; rebuild the vectors when the model changed.
 
 New and changed files are embedded, deleted ones removed, pairs and groups updated (this is
-``Index.ingest`` over all roots). When the configured model differs from the one the alias serves,
-its vectors go to a new collection (``<alias>__<model id>``) while the alias keeps pointing at the
-old one, so searches answer throughout; at the end the alias is swapped atomically (``alter_alias``)
-and the old collection dropped. Interrupted halfway, the next run resumes: photos already embedded
-with the new model are unchanged for ``_diff`` and are skipped.
+``Index.ingest`` over all roots). When the configured model differs from the one the alias serves
+(the model id names the weights too: ``indexer.modelspec``), its vectors go to a new collection
+(``<alias>__<model id>``) while the alias keeps pointing at the old one, so processes still on the old
+model keep answering searches from it throughout (a process on the new model cannot compare its
+vectors with the old ones: its searches raise ModelError until the swap). At the end the alias is
+swapped atomically (``alter_alias``) and the old collection dropped, but only once every photo has a
+vector of the new model (``stages.drop_old_collections``): photos under a missing root keep theirs.
+Interrupted halfway, the next run resumes: photos already embedded with the new model are unchanged
+for ``_diff`` and are skipped.
 
 Roots that no longer exist (an unmounted disk) are skipped, not emptied: deleting a whole library
 because a mount point is missing would be worse than keeping stale rows one more night.

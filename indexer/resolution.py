@@ -15,6 +15,10 @@ operation under ``<quarantine_dir>/.journal/``::
 
 ``recover`` rolls back every operation that has no ``commit``: files go back to where they were
 and catalog paths to their source. ``keep_all`` touches no file, so it needs no journal.
+
+``resolve`` and ``restore`` run under the catalog lock ``groups``, as an ingest's pair linking and
+regrouping do, so a decision never lands between an ingest reading the "not duplicates" list and
+storing the pairs that list should have dropped (the ingest would store them again).
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from sqlalchemy.orm import Session
 from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
+from indexer.locks import catalog_lock
 from indexer.scan import under_root
 
 ACTIONS = ("keep_all", "move_others", "trash_others")
@@ -120,7 +125,17 @@ def in_quarantine(path: str, quarantine_dir: Path) -> bool:
 # -- actions ------------------------------------------------------------------------------------
 def resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
             vectors_fn, commit) -> Outcome:  # noqa: ANN001
-    """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it)."""
+    """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it; pass one
+    that has not written yet: the catalog lock ``groups`` is taken first and held through the commit)."""
+    if action not in ACTIONS:
+        raise ResolutionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422)
+    with catalog_lock(session.get_bind(), "groups"):
+        return _resolve(session, group_id=group_id, action=action, keep=keep, quarantine_dir=quarantine_dir,
+                        vectors_fn=vectors_fn, commit=commit)
+
+
+def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
+             vectors_fn, commit) -> Outcome:  # noqa: ANN001
     if action not in ACTIONS:
         raise ResolutionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422)
     group = session.get(DupGroup, group_id)
@@ -156,7 +171,13 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
 
 
 def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:  # noqa: ANN001
-    """Undo the latest committed move/trash of a group: files back to where they were."""
+    """Undo the latest committed move/trash of a group: files back to where they were (under the lock
+    ``groups``, like ``resolve``)."""
+    with catalog_lock(session.get_bind(), "groups"):
+        return _restore(session, group_id=group_id, quarantine_dir=quarantine_dir, commit=commit)
+
+
+def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:  # noqa: ANN001
     group = session.get(DupGroup, group_id)
     last = _last_resolve(quarantine_dir, group_id)
     if last is None:

@@ -23,7 +23,9 @@ class FileStat:
 class ScanResult:
     files: list[FileStat] = field(default_factory=list)
     ignored: int = 0  # files without an image extension
-    unreadable: list[tuple[str, str]] = field(default_factory=list)  # folders we could not list
+    # (path, why) for folders we could not list and files we could not stat: the scan cannot tell what
+    # is under them, so the catalog keeps every photo it knows there (``Index._diff``)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_image_name(name: str) -> bool:
@@ -67,7 +69,11 @@ def scan(roots: Iterable[str]) -> ScanResult:
     seen: set[str] = set()
     for root in roots:
         if os.path.isfile(root):
-            st = os.stat(root)
+            try:
+                st = os.stat(root)
+            except OSError as exc:
+                result.unreadable.append((root, exc.strerror or str(exc)))
+                continue
             candidates: Iterable[FileStat] = [FileStat(root, st.st_size, st.st_mtime)]
         else:
             candidates = _walk(root, result)

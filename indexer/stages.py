@@ -12,6 +12,7 @@ in it: ``workers/tasks.py`` calls these. Every step is idempotent:
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -24,6 +25,8 @@ from indexer.jobs import FINISHED, add_progress, count_in_ranges, in_ranges, set
 from indexer.locks import catalog_lock
 from indexer.pipeline import Index, IngestSummary, _chunks
 from indexer.scan import normalise_root, scan
+
+log = logging.getLogger(__name__)
 
 
 def plan(index: Index, job_id: str) -> list[list[int]] | None:
@@ -46,9 +49,12 @@ def plan(index: Index, job_id: str) -> list[list[int]] | None:
     t = time.perf_counter()
     with catalog_lock(cat, "groups"):  # may delete pairs (new model/threshold): not while a finisher links
         index._check_model_and_threshold()
+    index.heal_store(summary)  # indexed photos whose vector the store lost go back to pending (and into todo)
     root_ids = index._register_roots(roots)
     result = scan(roots)
-    todo, removed, unchanged = index._diff(roots, root_ids, result.files, summary)
+    todo, removed, unchanged = index._diff(roots, root_ids, result.files, summary,
+                                           unreadable=[p for p, _ in result.unreadable],
+                                           prune_empty=bool(params.get("prune_empty")))
     if removed:
         with catalog_lock(cat, "groups"):  # remove() regroups
             index.remove(removed)
@@ -58,10 +64,14 @@ def plan(index: Index, job_id: str) -> list[list[int]] | None:
         ranges=to_ranges(ids), root_ids=sorted(root_ids.values()), planned=True,
         unreadable=[{"path": p, "reason": "unreadable", "message": m} for p, m in result.unreadable][:1000])
     partial = {"seen": len(result.files), "ignored": result.ignored, "unchanged": unchanged,
-               "changed": summary.changed, "removed": len(removed), "scan_s": round(time.perf_counter() - t, 3)}
-    if params.get("partial"):  # a redelivered plan: keep what the first run saw removed/changed
-        partial["removed"] += params["partial"].get("removed", 0)
-        partial["changed"] += params["partial"].get("changed", 0)
+               "changed": summary.changed, "removed": len(removed), "kept_unreadable": summary.kept_unreadable,
+               "healed": summary.healed, "warnings": summary.warnings, "scan_s": round(time.perf_counter() - t, 3)}
+    if params.get("partial"):  # a redelivered plan: keep what the first run saw removed/changed/healed
+        first = params["partial"]
+        for k in ("removed", "changed", "healed"):
+            partial[k] += first.get(k, 0)
+        partial["warnings"] = [*first.get("warnings", []),
+                               *(w for w in summary.warnings if w not in first.get("warnings", []))]
     params["partial"] = partial
     with cat.session() as s:
         s.execute(update(Job).where(Job.id == job_id).values(params=params, total=len(ids), updated_at=utcnow()))
@@ -113,7 +123,7 @@ def finish(index: Index, job_id: str) -> bool:
         with cat.session() as s:
             for rid in params.get("root_ids", []):
                 s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
-        index.store.activate()
+        index.activate_if_complete()  # not onto a collection missing other roots' photos (a model change)
         dropped = drop_old_collections(index) if params.get("drop_old") else []
         ranges = params.get("ranges", [])
         with cat.session() as s:
@@ -129,7 +139,7 @@ def finish(index: Index, job_id: str) -> bool:
         if started is not None and started.tzinfo is None:
             started = started.replace(tzinfo=now.tzinfo)
         out = dict(params.get("partial", {}))
-        out.update(indexed=indexed, exact_copies=exact, failed=failed + unreadable, groups=g["groups"],
+        out.update(needs_embedding=index.needs_embedding(), indexed=indexed, exact_copies=exact, failed=failed + unreadable, groups=g["groups"],
                    duplicates=g["duplicates"], seconds=round((now - started).total_seconds(), 3) if started else 0.0,
                    job_id=job_id, dropped_collections=dropped, collection=index.store.collection,
                    link_s=round(summary.timings.link, 3), group_s=round(summary.timings.group, 3))
@@ -144,9 +154,16 @@ def fail(index: Index, job_id: str, message: str) -> None:
 
 
 def drop_old_collections(index: Index) -> list[str]:
-    """After the alias points at this model's collection: drop every other model's collection."""
+    """Once the swap is done, drop every other model's collection. Done means: the alias points at this
+    model's collection (no search answers from another one: ``VectorStore.search``), and no photo's
+    latest vector is in another collection (a photo embedded by another model, not yet re-embedded: under
+    a missing root, or by a worker still on the old model). Until then nothing is dropped."""
     store = index.store
     if store.active_collection() != store.collection:
+        return []
+    others = index.other_model_photos()  # under missing roots too: their only vectors are in the old ones
+    if others:
+        log.info("keeping old collections: %d photos have no vector of %s yet", others, index.spec.model_id)
         return []
     dropped = []
     for name in store.other_collections():

@@ -6,6 +6,13 @@ latency grows with the number of *calls*, so every search here is batched; a ran
 limit may return fewer than all hits, so neighbour queries escalate k when a result comes back full;
 and its search is slow at 100k vectors, so top-k search on a Lite store runs on an exact in-memory
 faiss copy kept in step with every write (``indexer/memindex.py`` says why and what it costs).
+
+Writes, reads and linking use this model's collection. Searches (``search`` without a collection:
+``/similar``, ``dupesift similar``) answer from the collection the alias points at, and only while it
+holds this model's vectors: a query vector is never compared with another model's. So a process still
+on the old model keeps answering while a new model's collection is built, and stops with a clear
+ModelError once the alias has been swapped away from it (the old collection may then be dropped); a
+process already on the new model gets that error until the swap.
 """
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.errors import DupesiftError, StoreBusy
+from indexer.errors import DupesiftError, ModelError, StoreBusy
 from indexer.memindex import MemIndex
 
 # pymilvus logs every failed RPC with a traceback, milvus_lite a lock conflict: we raise clear errors instead
@@ -84,6 +91,26 @@ class VectorStore:
             if name.startswith(prefix) and self.alias in self.client.list_aliases(name).get("aliases", []):
                 return name
         return None
+
+    def alias_target(self) -> str | None:
+        """The collection the alias points at now (one RPC), or None when there is no alias yet."""
+        try:
+            return self.client.describe_alias(self.alias)["collection_name"]
+        except Exception:  # noqa: BLE001 - "no such alias" has no stable error code across Milvus versions
+            return self.active_collection()
+
+    def serving_collection(self) -> str:
+        """The collection a search with this model's vectors answers from: the alias's, which must be this
+        model's; before the first activation (no alias) this model's own collection."""
+        target = self.alias_target()
+        if target is None or target == self.collection:
+            return self.collection
+        raise ModelError(
+            f"the index serves {target}, built by another model than this process's ({self.model_id}): "
+            "its vectors cannot be compared with this model's. If the model was just changed, searches answer "
+            "once a reindex (the nightly one, or `dupesift ingest` of every root) has rebuilt the index with it; "
+            "if the index was rebuilt with a new model, restart this process with that model "
+            "(DUPESIFT_MODEL_PATH).")
 
     def activate(self) -> None:
         """Point the alias at this model's collection (atomic swap when it pointed elsewhere)."""
@@ -158,19 +185,27 @@ class VectorStore:
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     def search(self, vectors: np.ndarray, k: int, *, collection: str | None = None) -> list[list[tuple[int, float]]]:
-        """Top-k (id, cosine) per query vector, best first. Queries are sent in large batches."""
+        """Top-k (id, cosine) per query vector, best first. Queries are sent in large batches.
+
+        Without ``collection``: from the alias's collection, which must hold this model's vectors
+        (``serving_collection``; ModelError otherwise)."""
         vectors = np.asarray(vectors, dtype=np.float32)
-        target = collection or self.collection
+        target = collection or self.serving_collection()
         k = max(1, min(int(k), MAX_TOPK))
         if self.mem is not None and target == self.collection:
             return self.mem.search(vectors, k, self.iter_all)
         out: list[list[tuple[int, float]]] = []
         for start in range(0, len(vectors), SEARCH_CHUNK):
             chunk = vectors[start : start + SEARCH_CHUNK]
-            res = self.client.search(
-                target, data=chunk.tolist(), limit=k, anns_field="vector",
-                search_params={"metric_type": "IP"}, output_fields=[],
-            )
+            try:
+                res = self.client.search(
+                    target, data=chunk.tolist(), limit=k, anns_field="vector",
+                    search_params={"metric_type": "IP"}, output_fields=[],
+                )
+            except Exception:
+                if collection is None:  # swapped and dropped since we looked: say so, not "no such collection"
+                    self.serving_collection()
+                raise
             out.extend([(int(h["id"]), float(h["distance"])) for h in hits] for hits in res)
         return out
 
@@ -182,11 +217,12 @@ class VectorStore:
     def neighbours_within(self, vectors: np.ndarray, threshold: float, k: int) -> list[list[tuple[int, float]]]:
         """Every stored vector with cosine >= threshold for each query: top-k, escalating k while a
         result list comes back full (a full list may have cut off more hits above the threshold)."""
-        results = self.search(vectors, k)
+        # linking: this model's vectors against this model's collection, whatever the alias serves yet
+        results = self.search(vectors, k, collection=self.collection)
         pending = [i for i, hits in enumerate(results) if len(hits) >= k and hits[-1][1] >= threshold]
         while pending and k < MAX_TOPK:
             k = min(k * 8, MAX_TOPK)
-            redo = self.search(vectors[pending], k)
+            redo = self.search(vectors[pending], k, collection=self.collection)
             for i, hits in zip(pending, redo):
                 results[i] = hits
             pending = [i for i in pending if len(results[i]) >= k and results[i][-1][1] >= threshold]

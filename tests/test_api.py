@@ -95,7 +95,7 @@ def test_groups_pagination_sort_and_filters(env) -> None:
     c = env["client"]
     full = c.get("/groups", params={"limit": 200}).json()
     assert full["total"] == full["count"] >= 3 and full["next_cursor"] is None
-    for sort, key in (("size", "size"), ("reclaimable", "reclaimable_bytes"), ("newest", "id")):
+    for sort, key in (("size", "size"), ("reclaimable", "reclaimable_bytes"), ("newest", "updated_at")):
         seen, cursor = [], None
         while True:
             r = c.get("/groups", params={"limit": 1, "sort": sort} | ({"cursor": cursor} if cursor else {}))
@@ -114,6 +114,29 @@ def test_groups_pagination_sort_and_filters(env) -> None:
     assert c.get("/groups", params={"sort": "bogus"}).status_code == 422
     assert c.get("/groups", params={"limit": 0}).status_code == 422
     assert c.get("/groups", params={"min_size": 1}).status_code == 422
+
+
+def test_newest_sorts_by_last_change_and_bad_cursors_are_400(env) -> None:
+    """Group ids are reused, so "newest" follows updated_at; a cursor with a huge number is a 400, not a 500."""
+    from datetime import timedelta
+
+    from indexer.browse import encode_cursor
+    from indexer.catalog.models import DupGroup, utcnow
+
+    c = env["client"]
+    ids = sorted(g["id"] for g in c.get("/groups", params={"limit": 200}).json()["groups"])
+    with c.app.state.index.catalog.session() as s:  # the oldest id changed last
+        s.get(DupGroup, ids[0]).updated_at = utcnow() + timedelta(hours=1)
+        s.commit()
+    first = c.get("/groups", params={"sort": "newest", "limit": 1}).json()
+    assert first["groups"][0]["id"] == ids[0]
+    nxt = c.get("/groups", params={"sort": "newest", "limit": 200, "cursor": first["next_cursor"]}).json()
+    assert sorted(g["id"] for g in nxt["groups"]) == ids[1:]
+    for sort, value, gid in (("size", 10**30, 1), ("size", 2, -(10**40)), ("newest", 2**62, 1)):
+        bad = encode_cursor(sort, value, gid)
+        r = c.get("/groups", params={"cursor": bad, "sort": sort})
+        assert r.status_code == 400 and "invalid cursor" in r.json()["detail"], (bad, r.text)
+    assert c.get("/ui/groups", params={"cursor": encode_cursor("size", 10**30, 1), "sort": "size"}).status_code == 400
 
 
 def test_group_detail(env) -> None:
@@ -174,6 +197,73 @@ def test_similar_upload_errors(env) -> None:
     # uploads never land in a library root
     assert sum(len(files) for _, _, files in os.walk(env["root"])) == 19 + sum(
         len(files) for _, _, files in os.walk(env["settings"].quarantine_dir))
+
+
+def test_upload_pixel_limit_is_lower_than_the_library_limit(env) -> None:
+    """A 49 MP upload is under the 250 MP library limit but over DUPESIFT_UPLOAD_MAX_PIXELS (40 MP): 413."""
+    c = env["client"]
+    r = c.post("/similar", files={"file": ("big.png", png_header(7000, 7000), "image/png")})
+    assert r.status_code == 413, r.text
+    assert "40 MP" in r.json()["detail"] and "DUPESIFT_UPLOAD_MAX_PIXELS" in r.json()["detail"]
+    r = c.post("/ui/search", files={"file": ("big.png", png_header(7000, 7000), "image/png")})
+    assert r.status_code == 413 and "DUPESIFT_UPLOAD_MAX_PIXELS" in r.text
+
+
+def test_upload_decodes_are_capped(env) -> None:
+    """While DUPESIFT_UPLOAD_DECODES uploads are decoding, another waits upload_wait_s, then gets a 503."""
+    c = env["client"]
+    gate, st = c.app.state.upload_gate, env["settings"]
+    good = env["sets"]["set0"][0].read_bytes()
+    old_wait = st.upload_wait_s
+    for _ in range(st.upload_decodes):
+        c.portal.call(gate.acquire)  # the permits the running decodes would hold
+    st.upload_wait_s = 0.2
+    try:
+        r = c.post("/similar", files={"file": ("q.jpg", good, "image/jpeg")})
+        assert r.status_code == 503 and "too many uploads" in r.json()["detail"] and r.headers["retry-after"]
+    finally:
+        st.upload_wait_s = old_wait
+        for _ in range(st.upload_decodes):
+            c.portal.call(gate.release)
+    assert c.post("/similar", files={"file": ("q.jpg", good, "image/jpeg")}).status_code == 200
+
+
+def test_chunked_or_understated_upload_is_cut_off_at_the_limit(env) -> None:
+    """A body without Content-Length (chunked), or longer than its Content-Length says, is counted as it
+    streams in: 413 once past the limit, and the rest is never read (so never spooled to disk)."""
+    import httpx
+
+    c = env["client"]
+    limit, chunk, chunks = 100_000, 64 * 1024, 160  # a 10 MB body against a 100 kB limit
+    boundary = "dupesiftboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n").encode()
+    sent = []
+
+    async def body():
+        yield head
+        for _ in range(chunks):
+            sent.append(chunk)
+            yield b"\xff" * chunk
+
+    async def post(headers: dict[str, str]) -> httpx.Response:
+        sent.clear()
+        transport = httpx.ASGITransport(app=c.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as ac:
+            return await ac.post("/similar", content=body(), headers={
+                "content-type": f"multipart/form-data; boundary={boundary}"} | headers)
+
+    old = c.app.state.max_upload_bytes
+    c.app.state.max_upload_bytes = limit
+    try:
+        for headers in ({}, {"content-length": "5000"}):
+            r = c.portal.call(post, headers)
+            assert r.status_code == 413 and "limit" in r.json()["detail"], (headers, r.text)
+            assert sum(sent) < limit + 3 * chunk, f"{sum(sent)} bytes read after the limit ({headers})"
+    finally:
+        c.app.state.max_upload_bytes = old
+    good = env["sets"]["set0"][0].read_bytes()
+    assert c.post("/similar", files={"file": ("q.jpg", good, "image/jpeg")}).status_code == 200
 
 
 # -- images ----------------------------------------------------------------------------------------
@@ -308,6 +398,22 @@ def test_keep_all_survives_reingest(env) -> None:
     # ... and they still are each other's nearest neighbours, just not grouped.
     hits = c.post("/similar", files={"file": ("q.jpg", files[0].read_bytes())}, params={"k": 5}).json()["results"]
     assert {h["path"] for h in hits} == paths
+
+
+def test_job_failures_of_paths_with_like_wildcards(env) -> None:
+    """A job's failures are its own paths' even when a folder name holds ``_`` or ``%`` (LIKE ... ESCAPE)."""
+    c, root = env["client"], env["root"]
+    for name in ("aXb", "a_b", "100%"):
+        (root / name).mkdir()
+        (root / name / "bad.jpg").write_text("not a photo")
+    jobs = {}
+    for name in ("aXb", "a_b", "100%"):  # aXb's failure is in the catalog before a_b's job runs
+        r = c.post("/ingest", json={"paths": [str(root / name)]})
+        assert r.status_code == 202, r.text
+        jobs[name] = wait_job(c, r.json()["job_id"])
+    for name, job in jobs.items():
+        assert job["status"] == "done", job
+        assert [f["path"] for f in job["failures"]] == [str(root / name / "bad.jpg")], (name, job["failures"])
 
 
 # -- auth ------------------------------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """Threshold calibration: the curve is sensible and the chosen threshold meets its target on its own data."""
 from __future__ import annotations
 
+import re
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +167,178 @@ def test_dupesift_calibrate_prints_the_curve_and_writes_only_when_asked(tmp_path
     shutil.copy(next(iter(sorted(folder.iterdir()))), few)
     short = cli(str(few))
     assert short.returncode != 0 and "need at least 10 photos" in short.stderr
+
+
+EVAL = sorted(PHOTOS.glob("*.JPEG"))[1::5]  # eval-split photos: a user's photos, not training's
+LIMIT = 250_000_000
+
+
+def _odd_photos(folder: Path) -> list[Path]:
+    """Small files of the modes serving's decode converts specially: alpha, palette transparency, 16-bit,
+    grey+alpha, CMYK, EXIF-rotated."""
+    folder.mkdir(parents=True, exist_ok=True)
+    y, x = np.mgrid[0:90, 0:120]
+    rgb = np.stack([x * 2, y * 2, (x + y)], -1).astype(np.uint8)
+    alpha = (x * 255 // 119).astype(np.uint8)  # transparent on the left, opaque on the right
+    files = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "la.png": Image.fromarray(np.dstack([rgb[..., 0], alpha]), "LA"),
+        "deep16.png": Image.fromarray((x * 500 + y * 20).astype(np.uint16)),  # 0..60280: not a byte range
+    }
+    pal = Image.fromarray(rgb, "RGB").quantize(16)
+    pal.info["transparency"] = 0
+    files["palette.png"] = pal
+    paths = []
+    for name, im in files.items():
+        im.save(folder / name)
+        paths.append(folder / name)
+    Image.fromarray(rgb, "RGB").convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    Image.fromarray(rgb, "RGB").save(folder / "rotated.jpg", quality=95, exif=exif)
+    return paths + [folder / "cmyk.jpg", folder / "rotated.jpg"]
+
+
+def test_open_photo_converts_modes_as_serving_does(tmp_path: Path) -> None:
+    """Calibration and training see the pixels serving decodes: transparency on white, 16-bit rescaled, palette
+    transparency, CMYK and EXIF orientation (files smaller than max_side, so no shrinking on either side)."""
+    from indexer.decode import load_image
+
+    for path in _odd_photos(tmp_path):
+        ours = np.asarray(open_photo(path))
+        serving = load_image(path, max_pixels=LIMIT, size=None).pixels
+        assert ours.shape == serving.shape and np.array_equal(ours, serving), path.name
+
+
+def _bad_files(folder: Path) -> dict[str, str]:
+    """One file of each kind calibration must skip -> the reason it is skipped for (ImageError.reason)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.png").write_text("not a picture\n")
+    data = EVAL[0].read_bytes()
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.new("1", (1500, 1000)).save(folder / "bomb.png")  # 1.5 MP in a few hundred bytes
+    return {"empty.jpg": "empty", "notes.png": "not-an-image", "cut.jpg": "corrupt", "bomb.png": "too-large"}
+
+
+def test_open_photo_raises_typed_errors(tmp_path: Path) -> None:
+    from indexer.errors import ImageError
+
+    for name, reason in _bad_files(tmp_path).items():
+        with pytest.raises(ImageError) as info:
+            open_photo(tmp_path / name, max_pixels=1_000_000)
+        assert info.value.reason == reason, name
+
+
+def test_pair_scores_skip_unusable_files_and_lose_nothing(tmp_path: Path) -> None:
+    """Bad files among the photos are handed to on_skip and leave the pairs exactly as without them."""
+    from indexer.calibrate import TooFewPhotos, onnx_embed_fn, pair_scores
+
+    fn, _ = onnx_embed_fn(BASELINE)
+    good = EVAL[:4]
+    bad = [tmp_path / name for name in _bad_files(tmp_path)]
+    skipped: list[tuple[str, str]] = []
+    mixed = pair_scores(good + bad, fn, copies=1, seed=2, max_pixels=1_000_000,
+                        on_skip=lambda p, exc: skipped.append((p.name, exc.reason)))
+    clean = pair_scores(good, fn, copies=1, seed=2)
+    assert sorted(skipped) == sorted(_bad_files(tmp_path).items())
+    assert mixed.photos == clean.photos == 4
+    assert np.array_equal(mixed.pos, clean.pos) and np.array_equal(mixed.neg, clean.neg)
+    with pytest.raises(TooFewPhotos, match="at least two usable photos"):
+        pair_scores(good[:1] + bad, fn, copies=1, max_pixels=1_000_000, on_skip=lambda p, exc: None)
+
+
+def test_spread_is_even_and_seeded() -> None:
+    from indexer.calibrate import spread
+
+    files = [Path(f"/lib/{i:03d}.jpg") for i in range(100)]
+    picked = spread(list(reversed(files)), 10, seed=1)
+    assert [int(p.stem) // 10 for p in picked] == list(range(10))  # one from each tenth of the folder
+    assert picked == spread(files, 10, seed=1) and picked != spread(files, 10, seed=2)
+    assert spread(files[:7], 10) == files[:7]
+
+
+def _cli(*args: str, env: dict[str, str], module: bool = False) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "indexer.calibrate"] if module else [str(Path(sys.executable).with_name("dupesift")),
+                                                                      "calibrate"]
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    import os
+
+    env = {**os.environ, "DUPESIFT_DATA_DIR": str(tmp_path / "data"), **extra}
+    env.pop("DUPESIFT_THRESHOLD", None)
+    return env
+
+
+def test_dupesift_calibrate_reports_and_skips_bad_files(tmp_path: Path) -> None:
+    """Each unusable file gets one line with its reason and the count is given; calibration goes on with the
+    rest. With fewer than two usable photos left it fails with exit code 2 and a clear message."""
+    import shutil
+
+    folder = tmp_path / "mine"
+    bad = _bad_files(folder)
+    for p in EVAL[:10]:
+        shutil.copy(p, folder / p.name)
+    env = _env(tmp_path, DUPESIFT_MAX_PIXELS="1000000")
+    run = _cli(str(folder), "--copies", "1", env=env)
+    assert run.returncode == 0, run.stderr
+    lines = run.stderr.splitlines()
+    for name, reason in bad.items():
+        assert len([ln for ln in lines if ln.startswith(f"skipped ({reason}) ") and name in ln]) == 1, run.stderr
+    assert "skipped 4 unusable files" in run.stderr
+    assert "; 10 photos," in run.stdout and "Traceback" not in run.stderr
+
+    for p in EVAL[1:10]:
+        (folder / p.name).unlink()  # one usable photo and four bad ones
+    for i in range(6):
+        (folder / f"empty{i}.jpg").write_bytes(b"")
+    few = _cli(str(folder), env=env)
+    assert few.returncode == 2 and "Traceback" not in few.stderr
+    message = " ".join(few.stderr.split())  # the console wraps long lines
+    assert "at least two usable photos: 1 of 11 could be decoded" in message, few.stderr
+
+
+def test_dupesift_calibrate_samples_across_the_folder(tmp_path: Path) -> None:
+    """--limit takes an even spread over the folder's files, not the first ones the scan finds: with ten unusable
+    files in one album and ten photos in another, half of a 10-photo sample comes from each."""
+    import shutil
+
+    album, broken = tmp_path / "mine" / "b-album", tmp_path / "mine" / "a-broken"
+    album.mkdir(parents=True)
+    broken.mkdir()
+    for p in EVAL[:10]:
+        shutil.copy(p, album / p.name)
+    for i in range(10):
+        (broken / f"{i}.jpg").write_bytes(b"")
+    run = _cli(str(tmp_path / "mine"), "--limit", "10", "--copies", "1", env=_env(tmp_path))
+    assert run.returncode == 0, run.stderr
+    assert "skipped 5 unusable files" in run.stderr and "; 5 photos," in run.stdout
+
+
+def test_module_write_does_what_the_cli_does(tmp_path: Path) -> None:
+    """python -m indexer.calibrate --write: DUPESIFT_MODEL_PATH's model, the threshold into <data-dir>/dupesift.env,
+    no model file rewritten."""
+    import hashlib
+    import shutil
+
+    from indexer.config import DEFAULT_MODEL, load_settings
+
+    def digest(p: Path) -> str:
+        return hashlib.sha256(p.read_bytes()).hexdigest()
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for p in EVAL[:10]:
+        shutil.copy(p, folder / p.name)
+    model = tmp_path / "baseline.onnx"
+    shutil.copy(BASELINE, model)
+    before = digest(model), digest(DEFAULT_MODEL)
+    run = _cli(str(folder), "--copies", "1", "--write", env=_env(tmp_path, DUPESIFT_MODEL_PATH=str(model)),
+               module=True)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"calibrating effnetlite0-imagenet-v1-[0-9a-f]{12} on 10 photos", run.stderr)
+    assert (digest(model), digest(DEFAULT_MODEL)) == before
+    threshold = load_settings(data_dir=tmp_path / "data").threshold
+    assert threshold is not None and f"threshold {threshold:.4f}:" in run.stdout

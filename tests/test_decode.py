@@ -154,3 +154,74 @@ def test_camera_exif_is_detected(tmp_path: Path) -> None:
     im.save(tmp_path / "plain.png")
     got = {p: load_image(tmp_path / p, max_pixels=10**8, size=32).camera for p in ("camera.jpg", "dated.jpg", "plain.png")}
     assert got == {"camera.jpg": True, "dated.jpg": True, "plain.png": False}
+
+
+def _rgba_png(path: Path, w: int, h: int) -> None:
+    """A w×h RGBA PNG that compresses to almost nothing (a bomb-like upload) with real alpha variation."""
+    a = np.zeros((h, w, 4), np.uint8)
+    a[..., 0] = (np.arange(w) % 256)[None, :]
+    a[..., 1] = 128
+    a[..., 2] = (np.arange(h) % 256)[:, None]
+    a[..., 3] = ((np.arange(w) // 50) * 8 % 256)[None, :]
+    Image.fromarray(a, "RGBA").save(path, optimize=True)
+
+
+PEAK_SCRIPT = """
+import resource, sys
+from indexer.decode import load_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+load_image(data, max_pixels=10**9, size=224)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024)
+"""
+
+
+def test_rgba_decode_peak_memory_is_bounded(tmp_path: Path) -> None:
+    """A transparent PNG costs the decoded image plus its RGB copy (~8 bytes/pixel at peak), not the
+    ~24 bytes/pixel of full-size RGBA temporaries; and the pixels are those of a whole-image composite."""
+    import subprocess
+    import sys
+
+    from indexer.preprocess import to_model_pixels
+
+    w, h = 4000, 3000
+    path = tmp_path / "alpha.png"
+    _rgba_png(path, w, h)
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.returncode == 0, out.stderr
+    per_pixel = int(out.stdout.strip()) / (w * h)
+    assert per_pixel < 11, f"peak memory {per_pixel:.1f} bytes/pixel"
+    with Image.open(path) as im:
+        rgba = im.convert("RGBA")
+    want = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+    got = load_image(path, max_pixels=LIMIT, size=224).pixels
+    assert np.array_equal(got, to_model_pixels(want, 224))
+
+
+OOM_SCRIPT = """
+import resource, sys
+from indexer.decode import load_image
+data = open(sys.argv[1], "rb").read()
+vm = int(next(l for l in open("/proc/self/status") if l.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (vm + 32 * 1024 * 1024, resource.getrlimit(resource.RLIMIT_AS)[1]))
+try:
+    load_image(data, max_pixels=10**9, size=224)
+except MemoryError:
+    print("MemoryError")
+except Exception as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_out_of_memory_is_not_reported_as_corrupt(tmp_path: Path) -> None:
+    """Running out of memory is the machine's state, not the file's: load_image lets MemoryError through
+    (the decode pool records it as too-large, the API answers 503) instead of calling the file corrupt."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "alpha.png"
+    _rgba_png(path, 4000, 3000)  # 48 MB as RGBA, over the 32 MB of address space left to the child
+    out = subprocess.run([sys.executable, "-c", OOM_SCRIPT, str(path)], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=120)
+    assert out.stdout.strip() == "MemoryError", out.stdout + out.stderr

@@ -142,3 +142,77 @@ def test_new_copy_reopens_a_resolved_group_and_moved_files_stay_put(lib) -> None
         assert {i.id: i.path for i in s.scalars(select(Image).where(Image.id.in_([2, 3])))} == moved
         assert s.get(DupGroup, gid).resolution == "move_others"
     assert sorted(p.name for p in root.iterdir()) == ["p1.jpg"]
+
+
+def _finishes(fn, timeout: float) -> bool:  # noqa: ANN001
+    """Run ``fn`` in a thread; True when it returned within ``timeout`` seconds."""
+    import threading
+
+    returned = threading.Event()
+    t = threading.Thread(target=lambda: (fn(), returned.set()), daemon=True)
+    t.start()
+    t.join(timeout)
+    return returned.is_set()
+
+
+def test_catalog_lock_is_reentrant_in_its_thread_and_exclusive_across_threads(lib) -> None:
+    import threading
+
+    from indexer.locks import catalog_lock
+
+    cat = lib[0]
+
+    def nested() -> None:
+        with catalog_lock(cat, "groups"), catalog_lock(cat.engine, "groups"), catalog_lock(cat, "groups"):
+            pass
+
+    assert _finishes(nested, 10), "a thread deadlocked on the lock it already holds"
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with catalog_lock(cat, "groups"):
+            held.set()
+            release.wait(30)
+
+    threading.Thread(target=holder, daemon=True).start()
+    assert held.wait(10)
+    got = threading.Event()
+
+    def other() -> None:
+        with catalog_lock(cat, "groups"):
+            got.set()
+
+    assert not _finishes(other, 1.0) and not got.is_set()  # another thread waits for the holder
+    release.set()
+    assert got.wait(10)
+
+
+def test_decisions_wait_for_the_groups_lock(lib) -> None:
+    """resolve/restore write pairs and groups: they wait while an ingest links under the lock."""
+    import threading
+
+    from indexer.locks import catalog_lock
+
+    cat, root, q, gid = lib
+
+    def decide(action: str) -> None:
+        with cat.session() as s:
+            if action == "restore":
+                resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit)
+            else:
+                resolution.resolve(s, group_id=gid, action=action, keep=[1], quarantine_dir=q,
+                                   vectors_fn=_vectors, commit=s.commit)
+
+    for action in ("move_others", "restore", "keep_all"):
+        done = threading.Event()
+        with catalog_lock(cat, "groups"):
+            t = threading.Thread(target=lambda a=action: (decide(a), done.set()), daemon=True)
+            t.start()
+            t.join(1.0)
+            assert not done.is_set(), f"{action} did not wait for the groups lock"
+        t.join(30)
+        assert done.is_set(), f"{action} did not finish once the lock was free"
+    assert (root / "p2.jpg").exists() and (root / "p3.jpg").exists()  # moved, restored
+    with cat.session() as s:
+        assert {(p.a_id, p.b_id) for p in s.scalars(select(Pair))} == set()  # keep_all [1]: all three chosen
+        assert len(s.scalars(select(NotDuplicate)).all()) == 3

@@ -75,3 +75,14 @@ def test_ingredients_must_share_the_configs_start(tmp_path: Path) -> None:
         soup(load_config(STAGE2), [OURS, STAGE1], tmp_path / "x.onnx")
     with pytest.raises(ValueError, match="at least two"):
         average_embedders([OURS])
+
+
+def test_a_soup_under_the_configs_name_and_version_is_a_model_of_its_own(nudged: Path, tmp_path: Path) -> None:
+    # the default --config gives the soup the shipped model's name and version: its id must still differ,
+    # or serving it would re-embed nothing and add its vectors to the shipped model's collection
+    cfg = dataclasses.replace(load_config(STAGE2), calibrate=False, photos_dir=str(tmp_path))
+    out = tmp_path / "soup.onnx"
+    soup(cfg, [OURS, nudged], out)
+    mixed, shipped = OnnxEmbedder(out).spec, OnnxEmbedder(OURS).spec
+    assert (mixed.name, mixed.version) == (shipped.name, shipped.version)
+    assert mixed.model_id not in {shipped.model_id, OnnxEmbedder(nudged).spec.model_id}

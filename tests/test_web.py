@@ -98,3 +98,26 @@ def test_ingest_page_and_job_progress(web) -> None:
     assert 'data-status="done"' in frag and "hx-trigger" not in frag
     assert c.post("/ui/ingest", data={"path": "/etc"}).status_code == 403
     assert c.get("/ui/jobs/nope").status_code == 404
+
+
+def test_cross_site_form_posts_are_refused(web) -> None:
+    """A loopback server takes no token, so a page on another site must not be able to post the forms:
+    Origin (or Referer) has to be this server. Same-origin posts and clients that send neither still work."""
+    c, root = web
+    groups = c.get("/groups").json()["groups"]
+    gid = groups[0]["id"]
+    jobs_before = len(c.get("/jobs").json()["jobs"])
+    for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                    {"Referer": "http://evil.example/page.html"}, {"Origin": "http://testserver.evil.example"}):
+        r = c.post(f"/ui/groups/{gid}/resolve", data={"action": "keep_all"}, headers=headers)
+        assert r.status_code == 403 and "cross-site" in r.json()["detail"], (headers, r.text)
+        assert c.post(f"/ui/groups/{gid}/restore", headers=headers).status_code == 403
+        assert c.post("/ui/ingest", data={"path": str(root)}, headers=headers).status_code == 403
+        assert c.post(f"/groups/{gid}/resolve", json={"action": "keep_all"}, headers=headers).status_code == 403
+    assert c.get(f"/groups/{gid}").json()["resolution"] is None  # nothing was decided
+    assert c.get("/groups").json()["groups"] == groups and len(c.get("/jobs").json()["jobs"]) == jobs_before
+    # this server's own pages (Origin and Referer both ours) get through to the handler
+    own = {"Origin": "http://testserver", "Referer": "http://testserver/ui/groups/1"}
+    bad = c.post(f"/ui/groups/{gid}/resolve", data={"action": "move_others"}, headers=own)
+    assert bad.status_code == 400 and 'class="err"' in bad.text
+    assert c.get("/ui/groups", headers={"Origin": "http://evil.example"}).status_code == 200  # reads are not refused

@@ -63,6 +63,37 @@ def test_schedule_and_missing_broker(tmp_path: Path) -> None:
     assert r.stdout.split() == ["dupesift.reindex", "{4}", "{30}", "True", "True", "True", "True", "gpu"]
 
 
+def test_fp16_copy_is_cached_by_the_source_files_content(tmp_path: Path) -> None:
+    """A model replaced under the same name, even by a file with an older mtime (a copy that kept its
+    timestamp), never gets the old fp16 copy; the copy keeps its source's model id."""
+    from importlib.util import find_spec
+
+    from indexer.config import DEFAULT_MODEL, MODELS_DIR
+    from indexer.embedder import OnnxEmbedder
+    from workers.gpu import fp16_cache_path, fp16_model
+
+    src, cache = tmp_path / "models" / "model.onnx", tmp_path / "cache"
+    src.parent.mkdir()
+    cache.mkdir()
+    shutil.copy(DEFAULT_MODEL, src)
+    cached = fp16_cache_path(src, src.read_bytes(), cache)
+    shutil.copy(DEFAULT_MODEL, cached)  # stands in for a finished conversion (the converter is the gpu extra's)
+    got, weights = fp16_model(src, cache)
+    assert got == cached
+    assert OnnxEmbedder(got, weights=weights).spec.model_id == OnnxEmbedder(src).spec.model_id
+
+    shutil.copy(MODELS_DIR / "dupesift-effnetlite0-imagenet.onnx", src)  # another model, same file name
+    old = cached.stat().st_mtime - 3600
+    os.utime(src, (old, old))
+    assert fp16_cache_path(src, src.read_bytes(), cache) != cached
+    if find_spec("onnxconverter_common") is None:
+        with pytest.raises(ImportError):  # a cache miss: it converts (and cannot here), never serves the old copy
+            fp16_model(src, cache)
+    else:
+        got, weights = fp16_model(src, cache)
+        assert got != cached and weights == OnnxEmbedder(src).spec.weights
+
+
 # -- the cluster ------------------------------------------------------------------------------------
 @dataclass
 class Cluster:

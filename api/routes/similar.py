@@ -1,6 +1,7 @@
 """Query by example: an uploaded image or an indexed image id."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, UploadFile
@@ -10,6 +11,7 @@ from api.deps import IndexDep
 from api.errors import ApiError
 from api.schemas import Error, SimilarResponse
 from indexer.decode import load_image
+from indexer.errors import ImageTooLarge
 from indexer.pipeline import Index
 
 router = APIRouter(prefix="/similar", tags=["similar"])
@@ -43,25 +45,47 @@ def results(index: Index, hits: list[dict], min_similarity: float) -> SimilarRes
 
 
 def query_upload(index: Index, data: bytes, k: int) -> list[dict]:
+    """Decode an upload (under the lower upload pixel limit) and search with it."""
     if not data:
         raise ApiError(400, "the upload is empty")
     if sniff(data[:32]) is None:
         raise ApiError(415, "not a recognised image format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF)")
-    d = load_image(data, max_pixels=index.settings.max_pixels, size=index.spec.input_size)
+    st = index.settings
+    try:
+        d = load_image(data, max_pixels=min(st.max_pixels, st.upload_max_pixels), size=index.spec.input_size)
+    except ImageTooLarge as exc:
+        raise ImageTooLarge(f"{exc} for uploads (DUPESIFT_UPLOAD_MAX_PIXELS): send a smaller copy") from None
+    except MemoryError:
+        raise ApiError(503, "not enough memory to decode this upload now: retry later or send a smaller image",
+                       {"Retry-After": "10"}) from None
     return index.similar_to_pixels(d.pixels, k)
 
 
+async def search_upload(request: Request, index: Index, data: bytes, k: int) -> list[dict]:
+    """``query_upload`` on the threadpool, at most ``upload_decodes`` at a time (each can hold hundreds of MB)."""
+    gate: asyncio.Semaphore = request.app.state.upload_gate
+    try:
+        await asyncio.wait_for(gate.acquire(), timeout=index.settings.upload_wait_s)
+    except TimeoutError:
+        raise ApiError(503, "too many uploads are being decoded right now: retry in a few seconds",
+                       {"Retry-After": "5"}) from None
+    try:
+        return await run_in_threadpool(query_upload, index, data, k)
+    finally:
+        gate.release()
+
+
 @router.post("", response_model=SimilarResponse, responses={
-    400: {"model": Error}, 413: {"model": Error}, 415: {"model": Error}})
+    400: {"model": Error}, 413: {"model": Error}, 415: {"model": Error}, 503: {"model": Error}})
 async def similar_upload(index: IndexDep, request: Request, file: UploadFile, k: K = 10,
                          min_similarity: MinSim = -1.0) -> SimilarResponse:
     """Photos most like the uploaded one (multipart field ``file``). The upload is read into memory,
-    checked by magic bytes and pixel count, and never written into a library root."""
+    checked by magic bytes and pixel count (``DUPESIFT_UPLOAD_MAX_PIXELS``), and never written into a library root."""
     limit = request.app.state.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, f"upload is over the {limit / (1024 * 1024):g} MB limit")
-    hits = await run_in_threadpool(query_upload, index, data, k)
+    hits = await search_upload(request, index, data, k)
     return results(index, hits, min_similarity)
 
 

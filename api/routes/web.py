@@ -17,7 +17,7 @@ from api import services
 from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
 from api.errors import ApiError
 from api.routes.groups import do_resolve, do_restore
-from api.routes.similar import query_upload
+from api.routes.similar import search_upload
 from api.schemas import ResolveRequest
 from indexer import browse
 from indexer.catalog.models import Image, ImageStatus, Job
@@ -139,7 +139,7 @@ async def search(request: Request, index: IndexDep, file: UploadFile,
     try:
         if len(data) > limit:
             raise ApiError(413, f"upload is over the {limit / (1024 * 1024):g} MB limit")
-        hits = await run_in_threadpool(query_upload, index, data, k)
+        hits = await search_upload(request, index, data, k)
     except DupesiftError as exc:
         return error_fragment(request, exc)
     return page(request, "_results.html", results=hits, threshold=index.threshold, query_name=file.filename)

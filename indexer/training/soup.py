@@ -8,7 +8,8 @@ files are read back into torch (``from_onnx``: the exporter's folded convolution
 are), averaged parameter by parameter, exported with the config's spec and calibrated on the config's
 held-out photos. Every ingredient must have been trained on the config's split, or the calibration photos
 were training photos; the soup checks what the files record (size, dimension, starting file), the split is
-the caller's to keep.
+the caller's to keep. The soup's spec has the config's name and version; its model id still differs from
+every ingredient's (and from the shipped model's) by its weights digest, so serving it re-embeds the library.
 """
 from __future__ import annotations
 

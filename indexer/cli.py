@@ -96,12 +96,11 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned re
            no_wait: Annotated[bool, typer.Option("--no-wait", help="With --queue: print the job id and return.")] = False,
            prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Forget the photos of a root that now scans to no photos at all (by default they are kept: an unmounted drive looks the same).")] = False) -> None:
     """Index photos: new and changed files are embedded, deleted ones leave the index."""
-    if queue and prune_empty:
-        fail("--prune-empty runs in this process only: run the ingest without --queue")
     if queue:
         from workers.client import enqueue_ingest  # needs the `workers` extra
 
-        enqueue_ingest(settings(), [str(p) for p in paths], wait=not no_wait, console=out, json_out=json_out)
+        enqueue_ingest(settings(), [str(p) for p in paths], wait=not no_wait, console=out, json_out=json_out,
+                       prune_empty=prune_empty)
         return
     progress = RichProgress()
     try:

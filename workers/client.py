@@ -37,7 +37,8 @@ def _require_broker(console: Console) -> None:
         _fail(console, str(exc))
 
 
-def enqueue_ingest(settings: Settings, paths: list[str], *, wait: bool, console: Console, json_out: bool) -> str:
+def enqueue_ingest(settings: Settings, paths: list[str], *, wait: bool, console: Console, json_out: bool,
+                   prune_empty: bool = False) -> str:
     """Create an ingest job, queue its scan; with ``wait`` follow it to the end like an in-process ingest."""
     roots = [normalise_root(p) for p in paths]
     missing = [r for r in roots if not os.path.exists(r)]
@@ -46,7 +47,7 @@ def enqueue_ingest(settings: Settings, paths: list[str], *, wait: bool, console:
     _require_broker(console)
     catalog = _catalog(settings)
     try:
-        job_id = create_job(catalog, "ingest", {"paths": roots})
+        job_id = create_job(catalog, "ingest", {"paths": roots, "prune_empty": prune_empty})
         queue_job(job_id)
         return _after_enqueue(catalog, job_id, wait=wait, console=console, json_out=json_out)
     finally:

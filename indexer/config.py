@@ -38,8 +38,8 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=64, gt=0)
     decode_workers: int = Field(default=0, ge=0)  # 0 = one per core
     # Per-file CPU-time limit (seconds) in a decode worker process: a worker over it is killed and its file
-    # fails as "decoder crashed" (indexer/decodepool.py). 0 = no limit. Not applied with decode_workers=1
-    # (decoding then runs in the calling process).
+    # fails as "decoder crashed" (indexer/decodepool.py). 0 = no limit. With decode_workers=1 (Celery
+    # workers) decoding runs in the calling process, which the limit then stops; the next try names the file.
     decode_cpu_seconds: float = Field(default=300, ge=0)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime's choice
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally

@@ -10,13 +10,16 @@ so the culprit is the one whose process dies; it comes back as a failure with re
 ``decoder crashed`` and every other file decodes normally. Small runs decode in that single worker
 too, not in the caller's process, which a crashing decoder would take down on every rerun. Only
 ``workers=1`` decodes in the caller's process (the Celery workers' choice: their pool processes are
-daemonic and may not start children), without that protection.
+daemonic and may not start children), one file at a time through ``decode_here``, under the same CPU
+limit: past it the process itself is stopped. The catalog then names the culprit on the next try
+(``Index._decode_here`` counts decodes begun and not finished per photo).
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import signal
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,6 +35,7 @@ from indexer.errors import DupesiftError, ImageError
 SERIAL_BELOW = 32  # fewer files than this decode one by one in a single worker: starting a pool costs more
 CPU_SECONDS = 300.0  # per file, in a worker: a decoder that burns 5 CPU-minutes on one photo is stuck
 CRASHED = "decoder crashed"
+CRASH_LIMIT = 2  # decodes in the caller's process that died on one file before it is failed unread
 MAX_CRASHES_IN_A_ROW = 8  # isolated files dying one after another: the machine, not the files
 
 
@@ -136,9 +140,9 @@ class DecodePool:
     def map(self, paths: Iterable[str], count: int | None = None) -> Iterator[DecodeResult]:
         """Decode results in the order of ``paths``; a file that kills its worker fails as ``decoder crashed``."""
         paths = list(paths)
-        if self.workers <= 1:
+        if self.inline:
             for p in paths:
-                yield decode_file(p, *self.args)
+                yield self.decode_here(p)
             return
         if len(paths) < SERIAL_BELOW:
             for p in paths:
@@ -168,6 +172,19 @@ class DecodePool:
             self._discard_pool()
             for p, f in lost:
                 yield f.result() if not f.cancelled() and f.exception() is None else self._isolated(p)
+
+    @property
+    def inline(self) -> bool:
+        """Whether files decode in this process (``workers=1``), where a crash takes the caller down."""
+        return self.workers <= 1
+
+    def decode_here(self, path: str) -> DecodeResult:
+        """Decode one file in this process, under the CPU limit when this is the main thread and SIGPROF
+        is not taken (a profiler): past the limit the kernel stops this process, as it would a worker."""
+        if (self.cpu_seconds > 0 and threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGPROF) == signal.SIG_DFL):
+            return _decode_limited(path, *self.args, self.cpu_seconds)
+        return decode_file(path, *self.args)
 
     def _isolated(self, path: str) -> DecodeResult:
         """Decode one file alone in a single-worker process; if that process dies, the file is the culprit."""

@@ -29,7 +29,7 @@ from indexer.batching import chunks as _chunks
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Job, NotDuplicate, Pair, Root
 from indexer.catalog.models import utcnow
 from indexer.config import Settings
-from indexer.decodepool import DecodePool, DecodeResult
+from indexer.decodepool import CRASH_LIMIT, CRASHED, DecodePool, DecodeResult
 from indexer.embedder import OnnxEmbedder
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
@@ -314,8 +314,10 @@ class Index:
                         and img.model_id == model:
                     unchanged += 1
                 else:
-                    if img.status == ImageStatus.indexed and (img.bytes != f.size or img.mtime != f.mtime):
-                        summary.changed += 1
+                    if img.bytes != f.size or img.mtime != f.mtime:
+                        img.decode_crashes = 0  # new content: its decoder gets a fresh try
+                        if img.status == ImageStatus.indexed:
+                            summary.changed += 1
                     img.status, img.bytes, img.mtime = ImageStatus.pending, f.size, f.mtime
                     todo.append(img.id)
             root_of = sorted(root_ids, key=len, reverse=True)
@@ -362,16 +364,50 @@ class Index:
         done = failed = 0
         with DecodePool(max_pixels=st.max_pixels, max_bytes=st.max_file_bytes, size=self.spec.input_size,
                         workers=st.decode_workers, cpu_seconds=st.decode_cpu_seconds) as pool:
-            results = pool.map(paths[i] for i in ids)
+            results = None if pool.inline else pool.map(paths[i] for i in ids)
             for batch_ids in _chunks(ids, st.batch_size):
                 t = time.perf_counter()
-                batch = [next(results) for _ in batch_ids]
+                if results is None:
+                    batch = self._decode_here(pool, batch_ids, paths)
+                else:
+                    batch = [next(results) for _ in batch_ids]
                 summary.timings.decode += time.perf_counter() - t
                 n_ok, n_bad = self._store_batch(list(zip(batch_ids, batch)), summary)
                 done, failed = done + n_ok, failed + n_bad
                 progress.advance(done + failed, failed)
                 self._job_progress(summary.job_id, done + failed, failed)
         return summary
+
+    def _decode_here(self, pool: DecodePool, ids: list[int], paths: dict[int, str]) -> list[DecodeResult]:
+        """Decode a batch in this process (``decode_workers=1``), so that a file that kills the process
+        is found on the next try instead of killing it on every redelivery.
+
+        Each photo's ``decode_crashes`` counts decodes begun and never finished. A batch without any is
+        marked once as a whole (one write); a batch with some (a process died on it) is decoded one
+        photo at a time, each marked before and unmarked after, so only the culprit's count keeps
+        rising; at CRASH_LIMIT it fails as "decoder crashed" without being decoded again. The marks
+        are cleared when the batch is stored."""
+        with self.catalog.session() as s:
+            marks = dict(s.execute(select(Image.id, Image.decode_crashes).where(Image.id.in_(ids))).all())
+        if not any(marks.values()):
+            self._mark_decoding(ids, 1)
+            return [pool.decode_here(paths[i]) for i in ids]
+        out = []
+        for i in ids:
+            if marks.get(i, 0) >= CRASH_LIMIT:
+                out.append(DecodeResult(paths[i], False, reason=CRASHED, message=(
+                    f"the process decoding this file died {marks[i]} times before finishing it (a decoder "
+                    "crash, out of memory or over DUPESIFT_DECODE_CPU_SECONDS); it is not decoded again "
+                    "until it changes")))
+                continue
+            self._mark_decoding([i], 1)
+            out.append(pool.decode_here(paths[i]))
+            self._mark_decoding([i], -1)
+        return out
+
+    def _mark_decoding(self, ids: list[int], step: int) -> None:
+        with self.catalog.session() as s:
+            s.execute(update(Image).where(Image.id.in_(ids)).values(decode_crashes=Image.decode_crashes + step))
 
     def _store_batch(self, batch: list[tuple[int, DecodeResult]], summary: IngestSummary) -> tuple[int, int]:
         tm = summary.timings
@@ -424,12 +460,13 @@ class Index:
                 s.execute(update(Image), [
                     dict(id=i, status=ImageStatus.indexed, bytes=r.size, sha256=r.sha256, width=r.width,
                          height=r.height, format=r.format, camera_exif=r.camera, model_id=model, linked=False,
-                         indexed_at=now,
+                         indexed_at=now, decode_crashes=0,
                          error_reason=None, error_message=None) for i, r in ok])
             if bad:
                 s.execute(update(Image), [
                     dict(id=i, status=ImageStatus.failed, sha256=r.sha256, error_reason=r.reason,
-                         error_message=r.message, linked=True, model_id=None) for i, r in bad])
+                         error_message=r.message, linked=True, model_id=None,
+                         decode_crashes=CRASH_LIMIT if r.reason == CRASHED else 0) for i, r in bad])
                 self.store.delete([i for i, _ in bad])
                 for chunk in _chunks([i for i, _ in bad], 500):
                     s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))

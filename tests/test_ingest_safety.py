@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -154,6 +155,60 @@ def test_a_file_that_kills_its_decoder_fails_alone(tmp_path: Path) -> None:
             assert img.sha256 == hashlib.sha256(Path(img.path).read_bytes()).hexdigest(), img.path
         again = index.ingest([str(root)])  # one file to retry: decoded in a worker too, never in this process
         assert again.unchanged == 40 and [f["reason"] for f in again.failed] == ["decoder crashed"]
+
+
+_INLINE_INGEST = """
+import json, sys
+from indexer.config import Settings
+from indexer.pipeline import Index
+
+st = Settings(data_dir=sys.argv[1], decode_workers=1, batch_size=8, decode_cpu_seconds=0.3)
+with Index(st) as index:
+    s = index.ingest([sys.argv[2]])
+print(json.dumps({"indexed": s.indexed, "unchanged": s.unchanged, "failed": s.failed}))
+"""
+
+
+def _crash_marks(data: Path) -> dict[str, int]:
+    with Index(Settings(data_dir=data)) as index, index.catalog.session() as db:
+        return {Path(p).name: n for p, n in db.execute(select(Image.path, Image.decode_crashes)) if n}
+
+
+def test_decoding_in_process_a_file_that_kills_the_process_is_named_on_the_next_tries(tmp_path: Path) -> None:
+    """decode_workers=1 (the Celery workers' mode) decodes in the caller's process: the file over the
+    CPU limit stops the process itself. The rerun decodes that batch one photo at a time, marking each
+    in the catalog, so the culprit's mark is the one left when the process dies again; the third run
+    fails it unread and indexes everything else. Nothing indexed before the crashes is redone."""
+    root = tmp_path / "lib"
+    root.mkdir()
+    for n, src in enumerate(photo_files(20, offset=640)):
+        shutil.copy(src, root / f"p{n:02d}.jpg")
+    tiles = np.random.default_rng(0).integers(0, 256, (161, 161, 3), dtype=np.uint8)
+    PILImage.fromarray(tiles).resize((8000, 8000), PILImage.NEAREST).save(root / "p10-huge.png")
+    data = tmp_path / "data"
+
+    def run() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", _INLINE_INGEST, str(data), str(root)],
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    first = run()  # batches of 8 in name order: p00-p07 stored, then p08, p09, p10-huge ... dies
+    assert first.returncode == -signal.SIGPROF, first.stderr[-2000:]
+    marks = _crash_marks(data)
+    assert marks["p10-huge.png"] == 1 and len(marks) == 8  # the whole unfinished batch is suspect
+    second = run()  # that batch one by one: only the culprit's mark rises
+    assert second.returncode == -signal.SIGPROF, second.stderr[-2000:]
+    assert _crash_marks(data) == {**{k: 1 for k in marks}, "p10-huge.png": 2}
+    third = run()
+    assert third.returncode == 0, third.stderr[-2000:]
+    s = json.loads(third.stdout)
+    assert [(Path(f["path"]).name, f["reason"]) for f in s["failed"]] == [("p10-huge.png", "decoder crashed")]
+    assert "died 2 times" in s["failed"][0]["message"]
+    assert s["indexed"] == 12 and s["unchanged"] == 8 and _crash_marks(data) == {"p10-huge.png": 2}
+    fourth = run()  # unchanged: not decoded again (the process lives), still reported
+    assert fourth.returncode == 0 and json.loads(fourth.stdout)["failed"][0]["reason"] == "decoder crashed"
+    PILImage.fromarray(tiles).save(root / "p10-huge.png")  # replaced by a small file: decoded afresh
+    fifth = json.loads(run().stdout)
+    assert fifth["failed"] == [] and fifth["indexed"] == 1 and _crash_marks(data) == {}
 
 
 def test_decision_waits_for_a_linking_ingest_and_sticks(tmp_path: Path, settings_factory) -> None:

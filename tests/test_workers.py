@@ -314,6 +314,49 @@ def test_sigkill_mid_batch_is_redelivered(cluster: Cluster, tmp_path: Path) -> N
     assert worker.poll() is None  # the worker replaced its pool process and goes on
 
 
+def test_a_file_that_kills_its_worker_fails_alone_after_redeliveries(cluster: Cluster, tmp_path: Path) -> None:
+    """A Celery worker decodes in its pool process: a file over DUPESIFT_DECODE_CPU_SECONDS stops that
+    process (the kernel's SIGPROF, as abrupt as a codec segfault). The batch is redelivered, decoded one
+    photo at a time with a mark per photo in the catalog, redelivered once more, and then only the
+    culprit fails; the job finishes and every other photo is indexed once. Its own worker (and queue
+    prefix) so the CPU limit applies to this job alone."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "lib"
+    folder.mkdir()
+    for n, src in enumerate(photo_files(12, offset=820)):
+        shutil.copy(src, folder / f"p{n:02d}.jpg")
+    tiles = np.random.default_rng(1).integers(0, 256, (161, 161, 3), dtype=np.uint8)
+    PILImage.fromarray(tiles).resize((8000, 8000), PILImage.NEAREST).save(folder / "p05-huge.png")
+    env = {**cluster.env, "DUPESIFT_DECODE_CPU_SECONDS": "0.3",
+           "DUPESIFT_QUEUE_PREFIX": cluster.env["DUPESIFT_QUEUE_PREFIX"] + "cpu-limit:"}
+    log = tmp_path / "w3.log"
+    with open(log, "w") as f:
+        p = subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", "w3@%h", "-l", "info"],
+                             env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 120
+            while "ready." not in log.read_text() or "index open" not in log.read_text():
+                assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+                time.sleep(0.3)
+            r = subprocess.run([str(BIN / "dupesift"), "ingest", "--queue", "--json", str(folder)], env=env,
+                               capture_output=True, text=True, timeout=300, check=False)
+            assert r.returncode == 0, r.stderr + r.stdout + log.read_text()[-3000:]
+            summary = json.loads(r.stdout.strip().splitlines()[-1])
+            text = log.read_text()
+        finally:
+            stop_process_group(p, timeout=20)
+    assert summary["status"] == "done", summary
+    assert [(Path(x["path"]).name, x["reason"]) for x in summary["failed"]] == [("p05-huge.png", "decoder crashed")]
+    assert summary["indexed"] == 12
+    assert text.count("WorkerLostError") + text.count("SIGPROF") >= 2, text[-3000:]
+    with cluster.index.catalog.session() as s:
+        rows = dict(s.execute(select(Image.path, Image.status).where(Image.path.like(str(folder) + "/%"))).all())
+    assert len(rows) == 13 and sum(st == ImageStatus.indexed for st in rows.values()) == 12
+    check_consistent(cluster)
+
+
 def test_concurrent_folders_merge_into_one_group(cluster: Cluster, tmp_path: Path) -> None:
     src = photo_files(1, offset=700)[0]
     a, b = tmp_path / "a", tmp_path / "b"

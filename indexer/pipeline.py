@@ -470,9 +470,8 @@ class Index:
                 self.store.delete([i for i, _ in bad])
                 for chunk in _chunks([i for i, _ in bad], 500):
                     s.execute(delete(Pair).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk))))
-            exact = self._drop_declined(s, [(a, b, 1.0) for a, b in exact_pairs])  # a user may keep both
-            if exact:
-                s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=1.0, kind="exact") for a, b, _ in exact])
+        if exact_pairs:
+            self._store_exact_pairs(exact_pairs)
         summary.indexed += len(ok)
         summary.exact_copies += len(copies)
         summary.failed.extend({"path": r.path, "reason": r.reason, "message": r.message} for _, r in bad)
@@ -530,6 +529,24 @@ class Index:
         for chunk in _chunks(sorted(ids), 500):
             out.update(s.scalars(select(Image.id).where(Image.id.in_(chunk), Image.status == ImageStatus.indexed)))
         return out
+
+    def _store_exact_pairs(self, exact_pairs: list[tuple[int, int]]) -> None:
+        """Pairs of byte-identical photos, under the lock ``groups`` so that a "not duplicates" decision
+        is either seen here or made after these pairs exist (and then removes them with its group).
+        A separate transaction from the batch's: if the process dies between the two, the photos are
+        unlinked and the link step finds the same pairs from their identical vectors."""
+        with catalog_lock(self.catalog, "groups"), self.catalog.session() as s:
+            found = self._drop_declined(s, [(a, b, 1.0) for a, b in exact_pairs])  # a user may keep both
+            live = self._existing(s, {x for a, b, _ in found for x in (a, b)})
+            found = [(a, b) for a, b, _ in found if a in live and b in live]  # not removed since
+            existing: set[tuple[int, int]] = set()
+            for chunk in _chunks(sorted({a for a, _ in found}), 500):  # a link step may have been first
+                existing.update(s.execute(select(Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))))
+            for a, b in found:
+                if (a, b) in existing:
+                    s.execute(update(Pair).where(Pair.a_id == a, Pair.b_id == b).values(similarity=1.0, kind="exact"))
+                else:
+                    s.add(Pair(a_id=a, b_id=b, similarity=1.0, kind="exact"))
 
     @staticmethod
     def _drop_declined(s, found: PairList) -> PairList:  # noqa: ANN001

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,48 @@ def test_decision_waits_for_a_linking_ingest_and_sticks(tmp_path: Path, settings
         s = index.ingest([str(root)])  # and no later ingest brings the group back
         assert s.unchanged == 5 and index.groups() == []
     assert len(members) == 5
+
+
+def test_a_decision_made_while_a_copy_is_indexed_is_not_undone_by_its_exact_pair(
+        tmp_path: Path, settings_factory) -> None:
+    """A byte-identical copy gets its "exact" pair without the embedder, when its batch is stored. A
+    "not duplicates" decision on the group taken while that batch is in flight must hold: the pair is
+    stored under the lock `groups`, so it either sees the decision or exists before it (and goes with
+    the group). Here the decision lands while the ingest waits for the lock with the copy indexed."""
+    root = tmp_path / "lib"
+    members = one_group(root, offset=655)
+    shutil.copy(members[0], root / "photo" / "twin1.jpg")  # the group holds two identical files: the
+    with Index(settings_factory()) as index:               # decision then covers their content pair too
+        index.ingest([str(root)])
+        (group,) = index.groups()
+        assert len(group["members"]) == 6
+        shutil.copy(members[0], root / "twin2.jpg")
+        from indexer import stages
+        from indexer.jobs import create_job
+
+        job = create_job(index.catalog, "ingest", {"paths": [str(root)]})  # the queue's stages, in threads here
+        (batch,) = stages.plan(index, job)
+        done: list = []
+        with catalog_lock(index.catalog, "groups"):
+            ing = threading.Thread(target=lambda: done.append(stages.embed(index, job, batch)), daemon=True)
+            ing.start()
+            deadline = time.time() + 60
+            while True:  # the copy's batch is stored; its exact pair waits for the lock
+                with index.catalog.session() as s:
+                    if s.scalar(select(Image.status).where(Image.path == str(root / "twin2.jpg"))) \
+                            == ImageStatus.indexed:
+                        break
+                assert time.time() < deadline and ing.is_alive()
+                time.sleep(0.05)
+            with index.catalog.session() as s:
+                resolution.resolve(s, group_id=group["id"], action="keep_all", keep=[], quarantine_dir=tmp_path / "q",
+                                   vectors_fn=index.store.get, commit=s.commit)
+        ing.join(60)
+        assert not ing.is_alive() and done == [(1, 0)]
+        assert stages.finish(index, job)
+        assert index.groups() == []  # twin2 joined no one: its content was declined with the group
+        with index.catalog.session() as s:
+            assert s.scalar(select(func.count()).select_from(Pair)) == 0
 
 
 def _other_version(model: Path, out: Path) -> Path:

@@ -115,6 +115,8 @@ class ResolveResponse(BaseModel):
 # -- ingest and jobs -----------------------------------------------------------------------------
 class IngestRequest(BaseModel):
     paths: list[str] = Field(min_length=1, max_length=1000, description="folders or files under a library root")
+    prune_empty: bool = Field(False, description="forget the photos of a root that now scans to no photos at all "
+                              "(by default they are kept with a warning: an unmounted drive looks the same)")
 
 
 class IngestAccepted(BaseModel):

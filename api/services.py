@@ -141,33 +141,33 @@ class IngestRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self, paths: list[str]) -> str:
+    def start(self, paths: list[str], *, prune_empty: bool = False) -> str:
         st = self.index.settings
         job_id = str(uuid.uuid4())
         if st.broker_url:  # the distributed path: the workers scan, embed and link
             from workers.client import queue_job
 
-            self._queue_row(job_id, paths)
+            self._queue_row(job_id, paths, prune_empty)
             queue_job(job_id)
             return job_id
         if not self._lock.acquire(blocking=False):
             raise ApiError(409, "an ingest is already running; wait for it (GET /jobs) and try again")
         try:
-            self._queue_row(job_id, paths)
-            self._thread = threading.Thread(target=self._run, args=(paths, job_id), name=f"ingest-{job_id[:8]}",
-                                            daemon=True)
+            self._queue_row(job_id, paths, prune_empty)
+            self._thread = threading.Thread(target=self._run, args=(paths, job_id, prune_empty),
+                                            name=f"ingest-{job_id[:8]}", daemon=True)
             self._thread.start()
         except BaseException:
             self._lock.release()
             raise
         return job_id
 
-    def _queue_row(self, job_id: str, paths: list[str]) -> None:
-        create_job(self.index.catalog, "ingest", {"paths": paths}, job_id)
+    def _queue_row(self, job_id: str, paths: list[str], prune_empty: bool) -> None:
+        create_job(self.index.catalog, "ingest", {"paths": paths, "prune_empty": prune_empty}, job_id)
 
-    def _run(self, paths: list[str], job_id: str) -> None:
+    def _run(self, paths: list[str], job_id: str, prune_empty: bool) -> None:
         try:
-            self.index.ingest(paths, job_id=job_id)
+            self.index.ingest(paths, job_id=job_id, prune_empty=prune_empty)
         except BaseException as exc:  # recorded on the job row; the server keeps serving
             with self.index.catalog.session() as s:
                 job = s.get(Job, job_id)

@@ -347,7 +347,8 @@ class Index:
                 out.add(r)
                 summary.warnings.append(
                     f"{r} has no photos any more but {had} were indexed under it: nothing removed (an unmounted "
-                    f"drive or share leaves an empty folder). If you really emptied it, ingest it with --prune-empty.")
+                    f"drive or share leaves an empty folder). If you really emptied it, ingest it with --prune-empty "
+                    f"(API: \"prune_empty\": true).")
         return out
 
     def process(self, image_ids: list[int], progress: Progress | None = None,

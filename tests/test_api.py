@@ -416,6 +416,31 @@ def test_job_failures_of_paths_with_like_wildcards(env) -> None:
         assert [f["path"] for f in job["failures"]] == [str(root / name / "bad.jpg")], (name, job["failures"])
 
 
+def test_ingest_keeps_an_emptied_root_unless_told_to_prune_it(env) -> None:
+    """POST /ingest has the CLI's safety: a folder that had photos and now lists none (an unmounted
+    drive looks like that) keeps them, with a warning; ``prune_empty`` forgets them."""
+    c, root = env["client"], env["root"]
+    folder = root / "card"
+    folder.mkdir()
+    shutil.copy(photo_files(1, offset=990)[0], folder / "only.jpg")
+
+    def ingest(**extra) -> dict:
+        r = c.post("/ingest", json={"paths": [str(folder)], **extra})
+        assert r.status_code == 202, r.text
+        job = wait_job(c, r.json()["job_id"])
+        assert job["status"] == "done", job
+        return job
+
+    assert ingest()["summary"]["indexed"] == 1
+    (folder / "only.jpg").unlink()
+    kept = ingest()
+    assert kept["params"]["prune_empty"] is False
+    assert kept["summary"]["removed"] == 0 and kept["summary"]["kept_unreadable"] == 1
+    assert any("prune_empty" in w for w in kept["summary"]["warnings"])
+    pruned = ingest(prune_empty=True)
+    assert pruned["params"]["prune_empty"] is True and pruned["summary"]["removed"] == 1
+
+
 # -- auth ------------------------------------------------------------------------------------------
 def test_auth_on_non_loopback(tmp_path) -> None:
     with pytest.raises(DupesiftError, match="DUPESIFT_API_TOKEN"):

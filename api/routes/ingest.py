@@ -20,7 +20,7 @@ router = APIRouter(tags=["ingest"])
 def ingest(index: IndexDep, request: Request, req: IngestRequest) -> dict:
     """Index photos under ``paths`` in the background; follow progress at ``GET /jobs/{id}``."""
     paths = services.check_paths(req.paths, services.library_roots(index))
-    job_id = request.app.state.ingest.start(paths)
+    job_id = request.app.state.ingest.start(paths, prune_empty=req.prune_empty)
     return {"job_id": job_id, "status": "queued", "url": f"/jobs/{job_id}"}
 
 

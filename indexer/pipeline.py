@@ -24,6 +24,7 @@ from typing import Protocol
 
 import numpy as np
 from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
 
 from indexer.batching import chunks as _chunks
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Job, NotDuplicate, Pair, Root
@@ -540,9 +541,7 @@ class Index:
             found = self._drop_declined(s, [(a, b, 1.0) for a, b in exact_pairs])  # a user may keep both
             live = self._existing(s, {x for a, b, _ in found for x in (a, b)})
             found = [(a, b) for a, b, _ in found if a in live and b in live]  # not removed since
-            existing: set[tuple[int, int]] = set()
-            for chunk in _chunks(sorted({a for a, _ in found}), 500):  # a link step may have been first
-                existing.update(s.execute(select(Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))))
+            existing = self._existing_pairs(s, {a for a, _ in found})  # a link step may have been first
             for a, b in found:
                 if (a, b) in existing:
                     s.execute(update(Pair).where(Pair.a_id == a, Pair.b_id == b).values(similarity=1.0, kind="exact"))
@@ -570,12 +569,18 @@ class Index:
         return [p for p in found if tuple(sorted((sha.get(p[0]) or "", sha.get(p[1]) or ""))) not in keep]
 
     @staticmethod
+    def _existing_pairs(s: Session, a_ids: set[int]) -> set[tuple[int, int]]:
+        """The stored pairs (a, b) whose smaller id is one of ``a_ids``."""
+        out: set[tuple[int, int]] = set()
+        for chunk in _chunks(sorted(a_ids), 500):
+            out.update(s.execute(select(Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))))
+        return out
+
+    @staticmethod
     def _insert_pairs(s, found: PairList) -> None:  # noqa: ANN001
         if not found:
             return
-        existing: set[tuple[int, int]] = set()
-        for chunk in _chunks(sorted({a for a, _, _ in found}), 500):
-            existing.update(s.execute(select(Pair.a_id, Pair.b_id).where(Pair.a_id.in_(chunk))))
+        existing = Index._existing_pairs(s, {a for a, _, _ in found})
         rows = [dict(a_id=a, b_id=b, similarity=sim, kind="visual") for a, b, sim in found if (a, b) not in existing]
         for chunk in _chunks(rows, 5000):
             s.execute(insert(Pair), chunk)

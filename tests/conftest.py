@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,18 @@ def photo_files(n: int, offset: int = 0) -> list[Path]:
     if not files:
         pytest.fail(f"no photos under {PHOTOS}: the shared data set is missing")
     return files[offset : offset + n]
+
+
+def photos_and_a_slow_png(root: Path, n: int, offset: int, png_name: str, seed: int = 0) -> None:
+    """``n`` photos ``pNN.jpg`` in ``root`` and ``png_name``, a 64 MP PNG that needs ~0.6 s of CPU to
+    decode (the photos ~10 ms): over a 0.3 s DUPESIFT_DECODE_CPU_SECONDS it stops its decoder's process."""
+    import numpy as np
+
+    root.mkdir(parents=True)
+    for k, src in enumerate(photo_files(n, offset=offset)):
+        shutil.copy(src, root / f"p{k:02d}.jpg")
+    tiles = np.random.default_rng(seed).integers(0, 256, (161, 161, 3), dtype=np.uint8)
+    Image.fromarray(tiles).resize((8000, 8000), Image.NEAREST).save(root / png_name)
 
 
 def mild_copies(src: Path, out_dir: Path, stem: str) -> list[Path]:

@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
@@ -25,7 +24,7 @@ from indexer.catalog import Image, ImageStatus, NotDuplicate, Pair
 from indexer.config import DEFAULT_MODEL, Settings
 from indexer.locks import catalog_lock
 from indexer.pipeline import Index
-from tests.conftest import mild_copies, photo_files
+from tests.conftest import mild_copies, photo_files, photos_and_a_slow_png
 
 
 def one_group(root: Path, offset: int, name: str = "photo") -> list[str]:
@@ -139,11 +138,7 @@ def test_a_file_that_kills_its_decoder_fails_alone(tmp_path: Path) -> None:
     """A real worker death: the kernel stops a decode worker that exceeds its CPU time (the same abrupt
     end an OOM kill or a codec segfault is). A 64 MP PNG needs ~0.6 s of CPU to decode; the photos, ~10 ms."""
     root = tmp_path / "lib"
-    root.mkdir()
-    for n, src in enumerate(photo_files(40, offset=640)):
-        shutil.copy(src, root / f"p{n:02d}.jpg")
-    tiles = np.random.default_rng(0).integers(0, 256, (161, 161, 3), dtype=np.uint8)
-    PILImage.fromarray(tiles).resize((8000, 8000), PILImage.NEAREST).save(root / "p20-huge.png")
+    photos_and_a_slow_png(root, 40, offset=640, png_name="p20-huge.png")
     settings = Settings(data_dir=tmp_path / "data", decode_workers=2, batch_size=8, decode_cpu_seconds=0.3)
     with Index(settings) as index:
         s = index.ingest([str(root)])
@@ -181,11 +176,7 @@ def test_decoding_in_process_a_file_that_kills_the_process_is_named_on_the_next_
     in the catalog, so the culprit's mark is the one left when the process dies again; the third run
     fails it unread and indexes everything else. Nothing indexed before the crashes is redone."""
     root = tmp_path / "lib"
-    root.mkdir()
-    for n, src in enumerate(photo_files(20, offset=640)):
-        shutil.copy(src, root / f"p{n:02d}.jpg")
-    tiles = np.random.default_rng(0).integers(0, 256, (161, 161, 3), dtype=np.uint8)
-    PILImage.fromarray(tiles).resize((8000, 8000), PILImage.NEAREST).save(root / "p10-huge.png")
+    photos_and_a_slow_png(root, 20, offset=640, png_name="p10-huge.png")
     data = tmp_path / "data"
 
     def run() -> subprocess.CompletedProcess:
@@ -207,7 +198,7 @@ def test_decoding_in_process_a_file_that_kills_the_process_is_named_on_the_next_
     assert s["indexed"] == 12 and s["unchanged"] == 8 and _crash_marks(data) == {"p10-huge.png": 2}
     fourth = run()  # unchanged: not decoded again (the process lives), still reported
     assert fourth.returncode == 0 and json.loads(fourth.stdout)["failed"][0]["reason"] == "decoder crashed"
-    PILImage.fromarray(tiles).save(root / "p10-huge.png")  # replaced by a small file: decoded afresh
+    PILImage.new("RGB", (161, 161), (90, 120, 40)).save(root / "p10-huge.png")  # a small file: decoded afresh
     fifth = json.loads(run().stdout)
     assert fifth["failed"] == [] and fifth["indexed"] == 1 and _crash_marks(data) == {}
 

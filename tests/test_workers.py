@@ -22,7 +22,7 @@ from indexer.config import Settings
 from indexer.jobs import job_view, to_ranges
 from indexer.pipeline import Index
 from tests.conftest import (BIN, PG_ADMIN_URL, free_port, mild_copies, milvus_server, photo_files,
-                            stop_process_group, wait_port)
+                            photos_and_a_slow_png, stop_process_group, wait_port)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REDIS_URL = os.environ.get("DUPESIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -107,11 +107,11 @@ class Cluster:
         return subprocess.run([str(BIN / "dupesift"), *args], env=self.env, capture_output=True, text=True,
                               timeout=timeout)
 
-    def start_worker(self, name: str) -> None:
+    def start_worker(self, name: str, env: dict | None = None) -> None:
         log = self.root / f"{name}.log"
         f = open(log, "w")  # noqa: SIM115 - closed with the process
         p = subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", f"{name}@%h", "-l", "info"],
-                             env=self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+                             env=env or self.env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         self.workers.append((p, log, f))
 
     def wait_ready(self, timeout: float = 120) -> None:
@@ -320,33 +320,22 @@ def test_a_file_that_kills_its_worker_fails_alone_after_redeliveries(cluster: Cl
     photo at a time with a mark per photo in the catalog, redelivered once more, and then only the
     culprit fails; the job finishes and every other photo is indexed once. Its own worker (and queue
     prefix) so the CPU limit applies to this job alone."""
-    import numpy as np
-    from PIL import Image as PILImage
-
     folder = tmp_path / "lib"
-    folder.mkdir()
-    for n, src in enumerate(photo_files(12, offset=820)):
-        shutil.copy(src, folder / f"p{n:02d}.jpg")
-    tiles = np.random.default_rng(1).integers(0, 256, (161, 161, 3), dtype=np.uint8)
-    PILImage.fromarray(tiles).resize((8000, 8000), PILImage.NEAREST).save(folder / "p05-huge.png")
+    photos_and_a_slow_png(folder, 12, offset=820, png_name="p05-huge.png", seed=1)
     env = {**cluster.env, "DUPESIFT_DECODE_CPU_SECONDS": "0.3",
            "DUPESIFT_QUEUE_PREFIX": cluster.env["DUPESIFT_QUEUE_PREFIX"] + "cpu-limit:"}
-    log = tmp_path / "w3.log"
-    with open(log, "w") as f:
-        p = subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", "w3@%h", "-l", "info"],
-                             env=env, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            deadline = time.time() + 120
-            while "ready." not in log.read_text() or "index open" not in log.read_text():
-                assert p.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-                time.sleep(0.3)
-            r = subprocess.run([str(BIN / "dupesift"), "ingest", "--queue", "--json", str(folder)], env=env,
-                               capture_output=True, text=True, timeout=300, check=False)
-            assert r.returncode == 0, r.stderr + r.stdout + log.read_text()[-3000:]
-            summary = json.loads(r.stdout.strip().splitlines()[-1])
-            text = log.read_text()
-        finally:
-            stop_process_group(p, timeout=20)
+    cluster.start_worker("w3", env)
+    try:
+        cluster.wait_ready()
+        r = subprocess.run([str(BIN / "dupesift"), "ingest", "--queue", "--json", str(folder)], env=env,
+                           capture_output=True, text=True, timeout=300, check=False)
+        text = cluster.log(-1)
+        assert r.returncode == 0, r.stderr + r.stdout + text[-3000:]
+        summary = json.loads(r.stdout.strip().splitlines()[-1])
+    finally:
+        p, _, f = cluster.workers.pop()
+        stop_process_group(p, timeout=20)
+        f.close()
     assert summary["status"] == "done", summary
     assert [(Path(x["path"]).name, x["reason"]) for x in summary["failed"]] == [("p05-huge.png", "decoder crashed")]
     assert summary["indexed"] == 12

@@ -15,7 +15,8 @@ class SimilarResult(BaseModel):
     id: int
     path: str
     similarity: float
-    is_duplicate: bool
+    is_duplicate: bool = Field(description="similarity at or above the threshold, or within the verification band "
+                               "below it with keypoints that agree (indexer/verify.py), as grouping decides")
     group_id: int | None = None
     thumbnail_url: str | None = None
 
@@ -64,6 +65,8 @@ class PairSimilarity(BaseModel):
     b: int
     similarity: float
     linked: bool = Field(description="a stored duplicate pair (within the threshold), not only computed")
+    kind: str | None = Field(None, description="how a linked pair was found: 'exact' (same bytes), 'visual' "
+                             "(cosine within the threshold) or 'verified' (just below it, keypoints agree)")
     declined: bool = Field(False, description="marked 'not duplicates' by a user")
 
 

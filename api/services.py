@@ -77,10 +77,10 @@ def group_detail(index: Index, s: Session, group_id: int) -> dict:
             else:
                 continue
             pairs.append({"a": a, "b": b, "similarity": round(float(sim), 6), "linked": (a, b) in stored,
-                          "declined": (a, b) in declined})
+                          "kind": stored[(a, b)][1] if (a, b) in stored else None, "declined": (a, b) in declined})
     else:
-        pairs = [{"a": a, "b": b, "similarity": round(sim, 6), "linked": True, "declined": False}
-                 for (a, b), (sim, _) in sorted(stored.items())]
+        pairs = [{"a": a, "b": b, "similarity": round(sim, 6), "linked": True, "kind": kind, "declined": False}
+                 for (a, b), (sim, kind) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     return browse.summary_dict(g) | {
         "members": [member_out(m, g.keeper_id, q) for m in members],

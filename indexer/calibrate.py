@@ -28,9 +28,9 @@ from indexer.scan import scan
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 OnSkip = Callable[[Path, ImageError], None]
 
-__all__ = ["CalibrationResult", "CurveRow", "PairScores", "TooFewPhotos", "calibrate", "calibrate_pairs",
+__all__ = ["CalibrationResult", "CurveRow", "PairScores", "TooFewPhotos", "Verified", "calibrate", "calibrate_pairs",
            "calibrate_scores", "folder_photos", "format_curve", "main", "onnx_embed_fn", "pair_scores", "spread",
-           "threshold_range", "train_split"]
+           "threshold_range", "train_split", "verified_rates"]
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
@@ -64,6 +64,20 @@ class CalibrationResult:
     hardest_negative: float = 0.0  # highest cosine between different photos
     families_recall: dict[str, float] = field(default_factory=dict)
     threshold_range: tuple[float, float] | None = None  # 5-95 % over resamples of the photos (threshold_range)
+    verified: Verified | None = None  # the service's link rule at the threshold (pair_scores(verify=True))
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Precision and recall of the link rule: cosine >= threshold, or in the band below it and confirmed by
+    ``indexer.verify`` (``checked`` band pairs, of which ``confirmed_positives``/``_negatives`` passed)."""
+    band: float
+    min_inliers: int
+    precision: float
+    recall: float
+    checked: int
+    confirmed_positives: int
+    confirmed_negatives: int
 
 
 def _pick(s: np.ndarray, tp: np.ndarray, fp: np.ndarray, n_pos: float,
@@ -143,6 +157,10 @@ class PairScores:
     neg: np.ndarray
     neg_photos: np.ndarray
     photos: int
+    # with pair_scores(verify=True): each pair's two items (original/copy files) and every item's keypoints
+    pos_items: np.ndarray | None = None
+    neg_items: np.ndarray | None = None
+    keypoints: list | None = None
 
     @staticmethod
     def pooled(parts: Sequence[PairScores]) -> PairScores:
@@ -159,11 +177,13 @@ class PairScores:
 
 
 def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, seed: int = 0, *, batch: int = 32,
-                max_side: int = 640, max_pixels: int | None = None, on_skip: OnSkip | None = None) -> PairScores:
+                max_side: int = 640, max_pixels: int | None = None, on_skip: OnSkip | None = None,
+                verify: bool = False) -> PairScores:
     """Make ``copies`` edited copies of each photo, embed everything, and score every calibration pair.
 
     A file ``open_photo`` cannot use raises its ``ImageError``; with ``on_skip`` it is passed there and left out
-    (photo ids count usable photos only). Raises TooFewPhotos when fewer than two usable photos are left."""
+    (photo ids count usable photos only). Raises TooFewPhotos when fewer than two usable photos are left.
+    With ``verify``, every original and copy's ``indexer.verify`` keypoints are kept too (``verified_rates``)."""
     if len(photos) < 2:
         raise TooFewPhotos(f"calibration needs at least two photos, got {len(photos)}")
     r = random.Random(seed)
@@ -172,6 +192,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
     chains: list[list[str]] = []
     vecs: list[np.ndarray] = []
     pending: list[Image.Image] = []
+    kps: list = []
 
     def flush() -> None:
         if pending:
@@ -194,6 +215,10 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
             is_copy.append(j > 0)
             chains.append(chain)
             pending.append(edited)
+            if verify:
+                from indexer.verify import keypoints
+
+                kps.append(keypoints(edited))
         k += 1
         if len(pending) >= batch:
             flush()
@@ -208,14 +233,39 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
     positive = same & (copy_a[iu] != copy_a[ju])  # one original, one copy
     negative = ~same
     pi, pj = iu[positive], ju[positive]
+    ni, nj = iu[negative], ju[negative]
     return PairScores(
         pos=sim[pi, pj], pos_photo=owner_a[pi], pos_edits=[chains[b if copy_a[b] else a] for a, b in zip(pi, pj)],
-        neg=sim[iu[negative], ju[negative]],
-        neg_photos=np.stack([owner_a[iu[negative]], owner_a[ju[negative]]], 1), photos=k)
+        neg=sim[ni, nj], neg_photos=np.stack([owner_a[ni], owner_a[nj]], 1), photos=k,
+        pos_items=np.stack([pi, pj], 1) if verify else None, neg_items=np.stack([ni, nj], 1) if verify else None,
+        keypoints=kps if verify else None)
 
 
-def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISION, seed: int = 0) -> CalibrationResult:
-    """The threshold for ``target_precision`` from scored pairs, with its curve, range and recall per edit."""
+def verified_rates(pairs: PairScores, threshold: float, band: float, min_inliers: int) -> Verified:
+    """Precision and recall at ``threshold`` when the pairs in ``band`` below it count only if verified."""
+    from indexer.verify import same_picture
+
+    if pairs.keypoints is None or pairs.pos_items is None or pairs.neg_items is None:
+        raise ValueError("verified_rates needs pair_scores(..., verify=True)")
+    kp = pairs.keypoints
+
+    def confirmed(scores: np.ndarray, items: np.ndarray) -> tuple[int, int]:
+        sel = np.nonzero((scores >= threshold - band) & (scores < threshold))[0]
+        return len(sel), sum(same_picture(kp[a], kp[b], min_inliers) for a, b in items[sel])
+
+    n_pos, ok_pos = confirmed(pairs.pos, pairs.pos_items)
+    n_neg, ok_neg = confirmed(pairs.neg, pairs.neg_items)
+    tp = int((pairs.pos >= threshold).sum()) + ok_pos
+    fp = int((pairs.neg >= threshold).sum()) + ok_neg
+    return Verified(band=band, min_inliers=min_inliers, precision=tp / max(tp + fp, 1),
+                    recall=tp / max(len(pairs.pos), 1), checked=n_pos + n_neg, confirmed_positives=ok_pos,
+                    confirmed_negatives=ok_neg)
+
+
+def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISION, seed: int = 0, *,
+                    verify_band: float = 0.0, min_inliers: int = 15) -> CalibrationResult:
+    """The threshold for ``target_precision`` from scored pairs, with its curve, range and recall per edit
+    (and, with ``verify_band`` and keypoints in ``pairs``, the link rule's rates at that threshold)."""
     threshold, precision, recall, curve = calibrate_scores(pairs.pos, pairs.neg, target_precision)
     spread = threshold_range(pairs.pos, pairs.pos_photo, pairs.neg, pairs.neg_photos, pairs.photos,
                              target_precision, seed=seed)
@@ -230,15 +280,19 @@ def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISIO
         positives=len(pairs.pos), negatives=len(pairs.neg), photos=pairs.photos, curve=curve,
         hardest_negative=float(pairs.neg.max()) if len(pairs.neg) else 0.0,
         families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())}, threshold_range=spread,
+        verified=verified_rates(pairs, threshold, verify_band, min_inliers)
+        if verify_band > 0 and pairs.keypoints is not None else None,
     )
 
 
 def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = TARGET_PRECISION, copies: int = COPIES,
               seed: int = 0, *, batch: int = 32, max_side: int = 640, max_pixels: int | None = None,
-              on_skip: OnSkip | None = None) -> CalibrationResult:
-    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold (see pair_scores)."""
-    return calibrate_pairs(pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side,
-                                       max_pixels=max_pixels, on_skip=on_skip), target_precision, seed)
+              on_skip: OnSkip | None = None, verify_band: float = 0.0, min_inliers: int = 15) -> CalibrationResult:
+    """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold (see pair_scores).
+    The threshold is the cosine's; with ``verify_band`` the result also says what verification adds to it."""
+    pairs = pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side, max_pixels=max_pixels,
+                        on_skip=on_skip, verify=verify_band > 0)
+    return calibrate_pairs(pairs, target_precision, seed, verify_band=verify_band, min_inliers=min_inliers)
 
 
 def format_curve(result: CalibrationResult) -> str:
@@ -255,6 +309,11 @@ def format_curve(result: CalibrationResult) -> str:
         lo, hi = result.threshold_range
         lines.append(f"threshold over {RESAMPLES} resamples of the photos (5-95 %): {lo:.4f}-{hi:.4f}; a wide range means "
                      "a few look-alike photos set it: calibrate on more photos")
+    if result.verified:
+        v = result.verified
+        lines.append(f"with verification of the {v.band:g} below it ({v.min_inliers} inliers; {v.checked} pairs checked, "
+                     f"{v.confirmed_positives} copies and {v.confirmed_negatives} different photos confirmed): "
+                     f"precision {v.precision:.4f}, recall {v.recall:.4f}")
     if result.families_recall:
         lines.append("recall by edit: " + ", ".join(f"{k} {v:.3f}" for k, v in result.families_recall.items()))
     return "\n".join(lines)

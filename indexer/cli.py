@@ -179,7 +179,7 @@ def similar(image: Annotated[Path, typer.Argument(help="Any image file, indexed 
     try:
         with open_index() as index:
             d = load_image(image, max_pixels=index.settings.max_pixels, size=index.spec.input_size)
-            results = index.similar_to_pixels(d.pixels, k)
+            results = index.similar_to_pixels(d.pixels, k, source=image)
             threshold = index.threshold
     except (DupesiftError, FileNotFoundError) as exc:
         fail(str(exc))
@@ -255,7 +255,8 @@ def calibrate(folder: Annotated[Optional[Path], typer.Argument(help="Photos to c
         embed_fn, spec = onnx_embed_fn(st.model_path)
         console.print(f"calibrating {spec.model_id} on {len(photos)} photos x {copies} copies ...")
         result = run(photos, embed_fn, target_precision=target_precision, copies=copies, seed=seed,
-                     max_pixels=st.max_pixels, on_skip=skip)
+                     max_pixels=st.max_pixels, on_skip=skip, verify_band=st.verify_band,
+                     min_inliers=st.verify_min_inliers)
     except DupesiftError as exc:
         fail(str(exc))
     if skipped:

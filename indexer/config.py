@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     # workers) decoding runs in the calling process, which the limit then stops; the next try names the file.
     decode_cpu_seconds: float = Field(default=300, ge=0)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime's choice
+    # Pairs within verify_band below the threshold are duplicates when indexer.verify finds at least
+    # verify_min_inliers keypoint matches that one affine transform explains (0 = cosine only). Chosen on the
+    # held-out train-split photos (models/dupesift-arcface-kd-lite0.md, "Verification").
+    verify_band: float = Field(default=0.20, ge=0, le=1)
+    verify_min_inliers: int = Field(default=15, ge=3)
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 

@@ -18,7 +18,7 @@ import os
 import stat
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from indexer.batching import chunks as _chunks
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Job, NotDuplicate, Pair, Root
-from indexer.catalog.models import utcnow
+from indexer.catalog.models import DERIVED_PAIR_KINDS, utcnow
 from indexer.config import Settings
 from indexer.decodepool import CRASH_LIMIT, CRASHED, DecodePool, DecodeResult
 from indexer.embedder import OnnxEmbedder
@@ -36,6 +36,7 @@ from indexer.errors import DupesiftError
 from indexer.grouping import regroup
 from indexer.jobs import close_orphans, this_process
 from indexer.locks import catalog_lock
+from indexer import verify
 from indexer.pairs import PairList, pairs_faiss, pairs_milvus
 from indexer.scan import normalise_root, scan, under_root
 from indexer.vectors import VectorStore
@@ -60,7 +61,8 @@ class Timings:
     decode: float = 0.0  # waiting for decoded pixels (decode runs in worker processes)
     embed: float = 0.0
     store: float = 0.0
-    link: float = 0.0
+    link: float = 0.0  # includes verify
+    verify: float = 0.0  # reading and matching the photos of near-threshold pairs (indexer.verify)
     group: float = 0.0
 
 
@@ -80,6 +82,7 @@ class IngestSummary:
     warnings: list[str] = field(default_factory=list)
     groups: int = 0
     duplicates: int = 0  # photos in groups, minus one keeper per group
+    verified_pairs: int = 0  # pairs below the threshold that verification confirmed
     seconds: float = 0.0
     timings: Timings = field(default_factory=Timings)
     job_id: str | None = None
@@ -181,24 +184,32 @@ class Index:
                 f"duplicate group and {skips} until you run `dupesift ingest "
                 + " ".join(summary.needs_embedding) + "` (or `dupesift reindex` for every root)")
 
+    @property
+    def link_rule(self) -> str:
+        """What decides a visual pair besides the threshold: the verification band, inliers and method."""
+        st = self.settings
+        return f"verify {st.verify_band:g} below, {st.verify_min_inliers} inliers, {verify.RULE}" if st.verify_band else "cosine only"
+
     def _check_model_and_threshold(self) -> None:
-        """A new model means new vectors; a new threshold means new pairs. Both trigger a relink.
+        """A new model means new vectors; a new threshold or link rule means new pairs. Each triggers a relink.
 
         On a new model every photo embedded by another model goes back to ``pending``, whichever root it
         is under: an ingest of one root re-embeds that root, and the others show as waiting (``status``)."""
         with catalog_lock(self.catalog, "groups"):
             model, thr = self.catalog.get_meta("model_id"), self.catalog.get_meta("link_threshold")
             new_model = model != self.spec.model_id
-            if new_model or thr is None or abs(float(thr) - self.threshold) > 1e-9:
+            new_rule = self.catalog.get_meta("link_rule") != self.link_rule
+            if new_model or new_rule or thr is None or abs(float(thr) - self.threshold) > 1e-9:
                 with self.catalog.session() as s:
                     s.execute(update(Image).values(linked=False))
-                    s.execute(delete(Pair).where(Pair.kind == "visual"))
+                    s.execute(delete(Pair).where(Pair.kind.in_(DERIVED_PAIR_KINDS)))
                     if new_model:
                         s.execute(update(Image).where(
                             Image.status == ImageStatus.indexed,
                             or_(Image.model_id.is_(None), Image.model_id != self.spec.model_id),
                         ).values(status=ImageStatus.pending))
                 self.catalog.set_meta("link_threshold", repr(self.threshold))
+                self.catalog.set_meta("link_rule", self.link_rule)
                 self.catalog.set_meta("model_id", self.spec.model_id)
 
     def heal_store(self, summary: IngestSummary | None = None) -> int:
@@ -501,7 +512,12 @@ class Index:
             indexed = self._existing(s, {x for a, b, _ in found for x in (a, b)})
             found = [p for p in found if p[0] in indexed and p[1] in indexed]
             found = self._drop_declined(s, found)
-            self._insert_pairs(s, found)
+            thr = self.threshold
+            sure = [p for p in found if p[2] >= thr]
+            verified = self._verify(s, [p for p in found if p[2] < thr], summary)
+            self._insert_pairs(s, sure)
+            self._insert_pairs(s, verified, kind="verified")
+            found = sure + verified
             for chunk in _chunks(unlinked, 500):
                 s.execute(update(Image).where(Image.id.in_(chunk)).values(linked=True))
             summary.timings.link += time.perf_counter() - t
@@ -511,10 +527,23 @@ class Index:
             summary.timings.group += time.perf_counter() - t
         return len(found)
 
+    def _verify(self, s: Session, band: PairList, summary: IngestSummary) -> PairList:
+        """The pairs of the band below the threshold that ``indexer.verify`` confirms (their files are read)."""
+        if not band:
+            return []
+        t = time.perf_counter()
+        v = verify.Verifier(lambda ids: dict(self._paths_for(s, sorted(ids))),
+                            min_inliers=self.settings.verify_min_inliers, max_pixels=self.settings.max_pixels)
+        out = v.verify(band)
+        summary.timings.verify += time.perf_counter() - t
+        summary.verified_pairs += len(out)
+        return out
+
     def _neighbours(self, ids: list[int], total: int) -> PairList:
+        """Pairs of ``ids`` with every photo down to the verification band below the threshold."""
         if not ids:
             return []
-        thr = self.threshold
+        thr = self.threshold - self.settings.verify_band
         if len(ids) >= self.settings.bulk_fraction * max(total, 1):
             all_ids, all_vecs = self.store.all_vectors()
             pos = {int(i): n for n, i in enumerate(all_ids)}
@@ -577,11 +606,11 @@ class Index:
         return out
 
     @staticmethod
-    def _insert_pairs(s, found: PairList) -> None:  # noqa: ANN001
+    def _insert_pairs(s, found: PairList, kind: str = "visual") -> None:  # noqa: ANN001
         if not found:
             return
         existing = Index._existing_pairs(s, {a for a, _, _ in found})
-        rows = [dict(a_id=a, b_id=b, similarity=sim, kind="visual") for a, b, sim in found if (a, b) not in existing]
+        rows = [dict(a_id=a, b_id=b, similarity=sim, kind=kind) for a, b, sim in found if (a, b) not in existing]
         for chunk in _chunks(rows, 5000):
             s.execute(insert(Pair), chunk)
 
@@ -611,19 +640,46 @@ class Index:
             regroup(s, survivors, self.store.get)
 
     # -- queries --------------------------------------------------------------------------------
-    def similar_to_pixels(self, pixels: np.ndarray, k: int = 10, exclude: int | None = None) -> list[dict]:
-        """Nearest indexed photos to model pixels (S, S, 3)."""
+    def similar_to_pixels(self, pixels: np.ndarray, k: int = 10,
+                          source: os.PathLike | bytes | None = None) -> list[dict]:
+        """Nearest indexed photos to model pixels (S, S, 3). With ``source`` (the query's file or bytes), hits in
+        the verification band below the threshold are duplicates when keypoint matching confirms them, as the
+        link step would have (``indexer.verify``)."""
         vec = self.embedder.embed(pixels[None])
-        return self.similar_to_vector(vec[0], k, exclude)
+        query = None
+        if source is not None and self.settings.verify_band > 0:
+            def query() -> verify.Keypoints:
+                return verify.keypoints_of(source, self.settings.max_pixels)
+        return self.similar_to_vector(vec[0], k, query_keypoints=query)
 
-    def similar_to_vector(self, vec: np.ndarray, k: int = 10, exclude: int | None = None) -> list[dict]:
+    def similar_to_vector(self, vec: np.ndarray, k: int = 10, exclude: int | None = None,
+                          query_keypoints: Callable[[], verify.Keypoints] | None = None) -> list[dict]:
+        """``is_duplicate``: at or above the threshold, or in the band below it and verified: for an indexed
+        query (``exclude``) by the stored pairs, for another (``query_keypoints``) by matching now."""
         hits = self.store.search(vec[None], k + (1 if exclude is not None else 0))[0]
         hits = [(i, s) for i, s in hits if i != exclude][:k]
+        thr, st = self.threshold, self.settings
+        band = [i for i, sim in hits if thr - st.verify_band <= sim < thr] if st.verify_band > 0 else []
         with self.catalog.session() as s:
             rows = {img.id: img for img in s.scalars(select(Image).where(Image.id.in_([i for i, _ in hits])))}
-        thr = self.threshold
-        return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6), "is_duplicate": sim >= thr,
-                 "group_id": rows[i].group_id} for i, sim in hits if i in rows]
+            band = [i for i in band if i in rows]
+            confirmed: set[int] = set()
+            if band and exclude is not None:
+                for a, b in s.execute(select(Pair.a_id, Pair.b_id).where(or_(
+                        (Pair.a_id == exclude) & Pair.b_id.in_(band), (Pair.b_id == exclude) & Pair.a_id.in_(band)))):
+                    confirmed.add(b if a == exclude else a)
+        if band and exclude is None and query_keypoints is not None:
+            try:
+                q = query_keypoints()
+            except DupesiftError:
+                q = None
+            if q is not None:
+                v = verify.Verifier(lambda ids: {i: rows[i].path for i in ids}, min_inliers=st.verify_min_inliers,
+                                    max_pixels=st.max_pixels)
+                confirmed = v.confirm(q, band)
+        return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6),
+                 "is_duplicate": sim >= thr or i in confirmed, "group_id": rows[i].group_id}
+                for i, sim in hits if i in rows]
 
     def similar_to_id(self, image_id: int, k: int = 10) -> list[dict]:
         vec = self.store.get([image_id]).get(image_id)
@@ -663,6 +719,7 @@ class Index:
                       "providers": self.embedder.providers},
             "threshold": self.threshold,
             "threshold_source": "DUPESIFT_THRESHOLD" if st.threshold is not None else "model calibration",
+            "link_rule": self.link_rule,  # the band below the threshold that keypoint verification may link
             "data_dir": str(st.data_dir),
             "catalog": _mask(st.sqlalchemy_url),
             "milvus": st.milvus_target, "collection": self.store.collection, "alias": st.collection,

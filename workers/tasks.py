@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from indexer import stages
 from indexer.catalog import Image, ImageStatus, Pair
+from indexer.catalog.models import DERIVED_PAIR_KINDS
 from indexer.errors import StoreBusy
 from indexer.jobs import create_job, set_status, to_ranges
 from indexer.locks import catalog_lock
@@ -93,7 +94,7 @@ def regroup() -> int:
     index = get_index()
     with catalog_lock(index.catalog, "groups"):
         with index.catalog.session() as s:
-            s.execute(delete(Pair).where(Pair.kind == "visual"))
+            s.execute(delete(Pair).where(Pair.kind.in_(DERIVED_PAIR_KINDS)))
             s.execute(update(Image).where(Image.status == ImageStatus.indexed).values(linked=False))
         return index.link()
 

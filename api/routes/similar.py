@@ -58,7 +58,7 @@ def query_upload(index: Index, data: bytes, k: int) -> list[dict]:
     except MemoryError:
         raise ApiError(503, "not enough memory to decode this upload now: retry later or send a smaller image",
                        {"Retry-After": "10"}) from None
-    return index.similar_to_pixels(d.pixels, k)
+    return index.similar_to_pixels(d.pixels, k, source=data)
 
 
 async def search_upload(request: Request, index: Index, data: bytes, k: int) -> list[dict]:

@@ -62,8 +62,12 @@ class Image(Base):
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+DERIVED_PAIR_KINDS = ("visual", "verified")  # pairs a relink recomputes (a new model, threshold or rule)
+
+
 class Pair(Base):
-    """Two photos within the duplicate threshold (a < b). kind: 'exact' (same bytes) or 'visual'."""
+    """Two duplicate photos (a < b). kind: 'exact' (same bytes), 'visual' (cosine within the threshold) or
+    'verified' (cosine in the band below it, confirmed by ``indexer.verify``): see ``DERIVED_PAIR_KINDS``."""
 
     __tablename__ = "pairs"
     a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)

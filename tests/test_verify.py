@@ -1,0 +1,186 @@
+"""Geometric verification of near-threshold pairs (indexer/verify.py), alone and in the link step."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageEnhance, ImageOps
+from sqlalchemy import select
+
+from indexer.augment import open_photo
+from indexer.catalog import Image as CatalogImage
+from indexer.catalog import Pair
+from indexer.pipeline import Index
+from indexer.verify import inliers as count_inliers
+from indexer.verify import Keypoints, keypoints, mirrored, one_way
+from tests.conftest import PHOTOS
+
+ANT = PHOTOS / "n02219486_ant.JPEG"
+# Two different photos the model puts close (held-out look-alikes: cosine ~0.60, just below the threshold)
+JEEP, VAN = PHOTOS / "n03594945_jeep.JPEG", PHOTOS / "n03977966_police_van.JPEG"
+COCK = PHOTOS / "n01514668_cock.JPEG"
+MIN_INLIERS = 15  # Settings' default
+
+
+def heavy_copy(im: Image.Image) -> Image.Image:
+    """Crop + 90° turn + grey + contrast: a chain the embedding alone scores below the threshold."""
+    w, h = im.size
+    c = im.crop((int(w * 0.12), int(h * 0.08), int(w * 0.92), int(h * 0.95))).rotate(90, expand=True)
+    return ImageEnhance.Contrast(ImageOps.grayscale(c).convert("RGB")).enhance(1.4)
+
+
+def inliers(a: Image.Image, b: Image.Image) -> int:
+    return count_inliers(keypoints(a), keypoints(b))
+
+
+inliers_of = count_inliers
+
+
+def test_copies_verify_and_look_alikes_do_not() -> None:
+    ant = open_photo(ANT)
+    assert inliers(ant, heavy_copy(ant)) >= 10 * MIN_INLIERS
+    assert inliers(ant, ImageOps.mirror(ant)) >= 10 * MIN_INLIERS  # SIFT is not flip-invariant: b is matched mirrored
+    small = ant.copy()
+    small.thumbnail((120, 120))
+    assert inliers(ant, small) >= MIN_INLIERS and inliers(small, ant) >= MIN_INLIERS
+    jeep, van = open_photo(JEEP), open_photo(VAN)
+    assert inliers(jeep, van) < MIN_INLIERS and inliers(van, jeep) < MIN_INLIERS
+    # RANSAC's tolerance is in a common frame, not the thumbnail's own pixels (in those, this pair had 26)
+    thumb = open_photo(COCK).copy()
+    thumb.thumbnail((90, 90))
+    assert inliers(jeep, thumb) < MIN_INLIERS and inliers(thumb, jeep) < MIN_INLIERS
+
+
+def test_blank_and_tiny_images_have_no_inliers() -> None:
+    blank = Image.new("RGB", (300, 200), (128, 128, 128))
+    assert keypoints(blank).count == 0
+    assert inliers(blank, blank) == 0
+    assert inliers(Image.new("RGB", (3, 2)), open_photo(ANT)) == 0
+
+
+def test_logo_shared_by_different_photos_is_not_one_picture() -> None:
+    """Matches bunched on one spot (the same watermark on two photos) do not make them duplicates."""
+    rng = np.random.default_rng(0)
+    logo = Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).resize((72, 72), Image.NEAREST)
+    a, b = open_photo(JEEP).copy(), open_photo(VAN).copy()
+    for im in (a, b):
+        im.paste(logo, (im.width - 80, im.height - 80))
+    assert inliers(a, b) < MIN_INLIERS
+
+
+def test_a_collapsed_fit_is_not_one_picture() -> None:
+    """Matches of points spread over one photo onto one spot of the other fit an affine transform that shrinks
+    everything to that spot, with every match an inlier: such a fit is degenerate, not a copy."""
+    rng = np.random.default_rng(1)
+    des = rng.integers(0, 120, (40, 128)).astype(np.uint8)
+    spread = rng.uniform(20, 460, (40, 2)).astype(np.float32)
+    spot = (np.float32([240, 160]) + rng.uniform(0, 1, (40, 2))).astype(np.float32)
+    a = Keypoints(((spread, des), (spread, mirrored(des))), (480, 320))
+    b = Keypoints(((spot, des), (spot, mirrored(des))), (480, 320))
+    assert one_way(a, b) == 0 and inliers_of(a, b) == 0
+    assert one_way(a, a) == 40  # the same points on both sides: the identity, every match an inlier
+
+
+def test_the_count_does_not_depend_on_the_order() -> None:
+    ant, jeep, van = open_photo(ANT), open_photo(JEEP), open_photo(VAN)
+    for x, y in ((ant, heavy_copy(ant)), (jeep, van), (ant, van)):
+        assert inliers(x, y) == inliers(y, x)
+
+
+def _library(root: Path) -> dict[str, Path]:
+    root.mkdir(parents=True)
+    paths = {"ant": root / "ant.jpg", "ant_copy": root / "edits" / "ant-grey-turned.jpg",
+             "jeep": root / "jeep.jpg", "van": root / "van.jpg"}
+    shutil.copy(ANT, paths["ant"])
+    paths["ant_copy"].parent.mkdir()
+    heavy_copy(open_photo(ANT)).save(paths["ant_copy"], quality=85)
+    shutil.copy(JEEP, paths["jeep"])
+    shutil.copy(VAN, paths["van"])
+    return paths
+
+
+def test_link_step_verifies_the_band_below_the_threshold(tmp_path: Path, settings_factory) -> None:
+    _library(tmp_path / "lib")
+    data = tmp_path / "data"
+    with Index(settings_factory(data_dir=data)) as index:
+        s = index.ingest([str(tmp_path / "lib")])
+        assert s.indexed == 4 and not s.failed
+        thr, band = index.threshold, index.settings.verify_band
+        with index.catalog.session() as sess:
+            by_name = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
+        vec = index.store.get(list(by_name.values()))
+        cos = lambda a, b: float(vec[by_name[a]] @ vec[by_name[b]])
+        # the preconditions that make this test mean something: both pairs are in the band, not above it
+        assert thr - band <= cos("ant.jpg", "ant-grey-turned.jpg") < thr
+        assert thr - band <= cos("jeep.jpg", "van.jpg") < thr
+        groups = index.groups()
+        assert [sorted(Path(m["path"]).name for m in g["members"]) for g in groups] == [["ant-grey-turned.jpg", "ant.jpg"]]
+        with index.catalog.session() as sess:
+            assert [k for (k,) in sess.execute(select(Pair.kind))] == ["verified"]
+        assert s.verified_pairs == 1 and s.timings.verify > 0
+
+    # Cosine only (band 0): the same catalog relinks (the rule changed) and the copy is no longer found
+    with Index(settings_factory(data_dir=data, verify_band=0.0)) as index:
+        s = index.ingest([str(tmp_path / "lib")])
+        assert s.indexed == 0 and index.groups() == []
+    # and back: verification finds it again without re-embedding
+    with Index(settings_factory(data_dir=data)) as index:
+        s = index.ingest([str(tmp_path / "lib")])
+        assert s.indexed == 0 and len(index.groups()) == 1
+
+
+def test_a_file_gone_before_verification_is_not_linked(tmp_path: Path, settings_factory) -> None:
+    paths = _library(tmp_path / "lib")
+    with Index(settings_factory()) as index:
+        from indexer.verify import Verifier
+
+        index.ingest([str(tmp_path / "lib")])
+        with index.catalog.session() as sess:
+            path_of = lambda ids: dict(index._paths_for(sess, sorted(ids)))
+            ids = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
+            v = Verifier(path_of, min_inliers=MIN_INLIERS, max_pixels=index.settings.max_pixels)
+            pair = (ids["ant.jpg"], ids["ant-grey-turned.jpg"], 0.5)
+            assert v.verify([pair]) == [pair]
+            paths["ant_copy"].unlink()
+            v2 = Verifier(path_of, min_inliers=MIN_INLIERS, max_pixels=index.settings.max_pixels)
+            assert v2.verify([pair]) == [] and ids["ant-grey-turned.jpg"] in v2.failed
+
+
+@pytest.mark.parametrize("band", [0.0, 0.15])
+def test_link_rule_is_recorded(tmp_path: Path, settings_factory, band: float) -> None:
+    with Index(settings_factory(verify_band=band)) as index:
+        index.ingest([str(tmp_path)])
+        assert index.catalog.get_meta("link_rule") == index.link_rule
+        assert ("sift" in index.link_rule) == bool(band)
+
+
+def test_similar_marks_verified_band_hits_as_duplicates(tmp_path: Path, settings_factory) -> None:
+    """/similar and `dupesift similar` call a band hit a duplicate exactly when the link step would."""
+    from indexer.decode import load_image
+
+    paths = _library(tmp_path / "lib")
+    with Index(settings_factory()) as index:
+        index.ingest([str(tmp_path / "lib")])
+        thr, size = index.threshold, index.spec.input_size
+
+        def query(name: str, source: bool = True) -> dict[str, dict]:
+            data = paths[name].read_bytes()
+            px = load_image(data, max_pixels=index.settings.max_pixels, size=size).pixels
+            hits = index.similar_to_pixels(px, k=4, source=data if source else None)
+            return {Path(h["path"]).name: h for h in hits}
+
+        by_upload = query("ant_copy")
+        assert by_upload["ant.jpg"]["similarity"] < thr and by_upload["ant.jpg"]["is_duplicate"]
+        assert by_upload["ant-grey-turned.jpg"]["is_duplicate"]  # itself, cosine 1
+        assert not by_upload["jeep.jpg"]["is_duplicate"] and not by_upload["van.jpg"]["is_duplicate"]
+        assert not query("ant_copy", source=False)["ant.jpg"]["is_duplicate"]  # no source: cosine only
+        jeep = query("jeep")
+        assert jeep["van.jpg"]["similarity"] >= thr - index.settings.verify_band and not jeep["van.jpg"]["is_duplicate"]
+
+        with index.catalog.session() as sess:
+            ids = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
+        by_id = {Path(h["path"]).name: h for h in index.similar_to_id(ids["ant.jpg"], k=3)}
+        assert by_id["ant-grey-turned.jpg"]["is_duplicate"]  # its stored verified pair
+        assert not by_id["jeep.jpg"]["is_duplicate"] and not by_id["van.jpg"]["is_duplicate"]

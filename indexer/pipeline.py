@@ -529,6 +529,9 @@ class Index:
 
     def _verify(self, s: Session, band: PairList, summary: IngestSummary) -> PairList:
         """The pairs of the band below the threshold that ``indexer.verify`` confirms (their files are read)."""
+        if band:  # a pair stored already (exact, or verified by an earlier link) is not read again
+            stored = self._existing_pairs(s, {a for a, _, _ in band})
+            band = [p for p in band if (p[0], p[1]) not in stored]
         if not band:
             return []
         t = time.perf_counter()

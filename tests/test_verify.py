@@ -120,6 +120,16 @@ def test_link_step_verifies_the_band_below_the_threshold(tmp_path: Path, setting
         with index.catalog.session() as sess:
             assert [k for (k,) in sess.execute(select(Pair.kind))] == ["verified"]
         assert s.verified_pairs == 1 and s.timings.verify > 0
+        # relinking a photo whose verified pair is stored does not read the photos again
+        from sqlalchemy import update
+
+        from indexer.pipeline import IngestSummary
+
+        with index.catalog.session() as sess:
+            sess.execute(update(CatalogImage).where(CatalogImage.id == by_name["ant-grey-turned.jpg"]).values(linked=False))
+        again = IngestSummary()
+        index.link(again)
+        assert again.verified_pairs == 0 and again.timings.verify == 0 and len(index.groups()) == 1
 
     # Cosine only (band 0): the same catalog relinks (the rule changed) and the copy is no longer found
     with Index(settings_factory(data_dir=data, verify_band=0.0)) as index:

@@ -193,6 +193,8 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
     vecs: list[np.ndarray] = []
     pending: list[Image.Image] = []
     kps: list = []
+    if verify:
+        from indexer.verify import keypoints
 
     def flush() -> None:
         if pending:
@@ -216,8 +218,6 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
             chains.append(chain)
             pending.append(edited)
             if verify:
-                from indexer.verify import keypoints
-
                 kps.append(keypoints(edited))
         k += 1
         if len(pending) >= batch:

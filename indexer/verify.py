@@ -66,9 +66,8 @@ def _cv2():  # imported late: only linking needs it
 def keypoints(im: Image.Image) -> Keypoints:
     """Keypoints of a decoded photo (any mode; it is turned grey and shrunk to ``SIDE``)."""
     cv2 = _cv2()
-    g = im.convert("L")
+    g = im.convert("L")  # always a new image, so shrinking it in place leaves ``im`` alone
     if max(g.size) > SIDE:
-        g = g.copy()
         g.thumbnail((SIDE, SIDE), Image.Resampling.BILINEAR)
     a = np.asarray(g, dtype=np.uint8)
     kp, des = cv2.SIFT_create(nfeatures=FEATURES).detectAndCompute(a, None)

@@ -64,7 +64,8 @@ class PairSimilarity(BaseModel):
     a: int
     b: int
     similarity: float
-    linked: bool = Field(description="a stored duplicate pair (within the threshold), not only computed")
+    linked: bool = Field(description="a stored duplicate pair (at or above the threshold, or verified just "
+                        "below it), not only computed")
     kind: str | None = Field(None, description="how a linked pair was found: 'exact' (same bytes), 'visual' "
                              "(cosine within the threshold) or 'verified' (just below it, keypoints agree)")
     declined: bool = Field(False, description="marked 'not duplicates' by a user")

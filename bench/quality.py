@@ -212,28 +212,27 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
     """The service's link rule: pairs at or above the threshold, plus pairs in the band below it that
     ``indexer.verify`` confirms (Settings' verify_band and verify_min_inliers). "best" sweeps the threshold
     (band and inliers fixed) over threshold ± 0.10; files/s adds the verification time at the threshold."""
-    from indexer.augment import open_photo
     from indexer.config import Settings
-    from indexer.verify import SIDE, keypoints, same_picture
+    from indexer.verify import Verifier
 
-    band = Settings.model_fields["verify_band"].default
-    k = Settings.model_fields["verify_min_inliers"].default
+    st = Settings()
+    band, k = st.verify_band, st.verify_min_inliers
     paths = [Path(truth["root"]) / p for p in rel]
     names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
     sim = vecs @ vecs.T
     iu, ju = np.triu_indices(len(vecs), 1)
     s = sim[iu, ju]
-    cache: dict[int, object] = {}
     counts: dict[tuple[int, int], bool] = {}
+    # the service's verifier (decode, limits, threads): each photo is read once per chunk of pairs
+    verifier = Verifier(lambda ids: {i: str(paths[i]) for i in ids}, min_inliers=k, max_pixels=MAX_PIXELS,
+                        max_bytes=st.max_file_bytes, chunk=100_000)
 
     def count(pairs) -> None:
-        for a, b in pairs:
-            if (a, b) not in counts:
-                for i in (a, b):
-                    if i not in cache:
-                        with open_photo(paths[i], max_side=SIDE, max_pixels=MAX_PIXELS) as im:
-                            cache[i] = keypoints(im)
-                counts[a, b] = same_picture(cache[a], cache[b], k)
+        todo = [(a, b, 0.0) for a, b in pairs if (a, b) not in counts]
+        confirmed = {(a, b) for a, b, _ in verifier.verify(todo)}
+        counts.update(((a, b), (a, b) in confirmed) for a, b, _ in todo)
+        if verifier.failed:
+            raise SystemExit(f"verification could not read {verifier.failed}")
 
     def groups_at(t: float) -> list[list[int]]:
         sel = (s >= t - band) & (s < t)

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # held-out train-split photos (models/dupesift-arcface-kd-lite0.md, "Verification").
     verify_band: float = Field(default=0.20, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
+    # A /similar query (upload or file) verifies at most this many of its band hits, the most similar first:
+    # each one is a file read and decoded while the request waits. The others are answered by cosine alone.
+    verify_query_max: int = Field(default=20, ge=0)
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 

@@ -31,6 +31,9 @@ except ImportError:  # pragma: no cover - pillow-heif is a hard dependency
 # We check pixel counts ourselves (ImageTooLarge) before decoding; Pillow's own guard would raise a
 # warning at 89 MP and an error at 179 MP, which disagrees with the configured limit.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow warns about odd but readable headers (corrupt EXIF, TIFF tags, palette transparency): noise in a
+# log of thousands of files. Filtered once here: warnings.catch_warnings around each open is not thread-safe.
+warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL(\.|$)")
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ORIENTATION_TAG = 0x0112
@@ -109,11 +112,11 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """
     if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         boxes = _strips(im)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN strips: nanmin is NaN, as for the whole
-            los, his = zip(*((np.nanmin(a), np.nanmax(a)) for a in
-                             (np.asarray(im.crop(b), dtype=np.float64) for b in boxes)))
-            lo, hi = float(np.nanmin(los)), float(np.nanmax(his))
+        # fmin/fmax skip NaN like nanmin/nanmax but give NaN for an all-NaN strip without a warning (and
+        # without warnings.catch_warnings, which is not thread-safe: verification decodes on threads)
+        los, his = zip(*((np.fmin.reduce(a, axis=None), np.fmax.reduce(a, axis=None)) for a in
+                         (np.asarray(im.crop(b), dtype=np.float64) for b in boxes)))
+        lo, hi = float(np.fmin.reduce(np.array(los))), float(np.fmax.reduce(np.array(his)))
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         grey = Image.new("L", im.size)
         for b in boxes:
@@ -142,9 +145,7 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int) -> Image.Imag
     try:
         if (len(data) if data is not None else os.stat(source).st_size) == 0:
             raise EmptyFile("zero-byte file")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            im = Image.open(io.BytesIO(data) if data is not None else source)
+        im = Image.open(io.BytesIO(data) if data is not None else source)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:  # an OSError: before that clause

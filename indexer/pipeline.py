@@ -61,7 +61,7 @@ class Timings:
     decode: float = 0.0  # waiting for decoded pixels (decode runs in worker processes)
     embed: float = 0.0
     store: float = 0.0
-    link: float = 0.0  # includes verify
+    link: float = 0.0  # searching and storing pairs, verification included
     verify: float = 0.0  # reading and matching the photos of near-threshold pairs (indexer.verify)
     group: float = 0.0
 
@@ -89,6 +89,19 @@ class IngestSummary:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class LinkPlan:
+    """A link step's slow part, done before the lock ``groups``: the neighbour pairs of the photos unlinked
+    then, and verdicts on pairs of the verification band. Under the lock it is used only for photos whose
+    content and model (``marks``) are unchanged; anything else is searched or verified again there."""
+
+    unlinked: frozenset[int]
+    marks: dict[int, tuple[str | None, str | None]]  # indexed photo -> (sha256, model id) when planned
+    found: PairList
+    verdicts: dict[tuple[int, int], bool | None] = field(default_factory=dict)  # None: a photo unreadable
+    failed: dict[int, str] = field(default_factory=dict)  # photo -> why verification could not read it
 
 
 class Index:
@@ -491,15 +504,40 @@ class Index:
         return len(ok), len(bad)
 
     # -- pairs and groups -----------------------------------------------------------------------
-    def link(self, summary: IngestSummary | None = None) -> int:
+    def link(self, summary: IngestSummary | None = None, plan: LinkPlan | None = None) -> int:
         """Find neighbours of every photo not linked yet, store the pairs, update their groups.
 
-        Under the catalog lock ``groups``: a user's decision (``indexer.resolution``) never lands between
-        reading the "not duplicates" list and storing the pairs it should have dropped."""
+        The slow part (searching, and reading the files of near-threshold pairs to verify them) is
+        ``plan_link``, done first without the lock unless ``plan`` is given; the writes are under the
+        catalog lock ``groups``, so a user's decision (``indexer.resolution``) never lands between reading
+        the "not duplicates" list and storing the pairs it should have dropped, and never waits for files."""
+        summary = summary or IngestSummary()
+        plan = plan if plan is not None else self.plan_link(summary)
         with catalog_lock(self.catalog, "groups"):
-            return self._link(summary or IngestSummary())
+            return self._link(summary, plan)
 
-    def _link(self, summary: IngestSummary) -> int:
+    def plan_link(self, summary: IngestSummary | None = None) -> LinkPlan | None:
+        """Neighbour pairs of the unlinked photos, with verdicts on those in the verification band. Takes
+        no lock: ``link`` re-checks under it that no photo involved has changed (``LinkPlan.marks``)."""
+        summary = summary or IngestSummary()
+        t = time.perf_counter()
+        with self.catalog.session() as s:
+            unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed,
+                                                             Image.linked.is_(False))))
+            if not unlinked:
+                return None
+            total = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
+        found = self._neighbours(unlinked, total)
+        with self.catalog.session() as s:
+            marks = self._marks(s, set(unlinked) | {x for a, b, _ in found for x in (a, b)})
+            found = [p for p in found if p[0] in marks and p[1] in marks]
+            band = self._unstored_band(s, self._drop_declined(s, found))
+            plan = LinkPlan(frozenset(unlinked), marks, found)
+            self._check_band(s, band, plan, summary)
+        summary.timings.link += time.perf_counter() - t
+        return plan
+
+    def _link(self, summary: IngestSummary, plan: LinkPlan | None) -> int:
         t = time.perf_counter()
         with self.catalog.session() as s:
             unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed, Image.linked.is_(False))))
@@ -508,18 +546,42 @@ class Index:
             if not unlinked and not failed_grouped:
                 return 0
             total = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
-            found = self._neighbours(unlinked, total)
-            indexed = self._existing(s, {x for a, b, _ in found for x in (a, b)})
-            found = [p for p in found if p[0] in indexed and p[1] in indexed]
+            marks = self._marks(s, set(unlinked) | (set(plan.marks) if plan else set()))
+            if plan is not None and plan.unlinked == set(unlinked) and \
+                    all(marks.get(i) == m for i, m in plan.marks.items()):
+                found = plan.found  # nothing involved changed since planning: the same search
+            else:
+                found = self._neighbours(unlinked, total)
+                indexed = self._existing(s, {x for a, b, _ in found for x in (a, b)})
+                found = [p for p in found if p[0] in indexed and p[1] in indexed]
             found = self._drop_declined(s, found)
             thr = self.threshold
             sure = [p for p in found if p[2] >= thr]
-            verified = self._verify(s, [p for p in found if p[2] < thr], summary)
+            band = self._unstored_band(s, found)
+            fresh = LinkPlan(frozenset(unlinked), self._marks(s, {x for a, b, _ in band for x in (a, b)}), [])
+            if plan is not None:  # verdicts of planning hold for pairs whose two photos are unchanged
+                for p in band:
+                    key = (p[0], p[1])
+                    if key in plan.verdicts and all(plan.marks.get(x) == fresh.marks.get(x) for x in key):
+                        fresh.verdicts[key] = plan.verdicts[key]
+                for i, why in plan.failed.items():
+                    fresh.failed.setdefault(i, why)
+            self._check_band(s, [p for p in band if (p[0], p[1]) not in fresh.verdicts], fresh, summary)
+            verified = [p for p in band if fresh.verdicts.get((p[0], p[1])) is True]
             self._insert_pairs(s, sure)
             self._insert_pairs(s, verified, kind="verified")
             found = sure + verified
-            for chunk in _chunks(unlinked, 500):
+            # a pair whose photo could not be read is not decided: its unlinked photo stays unlinked, so that
+            # the next link step (the next ingest) reads it again
+            held = {x for p in band if fresh.verdicts.get((p[0], p[1])) is None for x in p[:2]} & set(unlinked)
+            for chunk in _chunks([i for i in unlinked if i not in held], 500):
                 s.execute(update(Image).where(Image.id.in_(chunk)).values(linked=True))
+            if held:
+                why = next(iter(fresh.failed.items()), (None, "unreadable"))
+                summary.warnings.append(
+                    f"{len(held)} photos have near-threshold pairs not verified: a photo could not be read "
+                    f"(e.g. image {why[0]}: {why[1]}); they are tried again at the next ingest")
+            summary.verified_pairs += len(verified)
             summary.timings.link += time.perf_counter() - t
             t = time.perf_counter()
             touched = set(unlinked) | set(failed_grouped) | {x for a, b, _ in found for x in (a, b)}
@@ -527,19 +589,39 @@ class Index:
             summary.timings.group += time.perf_counter() - t
         return len(found)
 
-    def _verify(self, s: Session, band: PairList, summary: IngestSummary) -> PairList:
-        """The pairs of the band below the threshold that ``indexer.verify`` confirms (their files are read)."""
-        if band:  # a pair stored already (exact, or verified by an earlier link) is not read again
+    def _unstored_band(self, s: Session, found: PairList) -> PairList:
+        """The pairs below the threshold (the verification band) not stored already: a pair stored as exact,
+        or verified by an earlier link, is not read again."""
+        band = [p for p in found if p[2] < self.threshold]
+        if band:
             stored = self._existing_pairs(s, {a for a, _, _ in band})
             band = [p for p in band if (p[0], p[1]) not in stored]
+        return band
+
+    def _check_band(self, s: Session, band: PairList, plan: LinkPlan, summary: IngestSummary) -> None:
+        """Verify ``band`` (``indexer.verify``: its files are read) into ``plan.verdicts``: True confirmed,
+        False not, None undecided (a photo could not be read; ``plan.failed`` says why)."""
         if not band:
-            return []
+            return
         t = time.perf_counter()
-        v = verify.Verifier(lambda ids: dict(self._paths_for(s, sorted(ids))),
-                            min_inliers=self.settings.verify_min_inliers, max_pixels=self.settings.max_pixels)
-        out = v.verify(band)
+        st = self.settings
+        v = verify.Verifier(lambda ids: dict(self._paths_for(s, sorted(ids))), min_inliers=st.verify_min_inliers,
+                            max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
+                            threads=st.decode_workers or None)  # the decode pool's share of the machine
+        confirmed = {(a, b) for a, b, _ in v.verify(band)}
+        undecided = {(a, b) for a, b, _ in v.undecided}
+        for a, b, _ in band:
+            plan.verdicts[(a, b)] = None if (a, b) in undecided else (a, b) in confirmed
+        plan.failed.update(v.failed)
         summary.timings.verify += time.perf_counter() - t
-        summary.verified_pairs += len(out)
+
+    @staticmethod
+    def _marks(s: Session, ids: set[int]) -> dict[int, tuple[str | None, str | None]]:
+        """(content hash, model) of each indexed photo among ``ids``: what its vector depends on."""
+        out: dict[int, tuple[str | None, str | None]] = {}
+        for chunk in _chunks(sorted(ids), 500):
+            out.update((i, (h, m)) for i, h, m in s.execute(select(Image.id, Image.sha256, Image.model_id).where(
+                Image.id.in_(chunk), Image.status == ImageStatus.indexed)))
         return out
 
     def _neighbours(self, ids: list[int], total: int) -> PairList:
@@ -652,7 +734,7 @@ class Index:
         query = None
         if source is not None and self.settings.verify_band > 0:
             def query() -> verify.Keypoints:
-                return verify.keypoints_of(source, self.settings.max_pixels)
+                return verify.keypoints_of(source, self.settings.max_pixels, self.settings.max_file_bytes)
         return self.similar_to_vector(vec[0], k, query_keypoints=query)
 
     def similar_to_vector(self, vec: np.ndarray, k: int = 10, exclude: int | None = None,
@@ -676,10 +758,11 @@ class Index:
                 q = query_keypoints()
             except DupesiftError:
                 q = None
-            if q is not None:
+            if q is not None:  # the most similar band hits only: a query reads at most verify_query_max files
                 v = verify.Verifier(lambda ids: {i: rows[i].path for i in ids}, min_inliers=st.verify_min_inliers,
-                                    max_pixels=st.max_pixels)
-                confirmed = v.confirm(q, band)
+                                    max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
+                                    threads=st.decode_workers or None)
+                confirmed = v.confirm(q, band[:st.verify_query_max])
         return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6),
                  "is_duplicate": sim >= thr or i in confirmed, "group_id": rows[i].group_id}
                 for i, sim in hits if i in rows]

@@ -102,9 +102,9 @@ def pending_count(index: Index, job_id: str) -> int | None:
 
 
 def link(index: Index) -> int:
-    """Pairs for every unlinked photo, then their groups (serialized across processes)."""
-    with catalog_lock(index.catalog, "groups"):
-        return index.link()
+    """Pairs for every unlinked photo, then their groups (the writes serialized across processes by
+    ``Index.link``, which reads files for verification before it takes the lock)."""
+    return index.link()
 
 
 def finish(index: Index, job_id: str) -> bool:
@@ -112,14 +112,15 @@ def finish(index: Index, job_id: str) -> bool:
     if pending_count(index, job_id) != 0:
         return False
     cat = index.catalog
+    summary = IngestSummary(job_id=job_id)
+    plan = index.plan_link(summary)  # searching and verifying before the lock: decisions on groups never wait on it
     with catalog_lock(cat, "groups"):
         with cat.session() as s:
             job = s.get(Job, job_id)
             if job is None or job.status in FINISHED:
                 return False  # another finisher closed it while we waited for the lock
             params, started = dict(job.params or {}), job.started_at
-        summary = IngestSummary(job_id=job_id)
-        index.link(summary)
+        index.link(summary, plan)
         with cat.session() as s:
             for rid in params.get("root_ids", []):
                 s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
@@ -142,7 +143,9 @@ def finish(index: Index, job_id: str) -> bool:
         out.update(needs_embedding=index.needs_embedding(), indexed=indexed, exact_copies=exact, failed=failed + unreadable, groups=g["groups"],
                    duplicates=g["duplicates"], seconds=round((now - started).total_seconds(), 3) if started else 0.0,
                    job_id=job_id, dropped_collections=dropped, collection=index.store.collection,
-                   link_s=round(summary.timings.link, 3), group_s=round(summary.timings.group, 3))
+                   link_s=round(summary.timings.link, 3), group_s=round(summary.timings.group, 3),
+                   verified_pairs=summary.verified_pairs, verify_s=round(summary.timings.verify, 3))
+        out["warnings"] = [*out.get("warnings", []), *summary.warnings]
         with cat.session() as s:
             s.execute(update(Job).where(Job.id == job_id).values(
                 status="done", done=indexed, failed=failed + unreadable, summary=out, finished_at=now, updated_at=now))

@@ -95,12 +95,20 @@ def mirrored(des: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(d[..., (8 - np.arange(8)) % 8].reshape(-1, 128))
 
 
-def keypoints_of(source: Path | bytes, max_pixels: int) -> Keypoints:
+def keypoints_of(source: Path | bytes, max_pixels: int, max_bytes: int | None = None) -> Keypoints:
     """Keypoints of a photo file or its bytes, decoded as serving decodes it (``indexer.decode``; JPEGs at
-    about ``SIDE``). Raises an ``ImageError`` subclass for a file that cannot be used (gone, corrupt, too big)."""
+    about ``SIDE``). Raises an ``ImageError`` subclass for a file that cannot be used (gone, corrupt, over
+    ``max_pixels`` or ``max_bytes``), the limits the decode pool applies."""
     from indexer.decode import decode_rgb, open_image
-    from indexer.errors import ImageTooLarge
+    from indexer.errors import ImageTooLarge, UnreadableFile
 
+    if max_bytes is not None and not isinstance(source, (bytes, bytearray)):
+        try:
+            size = os.stat(source).st_size
+        except OSError as exc:
+            raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from exc
+        if size > max_bytes:
+            raise ImageTooLarge(f"file is {size} bytes, over the {max_bytes}-byte limit")
     im = open_image(source, max_pixels)
     try:
         with decode_rgb(im, SIDE) as rgb:
@@ -166,18 +174,23 @@ def _spread(pts: np.ndarray) -> float:
 class Verifier:
     """Checks pairs of catalogued photos, opening each file once per chunk of pairs (keypoints ~150 KB a photo).
 
-    ``path_of`` maps image ids to paths; a photo that cannot be opened any more verifies nothing (the
-    pair is not linked, and ``failed`` names it). Photos are read and pairs matched on ``threads`` threads
-    (OpenCV and Pillow release the GIL), ``chunk`` pairs at a time, so memory stays bounded."""
+    ``path_of`` maps image ids to paths; a photo that cannot be read verifies nothing: its pairs are
+    neither confirmed nor declined (``undecided``), and ``failed`` says why, so that the caller can try
+    them again later. A pair whose matching fails (an OpenCV error) is not confirmed. Photos are read and
+    pairs matched on ``threads`` threads (OpenCV and Pillow release the GIL; the caller passes the decode
+    pool's size), ``chunk`` pairs at a time, so memory stays bounded."""
 
     def __init__(self, path_of: Callable[[Iterable[int]], dict[int, str]], *, min_inliers: int,
-                 max_pixels: int, threads: int | None = None, chunk: int = 512) -> None:
+                 max_pixels: int, max_bytes: int | None = None, threads: int | None = None,
+                 chunk: int = 512) -> None:
         self.path_of = path_of
         self.min_inliers = min_inliers
         self.max_pixels = max_pixels
+        self.max_bytes = max_bytes
         self.threads = threads or os.cpu_count() or 1
         self.chunk = chunk
-        self.failed: dict[int, str] = {}
+        self.failed: dict[int, str] = {}  # photo id -> why it could not be read
+        self.undecided: list[tuple[int, int, float]] = []  # pairs with a photo in ``failed``
         self.checked = 0
 
     def _keypoints(self, image_id: int, path: str | None) -> Keypoints | None:
@@ -185,11 +198,21 @@ class Verifier:
             self.failed[image_id] = "not in the catalog"
             return None
         try:
-            return keypoints_of(Path(path), self.max_pixels)
+            return keypoints_of(Path(path), self.max_pixels, self.max_bytes)
         except ImageError as exc:
             self.failed[image_id] = str(exc)
             log.warning("verification cannot read %s: %s", path, exc)
-            return None
+        except Exception as exc:  # an OpenCV or decoder error on one photo stops no other
+            self.failed[image_id] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("verification failed on %s", path, exc_info=True)
+        return None
+
+    def _same(self, a: Keypoints, b: Keypoints) -> bool:
+        try:
+            return same_picture(a, b, self.min_inliers)
+        except Exception:  # cv2.error on odd keypoints: not confirmed, the rest go on
+            log.warning("keypoint matching failed", exc_info=True)
+            return False
 
     def confirm(self, query: Keypoints, ids: list[int]) -> set[int]:
         """The photos among ``ids`` that show the same picture as ``query`` (an upload's keypoints)."""
@@ -199,13 +222,14 @@ class Verifier:
 
         def check(i: int) -> bool:
             kp = self._keypoints(i, paths.get(i))
-            return kp is not None and same_picture(query, kp, self.min_inliers)
+            return kp is not None and self._same(query, kp)
 
         with ThreadPoolExecutor(self.threads) as pool:
             return {i for i, ok in zip(ids, pool.map(check, ids)) if ok}
 
     def verify(self, pairs: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-        """The pairs (a, b, cosine) whose photos share one picture (``same_picture`` at ``min_inliers``)."""
+        """The pairs (a, b, cosine) whose photos share one picture (``same_picture`` at ``min_inliers``).
+        Pairs with an unreadable photo go to ``undecided`` instead."""
         if not pairs:
             return []
         paths = self.path_of({x for a, b, _ in pairs for x in (a, b)})
@@ -216,11 +240,12 @@ class Verifier:
                 part = ordered[start:start + self.chunk]
                 ids = sorted({x for a, b, _ in part for x in (a, b)})
                 kps = dict(zip(ids, pool.map(lambda i: self._keypoints(i, paths.get(i)), ids)))
+                readable = [p for p in part if kps[p[0]] is not None and kps[p[1]] is not None]
+                self.undecided.extend(p for p in part if kps[p[0]] is None or kps[p[1]] is None)
 
                 def check(p: tuple[int, int, float], kps: dict[int, Keypoints | None] = kps) -> bool:
-                    ka, kb = kps[p[0]], kps[p[1]]
-                    return ka is not None and kb is not None and same_picture(ka, kb, self.min_inliers)
+                    return self._same(kps[p[0]], kps[p[1]])  # type: ignore[arg-type]
 
-                out.extend(p for p, ok in zip(part, pool.map(check, part)) if ok)
+                out.extend(p for p, ok in zip(readable, pool.map(check, readable)) if ok)
                 self.checked += len(part)
         return out

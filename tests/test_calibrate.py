@@ -115,6 +115,7 @@ def test_real_calibration_meets_target() -> None:
     assert 0 < lo <= hi < 1
 
 
+@pytest.mark.skipif(not PHOTOS.exists(), reason="needs ../shared/data/photos")
 def test_calibration_reports_the_link_rule_with_verification() -> None:
     """The service links the band below the threshold when keypoints agree: calibration measures that rule
     on the same pairs (copies it confirms count, different photos it confirms are false pairs)."""

@@ -194,3 +194,139 @@ def test_similar_marks_verified_band_hits_as_duplicates(tmp_path: Path, settings
         by_id = {Path(h["path"]).name: h for h in index.similar_to_id(ids["ant.jpg"], k=3)}
         assert by_id["ant-grey-turned.jpg"]["is_duplicate"]  # its stored verified pair
         assert not by_id["jeep.jpg"]["is_duplicate"] and not by_id["van.jpg"]["is_duplicate"]
+
+
+def _ids(index: Index) -> dict[str, int]:
+    with index.catalog.session() as sess:
+        return {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
+
+
+def _pairs(index: Index) -> set[tuple[int, int, str]]:
+    with index.catalog.session() as sess:
+        return {(a, b, k) for a, b, k in sess.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+
+
+def test_a_photo_unreadable_at_verification_stays_unlinked_until_it_can_be_read(tmp_path: Path,
+                                                                                 settings_factory) -> None:
+    """Nothing is lost: a band pair whose file cannot be read is neither linked nor declined; its unlinked
+    photo stays unlinked (with a warning), and the next link step verifies it."""
+    from sqlalchemy import update
+
+    from indexer.pipeline import IngestSummary
+
+    paths = _library(tmp_path / "lib")
+    data = tmp_path / "data"
+    with Index(settings_factory(data_dir=data, verify_band=0.0)) as index:  # cosine only: the copy is not linked
+        index.ingest([str(tmp_path / "lib")])
+        assert index.groups() == []
+    with Index(settings_factory(data_dir=data)) as index:
+        ids = _ids(index)
+        copy = ids["ant-grey-turned.jpg"]
+        with index.catalog.session() as sess:
+            sess.execute(update(CatalogImage).where(CatalogImage.id == copy).values(linked=False))
+        moved = paths["ant_copy"].rename(tmp_path / "away.jpg")  # gone for a moment (an unmounted drive)
+        first = IngestSummary()
+        index.link(first)
+        assert index.groups() == [] and first.verified_pairs == 0
+        assert any("not verified" in w and "tried again" in w for w in first.warnings), first.warnings
+        with index.catalog.session() as sess:
+            assert sess.get(CatalogImage, copy).linked is False
+        moved.rename(paths["ant_copy"])
+        second = IngestSummary()
+        index.link(second)
+        assert second.verified_pairs == 1 and not second.warnings
+        assert [sorted(Path(m["path"]).name for m in g["members"]) for g in index.groups()] == \
+            [["ant-grey-turned.jpg", "ant.jpg"]]
+        with index.catalog.session() as sess:
+            assert sess.get(CatalogImage, copy).linked is True
+
+
+def test_verification_reads_files_before_the_groups_lock(tmp_path: Path, settings_factory) -> None:
+    """plan_link (search + verification) runs while another process holds the lock ``groups``; link then
+    uses its verdicts for photos unchanged since, and searches again when one changed."""
+    import threading
+
+    from sqlalchemy import update
+
+    from indexer.locks import catalog_lock
+
+    paths = _library(tmp_path / "lib")
+    small = open_photo(ANT).copy()
+    small.thumbnail((200, 200))
+    small.save(tmp_path / "lib" / "ant-small.jpg", quality=90)  # a sure pair with ant (above the threshold)
+    with Index(settings_factory(verify_band=0.0)) as index:
+        index.ingest([str(tmp_path / "lib")])
+    with Index(settings_factory()) as index:
+        ids = _ids(index)
+        with index.catalog.session() as sess:
+            sess.execute(update(CatalogImage).values(linked=False))
+            sess.execute(Pair.__table__.delete())
+        holding, release, plans = threading.Event(), threading.Event(), []
+
+        def other_process() -> None:
+            with catalog_lock(index.catalog, "groups"):
+                holding.set()
+                release.wait(60)
+
+        t = threading.Thread(target=other_process, daemon=True)
+        t.start()
+        assert holding.wait(30)
+        planner = threading.Thread(target=lambda: plans.append(index.plan_link()), daemon=True)
+        planner.start()
+        planner.join(60)
+        assert not planner.is_alive(), "planning waited for the groups lock"
+        release.set()
+        t.join(30)
+        plan = plans[0]
+        key = tuple(sorted((ids["ant.jpg"], ids["ant-grey-turned.jpg"])))
+        assert plan.verdicts[key] is True
+        # the plan's verdict stands for unchanged photos: linking needs no file any more
+        kept = paths["ant_copy"].read_bytes()
+        paths["ant_copy"].unlink()
+        assert index.link(plan=plan) >= 2
+        assert (*key, "verified") in _pairs(index)
+
+        # a plan that has gone stale (a photo removed after planning) is searched again under the lock
+        paths["ant_copy"].write_bytes(kept)
+        with index.catalog.session() as sess:
+            sess.execute(update(CatalogImage).values(linked=False))
+            sess.execute(Pair.__table__.delete())
+        plan = index.plan_link()
+        assert any(ids["ant-small.jpg"] in p[:2] for p in plan.found)
+        index.remove([ids["ant-small.jpg"]])
+        index.link(plan=plan)
+        assert all(ids["ant-small.jpg"] not in p[:2] for p in _pairs(index))
+        assert (*key, "verified") in _pairs(index)  # its verdict still holds: both photos unchanged
+
+
+def test_similar_verifies_at_most_verify_query_max_hits(tmp_path: Path, settings_factory) -> None:
+    from indexer.decode import load_image
+
+    paths = _library(tmp_path / "lib")
+    data = paths["ant_copy"].read_bytes()
+    for cap, expected in ((0, False), (1, True)):
+        with Index(settings_factory(verify_query_max=cap)) as index:
+            index.ingest([str(tmp_path / "lib")])
+            px = load_image(data, max_pixels=index.settings.max_pixels, size=index.spec.input_size).pixels
+            hits = {Path(h["path"]).name: h for h in index.similar_to_pixels(px, k=4, source=data)}
+            assert hits["ant.jpg"]["similarity"] < index.threshold
+            assert hits["ant.jpg"]["is_duplicate"] is expected
+
+
+def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_path: Path) -> None:
+    from indexer.errors import ImageTooLarge
+    from indexer.verify import Verifier, keypoints_of
+
+    with pytest.raises(ImageTooLarge):
+        keypoints_of(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size - 1)
+    assert keypoints_of(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size).count > 0
+    v = Verifier(lambda ids: {1: str(ANT), 2: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9,
+                 max_bytes=ANT.stat().st_size - 1)
+    assert v.verify([(1, 2, 0.5)]) == [] and v.undecided == [(1, 2, 0.5)] and "byte" in v.failed[1]
+    # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the pair is not confirmed
+    rng = np.random.default_rng(2)
+    xy, des = rng.uniform(0, 400, (30, 2)).astype(np.float32), rng.integers(0, 255, (30, 64)).astype(np.uint8)
+    odd = Keypoints(((xy, des), (xy, des)), (480, 360))
+    ok = Verifier(lambda ids: {1: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9)
+    assert ok.confirm(odd, [1]) == set() and not ok.failed
+    assert ok.confirm(keypoints_of(ANT, 10**9), [1]) == {1}

@@ -92,11 +92,10 @@ def link() -> int:
 def regroup() -> int:
     """Recompute every visual pair (bulk all-pairs: faiss, on the GPU with faiss-gpu) and all groups."""
     index = get_index()
-    with catalog_lock(index.catalog, "groups"):
-        with index.catalog.session() as s:
-            s.execute(delete(Pair).where(Pair.kind.in_(DERIVED_PAIR_KINDS)))
-            s.execute(update(Image).where(Image.status == ImageStatus.indexed).values(linked=False))
-        return index.link()
+    with catalog_lock(index.catalog, "groups"), index.catalog.session() as s:
+        s.execute(delete(Pair).where(Pair.kind.in_(DERIVED_PAIR_KINDS)))
+        s.execute(update(Image).where(Image.status == ImageStatus.indexed).values(linked=False))
+    return index.link()  # searches and verifies before it takes the lock again to write
 
 
 @app.task(name="dupesift.reindex", base=JobTask, **RETRY)

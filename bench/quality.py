@@ -213,15 +213,14 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
     ``indexer.verify`` confirms (Settings' verify_band and verify_min_inliers). "best" sweeps the threshold
     (band and inliers fixed) over threshold ± 0.10; files/s adds the verification time at the threshold."""
     from indexer.config import Settings
+    from indexer.pairs import pairs_faiss
     from indexer.verify import Verifier
 
     st = Settings()
     band, k = st.verify_band, st.verify_min_inliers
     paths = [Path(truth["root"]) / p for p in rel]
     names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
-    sim = vecs @ vecs.T
-    iu, ju = np.triu_indices(len(vecs), 1)
-    s = sim[iu, ju]
+    ids = np.arange(len(vecs), dtype=np.int64)
     counts: dict[tuple[int, int], bool] = {}
     # the service's verifier (decode, limits, threads): each photo is read once per chunk of pairs
     verifier = Verifier(lambda ids: {i: str(paths[i]) for i in ids}, min_inliers=k, max_pixels=MAX_PIXELS,
@@ -234,12 +233,11 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
         if verifier.failed:
             raise SystemExit(f"verification could not read {verifier.failed}")
 
-    def groups_at(t: float) -> list[list[int]]:
-        sel = (s >= t - band) & (s < t)
-        band_pairs = list(zip(iu[sel].tolist(), ju[sel].tolist()))
+    def groups_at(t: float) -> list[list[int]]:  # the link step's pairs: each photo's band capped as it caps them
+        found = pairs_faiss(ids, vecs, ids, vecs, t - band, sure=t, band_k=st.verify_per_photo)
+        band_pairs = [(a, b) for a, b, sim in found if sim < t]
         count(band_pairs)
-        sure = zip(iu[s >= t].tolist(), ju[s >= t].tolist())
-        return components(len(vecs), [*sure, *(p for p in band_pairs if counts[p])])
+        return components(len(vecs), [*((a, b) for a, b, sim in found if sim >= t), *(p for p in band_pairs if counts[p])])
 
     t0 = time.perf_counter()
     at_default = score(truth, names(groups_at(threshold)))
@@ -250,7 +248,7 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
     return {"method": f"{name} + verification", "threshold": threshold, **at_default, "best_f1": best[0],
             "best_threshold": best[1], "files_per_s": round(len(paths) / (len(paths) / embed_fps + verify_s), 1),
             "verify_s": round(verify_s, 2), "verified_band_pairs": n_band, "embed_files_per_s": embed_fps,
-            "verify_band": band, "verify_min_inliers": k}
+            "verify_band": band, "verify_min_inliers": k, "verify_per_photo": st.verify_per_photo}
 
 
 def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool, verify: bool = False) -> dict:

@@ -62,17 +62,19 @@ class RichProgress:
         self.total = 0
         self.t0 = time.perf_counter()
         self.last = 0.0
+        self.unit = "files"
 
     def start(self, total: int, description: str) -> None:
-        self.total, self.t0 = total, time.perf_counter()
+        self.stop()  # one bar per phase (indexing, then verifying)
+        self.total, self.t0, self.unit = total, time.perf_counter(), "pairs" if "pairs" in description else "files"
         if self.tty and total:
             self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]:.1f} files/s"), TextColumn("failed {task.fields[failed]}"),
+                                TextColumn("{task.fields[rate]:.1f}/s"), TextColumn("failed {task.fields[failed]}"),
                                 TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=console)
             self.bar.start()
             self.task = self.bar.add_task(description, total=total, rate=0.0, failed=0)
         elif total:
-            console.print(f"{description}: {total} files")
+            console.print(f"{description}: {total} {self.unit}")
 
     def advance(self, done: int, failed: int) -> None:
         elapsed = max(time.perf_counter() - self.t0, 1e-9)
@@ -82,11 +84,12 @@ class RichProgress:
         elif time.perf_counter() - self.last > 5 or done == self.total:
             self.last = time.perf_counter()
             eta = (self.total - done) / rate if rate else 0
-            console.print(f"  {done}/{self.total} files, {rate:.1f} files/s, {failed} failed, ETA {eta:.0f}s")
+            console.print(f"  {done}/{self.total} {self.unit}, {rate:.1f} {self.unit}/s, {failed} failed, ETA {eta:.0f}s")
 
     def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
 
 @app.command()

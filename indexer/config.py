@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     # held-out train-split photos (models/dupesift-arcface-kd-lite0.md, "Verification").
     verify_band: float = Field(default=0.20, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
+    # Of each photo's band neighbours, only its verify_per_photo most similar are verified: a library of many
+    # look-alikes (0.1 % of different-photo pairs fall in the band on ImageNet photos) then costs verification
+    # in proportion to its photos, not to their square. Copies found by verification on the public library
+    # were their photo's first to fourth band neighbour.
+    verify_per_photo: int = Field(default=8, ge=1)
     # A /similar query (upload or file) verifies at most this many of its band hits, the most similar first:
     # each one is a file read and decoded while the request waits. The others are answered by cosine alone.
     verify_query_max: int = Field(default=20, ge=0)

@@ -180,7 +180,7 @@ class Index:
         progress.start(len(todo), "indexing")
         self._job_total(summary.job_id, len(todo))
         self.process(todo, progress, summary)
-        self.link(summary)
+        self.link(summary, progress=progress)
         with self.catalog.session() as s:
             for rid in root_ids.values():
                 s.execute(update(Root).where(Root.id == rid).values(last_scan_at=utcnow()))
@@ -201,7 +201,8 @@ class Index:
     def link_rule(self) -> str:
         """What decides a visual pair besides the threshold: the verification band, inliers and method."""
         st = self.settings
-        return f"verify {st.verify_band:g} below, {st.verify_min_inliers} inliers, {verify.RULE}" if st.verify_band else "cosine only"
+        return (f"verify {st.verify_band:g} below, {st.verify_per_photo} per photo, {st.verify_min_inliers} inliers, "
+                f"{verify.RULE}") if st.verify_band else "cosine only"
 
     def _check_model_and_threshold(self) -> None:
         """A new model means new vectors; a new threshold or link rule means new pairs. Each triggers a relink.
@@ -504,7 +505,8 @@ class Index:
         return len(ok), len(bad)
 
     # -- pairs and groups -----------------------------------------------------------------------
-    def link(self, summary: IngestSummary | None = None, plan: LinkPlan | None = None) -> int:
+    def link(self, summary: IngestSummary | None = None, plan: LinkPlan | None = None,
+             progress: Progress | None = None) -> int:
         """Find neighbours of every photo not linked yet, store the pairs, update their groups.
 
         The slow part (searching, and reading the files of near-threshold pairs to verify them) is
@@ -512,11 +514,11 @@ class Index:
         catalog lock ``groups``, so a user's decision (``indexer.resolution``) never lands between reading
         the "not duplicates" list and storing the pairs it should have dropped, and never waits for files."""
         summary = summary or IngestSummary()
-        plan = plan if plan is not None else self.plan_link(summary)
+        plan = plan if plan is not None else self.plan_link(summary, progress)
         with catalog_lock(self.catalog, "groups"):
             return self._link(summary, plan)
 
-    def plan_link(self, summary: IngestSummary | None = None) -> LinkPlan | None:
+    def plan_link(self, summary: IngestSummary | None = None, progress: Progress | None = None) -> LinkPlan | None:
         """Neighbour pairs of the unlinked photos, with verdicts on those in the verification band. Takes
         no lock: ``link`` re-checks under it that no photo involved has changed (``LinkPlan.marks``)."""
         summary = summary or IngestSummary()
@@ -533,7 +535,7 @@ class Index:
             found = [p for p in found if p[0] in marks and p[1] in marks]
             band = self._unstored_band(s, self._drop_declined(s, found))
             plan = LinkPlan(frozenset(unlinked), marks, found)
-            self._check_band(s, band, plan, summary)
+            self._check_band(s, band, plan, summary, progress)
         summary.timings.link += time.perf_counter() - t
         return plan
 
@@ -598,16 +600,20 @@ class Index:
             band = [p for p in band if (p[0], p[1]) not in stored]
         return band
 
-    def _check_band(self, s: Session, band: PairList, plan: LinkPlan, summary: IngestSummary) -> None:
+    def _check_band(self, s: Session, band: PairList, plan: LinkPlan, summary: IngestSummary,
+                    progress: Progress | None = None) -> None:
         """Verify ``band`` (``indexer.verify``: its files are read) into ``plan.verdicts``: True confirmed,
         False not, None undecided (a photo could not be read; ``plan.failed`` says why)."""
         if not band:
             return
         t = time.perf_counter()
         st = self.settings
+        if progress is not None:
+            progress.start(len(band), "verifying near-threshold pairs")
         v = verify.Verifier(lambda ids: dict(self._paths_for(s, sorted(ids))), min_inliers=st.verify_min_inliers,
                             max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
-                            threads=st.decode_workers or None)  # the decode pool's share of the machine
+                            threads=st.decode_workers or None,  # the decode pool's share of the machine
+                            on_progress=(lambda n: progress.advance(n, 0)) if progress is not None else None)
         confirmed = {(a, b) for a, b, _ in v.verify(band)}
         undecided = {(a, b) for a, b, _ in v.undecided}
         for a, b, _ in band:
@@ -628,16 +634,19 @@ class Index:
         """Pairs of ``ids`` with every photo down to the verification band below the threshold."""
         if not ids:
             return []
-        thr = self.threshold - self.settings.verify_band
-        if len(ids) >= self.settings.bulk_fraction * max(total, 1):
+        st = self.settings
+        thr = self.threshold - st.verify_band
+        cap = dict(sure=self.threshold, band_k=st.verify_per_photo) if st.verify_band > 0 else {}
+        if len(ids) >= st.bulk_fraction * max(total, 1):
             all_ids, all_vecs = self.store.all_vectors()
             pos = {int(i): n for n, i in enumerate(all_ids)}
             q = np.array([i for i in ids if i in pos], dtype=np.int64)
-            return pairs_faiss(all_ids, all_vecs, q, all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0], thr)
+            return pairs_faiss(all_ids, all_vecs, q, all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0],
+                               thr, **cap)
         vecs = self.store.get(ids)
         q = [i for i in ids if i in vecs]
         return pairs_milvus(self.store, q, np.stack([vecs[i] for i in q]) if q else np.zeros((0, self.spec.dim)),
-                            thr, self.settings.neighbour_k)
+                            thr, st.neighbour_k, **cap)
 
     @staticmethod
     def _existing(s, ids: set[int]) -> set[int]:  # noqa: ANN001

@@ -182,13 +182,14 @@ class Verifier:
 
     def __init__(self, path_of: Callable[[Iterable[int]], dict[int, str]], *, min_inliers: int,
                  max_pixels: int, max_bytes: int | None = None, threads: int | None = None,
-                 chunk: int = 512) -> None:
+                 chunk: int = 512, on_progress: Callable[[int], None] | None = None) -> None:
         self.path_of = path_of
         self.min_inliers = min_inliers
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.threads = threads or os.cpu_count() or 1
         self.chunk = chunk
+        self.on_progress = on_progress  # called with ``checked`` after each chunk of ``verify``
         self.failed: dict[int, str] = {}  # photo id -> why it could not be read
         self.undecided: list[tuple[int, int, float]] = []  # pairs with a photo in ``failed``
         self.checked = 0
@@ -248,4 +249,6 @@ class Verifier:
 
                 out.extend(p for p, ok in zip(readable, pool.map(check, readable)) if ok)
                 self.checked += len(part)
+                if self.on_progress is not None:
+                    self.on_progress(self.checked)
         return out

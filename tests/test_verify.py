@@ -330,3 +330,24 @@ def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_p
     ok = Verifier(lambda ids: {1: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9)
     assert ok.confirm(odd, [1]) == set() and not ok.failed
     assert ok.confirm(keypoints_of(ANT, 10**9), [1]) == {1}
+
+
+def test_ingest_reports_verification_progress(tmp_path: Path, settings_factory) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.phases: list[tuple[str, int]] = []
+            self.done: list[int] = []
+
+        def start(self, total: int, description: str) -> None:
+            self.phases.append((description, total))
+
+        def advance(self, done: int, failed: int) -> None:
+            self.done.append(done)
+
+    _library(tmp_path / "lib")
+    rec = Recorder()
+    with Index(settings_factory()) as index:
+        s = index.ingest([str(tmp_path / "lib")], progress=rec)
+    assert [d for d, _ in rec.phases] == ["indexing", "verifying near-threshold pairs"]
+    pairs = rec.phases[1][1]
+    assert pairs >= 2 and rec.done[-1] == pairs and s.verified_pairs == 1

@@ -1,0 +1,59 @@
+"""Neighbour pairs (indexer/pairs.py): the verification band is capped per photo, the same way in both paths."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from indexer.pairs import pairs_faiss, pairs_milvus
+from indexer.vectors import VectorStore
+
+DIM, SURE, LOW = 16, 0.9, 0.5
+
+
+def _library() -> tuple[np.ndarray, np.ndarray]:
+    """Photo 0, two photos above SURE to it, ten in the band [LOW, SURE) at known cosines, five far ones."""
+    base = np.zeros(DIM, np.float32)
+    base[0] = 1
+    cosines = [0.97, 0.95] + [0.85 - 0.03 * i for i in range(10)] + [0.1] * 5
+    vecs = [base]
+    for n, c in enumerate(cosines):
+        other = np.zeros(DIM, np.float32)
+        other[1 + n % (DIM - 1)] = 1  # orthogonal to base; photos share axes only far from each other
+        v = c * base + np.sqrt(1 - c * c) * other
+        vecs.append(v / np.linalg.norm(v))
+    return np.arange(100, 100 + len(vecs), dtype=np.int64), np.stack(vecs).astype(np.float32)
+
+
+def test_band_is_capped_per_photo_and_sure_pairs_are_not(tmp_path: Path) -> None:
+    ids, vecs = _library()
+    q = ids[:1]
+    every = pairs_faiss(ids, vecs, q, vecs[:1], LOW)
+    assert len(every) == 12 and all(a == 100 for a, _, _ in every)
+    capped = pairs_faiss(ids, vecs, q, vecs[:1], LOW, sure=SURE, band_k=3)
+    got = sorted((b, round(s, 3)) for _, b, s in capped)
+    assert got == [(101, 0.97), (102, 0.95), (103, 0.85), (104, 0.82), (105, 0.79)]  # both sure, top 3 band
+    store = VectorStore(str(tmp_path / "m.db"), alias="t", dim=DIM, model_id="m1")
+    try:
+        store.upsert(ids.tolist(), vecs)
+        by_milvus = pairs_milvus(store, [100], vecs[:1], LOW, 64, sure=SURE, band_k=3)
+        assert [(a, b) for a, b, _ in by_milvus] == [(a, b) for a, b, _ in capped]
+    finally:
+        store.close()
+
+
+def test_a_pair_in_either_photos_top_band_is_kept() -> None:
+    """Union: a pair beyond one photo's cap but within the other's is kept (found once, a < b)."""
+    ids, vecs = _library()
+    pairs = pairs_faiss(ids, vecs, ids, vecs, LOW, sure=SURE, band_k=1)
+    band = {(a, b) for a, b, s in pairs if s < SURE}
+    sim = vecs @ vecs.T
+    expected = set()
+    for i in range(len(ids)):  # each photo's single most similar band neighbour
+        cand = [(sim[i, j], j) for j in range(len(ids)) if j != i and LOW <= sim[i, j] < SURE]
+        if cand:
+            j = max(cand)[1]
+            expected.add((int(ids[min(i, j)]), int(ids[max(i, j)])))
+    assert band == expected
+    assert (100, 103) in band and (100, 112) in band  # 103 is 0's pick; 112 (cosine 0.58) picks 0 itself
+    assert {(a, b) for a, b, s in pairs if s >= SURE} == {(100, 101), (100, 102), (101, 102)}

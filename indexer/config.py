@@ -50,11 +50,8 @@ class Settings(BaseSettings):
     # Of each photo's band neighbours, only its verify_per_photo most similar are verified: a library of many
     # look-alikes (0.1 % of different-photo pairs fall in the band on ImageNet photos) then costs verification
     # in proportion to its photos, not to their square. Copies found by verification on the public library
-    # were their photo's first to fourth band neighbour.
+    # were their photo's first to fourth band neighbour. A /similar query verifies as many of its band hits.
     verify_per_photo: int = Field(default=8, ge=1)
-    # A /similar query (upload or file) verifies at most this many of its band hits, the most similar first:
-    # each one is a file read and decoded while the request waits. The others are answered by cosine alone.
-    verify_query_max: int = Field(default=20, ge=0)
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 

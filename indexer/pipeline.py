@@ -14,6 +14,7 @@ vector is missing go back to ``pending`` and are embedded again.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import stat
 import time
@@ -41,6 +42,7 @@ from indexer.pairs import PairList, pairs_faiss, pairs_milvus
 from indexer.scan import normalise_root, scan, under_root
 from indexer.vectors import VectorStore
 
+log = logging.getLogger(__name__)
 
 class Progress(Protocol):
     def start(self, total: int, description: str) -> None: ...
@@ -514,11 +516,11 @@ class Index:
         catalog lock ``groups``, so a user's decision (``indexer.resolution``) never lands between reading
         the "not duplicates" list and storing the pairs it should have dropped, and never waits for files."""
         summary = summary or IngestSummary()
-        plan = plan if plan is not None else self.plan_link(summary, progress)
+        plan = plan if plan is not None else self.plan_link(summary, progress)  # an empty plan is a plan
         with catalog_lock(self.catalog, "groups"):
             return self._link(summary, plan)
 
-    def plan_link(self, summary: IngestSummary | None = None, progress: Progress | None = None) -> LinkPlan | None:
+    def plan_link(self, summary: IngestSummary | None = None, progress: Progress | None = None) -> LinkPlan:
         """Neighbour pairs of the unlinked photos, with verdicts on those in the verification band. Takes
         no lock: ``link`` re-checks under it that no photo involved has changed (``LinkPlan.marks``)."""
         summary = summary or IngestSummary()
@@ -527,11 +529,14 @@ class Index:
             unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed,
                                                              Image.linked.is_(False))))
             if not unlinked:
-                return None
+                return LinkPlan(frozenset(), {}, [])
+            # read before the search: a photo re-embedded during it then no longer matches its mark. A
+            # partner re-embedded during it is unlinked again, which ``_link`` sees as a changed set.
+            marks = self._marks(s, set(unlinked))
             total = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
         found = self._neighbours(unlinked, total)
         with self.catalog.session() as s:
-            marks = self._marks(s, set(unlinked) | {x for a, b, _ in found for x in (a, b)})
+            marks.update(self._marks(s, {x for a, b, _ in found for x in (a, b)} - set(marks)))
             found = [p for p in found if p[0] in marks and p[1] in marks]
             band = self._unstored_band(s, self._drop_declined(s, found))
             plan = LinkPlan(frozenset(unlinked), marks, found)
@@ -575,11 +580,13 @@ class Index:
             found = sure + verified
             # a pair whose photo could not be read is not decided: its unlinked photo stays unlinked, so that
             # the next link step (the next ingest) reads it again
-            held = {x for p in band if fresh.verdicts.get((p[0], p[1])) is None for x in p[:2]} & set(unlinked)
+            undecided = [p for p in band if fresh.verdicts.get((p[0], p[1])) is None]
+            held = {x for p in undecided for x in p[:2]} & set(unlinked)
             for chunk in _chunks([i for i in unlinked if i not in held], 500):
                 s.execute(update(Image).where(Image.id.in_(chunk)).values(linked=True))
             if held:
-                why = next(iter(fresh.failed.items()), (None, "unreadable"))
+                why = next(((x, fresh.failed[x]) for p in undecided for x in p[:2] if x in fresh.failed),
+                           (None, "unreadable"))
                 summary.warnings.append(
                     f"{len(held)} photos have near-threshold pairs not verified: a photo could not be read "
                     f"(e.g. image {why[0]}: {why[1]}); they are tried again at the next ingest")
@@ -636,7 +643,7 @@ class Index:
             return []
         st = self.settings
         thr = self.threshold - st.verify_band
-        cap = dict(sure=self.threshold, band_k=st.verify_per_photo) if st.verify_band > 0 else {}
+        cap = {"sure": self.threshold, "band_k": st.verify_per_photo} if st.verify_band > 0 else {}
         if len(ids) >= st.bulk_fraction * max(total, 1):
             all_ids, all_vecs = self.store.all_vectors()
             pos = {int(i): n for n, i in enumerate(all_ids)}
@@ -741,7 +748,7 @@ class Index:
         link step would have (``indexer.verify``)."""
         vec = self.embedder.embed(pixels[None])
         query = None
-        if source is not None and self.settings.verify_band > 0:
+        if source is not None and self.settings.verify_band > 0:  # keypoints only when a band hit needs them
             def query() -> verify.Keypoints:
                 return verify.keypoints_of(source, self.settings.max_pixels, self.settings.max_file_bytes)
         return self.similar_to_vector(vec[0], k, query_keypoints=query)
@@ -765,13 +772,14 @@ class Index:
         if band and exclude is None and query_keypoints is not None:
             try:
                 q = query_keypoints()
-            except DupesiftError:
+            except Exception:  # an unusable query answers by cosine alone, as an unusable photo links
+                log.warning("no keypoints for the query: band hits answered by cosine alone", exc_info=True)
                 q = None
-            if q is not None:  # the most similar band hits only: a query reads at most verify_query_max files
+            if q is not None:  # its verify_per_photo most similar band hits, as the link step verifies a photo's
                 v = verify.Verifier(lambda ids: {i: rows[i].path for i in ids}, min_inliers=st.verify_min_inliers,
                                     max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
                                     threads=st.decode_workers or None)
-                confirmed = v.confirm(q, band[:st.verify_query_max])
+                confirmed = v.confirm(q, band[:st.verify_per_photo])
         return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6),
                  "is_duplicate": sim >= thr or i in confirmed, "group_id": rows[i].group_id}
                 for i, sim in hits if i in rows]

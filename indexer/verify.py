@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from indexer.errors import ImageError
+from indexer.errors import ImageError, UnreadableFile
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def keypoints_of(source: Path | bytes, max_pixels: int, max_bytes: int | None = 
     about ``SIDE``). Raises an ``ImageError`` subclass for a file that cannot be used (gone, corrupt, over
     ``max_pixels`` or ``max_bytes``), the limits the decode pool applies."""
     from indexer.decode import decode_rgb, open_image
-    from indexer.errors import ImageTooLarge, UnreadableFile
+    from indexer.errors import ImageTooLarge
 
     if max_bytes is not None and not isinstance(source, (bytes, bytearray)):
         try:
@@ -174,9 +174,11 @@ def _spread(pts: np.ndarray) -> float:
 class Verifier:
     """Checks pairs of catalogued photos, opening each file once per chunk of pairs (keypoints ~150 KB a photo).
 
-    ``path_of`` maps image ids to paths; a photo that cannot be read verifies nothing: its pairs are
-    neither confirmed nor declined (``undecided``), and ``failed`` says why, so that the caller can try
-    them again later. A pair whose matching fails (an OpenCV error) is not confirmed. Photos are read and
+    ``path_of`` maps image ids to paths; a photo that cannot be read now (gone, no permission, I/O error:
+    ``UnreadableFile``) verifies nothing: its pairs are neither confirmed nor declined (``undecided``), and
+    ``failed`` says why, so that the caller can try them again later. A photo that reads but cannot be used
+    (corrupt, over a limit, a decoder or OpenCV error: the same on every try) and a pair whose matching fails
+    are not confirmed (``unusable`` says why). Photos are read and
     pairs matched on ``threads`` threads (OpenCV and Pillow release the GIL; the caller passes the decode
     pool's size), ``chunk`` pairs at a time, so memory stays bounded."""
 
@@ -190,21 +192,26 @@ class Verifier:
         self.threads = threads or os.cpu_count() or 1
         self.chunk = chunk
         self.on_progress = on_progress  # called with ``checked`` after each chunk of ``verify``
-        self.failed: dict[int, str] = {}  # photo id -> why it could not be read
+        self.failed: dict[int, str] = {}  # photo id -> why it could not be read (try again later)
+        self.unusable: dict[int, str] = {}  # photo id -> why it gave no keypoints (trying again would not help)
         self.undecided: list[tuple[int, int, float]] = []  # pairs with a photo in ``failed``
         self.checked = 0
 
     def _keypoints(self, image_id: int, path: str | None) -> Keypoints | None:
+        """Keypoints, or None with the reason in ``failed`` (try again later) or ``unusable`` (no keypoints)."""
         if path is None:
             self.failed[image_id] = "not in the catalog"
             return None
         try:
             return keypoints_of(Path(path), self.max_pixels, self.max_bytes)
-        except ImageError as exc:
+        except UnreadableFile as exc:
             self.failed[image_id] = str(exc)
             log.warning("verification cannot read %s: %s", path, exc)
+        except ImageError as exc:
+            self.unusable[image_id] = str(exc)
+            log.warning("verification cannot use %s: %s", path, exc)
         except Exception as exc:  # an OpenCV or decoder error on one photo stops no other
-            self.failed[image_id] = f"{exc.__class__.__name__}: {exc}"
+            self.unusable[image_id] = f"{exc.__class__.__name__}: {exc}"
             log.warning("verification failed on %s", path, exc_info=True)
         return None
 
@@ -242,7 +249,7 @@ class Verifier:
                 ids = sorted({x for a, b, _ in part for x in (a, b)})
                 kps = dict(zip(ids, pool.map(lambda i: self._keypoints(i, paths.get(i)), ids)))
                 readable = [p for p in part if kps[p[0]] is not None and kps[p[1]] is not None]
-                self.undecided.extend(p for p in part if kps[p[0]] is None or kps[p[1]] is None)
+                self.undecided.extend(p for p in part if p[0] in self.failed or p[1] in self.failed)
 
                 def check(p: tuple[int, int, float], kps: dict[int, Keypoints | None] = kps) -> bool:
                     return self._same(kps[p[0]], kps[p[1]])  # type: ignore[arg-type]

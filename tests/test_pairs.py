@@ -57,3 +57,43 @@ def test_a_pair_in_either_photos_top_band_is_kept() -> None:
     assert band == expected
     assert (100, 103) in band and (100, 112) in band  # 103 is 0's pick; 112 (cosine 0.58) picks 0 itself
     assert {(a, b) for a, b, s in pairs if s >= SURE} == {(100, 101), (100, 102), (101, 102)}
+
+
+def test_milvus_keeps_the_same_capped_pairs_as_faiss(tmp_path: Path) -> None:
+    ids, vecs = _library()
+    store = VectorStore(str(tmp_path / "m.db"), alias="t", dim=DIM, model_id="m1")
+    try:
+        store.upsert(ids.tolist(), vecs)
+        for k in (1, 2, None):
+            by_faiss = pairs_faiss(ids, vecs, ids, vecs, LOW, sure=SURE, band_k=k)
+            by_milvus = pairs_milvus(store, ids.tolist(), vecs, LOW, 64, sure=SURE, band_k=k)
+            assert [(a, b) for a, b, _ in by_milvus] == [(a, b) for a, b, _ in by_faiss], k
+    finally:
+        store.close()
+
+
+def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
+    """Index._neighbours, by faiss (bulk) and by Milvus (a few new photos), keeps a new photo's pairs at or
+    above the threshold and its verify_per_photo most similar in the band below it."""
+    from indexer.pipeline import Index
+
+    with Index(settings_factory(verify_per_photo=3)) as index:
+        thr, band, dim = index.threshold, index.settings.verify_band, index.spec.dim
+        cosines = [0.97, 0.95] + [thr - 0.02 - 0.015 * i for i in range(10)] + [0.1] * 3
+        base = np.zeros(dim, np.float32)
+        base[0] = 1
+        vecs = [base]
+        for n, c in enumerate(cosines):
+            other = np.zeros(dim, np.float32)
+            other[1 + n] = 1
+            vecs.append(c * base + np.sqrt(1 - c * c) * other)
+        vecs = np.stack(vecs).astype(np.float32)
+        ids = list(range(1, len(vecs) + 1))
+        index.store.upsert(ids, vecs)
+        assert all(thr - band <= c < thr for c in cosines[2:12])  # ten band neighbours of photo 1
+        expected = [(1, 2), (1, 3), (1, 4), (1, 5), (1, 6)]  # both above the threshold, the 3 nearest below
+        index.settings.bulk_fraction = 0.01  # one new photo of 16: faiss
+        assert [(a, b) for a, b, _ in index._neighbours([1], len(ids))] == expected
+        index.settings.bulk_fraction = 1.0  # Milvus
+        assert [(a, b) for a, b, _ in index._neighbours([1], len(ids))] == expected
+        assert "3 per photo" in index.link_rule

@@ -294,23 +294,43 @@ def test_verification_reads_files_before_the_groups_lock(tmp_path: Path, setting
         plan = index.plan_link()
         assert any(ids["ant-small.jpg"] in p[:2] for p in plan.found)
         index.remove([ids["ant-small.jpg"]])
-        index.link(plan=plan)
+        paths["ant_copy"].unlink()  # so the pair can only be linked from the plan's verdict
+        from indexer.pipeline import IngestSummary
+
+        after = IngestSummary()
+        index.link(after, plan=plan)
         assert all(ids["ant-small.jpg"] not in p[:2] for p in _pairs(index))
         assert (*key, "verified") in _pairs(index)  # its verdict still holds: both photos unchanged
+        assert after.timings.verify == 0 and not after.warnings
 
 
-def test_similar_verifies_at_most_verify_query_max_hits(tmp_path: Path, settings_factory) -> None:
+def test_similar_verifies_the_queries_most_similar_band_hits_only(tmp_path: Path, settings_factory) -> None:
+    """A query verifies its verify_per_photo most similar band hits, as the link step does for a photo."""
+    import io
+
+    from PIL import ImageEnhance
+
     from indexer.decode import load_image
 
-    paths = _library(tmp_path / "lib")
-    data = paths["ant_copy"].read_bytes()
-    for cap, expected in ((0, False), (1, True)):
-        with Index(settings_factory(verify_query_max=cap)) as index:
-            index.ingest([str(tmp_path / "lib")])
+    root = tmp_path / "lib"
+    root.mkdir()
+    ant = open_photo(ANT)
+    ant.save(root / "ant.jpg", quality=92)
+    ImageEnhance.Brightness(ant.rotate(90, expand=True)).enhance(0.6).save(root / "ant-turned-dark.jpg", quality=90)
+    shutil.copy(JEEP, root / "jeep.jpg")
+    buf = io.BytesIO()
+    heavy_copy(ant).save(buf, "JPEG", quality=85)
+    data = buf.getvalue()
+    for cap, expected in ((1, {"ant-turned-dark.jpg"}), (2, {"ant-turned-dark.jpg", "ant.jpg"})):
+        with Index(settings_factory(data_dir=tmp_path / f"data{cap}", verify_per_photo=cap)) as index:
+            index.ingest([str(root)])
+            thr, band = index.threshold, index.settings.verify_band
             px = load_image(data, max_pixels=index.settings.max_pixels, size=index.spec.input_size).pixels
-            hits = {Path(h["path"]).name: h for h in index.similar_to_pixels(px, k=4, source=data)}
-            assert hits["ant.jpg"]["similarity"] < index.threshold
-            assert hits["ant.jpg"]["is_duplicate"] is expected
+            hits = {Path(h["path"]).name: h for h in index.similar_to_pixels(px, k=3, source=data)}
+            sims = {n: hits[n]["similarity"] for n in ("ant.jpg", "ant-turned-dark.jpg")}
+            assert all(thr - band <= x < thr for x in sims.values()), sims  # both in the band,
+            assert sims["ant-turned-dark.jpg"] > sims["ant.jpg"], sims  # the turned one first
+            assert {n for n, h in hits.items() if h["is_duplicate"]} == expected
 
 
 def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_path: Path) -> None:
@@ -322,7 +342,11 @@ def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_p
     assert keypoints_of(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size).count > 0
     v = Verifier(lambda ids: {1: str(ANT), 2: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9,
                  max_bytes=ANT.stat().st_size - 1)
-    assert v.verify([(1, 2, 0.5)]) == [] and v.undecided == [(1, 2, 0.5)] and "byte" in v.failed[1]
+    # over a limit is the same on every try: not confirmed, and not left undecided (retried) either
+    assert v.verify([(1, 2, 0.5)]) == [] and v.undecided == [] and "byte" in v.unusable[1] and not v.failed
+    gone = Verifier(lambda ids: {1: str(ANT), 2: str(tmp_path / "gone.jpg")}, min_inliers=MIN_INLIERS,
+                    max_pixels=10**9)
+    assert gone.verify([(1, 2, 0.5)]) == [] and gone.undecided == [(1, 2, 0.5)] and "gone" in gone.failed[2]
     # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the pair is not confirmed
     rng = np.random.default_rng(2)
     xy, des = rng.uniform(0, 400, (30, 2)).astype(np.float32), rng.integers(0, 255, (30, 64)).astype(np.uint8)

@@ -230,8 +230,8 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
         todo = [(a, b, 0.0) for a, b in pairs if (a, b) not in counts]
         confirmed = {(a, b) for a, b, _ in verifier.verify(todo)}
         counts.update(((a, b), (a, b) in confirmed) for a, b, _ in todo)
-        if verifier.failed:
-            raise SystemExit(f"verification could not read {verifier.failed}")
+        if verifier.failed or verifier.unusable:
+            raise SystemExit(f"verification could not read {verifier.failed or verifier.unusable}")
 
     def groups_at(t: float) -> list[list[int]]:  # the link step's pairs: each photo's band capped as it caps them
         found = pairs_faiss(ids, vecs, ids, vecs, t - band, sure=t, band_k=st.verify_per_photo)

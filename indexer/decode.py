@@ -58,17 +58,24 @@ class FileFacts:
     sha256: str
 
 
-def read_file(path: Path, max_bytes: int) -> tuple[bytes, FileFacts]:
-    """Read a whole file and hash it. Raises EmptyFile, ImageTooLarge or UnreadableFile."""
+def check_size(path: str | os.PathLike, max_bytes: int) -> int:
+    """The file's size in bytes. Raises EmptyFile, ImageTooLarge (over ``max_bytes``) or UnreadableFile."""
     try:
         size = os.stat(path).st_size
-        if size == 0:
-            raise EmptyFile("zero-byte file")
-        if size > max_bytes:
-            raise ImageTooLarge(f"file is {size} bytes, over the {max_bytes}-byte limit")
+    except OSError as exc:
+        raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from exc
+    if size == 0:
+        raise EmptyFile("zero-byte file")
+    if size > max_bytes:
+        raise ImageTooLarge(f"file is {size} bytes, over the {max_bytes}-byte limit")
+    return size
+
+
+def read_file(path: Path, max_bytes: int) -> tuple[bytes, FileFacts]:
+    """Read a whole file and hash it. Raises EmptyFile, ImageTooLarge or UnreadableFile."""
+    check_size(path, max_bytes)
+    try:
         data = Path(path).read_bytes()
-    except ImageError:
-        raise
     except OSError as exc:
         raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from exc
     if not data:

@@ -8,14 +8,18 @@ from indexer.vectors import VectorStore
 PairList = list[tuple[int, int, float]]  # (a, b, cosine) with a < b
 
 
-def _canonical(pairs: PairList) -> PairList:
-    best: dict[tuple[int, int], float] = {}
-    for a, b, s in pairs:
-        if a == b:
-            continue
+def _keep(best: dict[tuple[int, int], float], a: int, b: int, s: float) -> None:
+    """Record pair (a, b) once, as (smaller id, larger id), with its highest similarity; no self-pairs."""
+    if a != b:
         key = (a, b) if a < b else (b, a)
         if s > best.get(key, -2.0):
             best[key] = s
+
+
+def _canonical(pairs: PairList) -> PairList:
+    best: dict[tuple[int, int], float] = {}
+    for a, b, s in pairs:
+        _keep(best, a, b, s)
     return [(a, b, s) for (a, b), s in sorted(best.items())]
 
 
@@ -52,9 +56,7 @@ def pairs_faiss(ids: np.ndarray, vectors: np.ndarray, query_ids: np.ndarray, que
             hits = [(int(ids[j]), float(min(s, 1.0))) for j, s in
                     zip(idx[lims[row] : lims[row + 1]], sims[lims[row] : lims[row + 1]]) if s >= threshold]
             for j, s in _capped(hits, sure, band_k):
-                if j != qa:
-                    key = (qa, j) if qa < j else (j, qa)
-                    best[key] = max(s, best.get(key, -2.0))
+                _keep(best, qa, j, s)
     return [(a, b, s) for (a, b), s in sorted(best.items())]
 
 

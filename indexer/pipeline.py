@@ -544,7 +544,7 @@ class Index:
         summary.timings.link += time.perf_counter() - t
         return plan
 
-    def _link(self, summary: IngestSummary, plan: LinkPlan | None) -> int:
+    def _link(self, summary: IngestSummary, plan: LinkPlan) -> int:
         t = time.perf_counter()
         with self.catalog.session() as s:
             unlinked = list(s.scalars(select(Image.id).where(Image.status == ImageStatus.indexed, Image.linked.is_(False))))
@@ -553,9 +553,8 @@ class Index:
             if not unlinked and not failed_grouped:
                 return 0
             total = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
-            marks = self._marks(s, set(unlinked) | (set(plan.marks) if plan else set()))
-            if plan is not None and plan.unlinked == set(unlinked) and \
-                    all(marks.get(i) == m for i, m in plan.marks.items()):
+            marks = self._marks(s, set(unlinked) | set(plan.marks))
+            if plan.unlinked == set(unlinked) and all(marks.get(i) == m for i, m in plan.marks.items()):
                 found = plan.found  # nothing involved changed since planning: the same search
             else:
                 found = self._neighbours(unlinked, total)
@@ -565,14 +564,14 @@ class Index:
             thr = self.threshold
             sure = [p for p in found if p[2] >= thr]
             band = self._unstored_band(s, found)
-            fresh = LinkPlan(frozenset(unlinked), self._marks(s, {x for a, b, _ in band for x in (a, b)}), [])
-            if plan is not None:  # verdicts of planning hold for pairs whose two photos are unchanged
-                for p in band:
-                    key = (p[0], p[1])
-                    if key in plan.verdicts and all(plan.marks.get(x) == fresh.marks.get(x) for x in key):
-                        fresh.verdicts[key] = plan.verdicts[key]
-                for i, why in plan.failed.items():
-                    fresh.failed.setdefault(i, why)
+            marks.update(self._marks(s, {x for a, b, _ in band for x in (a, b)} - set(marks)))
+            fresh = LinkPlan(frozenset(unlinked), marks, [])
+            for p in band:  # verdicts of planning hold for pairs whose two photos are unchanged
+                key = (p[0], p[1])
+                if key in plan.verdicts and all(plan.marks.get(x) == marks.get(x) for x in key):
+                    fresh.verdicts[key] = plan.verdicts[key]
+            for i, why in plan.failed.items():
+                fresh.failed.setdefault(i, why)
             self._check_band(s, [p for p in band if (p[0], p[1]) not in fresh.verdicts], fresh, summary)
             verified = [p for p in band if fresh.verdicts.get((p[0], p[1])) is True]
             self._insert_pairs(s, sure)

@@ -99,16 +99,11 @@ def keypoints_of(source: Path | bytes, max_pixels: int, max_bytes: int | None = 
     """Keypoints of a photo file or its bytes, decoded as serving decodes it (``indexer.decode``; JPEGs at
     about ``SIDE``). Raises an ``ImageError`` subclass for a file that cannot be used (gone, corrupt, over
     ``max_pixels`` or ``max_bytes``), the limits the decode pool applies."""
-    from indexer.decode import decode_rgb, open_image
+    from indexer.decode import check_size, decode_rgb, open_image
     from indexer.errors import ImageTooLarge
 
     if max_bytes is not None and not isinstance(source, (bytes, bytearray)):
-        try:
-            size = os.stat(source).st_size
-        except OSError as exc:
-            raise UnreadableFile(f"cannot read file: {exc.strerror or exc}") from exc
-        if size > max_bytes:
-            raise ImageTooLarge(f"file is {size} bytes, over the {max_bytes}-byte limit")
+        check_size(source, max_bytes)
     im = open_image(source, max_pixels)
     try:
         with decode_rgb(im, SIDE) as rgb:

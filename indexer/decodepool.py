@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -37,6 +38,7 @@ CPU_SECONDS = 300.0  # per file, in a worker: a decoder that burns 5 CPU-minutes
 CRASHED = "decoder crashed"
 CRASH_LIMIT = 2  # decodes in the caller's process that died on one file before it is failed unread
 MAX_CRASHES_IN_A_ROW = 8  # isolated files dying one after another: the machine, not the files
+EXIT_STATUS_WAIT = 5.0  # seconds to wait for a dead worker's exit status, to say what stopped it
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,12 @@ def _decode_limited(path: str, max_pixels: int, max_bytes: int, size: int, cpu_s
 
 def _death(executor: ProcessPoolExecutor, cpu_seconds: float) -> str:
     """Why the (single) worker of a broken pool died, for the failure message."""
-    codes = [p.exitcode for p in (getattr(executor, "_processes", None) or {}).values() if p.exitcode]
+    procs = list((getattr(executor, "_processes", None) or {}).values())
+    # A dead worker's pipe closes, breaking the pool, a moment before the kernel has its exit status.
+    deadline = time.monotonic() + EXIT_STATUS_WAIT
+    while any(p.exitcode is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    codes = [p.exitcode for p in procs if p.exitcode]
     code = codes[0] if codes else None
     if code is None or code > 0:
         return "the decoder process died on this file"

@@ -153,6 +153,27 @@ def test_a_file_that_kills_its_decoder_fails_alone(tmp_path: Path) -> None:
         assert again.unchanged == 40 and [f["reason"] for f in again.failed] == ["decoder crashed"]
 
 
+def _stopped_by_cpu_limit() -> None:
+    os.kill(os.getpid(), signal.SIGPROF)
+
+
+def test_a_dead_decoders_cause_is_read_after_its_exit_status_arrives() -> None:
+    """The pool breaks when a dead worker's pipe closes, often before the kernel has its exit status
+    (seen on CI: 'died on this file' for a file over the CPU limit). Asked at that moment, the cause
+    must still be the CPU limit."""
+    import multiprocessing as mp
+    from multiprocessing.connection import wait
+    from types import SimpleNamespace
+
+    from indexer.decodepool import _death
+
+    for _ in range(200):  # the window is short: in a plain script a quarter of tries land in it
+        proc = mp.get_context("fork").Process(target=_stopped_by_cpu_limit)
+        proc.start()
+        wait([proc.sentinel])
+        assert "0.3 s of CPU time" in _death(SimpleNamespace(_processes={proc.pid: proc}), 0.3)
+        proc.join()
+
 _INLINE_INGEST = """
 import json, sys
 from indexer.config import Settings

@@ -222,9 +222,9 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
     names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
     ids = np.arange(len(vecs), dtype=np.int64)
     counts: dict[tuple[int, int], bool] = {}
-    # the service's verifier (decode, limits, threads): each photo is read once per chunk of pairs
+    # the service's verifier (decode, limits, threads): each photo is read once
     verifier = Verifier(lambda ids: {i: str(paths[i]) for i in ids}, min_inliers=k, max_pixels=MAX_PIXELS,
-                        max_bytes=st.max_file_bytes, chunk=100_000)
+                        max_bytes=st.max_file_bytes, max_photos=len(paths))
 
     def count(pairs) -> None:
         todo = [(a, b, 0.0) for a, b in pairs if (a, b) not in counts]

@@ -6,6 +6,7 @@ import numpy as np
 from indexer.vectors import VectorStore
 
 PairList = list[tuple[int, int, float]]  # (a, b, cosine) with a < b
+TOPK_START = 64  # first k of a capped search; grown eightfold for the queries it cuts short
 
 
 def _keep(best: dict[tuple[int, int], float], a: int, b: int, s: float) -> None:
@@ -32,9 +33,36 @@ def _capped(hits: list[tuple[int, float]], sure: float | None, band_k: int | Non
     return above + below
 
 
+def _complete(sims: np.ndarray, k: int, total: int, threshold: float, sure: float, band_k: int) -> bool:
+    """Whether one query's top ``k`` (descending) holds every hit ``_capped`` keeps: all of them down to
+    ``threshold``, or every one at or above ``sure`` and ``band_k`` more below it."""
+    return k >= total or sims[-1] < threshold or int((sims < sure).sum()) >= band_k
+
+
+def _capped_topk(index, vectors: np.ndarray, threshold: float, sure: float, band_k: int, k0: int
+                 ) -> list[list[tuple[int, float]]]:
+    """Each query's hits down to ``threshold`` that ``_capped`` keeps, by top-k search that grows k only
+    for the queries whose top k may still cut one off. A wide band then costs k per photo, not every
+    look-alike above its floor (a range search returns those all: thousands per photo in a large library)."""
+    total = index.ntotal
+    out: list[list[tuple[int, float]]] = [[] for _ in range(len(vectors))]
+    todo, k = np.arange(len(vectors)), min(max(k0, band_k + 1), total)
+    while len(todo):
+        sims, idx = index.search(np.ascontiguousarray(vectors[todo]), k)
+        again = []
+        for row, q in enumerate(todo):
+            if _complete(sims[row], k, total, threshold, sure, band_k):
+                out[q] = [(int(j), float(v)) for j, v in zip(idx[row], sims[row]) if j >= 0 and v >= threshold]
+            else:
+                again.append(q)
+        todo, k = np.asarray(again, dtype=np.int64), min(k * 8, total)
+    return out
+
+
 def pairs_faiss(ids: np.ndarray, vectors: np.ndarray, query_ids: np.ndarray, query_vectors: np.ndarray,
                 threshold: float, *, sure: float | None = None, band_k: int | None = None) -> PairList:
-    """Exact pairs (query × all) with cosine >= threshold, by faiss range search on an IndexFlatIP.
+    """Exact pairs (query × all) with cosine >= threshold on an IndexFlatIP: a range search, or with ``sure``
+    and ``band_k`` a growing top-k search.
 
     With ``sure`` and ``band_k``: of a query's pairs below ``sure`` (the verification band), only its
     ``band_k`` most similar are kept, so that a library of many look-alikes gives pairs in proportion to its
@@ -49,13 +77,16 @@ def pairs_faiss(ids: np.ndarray, vectors: np.ndarray, query_ids: np.ndarray, que
     step = 4096
     for start in range(0, len(query_ids), step):
         q = np.ascontiguousarray(query_vectors[start : start + step], dtype=np.float32)
-        # faiss' range search keeps scores strictly greater than the radius; nudge it to make >= inclusive.
-        lims, sims, idx = index.range_search(q, float(np.nextafter(np.float32(threshold), np.float32(-2))))
-        for row in range(len(q)):
+        if sure is not None and band_k is not None:
+            rows = _capped_topk(index, q, threshold, sure, band_k, TOPK_START)
+        else:
+            # faiss' range search keeps scores strictly greater than the radius; nudge it to make >= inclusive.
+            lims, sims, idx = index.range_search(q, float(np.nextafter(np.float32(threshold), np.float32(-2))))
+            rows = [[(int(j), float(s)) for j, s in zip(idx[lims[r] : lims[r + 1]], sims[lims[r] : lims[r + 1]])
+                     if s >= threshold] for r in range(len(q))]
+        for row, hits in enumerate(rows):
             qa = int(query_ids[start + row])
-            hits = [(int(ids[j]), float(min(s, 1.0))) for j, s in
-                    zip(idx[lims[row] : lims[row + 1]], sims[lims[row] : lims[row + 1]]) if s >= threshold]
-            for j, s in _capped(hits, sure, band_k):
+            for j, s in _capped([(int(ids[j]), min(s, 1.0)) for j, s in hits], sure, band_k):
                 _keep(best, qa, j, s)
     return [(a, b, s) for (a, b), s in sorted(best.items())]
 
@@ -69,6 +100,6 @@ def pairs_milvus(store: VectorStore, query_ids: list[int], query_vectors: np.nda
                  k: int, *, sure: float | None = None, band_k: int | None = None) -> PairList:
     """Pairs of the new photos against everything stored, by batched Milvus search (top ``k`` per photo;
     ``sure`` and ``band_k`` as for ``pairs_faiss``)."""
-    hits = store.neighbours_within(query_vectors, threshold, k)
+    hits = store.neighbours_within(query_vectors, threshold, k, sure=sure, band_k=band_k)
     return _canonical([(int(a), j, min(s, 1.0)) for a, row in zip(query_ids, hits)
                        for j, s in _capped([(int(j), float(s)) for j, s in row], sure, band_k)])

@@ -214,18 +214,27 @@ class VectorStore:
         if self.mem is not None:
             self.mem.warm(self.iter_all)
 
-    def neighbours_within(self, vectors: np.ndarray, threshold: float, k: int) -> list[list[tuple[int, float]]]:
+    def neighbours_within(self, vectors: np.ndarray, threshold: float, k: int, *, sure: float | None = None,
+                          band_k: int | None = None) -> list[list[tuple[int, float]]]:
         """Every stored vector with cosine >= threshold for each query: top-k, escalating k while a
-        result list comes back full (a full list may have cut off more hits above the threshold)."""
+        result list comes back full (a full list may have cut off more hits above the threshold).
+
+        With ``sure`` and ``band_k`` (the link step's cap), a full list is enough once it holds ``band_k``
+        hits below ``sure``: the rest of the band would be capped off anyway."""
+        def short(hits: list[tuple[int, float]], k: int) -> bool:
+            if len(hits) < k or hits[-1][1] < threshold:
+                return False
+            return sure is None or band_k is None or sum(s < sure for _, s in hits) < band_k
+
         # linking: this model's vectors against this model's collection, whatever the alias serves yet
         results = self.search(vectors, k, collection=self.collection)
-        pending = [i for i, hits in enumerate(results) if len(hits) >= k and hits[-1][1] >= threshold]
+        pending = [i for i, hits in enumerate(results) if short(hits, k)]
         while pending and k < MAX_TOPK:
             k = min(k * 8, MAX_TOPK)
             redo = self.search(vectors[pending], k, collection=self.collection)
             for i, hits in zip(pending, redo):
                 results[i] = hits
-            pending = [i for i in pending if len(results[i]) >= k and results[i][-1][1] >= threshold]
+            pending = [i for i in pending if short(results[i], k)]
         return [[(j, s) for j, s in hits if s >= threshold] for hits in results]
 
     def close(self) -> None:

@@ -9,9 +9,10 @@ Lowe's ratio test (one match per point), and an affine transform fitted by RANSA
 a duplicate when at least ``min_inliers`` matches agree on that transform in both directions, the transform is
 not degenerate and its inliers spread over both photos. No model, no torch: OpenCV only.
 
-Measured on the 200 held-out train-split photos (3 copies each, the calibration pairs, v17's cosines, three
-draws of copies; models/dupesift-arcface-kd-lite0.md, "Verification"): no different-photo pair within 0.20
-below the threshold had more than 5 inliers, while the copies there mostly have dozens.
+Measured on the 200 held-out train-split photos (3 copies each, the calibration pairs, v17's cosines, four
+draws of copies; models/dupesift-arcface-kd-lite0.md, "Verification"): no different-photo pair within 0.35
+below the threshold was confirmed (at most 8 inliers, of ~3,100 checked per draw), while the copies there
+mostly have dozens.
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ MIN_MATCHES = 5  # fewer ratio-test matches than this: no transform is fitted
 # The inliers' bounding box must cover this share of the first photo: matches bunched in one spot (a logo or
 # watermark that two different photos share) are not one picture.
 MIN_SPREAD = 0.05
+PROGRESS_EVERY = 256  # pairs checked between progress reports
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -167,7 +169,9 @@ def _spread(pts: np.ndarray) -> float:
 
 
 class Verifier:
-    """Checks pairs of catalogued photos, opening each file once per chunk of pairs (keypoints ~150 KB a photo).
+    """Checks pairs of catalogued photos, holding the keypoints (~155 KB a photo) of at most ``max_photos``
+    photos at once: a run of pairs whose photos fit is one chunk, and a photo still needed by the next chunk
+    is kept, not read again. Up to ``max_photos`` photos in the band, each file is read once.
 
     ``path_of`` maps image ids to paths; a photo that cannot be read now (gone, no permission, I/O error:
     ``UnreadableFile``) verifies nothing: its pairs are neither confirmed nor declined (``undecided``), and
@@ -175,18 +179,18 @@ class Verifier:
     (corrupt, over a limit, a decoder or OpenCV error: the same on every try) and a pair whose matching fails
     are not confirmed (``unusable`` says why). Photos are read and
     pairs matched on ``threads`` threads (OpenCV and Pillow release the GIL; the caller passes the decode
-    pool's size), ``chunk`` pairs at a time, so memory stays bounded."""
+    pool's size)."""
 
     def __init__(self, path_of: Callable[[Iterable[int]], dict[int, str]], *, min_inliers: int,
                  max_pixels: int, max_bytes: int | None = None, threads: int | None = None,
-                 chunk: int = 512, on_progress: Callable[[int], None] | None = None) -> None:
+                 max_photos: int = 2048, on_progress: Callable[[int], None] | None = None) -> None:
         self.path_of = path_of
         self.min_inliers = min_inliers
         self.max_pixels = max_pixels
         self.max_bytes = max_bytes
         self.threads = threads or os.cpu_count() or 1
-        self.chunk = chunk
-        self.on_progress = on_progress  # called with ``checked`` after each chunk of ``verify``
+        self.max_photos = max(2, max_photos)
+        self.on_progress = on_progress  # called with ``checked`` every PROGRESS_EVERY pairs of ``verify``
         self.failed: dict[int, str] = {}  # photo id -> why it could not be read (try again later)
         self.unusable: dict[int, str] = {}  # photo id -> why it gave no keypoints (trying again would not help)
         self.undecided: list[tuple[int, int, float]] = []  # pairs with a photo in ``failed``
@@ -230,6 +234,20 @@ class Verifier:
         with ThreadPoolExecutor(self.threads) as pool:
             return {i for i, ok in zip(ids, pool.map(check, ids)) if ok}
 
+    def _chunks(self, ordered: list[tuple[int, int, float]]) -> Iterable[list[tuple[int, int, float]]]:
+        """Runs of ``ordered`` whose photos number at most ``max_photos``."""
+        part: list[tuple[int, int, float]] = []
+        photos: set[int] = set()
+        for p in ordered:
+            new = {p[0], p[1]} - photos
+            if part and len(photos) + len(new) > self.max_photos:
+                yield part
+                part, photos, new = [], set(), {p[0], p[1]}
+            part.append(p)
+            photos |= new
+        if part:
+            yield part
+
     def verify(self, pairs: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
         """The pairs (a, b, cosine) whose photos share one picture (``same_picture`` at ``min_inliers``).
         Pairs with an unreadable photo go to ``undecided`` instead."""
@@ -238,19 +256,23 @@ class Verifier:
         paths = self.path_of({x for a, b, _ in pairs for x in (a, b)})
         out: list[tuple[int, int, float]] = []
         ordered = sorted(pairs)  # by a: a chunk holds each photo's pairs together, so few photos repeat
+        kps: dict[int, Keypoints | None] = {}
         with ThreadPoolExecutor(self.threads) as pool:
-            for start in range(0, len(ordered), self.chunk):
-                part = ordered[start:start + self.chunk]
-                ids = sorted({x for a, b, _ in part for x in (a, b)})
-                kps = dict(zip(ids, pool.map(lambda i: self._keypoints(i, paths.get(i)), ids)))
-                readable = [p for p in part if kps[p[0]] is not None and kps[p[1]] is not None]
-                self.undecided.extend(p for p in part if p[0] in self.failed or p[1] in self.failed)
+            for chunk in self._chunks(ordered):
+                needed = {x for a, b, _ in chunk for x in (a, b)}
+                kps = {i: kps[i] for i in needed if i in kps}  # the previous chunk's photos this one needs
+                for start in range(0, len(chunk), PROGRESS_EVERY):  # read as needed, so progress keeps moving
+                    part = chunk[start:start + PROGRESS_EVERY]
+                    todo = sorted({x for a, b, _ in part for x in (a, b)} - kps.keys())
+                    kps.update(zip(todo, pool.map(lambda i: self._keypoints(i, paths.get(i)), todo)))
+                    readable = [p for p in part if kps[p[0]] is not None and kps[p[1]] is not None]
+                    self.undecided.extend(p for p in part if p[0] in self.failed or p[1] in self.failed)
 
-                def check(p: tuple[int, int, float], kps: dict[int, Keypoints | None] = kps) -> bool:
-                    return self._same(kps[p[0]], kps[p[1]])  # type: ignore[arg-type]
+                    def check(p: tuple[int, int, float], kps: dict[int, Keypoints | None] = kps) -> bool:
+                        return self._same(kps[p[0]], kps[p[1]])  # type: ignore[arg-type]
 
-                out.extend(p for p, ok in zip(readable, pool.map(check, readable)) if ok)
-                self.checked += len(part)
-                if self.on_progress is not None:
-                    self.on_progress(self.checked)
+                    out.extend(p for p, ok in zip(readable, pool.map(check, readable)) if ok)
+                    self.checked += len(part)
+                    if self.on_progress is not None:
+                        self.on_progress(self.checked)
         return out

@@ -172,7 +172,11 @@ def test_dupesift_calibrate_prints_the_curve_and_writes_only_when_asked(tmp_path
     assert len(line) == 1 and "precision" in dry.stdout.splitlines()[0], dry.stdout  # the curve comes first
     assert "resamples" in dry.stdout  # the threshold's range is shown with it
     assert "(target 0.995)" in dry.stdout  # the default target precision (indexer.calibrate.TARGET_PRECISION)
-    assert "with verification of the 0.2 below it (15 inliers" in dry.stdout  # what the link rule adds
+    from indexer.config import Settings
+
+    rule = Settings.model_fields  # what the link rule adds, at its default band
+    assert (f"with verification of the {rule['verify_band'].default:g} below it "
+            f"({rule['verify_min_inliers'].default} inliers") in dry.stdout
     threshold = float(line[0].split()[1].rstrip(":"))
     assert 0.0 < threshold < 1.0
     assert not (tmp_path / "data" / "dupesift.env").exists()

@@ -97,3 +97,37 @@ def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
         index.settings.bulk_fraction = 1.0  # Milvus
         assert [(a, b) for a, b, _ in index._neighbours([1], len(ids))] == expected
         assert "3 per photo" in index.link_rule
+
+
+def test_capped_search_grows_k_past_many_sure_pairs_and_matches_the_full_search(tmp_path: Path) -> None:
+    """The capped search asks faiss and Milvus for a photo's top k only and grows k while it may cut a kept
+    pair off: here 150 photos above SURE to one another (past the first k of 64) and a band below them.
+    Both give what capping every pair down to the floor gives."""
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=DIM).astype(np.float32)
+    centre /= np.linalg.norm(centre)
+    vecs = []
+    for c in [0.999] * 150 + list(np.linspace(0.85, 0.55, 40)):  # a tight cluster, then a spread band
+        other = rng.normal(size=DIM).astype(np.float32)
+        other -= (other @ centre) * centre
+        other /= np.linalg.norm(other)
+        vecs.append(c * centre + np.sqrt(1 - c * c) * other)
+    vecs = np.stack(vecs + [rng.normal(size=DIM) for _ in range(60)]).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ids = np.arange(1000, 1000 + len(vecs), dtype=np.int64)
+    sim = vecs @ vecs.T
+    expected = set()
+    for i in range(len(ids)):  # the reference: every hit down to LOW, then each photo's cap
+        sure = [j for j in range(len(ids)) if j != i and sim[i, j] >= SURE]
+        band = sorted((j for j in range(len(ids)) if j != i and LOW <= sim[i, j] < SURE), key=lambda j: -sim[i, j])
+        expected |= {(int(ids[min(i, j)]), int(ids[max(i, j)])) for j in sure + band[:5]}
+    by_faiss = pairs_faiss(ids, vecs, ids, vecs, LOW, sure=SURE, band_k=5)
+    assert {(a, b) for a, b, _ in by_faiss} == expected
+    assert sum(s >= SURE for _, _, s in by_faiss) == 150 * 149 // 2
+    store = VectorStore(str(tmp_path / "m.db"), alias="t", dim=DIM, model_id="m1")
+    try:
+        store.upsert(ids.tolist(), vecs)
+        by_milvus = pairs_milvus(store, ids.tolist(), vecs, LOW, 64, sure=SURE, band_k=5)
+        assert [(a, b) for a, b, _ in by_milvus] == [(a, b) for a, b, _ in by_faiss]
+    finally:
+        store.close()

@@ -356,6 +356,36 @@ def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_p
     assert ok.confirm(keypoints_of(ANT, 10**9), [1]) == {1}
 
 
+
+def test_verifier_reads_each_photo_once_within_its_photo_budget(tmp_path: Path) -> None:
+    """Up to max_photos photos, every file is read once however many pairs it is in; with a smaller budget
+    the pairs are checked in runs that hold at most that many photos' keypoints, with the same answer."""
+    from indexer.verify import Verifier
+
+    ant = open_photo(ANT)
+    files = {1: ANT, 2: JEEP, 3: VAN, 4: COCK}
+    for i, im in ((5, heavy_copy(ant)), (6, ImageOps.mirror(ant))):
+        files[i] = tmp_path / f"{i}.png"
+        im.save(files[i])
+    pairs = [(a, b, 0.5) for a in files for b in files if a < b]  # 15 pairs, every photo in 5
+    truth = [(1, 5, 0.5), (1, 6, 0.5), (5, 6, 0.5)]
+
+    class Counting(Verifier):  # the real Verifier; counts the files it opens
+        def _keypoints(self, image_id, path):
+            self.reads.append(image_id)
+            return super()._keypoints(image_id, path)
+
+    for budget, most_reads in ((1000, 6), (3, 2 * len(pairs))):
+        v = Counting(lambda ids: {i: str(files[i]) for i in ids}, min_inliers=MIN_INLIERS, max_pixels=10**9,
+                     max_photos=budget)
+        v.reads = []
+        held = []
+        v.on_progress = held.append
+        assert sorted(v.verify(pairs)) == truth, budget
+        assert len(v.reads) <= most_reads and set(v.reads) == set(files), (budget, v.reads)
+        assert held[-1] == len(pairs) and v.checked == len(pairs)
+    assert len(v.reads) > 6  # a budget of 3 photos cannot hold all six: some are read again
+
 def test_ingest_reports_verification_progress(tmp_path: Path, settings_factory) -> None:
     class Recorder:
         def __init__(self) -> None:

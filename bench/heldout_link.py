@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     embed, spec = onnx_embed_fn(a.model)
     threshold, min_inliers = spec.threshold, Settings().verify_min_inliers
     rules = [(float(b), int(c)) for b, c in (r.split("/") for r in a.rules.split(","))]
-    lines = ["| seed | rule (band / per photo) | recall | false pairs | pairs checked | photos read "
-             "| most inliers, different photos | pair F1 |", "|---|---|---|---|---|---|---|---|"]
+    lines = [("| seed | rule (band / per photo) | recall | false pairs | pairs checked | photos read "
+              "| most inliers, different photos | pair F1 |"), "|---|---|---|---|---|---|---|---|"]
     for seed in map(int, a.seeds.split(",")):
         ims, owner, copy = draw(seed)
         v = np.concatenate([np.asarray(embed(ims[i:i + 32]), np.float32) for i in range(0, len(ims), 32)])

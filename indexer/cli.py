@@ -100,7 +100,8 @@ def ingest(paths: Annotated[list[Path], typer.Argument(help="Folders (scanned re
            prune_empty: Annotated[bool, typer.Option("--prune-empty", help="Forget the photos of a root that now scans to no photos at all (by default they are kept: an unmounted drive looks the same).")] = False) -> None:
     """Index photos: new and changed files are embedded, deleted ones leave the index."""
     if queue:
-        from workers.client import enqueue_ingest  # needs the `workers` extra
+        require_extra("workers", "ingest --queue")
+        from workers.client import enqueue_ingest
 
         enqueue_ingest(settings(), [str(p) for p in paths], wait=not no_wait, console=out, json_out=json_out,
                        prune_empty=prune_empty)
@@ -289,20 +290,34 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     out.print(f"catalog at {safe_url(st.sqlalchemy_url)} is at {revision}")
 
 
-def _register_extensions() -> None:
-    """Commands that live beside their code: `worker`/`jobs` (workers/cli.py), `train` (indexer/training)."""
+EXTRAS = {  # optional extra -> the modules its commands import
+    "workers": ("celery", "kombu", "redis"),
+    "train": ("torch", "kornia", "onnx", "efficientnet_lite_pytorch"),
+}
+
+
+def require_extra(extra: str, command: str) -> None:
+    """Exit 2 with one line naming the extra to install when ``command`` needs a module it lacks."""
     import importlib
 
-    optional = {"celery", "kombu", "redis", "torch", "timm", "kornia"}  # extras: `workers`, `train`
-    for module in ("workers.cli", "indexer.training.cli"):
+    for module in EXTRAS[extra]:
         try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            missing = exc.name or ""
-            if module == missing or module.startswith(missing + ".") or missing.split(".")[0] in optional:
-                continue
-            raise
-        mod.register(app)
+            importlib.import_module(module)
+        except ImportError:
+            fail(escape(f"`dupesift {command}` needs the `{extra}` extra, which is not installed (no module "
+                 f"{module!r}): pip install 'dupesift[{extra}]'" + (" (install torch==2.13.0 first for the CPU "
+                                                                   "build)" if extra == "train" else "")))
+
+
+def _register_extensions() -> None:
+    """Commands that live beside their code: `worker`/`beat`/`jobs`/`reindex` (workers/cli.py), `train` and
+    `crossfit` (indexer/training/cli.py). Always registered; those that need an optional extra check for it
+    when run (``require_extra``), so the base install runs every other command."""
+    from indexer.training import cli as training_cli
+    from workers import cli as workers_cli
+
+    workers_cli.register(app)
+    training_cli.register(app)
 
 
 _register_extensions()

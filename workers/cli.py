@@ -22,8 +22,11 @@ def _settings():  # noqa: ANN202 - indexer.config.Settings with the CLI's --data
     return cli.settings()
 
 
-def _app():  # noqa: ANN202
+def _app(command: str):  # noqa: ANN202
+    from indexer.cli import require_extra
     from indexer.errors import DupesiftError
+
+    require_extra("workers", command)
 
     try:
         from workers.app import app
@@ -39,7 +42,7 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-sep
            hostname: Annotated[Optional[str], typer.Option("--hostname", "-n", help="Node name (default dupesift-PID@host).")] = None) -> None:
     """Start a Celery worker (broker: DUPESIFT_BROKER_URL)."""
     _settings()
-    app = _app()
+    app = _app("worker")
     from workers.app import QUEUES
 
     wanted = [q.strip() for q in queues.split(",") if q.strip()]
@@ -54,7 +57,7 @@ def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-sep
 def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info") -> None:
     """Start Celery beat: the nightly reindex at DUPESIFT_REINDEX_AT (default 03:00 local)."""
     st = _settings()
-    app = _app()
+    app = _app("beat")
     st.ensure_dirs()
     app.start(["beat", "-l", loglevel, "-s", str(st.data_dir / "celerybeat-schedule")])
 
@@ -93,6 +96,9 @@ def reindex(queue: Annotated[bool, typer.Option("--queue", help="Run through the
     """Rescan every registered root; with a new model, rebuild its collection and swap the alias."""
     st = _settings()
     if queue:
+        from indexer.cli import require_extra
+
+        require_extra("workers", "reindex --queue")
         from workers.client import enqueue_reindex
 
         enqueue_reindex(st, wait=not no_wait, console=out, json_out=json_out)
@@ -120,8 +126,7 @@ def reindex(queue: Annotated[bool, typer.Option("--queue", help="Run through the
 
 
 def register(app: typer.Typer) -> None:
-    import celery  # noqa: F401 - absent without the `workers` extra: indexer.cli then skips these commands
-
+    """Add these commands to ``app``; those that need Celery check for the `workers` extra when run."""
     app.command("worker")(worker)
     app.command("beat")(beat)
     app.command("jobs")(jobs)

@@ -290,23 +290,14 @@ def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
     out.print(f"catalog at {safe_url(st.sqlalchemy_url)} is at {revision}")
 
 
-EXTRAS = {  # optional extra -> the modules its commands import
-    "workers": ("celery", "kombu", "redis"),
-    "train": ("torch", "kornia", "onnx", "efficientnet_lite_pytorch"),
-}
-
-
 def require_extra(extra: str, command: str) -> None:
     """Exit 2 with one line naming the extra to install when ``command`` needs a module it lacks."""
-    import importlib
+    from indexer.extras import require_extra as require
 
-    for module in EXTRAS[extra]:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            fail(escape(f"`dupesift {command}` needs the `{extra}` extra, which is not installed (no module "
-                 f"{module!r}): pip install 'dupesift[{extra}]'" + (" (install torch==2.13.0 first for the CPU "
-                                                                   "build)" if extra == "train" else "")))
+    try:
+        require(extra, command)
+    except DupesiftError as exc:
+        fail(escape(str(exc)))
 
 
 def _register_extensions() -> None:

@@ -45,3 +45,7 @@ class StoreBusy(DupesiftError):
 
 class CatalogError(DupesiftError):
     """The catalog database cannot be used."""
+
+
+class MissingExtra(DupesiftError):
+    """A command needs an optional extra (``pip install 'dupesift[extra]'``) that is not installed."""

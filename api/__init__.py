@@ -1,1 +1,1 @@
-"""HTTP API: a thin FastAPI shell over indexer.pipeline.Index."""
+"""HTTP API: a thin FastAPI shell over indexer.index.Index."""

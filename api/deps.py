@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from indexer.config import Settings
-from indexer.pipeline import Index
+from indexer.index import Index
 
 
 def get_index(request: Request) -> Index:

@@ -22,7 +22,7 @@ from indexer import __version__, resolution
 from indexer.config import Settings, get_settings
 from indexer.errors import DupesiftError
 from indexer.jobs import close_orphans
-from indexer.pipeline import Index
+from indexer.index import Index
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024

@@ -4,9 +4,8 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
-from sqlalchemy import func, select
-
-from indexer.catalog.models import DupGroup, Image, ImageStatus
+from indexer import browse, report
+from indexer.catalog.models import ImageStatus
 
 
 try:
@@ -69,13 +68,9 @@ class Metrics:
         index = getattr(self.app.state, "index", None) if self.app else None
         if index is not None:
             with index.catalog.session() as s:
-                for st in ImageStatus:
-                    self.images.labels(st.value).set(0)
-                for k, v in s.execute(select(Image.status, func.count()).group_by(Image.status)):
-                    self.images.labels(k.value if hasattr(k, "value") else str(k)).set(v)
-                total = s.scalar(select(func.count()).select_from(DupGroup)) or 0
-                unresolved = s.scalar(select(func.count()).select_from(DupGroup)
-                                      .where(DupGroup.resolution.is_(None))) or 0
-            self.groups.labels("unresolved").set(unresolved)
-            self.groups.labels("resolved").set(total - unresolved)
+                counts, totals = report.image_counts(s), browse.totals(s)
+            for st in ImageStatus:
+                self.images.labels(st.value).set(counts.get(st.value, 0))
+            self.groups.labels("unresolved").set(totals["unresolved_groups"])
+            self.groups.labels("resolved").set(totals["groups"] - totals["unresolved_groups"])
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -9,29 +9,24 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from indexer import browse, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
+from indexer.catalog.queries import under_prefix
 from indexer.grouping import KEEPER_RULE
-from indexer.jobs import create_job
-from indexer.pipeline import Index, member_dict
+from indexer.index import Index
+from indexer.jobs import create_job, set_status
 from indexer.scan import under_root
+from indexer.views import MemberView
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
 
 
-def under_prefix(column: ColumnElement[str], prefix: str) -> ColumnElement[bool]:
-    """``column LIKE 'prefix%' ESCAPE '\\'``: the prefix's own ``%``, ``_`` and ``\\`` match only themselves
-    (SQLite has no default escape character, so without ESCAPE a ``\\%`` never matched)."""
-    esc = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return column.like(esc + "%", escape="\\")
-
-
 def member_out(m: Image, keeper: int | None, quarantine: Path) -> dict:
-    return member_dict(m) | {
+    return MemberView.of(m).model_dump() | {
         "is_keeper": m.id == keeper, "quarantined": resolution.in_quarantine(m.path, quarantine),
         "thumbnail_url": f"/images/{m.id}/thumbnail", "file_url": f"/images/{m.id}/file"}
 
@@ -86,23 +81,6 @@ def group_detail(index: Index, s: Session, group_id: int) -> dict:
         "members": [member_out(m, g.keeper_id, q) for m in members],
         "keeper_rule": KEEPER_RULE, "threshold": index.threshold, "pairs": pairs,
         "history": resolution.history(q, group_id)}
-
-
-def stats(index: Index, s: Session) -> dict:
-    counts = {(k.value if hasattr(k, "value") else str(k)): int(v)
-              for k, v in s.execute(select(Image.status, func.count()).group_by(Image.status))}
-    t = browse.totals(s)
-    resolved = {r: int(n) for r, n in s.execute(select(DupGroup.resolution, func.count())
-                                                 .where(DupGroup.resolution.is_not(None)).group_by(DupGroup.resolution))}
-    from indexer.catalog.models import NotDuplicate
-
-    q = str(index.settings.quarantine_dir).rstrip(os.sep) + os.sep
-    return {"images": counts, "pairs": int(s.scalar(select(func.count()).select_from(Pair)) or 0), **t,
-            "resolved": resolved,
-            "not_duplicates": int(s.scalar(select(func.count()).select_from(NotDuplicate)) or 0),
-            "quarantined_files": int(s.scalar(select(func.count()).select_from(Image)
-                                              .where(under_prefix(Image.path, q))) or 0),
-            "threshold": index.threshold, "model": index.spec.model_id}
 
 
 # -- ingest --------------------------------------------------------------------------------------
@@ -168,11 +146,8 @@ class IngestRunner:
     def _run(self, paths: list[str], job_id: str, prune_empty: bool) -> None:
         try:
             self.index.ingest(paths, job_id=job_id, prune_empty=prune_empty)
-        except BaseException as exc:  # recorded on the job row; the server keeps serving
-            with self.index.catalog.session() as s:
-                job = s.get(Job, job_id)
-                if job is not None and job.status in ("queued", "running"):
-                    job.status, job.message, job.finished_at = "failed", str(exc), utcnow()
+        except BaseException as exc:  # recorded on the job row (unless the ingest closed it); the server keeps serving
+            set_status(self.index.catalog, job_id, "failed", str(exc))
         finally:
             self._lock.release()
 

@@ -33,7 +33,7 @@ from sqlalchemy import func, insert, select  # noqa: E402
 
 from indexer.catalog.models import DupGroup, Image, ImageStatus, utcnow  # noqa: E402
 from indexer.config import Settings  # noqa: E402
-from indexer.pipeline import Index  # noqa: E402
+from indexer.index import Index  # noqa: E402
 
 
 def build(data: Path, n_vec: int, n_groups: int) -> None:

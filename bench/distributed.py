@@ -54,7 +54,7 @@ def db_url(name: str) -> str:
 
 def in_process(lib: Path, milvus: str, work: Path) -> tuple[float, int]:
     from indexer.config import Settings
-    from indexer.pipeline import Index
+    from indexer.index import Index
 
     db = pg_db()
     try:

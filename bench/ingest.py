@@ -27,7 +27,7 @@ SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
 from indexer.config import Settings  # noqa: E402
-from indexer.pipeline import Index  # noqa: E402
+from indexer.index import Index  # noqa: E402
 
 
 def make_big(out: Path, n: int) -> Path:

@@ -37,7 +37,7 @@ def settings() -> Settings:
 
 
 def open_index():  # noqa: ANN201
-    from indexer.pipeline import Index
+    from indexer.index import Index
 
     return Index(settings())
 

@@ -16,8 +16,8 @@ from disjoint_set import DisjointSet
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from indexer.batching import chunks as _chunks
 from indexer.catalog.models import DupGroup, Image, Pair, utcnow
+from indexer.catalog.queries import execute_in, rows_in, scalars_in
 
 KEEPER_RULE = ("most pixels, then camera EXIF metadata (make/model/date taken), then oldest modification "
                "time, then largest file, then lowest id")
@@ -77,26 +77,23 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
     touched = {int(t) for t in touched}
     if not touched:
         return set()
-    old_gids = {g for g in _chunked_scalars(session, select(Image.group_id).where(Image.group_id.is_not(None)),
-                                            Image.id, touched)}
-    members = set(touched)
-    for chunk in _chunks(sorted(old_gids)):
-        members.update(session.scalars(select(Image.id).where(Image.group_id.in_(chunk))))
+    old_gids = set(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id, touched))
+    members = set(touched) | set(scalars_in(session, select(Image.id), Image.group_id, old_gids))
     edges: set[tuple[int, int]] = set()
     frontier = set(members)
     while frontier:  # pairs reach outside `members` only when the invariant was broken; follow them
         found: set[int] = set()
-        for chunk in _chunks(sorted(frontier)):
-            for a, b in session.execute(select(Pair.a_id, Pair.b_id).where(or_(Pair.a_id.in_(chunk), Pair.b_id.in_(chunk)))):
-                edges.add((a, b))
-                found.update((a, b))
+        for a, b in rows_in(session, select(Pair.a_id, Pair.b_id), lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)),
+                            frontier):
+            edges.add((a, b))
+            found.update((a, b))
         frontier = found - members
         members |= frontier
-        for chunk in _chunks(sorted(frontier)):
-            old_gids.update(g for g in session.scalars(select(Image.group_id).where(Image.id.in_(chunk), Image.group_id.is_not(None))))
+        old_gids.update(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id,
+                                   frontier))
     comps = components(members, edges)
 
-    current = dict(_chunked_rows(session, select(Image.id, Image.group_id), Image.id, members))
+    current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()
     live: set[int] = set()
     for comp in comps:
@@ -115,18 +112,14 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         taken.add(gid)
         live.add(gid)
         changed = [m for m in comp if current.get(m) != gid]
-        for chunk in _chunks(changed):
-            session.execute(update(Image).where(Image.id.in_(chunk)).values(group_id=gid))
+        execute_in(session, update(Image).values(group_id=gid), Image.id, changed)
         if changed:  # a photo joined: the user's decision did not cover it, so the group is open again
             session.execute(update(DupGroup).where(DupGroup.id == gid, DupGroup.resolution.is_not(None))
                             .values(resolution=None, resolved_at=None))
     in_group = {m for c in comps for m in c}
     loners = [m for m in members if m not in in_group and current.get(m) is not None]
-    for chunk in _chunks(loners):
-        session.execute(update(Image).where(Image.id.in_(chunk)).values(group_id=None, similarity_to_keeper=None))
-    dead = old_gids - live
-    for chunk in _chunks(sorted(dead)):
-        session.execute(delete(DupGroup).where(DupGroup.id.in_(chunk)))
+    execute_in(session, update(Image).values(group_id=None, similarity_to_keeper=None), Image.id, loners)
+    execute_in(session, delete(DupGroup), DupGroup.id, old_gids - live)
     refresh_groups(session, live, vectors)
     return live
 
@@ -159,14 +152,3 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
         kept = next(m for m in members if m.id == keeper.image_id)
         group.reclaimable_bytes = group.total_bytes - (kept.bytes or 0)
         group.updated_at = utcnow()
-
-
-
-def _chunked_scalars(session: Session, stmt, column, ids: Iterable[int]) -> Iterable:  # noqa: ANN001
-    for chunk in _chunks(sorted(ids)):
-        yield from session.scalars(stmt.where(column.in_(chunk)))
-
-
-def _chunked_rows(session: Session, stmt, column, ids: Iterable[int]) -> Iterable[tuple]:  # noqa: ANN001
-    for chunk in _chunks(sorted(ids)):
-        yield from session.execute(stmt.where(column.in_(chunk)))

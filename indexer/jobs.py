@@ -1,4 +1,5 @@
-"""Job rows in the catalog: create, follow, list; progress with files/s and ETA.
+"""Job rows in the catalog: every write to them (create, start, progress, finish) and every read (follow,
+list, failures); progress with files/s and ETA.
 
 A queued job records the image ids it has to process as id ranges (new files get consecutive ids, so
 a million-file job is a handful of ranges). Progress and completion are then exact catalog counts,
@@ -9,10 +10,11 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from indexer.catalog import Catalog, Image, ImageStatus, Job
 from indexer.catalog.models import utcnow
@@ -36,12 +38,19 @@ def in_ranges(column, ranges: list[list[int]]):  # noqa: ANN001, ANN201 - SQL ex
     return or_(*[column.between(a, b) if a != b else column == a for a, b in ranges]) if ranges else column.is_(None)
 
 
-def count_in_ranges(session, ranges: list[list[int]], *where) -> int:  # noqa: ANN001
-    total = 0
-    for start in range(0, len(ranges), 200):
-        total += session.scalar(select(func.count()).select_from(Image).where(
-            in_ranges(Image.id, ranges[start:start + 200]), *where)) or 0
-    return total
+RANGES_PER_QUERY = 200
+
+
+def _range_chunks(ranges: list[list[int]]) -> Iterator[list[list[int]]]:
+    for start in range(0, len(ranges), RANGES_PER_QUERY):
+        yield ranges[start:start + RANGES_PER_QUERY]
+
+
+def count_in_ranges(session: Session, ranges: list[list[int]], *where: ColumnElement[bool],
+                    column: InstrumentedAttribute[int] = Image.id) -> int:
+    """Rows of ``column``'s table whose ``column`` lies in the id ranges (and that match ``where``)."""
+    return sum(session.scalar(select(func.count()).select_from(column.class_).where(
+        in_ranges(column, chunk), *where)) or 0 for chunk in _range_chunks(ranges))
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -50,6 +59,71 @@ def create_job(catalog: Catalog, kind: str, params: dict, job_id: str | None = N
     with catalog.session() as s:
         s.add(Job(id=job_id, kind=kind, status="queued", params=params, created_at=utcnow(), updated_at=utcnow()))
     return job_id
+
+
+def start_job(catalog: Catalog, job_id: str, kind: str, params: dict) -> None:
+    """An in-process job starts: its row (created now unless queued before) records this process as its runner,
+    so that a later run can tell it died (``close_orphans``, which runs first)."""
+    close_orphans(catalog)
+    with catalog.session() as s:
+        job = s.get(Job, job_id)
+        if job is None:
+            job = Job(id=job_id, kind=kind, params=params)
+            s.add(job)
+        job.params = {**(job.params or {}), "runner": this_process()}
+        job.status, job.started_at, job.updated_at = "running", utcnow(), utcnow()
+
+
+def take_up(catalog: Catalog, job_id: str) -> dict | None:
+    """A worker takes up a queued job: running from now (its start is kept from the first time). Returns its
+    params, or None when the row is gone or the job finished."""
+    with catalog.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status in FINISHED:
+            return None
+        if job.started_at is None:
+            job.started_at = utcnow()
+        job.status, job.updated_at = "running", utcnow()
+        return dict(job.params or {})
+
+
+def unfinished(catalog: Catalog, job_id: str) -> tuple[dict, datetime | None] | None:
+    """(params, start) of a job still queued or running; None when it is gone or finished."""
+    with catalog.session() as s:
+        job = s.get(Job, job_id)
+        if job is None or job.status in FINISHED:
+            return None
+        return dict(job.params or {}), _aware(job.started_at)
+
+
+def set_params(catalog: Catalog, job_id: str, params: dict, total: int | None = None) -> None:
+    values: dict = {"params": params, "updated_at": utcnow()}
+    if total is not None:
+        values["total"] = total
+    with catalog.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def set_total(catalog: Catalog, job_id: str, total: int) -> None:
+    with catalog.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(total=total, updated_at=utcnow()))
+
+
+def set_progress(catalog: Catalog, job_id: str, done: int, failed: int) -> None:
+    """Absolute progress of a job one process runs (the queue's workers use ``add_progress``)."""
+    with catalog.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(done=done, failed=failed, updated_at=utcnow()))
+
+
+def finish_job(catalog: Catalog, job_id: str, status: str, summary: dict, message: str | None = None, *,
+               done: int | None = None, failed: int | None = None) -> None:
+    """Close a job with its summary (``IngestSummary.job_summary``) and, when given, its final counts."""
+    now = utcnow()
+    values: dict = {"status": status, "message": message, "summary": summary, "finished_at": now, "updated_at": now}
+    if done is not None:
+        values.update(done=done, failed=failed)
+    with catalog.session() as s:
+        s.execute(update(Job).where(Job.id == job_id).values(**values))
 
 
 def this_process() -> dict:
@@ -123,9 +197,9 @@ def failures(catalog: Catalog, job_id: str, limit: int = 1000) -> list[dict]:
             return []
         ranges = (job.params or {}).get("ranges") or []
         out = list((job.params or {}).get("unreadable") or [])
-        for start in range(0, len(ranges), 200):
+        for chunk in _range_chunks(ranges):
             for path, reason, msg in s.execute(select(Image.path, Image.error_reason, Image.error_message).where(
-                    in_ranges(Image.id, ranges[start:start + 200]), Image.status == ImageStatus.failed).limit(limit)):
+                    in_ranges(Image.id, chunk), Image.status == ImageStatus.failed).limit(limit)):
                 out.append({"path": path, "reason": reason, "message": msg})
         return out[:limit]
 
@@ -159,5 +233,6 @@ def _iso(t: datetime | None) -> str | None:
     return None if t is None else _aware(t).isoformat(timespec="seconds")
 
 
-__all__ = ["FINISHED", "add_progress", "count_in_ranges", "create_job", "failures", "get_job", "in_ranges",
-           "job_view", "list_jobs", "set_status", "to_ranges"]
+__all__ = ["FINISHED", "add_progress", "close_orphans", "count_in_ranges", "create_job", "failures", "finish_job",
+           "get_job", "in_ranges", "job_view", "list_jobs", "set_params", "set_progress", "set_status", "set_total",
+           "start_job", "take_up", "to_ranges", "unfinished"]

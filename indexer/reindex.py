@@ -7,9 +7,9 @@ New and changed files are embedded, deleted ones removed, pairs and groups updat
 model keep answering searches from it throughout (a process on the new model cannot compare its
 vectors with the old ones: its searches raise ModelError until the swap). At the end the alias is
 swapped atomically (``alter_alias``) and the old collection dropped, but only once every photo has a
-vector of the new model (``stages.drop_old_collections``): photos under a missing root keep theirs.
+vector of the new model (``modelswitch.drop_old_collections``): photos under a missing root keep theirs.
 Interrupted halfway, the next run resumes: photos already embedded with the new model are unchanged
-for ``_diff`` and are skipped.
+for the scan's diff and are skipped.
 
 Roots that no longer exist (an unmounted disk) are skipped, not emptied: deleting a whole library
 because a mount point is missing would be worse than keeping stale rows one more night.
@@ -21,10 +21,12 @@ import os
 
 from sqlalchemy import select
 
+from indexer import ingest
 from indexer.catalog import Catalog, Root
-from indexer.jobs import create_job
-from indexer.pipeline import Index, IngestSummary, Progress
-from indexer.stages import drop_old_collections
+from indexer.jobs import create_job, finish_job
+from indexer.parts import Parts
+from indexer.progress import Progress
+from indexer.summary import IngestSummary
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +43,17 @@ def reindex_params(catalog: Catalog) -> dict:
     return {"paths": present, "missing_roots": missing, "drop_old": True}
 
 
-def reindex(index: Index, progress: Progress | None = None, job_id: str | None = None) -> IngestSummary:
+def reindex(ix: Parts, progress: Progress | None = None, job_id: str | None = None) -> IngestSummary:
     """Run a reindex in this process (the Celery task runs the same steps through the queue)."""
-    params = reindex_params(index.catalog)
+    params = reindex_params(ix.catalog)
     for r in params["missing_roots"]:
         log.warning("root %s is missing: skipped (its photos stay in the catalog)", r)
-    job_id = create_job(index.catalog, "reindex", params, job_id)
+    job_id = create_job(ix.catalog, "reindex", params, job_id)
     if not params["paths"]:
         summary = IngestSummary(job_id=job_id)
-        index._job_finish(summary, "done", "no registered roots")
+        finish_job(ix.catalog, job_id, "done", summary.job_summary(), "no registered roots")
         return summary
-    summary = index.ingest(params["paths"], progress, job_id)  # activates (swaps) the alias at the end
-    dropped = drop_old_collections(index)
-    if dropped:
-        log.info("dropped old collections %s", ", ".join(dropped))
+    summary = ingest.run(ix, params["paths"], progress, job_id, drop_old=True)  # swaps the alias at the end
+    if summary.dropped_collections:
+        log.info("dropped old collections %s", ", ".join(summary.dropped_collections))
     return summary

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.pipeline import Index
+from indexer.index import Index
 from tests.conftest import REALDUP, mild_copies, photo_files
 from tests.test_decode import _png_header_only
 
@@ -235,7 +235,7 @@ def test_lite_store_busy_is_a_clear_error_and_close_releases_it(tmp_path: Path, 
 
     data = tmp_path / "busy"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from indexer.config import Settings; from indexer.pipeline import Index;"
+        "import sys, time; from indexer.config import Settings; from indexer.index import Index;"
         f"i = Index(Settings(data_dir={str(data)!r})); print('ready', flush=True); time.sleep(120)")],
         stdout=subprocess.PIPE, text=True)
     try:

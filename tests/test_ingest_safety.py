@@ -23,7 +23,7 @@ from indexer import resolution
 from indexer.catalog import Image, ImageStatus, NotDuplicate, Pair
 from indexer.config import DEFAULT_MODEL, Settings
 from indexer.locks import catalog_lock
-from indexer.pipeline import Index
+from indexer.index import Index
 from tests.conftest import mild_copies, photo_files, photos_and_a_slow_png
 
 
@@ -177,7 +177,7 @@ def test_a_dead_decoders_cause_is_read_after_its_exit_status_arrives() -> None:
 _INLINE_INGEST = """
 import json, sys
 from indexer.config import Settings
-from indexer.pipeline import Index
+from indexer.index import Index
 
 st = Settings(data_dir=sys.argv[1], decode_workers=1, batch_size=8, decode_cpu_seconds=0.3)
 with Index(st) as index:
@@ -346,7 +346,7 @@ import json, sys
 from indexer import stages
 from indexer.config import Settings
 from indexer.jobs import create_job
-from indexer.pipeline import Index
+from indexer.index import Index
 
 with Index(Settings(data_dir=sys.argv[1], decode_workers=2)) as index:
     job = create_job(index.catalog, "ingest", {"paths": sys.argv[2:], "prune_empty": True})

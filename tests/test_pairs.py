@@ -73,9 +73,10 @@ def test_milvus_keeps_the_same_capped_pairs_as_faiss(tmp_path: Path) -> None:
 
 
 def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
-    """Index._neighbours, by faiss (bulk) and by Milvus (a few new photos), keeps a new photo's pairs at or
+    """The link step's neighbour search (linking.neighbours), by faiss (bulk) and by Milvus (a few new photos), keeps a new photo's pairs at or
     above the threshold and its verify_per_photo most similar in the band below it."""
-    from indexer.pipeline import Index
+    from indexer.index import Index
+    from indexer.linking import neighbours
 
     with Index(settings_factory(verify_per_photo=3)) as index:
         thr, band, dim = index.threshold, index.settings.verify_band, index.spec.dim
@@ -93,9 +94,9 @@ def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
         assert all(thr - band <= c < thr for c in cosines[2:12])  # ten band neighbours of photo 1
         expected = [(1, 2), (1, 3), (1, 4), (1, 5), (1, 6)]  # both above the threshold, the 3 nearest below
         index.settings.bulk_fraction = 0.01  # one new photo of 16: faiss
-        assert [(a, b) for a, b, _ in index._neighbours([1], len(ids))] == expected
+        assert [(a, b) for a, b, _ in neighbours(index, [1], len(ids))] == expected
         index.settings.bulk_fraction = 1.0  # Milvus
-        assert [(a, b) for a, b, _ in index._neighbours([1], len(ids))] == expected
+        assert [(a, b) for a, b, _ in neighbours(index, [1], len(ids))] == expected
         assert "3 per photo" in index.link_rule
 
 

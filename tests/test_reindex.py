@@ -11,7 +11,7 @@ import pytest
 
 from indexer.config import DEFAULT_MODEL
 from indexer.errors import ModelError
-from indexer.pipeline import Index
+from indexer.index import Index
 from indexer.reindex import reindex
 from tests.conftest import mild_copies, photo_files
 from tests.conftest import milvus_server as start_milvus_server
@@ -195,7 +195,7 @@ def test_ingest_of_one_root_after_a_model_change_keeps_the_alias_on_the_complete
     """After a model change the alias moves to the new collection only once it holds every photo of the
     roots that exist: an ingest (in process, or the queue's finish) of one root of several leaves it on
     the old, complete collection, which keeps answering searches; the ingest of the last root swaps it."""
-    from indexer import stages
+    from indexer import modelswitch, stages
     from indexer.jobs import create_job
     from indexer.modelspec import read_spec, write_spec
 
@@ -236,4 +236,4 @@ def test_ingest_of_one_root_after_a_model_change_keeps_the_alias_on_the_complete
         s = new.ingest([c])  # the last root: now the new collection is complete
         assert s.needs_embedding == {} and new.store.active_collection() == new.store.collection
         assert new.store.count() == 6 and new.store.other_collections() == [old_collection]
-        assert stages.drop_old_collections(new) == [old_collection]
+        assert modelswitch.drop_old_collections(new) == [old_collection]

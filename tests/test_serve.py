@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from indexer.config import Settings
-from indexer.pipeline import Index
+from indexer.index import Index
 from tests.conftest import mild_copies, photo_files
 
 

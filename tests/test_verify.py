@@ -12,7 +12,7 @@ from sqlalchemy import select
 from indexer.augment import open_photo
 from indexer.catalog import Image as CatalogImage
 from indexer.catalog import Pair
-from indexer.pipeline import Index
+from indexer.index import Index
 from indexer.verify import inliers as count_inliers
 from indexer.verify import Keypoints, keypoints, mirrored, one_way
 from tests.conftest import PHOTOS
@@ -123,7 +123,7 @@ def test_link_step_verifies_the_band_below_the_threshold(tmp_path: Path, setting
         # relinking a photo whose verified pair is stored does not read the photos again
         from sqlalchemy import update
 
-        from indexer.pipeline import IngestSummary
+        from indexer.summary import IngestSummary
 
         with index.catalog.session() as sess:
             sess.execute(update(CatalogImage).where(CatalogImage.id == by_name["ant-grey-turned.jpg"]).values(linked=False))
@@ -144,11 +144,12 @@ def test_link_step_verifies_the_band_below_the_threshold(tmp_path: Path, setting
 def test_a_file_gone_before_verification_is_not_linked(tmp_path: Path, settings_factory) -> None:
     paths = _library(tmp_path / "lib")
     with Index(settings_factory()) as index:
+        from indexer.catalog.queries import paths_of
         from indexer.verify import Verifier
 
         index.ingest([str(tmp_path / "lib")])
         with index.catalog.session() as sess:
-            path_of = lambda ids: dict(index._paths_for(sess, sorted(ids)))
+            path_of = lambda ids: paths_of(sess, ids)
             ids = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
             v = Verifier(path_of, min_inliers=MIN_INLIERS, max_pixels=index.settings.max_pixels)
             pair = (ids["ant.jpg"], ids["ant-grey-turned.jpg"], 0.5)
@@ -212,7 +213,7 @@ def test_a_photo_unreadable_at_verification_stays_unlinked_until_it_can_be_read(
     photo stays unlinked (with a warning), and the next link step verifies it."""
     from sqlalchemy import update
 
-    from indexer.pipeline import IngestSummary
+    from indexer.summary import IngestSummary
 
     paths = _library(tmp_path / "lib")
     data = tmp_path / "data"
@@ -295,7 +296,7 @@ def test_verification_reads_files_before_the_groups_lock(tmp_path: Path, setting
         assert any(ids["ant-small.jpg"] in p[:2] for p in plan.found)
         index.remove([ids["ant-small.jpg"]])
         paths["ant_copy"].unlink()  # so the pair can only be linked from the plan's verdict
-        from indexer.pipeline import IngestSummary
+        from indexer.summary import IngestSummary
 
         after = IngestSummary()
         index.link(after, plan=plan)

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from indexer.catalog import Image, ImageStatus
 from indexer.config import Settings
 from indexer.jobs import job_view, to_ranges
-from indexer.pipeline import Index
+from indexer.index import Index
 from tests.conftest import (BIN, PG_ADMIN_URL, free_port, mild_copies, milvus_server, photo_files,
                             photos_and_a_slow_png, stop_process_group, wait_port)
 

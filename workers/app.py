@@ -16,6 +16,8 @@ from celery.utils.log import get_task_logger
 from kombu import Queue
 
 from indexer.errors import DupesiftError
+from indexer.index import Index
+from workers.gpu import maybe_fp16
 from workers.settings import WorkerSettings, load_worker_settings
 
 logger = get_task_logger(f"{__name__}.celery")
@@ -70,7 +72,7 @@ app = make_app(settings)
 
 
 # -- per-process state ---------------------------------------------------------------------------
-_index = None
+_index: Index | None = None
 
 
 def worker_settings() -> WorkerSettings:
@@ -81,12 +83,10 @@ def worker_settings() -> WorkerSettings:
     return settings.model_copy(update=overrides)
 
 
-def get_index():  # noqa: ANN201 - indexer.pipeline.Index
+def get_index() -> Index:
     """This process's Index (ONNX session + Milvus + catalog), opened once."""
     global _index
     if _index is None:
-        from indexer.pipeline import Index
-
         st = worker_settings()
         last: Exception | None = None
         for attempt in range(5):  # several workers starting at once race on migrations / collection creation
@@ -99,8 +99,6 @@ def get_index():  # noqa: ANN201 - indexer.pipeline.Index
                 time.sleep(1 + attempt)
         else:
             raise last  # type: ignore[misc]
-        from workers.gpu import maybe_fp16
-
         maybe_fp16(_index, st)
         logger.info("index open: model %s, providers %s, store %s", _index.spec.model_id,
                     _index.embedder.providers, st.milvus_target)

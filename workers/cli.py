@@ -105,7 +105,7 @@ def reindex(queue: Annotated[bool, typer.Option("--queue", help="Run through the
         return
     from indexer.cli import RichProgress
     from indexer.errors import DupesiftError
-    from indexer.pipeline import Index
+    from indexer.index import Index
     from indexer.reindex import reindex as run
 
     progress = RichProgress()

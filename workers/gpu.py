@@ -7,7 +7,10 @@ from pathlib import Path
 
 from celery.utils.log import get_task_logger
 
+from indexer.embedder import OnnxEmbedder
 from indexer.modelspec import weights_digest
+from indexer.parts import Parts
+from workers.settings import WorkerSettings
 
 logger = get_task_logger(f"{__name__}.celery")
 
@@ -37,20 +40,18 @@ def fp16_model(src: Path, cache_dir: Path) -> tuple[Path, str]:
     return dst, digest
 
 
-def maybe_fp16(index, settings) -> None:  # noqa: ANN001
+def maybe_fp16(index: Parts, settings: WorkerSettings) -> None:
     """With CUDA and ``gpu_fp16``, swap the index's embedder for an fp16 one. It keeps the source's model
     id (``weights``), so the same collection: fp16 vectors differ from fp32 ones by ~1e-3 in cosine."""
     if not settings.gpu_fp16 or "CUDAExecutionProvider" not in index.embedder.providers:
         return
     try:
-        from indexer.embedder import OnnxEmbedder
-
         path, weights = fp16_model(Path(settings.model_path), Path(settings.data_dir) / "models")
         if weights != index.spec.weights:
             logger.warning("%s changed since the index loaded it: staying in fp32 (restart to use the new model)",
                            settings.model_path)
             return
-        index._embedder = OnnxEmbedder(path, threads=settings.onnx_threads, weights=weights)
+        index.embedder = OnnxEmbedder(path, threads=settings.onnx_threads, weights=weights)
         logger.info("embedding in fp16 on CUDA (%s)", path)
     except Exception as exc:  # noqa: BLE001 - fp32 on the GPU still works
         logger.warning("fp16 conversion failed, staying in fp32: %s", exc)

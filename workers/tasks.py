@@ -14,15 +14,12 @@ import grpc
 from celery import Task
 from celery.utils.log import get_task_logger
 from pymilvus.exceptions import MilvusException
-from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from indexer import stages
-from indexer.catalog import Image, ImageStatus, Pair
-from indexer.catalog.models import DERIVED_PAIR_KINDS
+from indexer import linking, stages
 from indexer.errors import StoreBusy
-from indexer.jobs import create_job, set_status, to_ranges
-from indexer.locks import catalog_lock
+from indexer.jobs import create_job, get_job, set_status, to_ranges
+from indexer.reindex import reindex_params
 from workers.app import app, get_index, settings
 
 logger = get_task_logger(f"{__name__}.celery")
@@ -85,30 +82,22 @@ def finish(job_id: str) -> None:
 @app.task(name="dupesift.link", **RETRY)
 def link() -> int:
     """Neighbours of every unlinked photo -> pairs -> groups."""
-    return stages.link(get_index())
+    return linking.link(get_index())
 
 
 @app.task(name="dupesift.regroup", **RETRY)
 def regroup() -> int:
     """Recompute every visual pair (bulk all-pairs: faiss, on the GPU with faiss-gpu) and all groups."""
-    index = get_index()
-    with catalog_lock(index.catalog, "groups"), index.catalog.session() as s:
-        s.execute(delete(Pair).where(Pair.kind.in_(DERIVED_PAIR_KINDS)))
-        s.execute(update(Image).where(Image.status == ImageStatus.indexed).values(linked=False))
-    return index.link()  # searches and verifies before it takes the lock again to write
+    return linking.relink_all(get_index())
 
 
 @app.task(name="dupesift.reindex", base=JobTask, **RETRY)
 def reindex(job_id: str | None = None) -> str:
     """Rescan every registered root (beat runs this nightly); returns the job id."""
-    from indexer.reindex import reindex_params
-
     index = get_index()
     params = reindex_params(index.catalog)
     for r in params["missing_roots"]:
         logger.warning("root %s is missing: skipped", r)
-    from indexer.jobs import get_job
-
     if job_id is None or get_job(index.catalog, job_id) is None:
         job_id = create_job(index.catalog, "reindex", params, job_id)
     scan.apply_async(kwargs={"job_id": job_id})

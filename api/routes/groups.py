@@ -11,7 +11,7 @@ from api import services
 from api.deps import IndexDep, SessionDep
 from api.schemas import Error, GroupDetail, GroupsResponse, ResolveRequest, ResolveResponse
 from indexer import resolution
-from indexer.pipeline import Index
+from indexer.index import Index
 
 router = APIRouter(prefix="/groups", tags=["groups"])
 GroupId = Annotated[int, Path(ge=1, le=2**62)]

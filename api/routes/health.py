@@ -3,25 +3,21 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
-from sqlalchemy import func, select
-
-from api import services
 from api.deps import IndexDep, SessionDep
 from api.schemas import Health, Stats
-from indexer.catalog import Image, ImageStatus
+from indexer import report
 
 router = APIRouter(tags=["service"])
 
 
 @router.get("/health", response_model=Health)
 def health(index: IndexDep, s: SessionDep) -> Health:
-    n = s.scalar(select(func.count()).select_from(Image).where(Image.status == ImageStatus.indexed)) or 0
-    return Health(status="ok", model=index.spec.model_id, images=n)
+    return Health(status="ok", model=index.spec.model_id, images=report.indexed_count(s))
 
 
 @router.get("/stats", response_model=Stats)
 def stats(index: IndexDep, s: SessionDep) -> dict:
-    return services.stats(index, s)
+    return report.stats(index, s)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={

@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.schemas import Error, SimilarResponse
 from indexer.decode import load_image
 from indexer.errors import ImageTooLarge
-from indexer.pipeline import Index
+from indexer.index import Index
 
 router = APIRouter(prefix="/similar", tags=["similar"])
 K = Annotated[int, Query(ge=1, le=1000)]

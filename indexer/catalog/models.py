@@ -47,7 +47,7 @@ class Image(Base):
     format: Mapped[str | None] = mapped_column(String(16))
     camera_exif: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())  # Make/Model/date taken
     # Decodes of this photo begun in a process that died before finishing them (decoding in the caller's
-    # process, as Celery workers do): 2 and the photo fails as "decoder crashed" (indexer/pipeline.py).
+    # process, as Celery workers do): 2 and the photo fails as "decoder crashed" (indexer/embedding.py).
     decode_crashes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[ImageStatus] = mapped_column(
         Enum(ImageStatus, name="image_status", native_enum=False, length=16), default=ImageStatus.pending, index=True

@@ -1,7 +1,8 @@
 """Pick the duplicate threshold for a target precision, from synthetic copies of real photos.
 
     dupesift calibrate [FOLDER] [--limit 300] [--copies 3] [--target-precision 0.995] [--seed 0] [--write]
-    python -m indexer.calibrate ...  (the same command: DUPESIFT_MODEL_PATH's model, --write to <data-dir>/dupesift.env)
+    (DUPESIFT_MODEL_PATH's model; without FOLDER the train split of DUPESIFT_PHOTOS_DIR; --write to
+    <data-dir>/dupesift.env)
 
 Positives are (original, edited copy) pairs made with ``indexer.augment``; negatives are all
 pairs of files from different photos among originals and copies, so each photo's nearest
@@ -13,7 +14,6 @@ A folder's photos are an even spread of its image files (``spread``); unusable f
 from __future__ import annotations
 
 import random
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,10 +29,9 @@ EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 OnSkip = Callable[[Path, ImageError], None]
 
 __all__ = ["CalibrationResult", "CurveRow", "PairScores", "TooFewPhotos", "Verified", "calibrate", "calibrate_pairs",
-           "calibrate_scores", "folder_photos", "format_curve", "main", "onnx_embed_fn", "pair_scores", "spread",
+           "calibrate_scores", "folder_photos", "format_curve", "onnx_embed_fn", "pair_scores", "spread",
            "threshold_range", "train_split", "verified_rates"]
 
-PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"  # ../shared from the repo
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
 COPIES = 3  # synthetic copies per calibration photo (training's calibration and cross-fitting use this default)
 TARGET_PRECISION = 0.995  # the pair precision a calibrated threshold aims for unless asked otherwise
@@ -333,8 +332,8 @@ def onnx_embed_fn(model_path: Path) -> tuple[EmbedFn, object]:
     return fn, emb.spec
 
 
-def train_split(photos_dir: Path = PHOTOS) -> list[Path]:
-    """The train split of ../shared/data/photos: sorted by name, all but every fifth."""
+def train_split(photos_dir: Path) -> list[Path]:
+    """The train split of a photo folder (``Settings.photos_dir``): sorted by name, all but every fifth."""
     files = sorted(Path(photos_dir).glob("*.JPEG"))
     return [f for i, f in enumerate(files) if i % 5]
 
@@ -352,18 +351,3 @@ def spread(files: Sequence[Path], limit: int, seed: int = 0) -> list[Path]:
         return files
     r = random.Random(seed)
     return [files[r.randrange(i * len(files) // limit, (i + 1) * len(files) // limit)] for i in range(limit)]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m indexer.calibrate ARGS`` is ``dupesift calibrate ARGS`` (the data dir from DUPESIFT_DATA_DIR)."""
-    from indexer.cli import app
-
-    try:
-        app(["calibrate", *(sys.argv[1:] if argv is None else argv)], prog_name="python -m indexer.calibrate")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

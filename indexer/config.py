@@ -58,14 +58,16 @@ class Settings(BaseSettings):
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 
     roots: str = ""  # ':'-separated library roots the API may ingest; empty = roots already ingested
+    # Photos whose train split `dupesift calibrate` uses when it is given no folder (none by default: it then asks)
+    photos_dir: Path | None = None
     api_token: str | None = None
     broker_url: str | None = None
     result_backend: str | None = None
 
-    @field_validator("data_dir", "model_path", mode="after")
+    @field_validator("data_dir", "model_path", "photos_dir", mode="after")
     @classmethod
-    def _expand(cls, v: Path) -> Path:
-        return v.expanduser().resolve()
+    def _expand(cls, v: Path | None) -> Path | None:
+        return None if v is None else v.expanduser().resolve()
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -71,6 +71,9 @@ def test_the_base_install_runs_ingest_groups_similar_and_status(base_env: dict[s
     assert r.returncode == 0, r.stderr
     for command in ("ingest", "groups", "similar", "status", "serve", "worker", "train", "jobs", "reindex"):
         assert command in r.stdout
+    module = subprocess.run([str(BIN / "python"), "-m", "dupesift", "--help"], env=base_env, capture_output=True,
+                            text=True, timeout=300)
+    assert module.returncode == 0 and module.stdout == r.stdout, module.stderr
 
     r = dupesift(base_env, "ingest", "--json", str(lib))
     assert r.returncode == 0, r.stderr

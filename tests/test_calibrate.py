@@ -288,7 +288,7 @@ def test_spread_is_even_and_seeded() -> None:
 
 
 def _cli(*args: str, env: dict[str, str], module: bool = False) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "indexer.calibrate"] if module else [str(Path(sys.executable).with_name("dupesift")),
+    cmd = [sys.executable, "-m", "dupesift", "calibrate"] if module else [str(Path(sys.executable).with_name("dupesift")),
                                                                       "calibrate"]
     return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
@@ -347,7 +347,7 @@ def test_dupesift_calibrate_samples_across_the_folder(tmp_path: Path) -> None:
 
 
 def test_module_write_does_what_the_cli_does(tmp_path: Path) -> None:
-    """python -m indexer.calibrate --write: DUPESIFT_MODEL_PATH's model, the threshold into <data-dir>/dupesift.env,
+    """python -m dupesift calibrate --write: DUPESIFT_MODEL_PATH's model, the threshold into <data-dir>/dupesift.env,
     no model file rewritten."""
     import hashlib
     import shutil
@@ -371,3 +371,21 @@ def test_module_write_does_what_the_cli_does(tmp_path: Path) -> None:
     assert (digest(model), digest(DEFAULT_MODEL)) == before
     threshold = load_settings(data_dir=tmp_path / "data").threshold
     assert threshold is not None and f"threshold {threshold:.4f}:" in run.stdout
+
+
+def test_calibrate_without_a_folder_uses_the_photos_dir_train_split(tmp_path: Path) -> None:
+    """No FOLDER: the train split (all but every fifth photo by name) of DUPESIFT_PHOTOS_DIR; unset, a clear
+    error and exit 2, not a path baked into the installed code."""
+    import shutil
+
+    env = _env(tmp_path)
+    env.pop("DUPESIFT_PHOTOS_DIR", None)
+    unset = _cli(env=env)
+    assert unset.returncode == 2 and "DUPESIFT_PHOTOS_DIR is not set" in unset.stderr, unset.stderr
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in EVAL[:13]:
+        shutil.copy(p, photos / p.name)
+    run = _cli("--limit", "10", "--copies", "1", env={**env, "DUPESIFT_PHOTOS_DIR": str(photos)})
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"on 10 photos x 1 copies", run.stderr), run.stderr  # of 13, every fifth (the 1st, 6th, 11th) is held out

@@ -143,7 +143,7 @@ def test_exif_rotated_and_heic_copies_match(tmp_path: Path, settings_factory) ->
 
 def _cli(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, **(env or {}))
-    return subprocess.run([sys.executable, "-m", "indexer.cli", "--data-dir", str(data_dir), *args],
+    return subprocess.run([sys.executable, "-m", "dupesift", "--data-dir", str(data_dir), *args],
                           capture_output=True, text=True, env=e, timeout=600)
 
 
@@ -193,7 +193,7 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path: Path) -> None:
         shutil.copy(src, root / f"p{n:03d}.jpg")
     data = tmp_path / "kill-data"
     env = dict(os.environ, DUPESIFT_BATCH_SIZE="8", DUPESIFT_DECODE_WORKERS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "indexer.cli", "--data-dir", str(data), "ingest", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "dupesift", "--data-dir", str(data), "ingest", str(root)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     db = data / "catalog.sqlite3"
     deadline = time.time() + 180

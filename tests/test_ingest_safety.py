@@ -42,7 +42,7 @@ def group_paths(index: Index) -> list[list[str]]:
 
 def _cli_without_read_override(data: Path, *args: str) -> dict:
     """``dupesift --json ...`` in a process that file permissions really apply to."""
-    return _without_read_override([sys.executable, "-m", "indexer.cli", "--data-dir", str(data), *args])
+    return _without_read_override([sys.executable, "-m", "dupesift", "--data-dir", str(data), *args])
 
 
 def _without_read_override(cmd: list[str]) -> dict:
@@ -394,7 +394,7 @@ def test_queued_plan_heals_keeps_unreadable_and_prunes_like_the_in_process_inges
 
 
 def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "indexer.cli", "--data-dir", str(data), *args],
+    return subprocess.run([sys.executable, "-m", "dupesift", "--data-dir", str(data), *args],
                           capture_output=True, text=True, timeout=600,
                           env=dict(os.environ, DUPESIFT_DECODE_WORKERS="2", COLUMNS="200"))
 

@@ -89,7 +89,7 @@ def test_serve_health_groups_similar(tmp_path: Path) -> None:
     with Index(Settings(data_dir=data)) as index:
         index.ingest([str(root)])
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "indexer.cli", "--data-dir", str(data), "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "dupesift", "--data-dir", str(data), "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"
     try:

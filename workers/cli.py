@@ -4,35 +4,32 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-console = Console(stderr=True)
-out = Console()
+from dupesift.options import console, out, settings, state
+from dupesift.progress import RichProgress
+from indexer.config import Settings
+from indexer.extras import require_extra
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 
-def _settings():  # noqa: ANN202 - indexer.config.Settings with the CLI's --data-dir
-    from indexer import cli
+def _settings() -> Settings:
+    """The command line's settings (its --data-dir), also in the environment: workers.app reads it there."""
+    if state.data_dir:
+        os.environ["DUPESIFT_DATA_DIR"] = str(state.data_dir)
+    return settings()
 
-    if cli.state.data_dir:
-        os.environ["DUPESIFT_DATA_DIR"] = str(cli.state.data_dir)  # workers.app reads the environment
-    return cli.settings()
 
-
-def _app(command: str):  # noqa: ANN202
-    from indexer.cli import require_extra
-    from indexer.errors import DupesiftError
-
+def _app(command: str) -> Celery:
+    """The Celery app; a missing `workers` extra or broker is a DupesiftError (the CLI prints it, exit 2)."""
     require_extra("workers", command)
+    from workers.app import app
 
-    try:
-        from workers.app import app
-    except DupesiftError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2)
     return app
 
 
@@ -96,28 +93,20 @@ def reindex(queue: Annotated[bool, typer.Option("--queue", help="Run through the
     """Rescan every registered root; with a new model, rebuild its collection and swap the alias."""
     st = _settings()
     if queue:
-        from indexer.cli import require_extra
-
         require_extra("workers", "reindex --queue")
         from workers.client import enqueue_reindex
 
         enqueue_reindex(st, wait=not no_wait, console=out, json_out=json_out)
         return
-    from indexer.cli import RichProgress
-    from indexer.errors import DupesiftError
     from indexer.index import Index
     from indexer.reindex import reindex as run
 
-    progress = RichProgress()
-    try:
-        with Index(st) as index:
-            try:
-                summary = run(index, progress)
-            finally:
-                progress.stop()
-    except DupesiftError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
-        raise typer.Exit(2)
+    progress = RichProgress(console)
+    with Index(st) as index:
+        try:
+            summary = run(index, progress)
+        finally:
+            progress.stop()
     if json_out:
         sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
     else:

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dupesift.progress import RichProgress
 from indexer.catalog import Catalog
 from indexer.config import Settings
 from indexer.errors import DupesiftError
@@ -90,8 +91,6 @@ def _after_enqueue(catalog: Catalog, job_id: str, *, wait: bool, console: Consol
 
 def follow(catalog: Catalog, job_id: str, timeout: float | None = None) -> dict:
     """Poll the job with the CLI's progress bar until it finishes; returns the final job view."""
-    from indexer.cli import RichProgress
-
     progress = RichProgress()
     started = False
     t0 = time.monotonic()

@@ -1,16 +1,16 @@
-"""JSON errors with clear messages; bad input never becomes a 500."""
+"""Errors as HTTP answers: one table from exception type to status, used by the JSON API and the web pages."""
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from indexer.browse import BadCursor
-from indexer.errors import DupesiftError, EmptyFile, ImageError, ImageTooLarge, ModelError, StoreBusy
-from indexer.resolution import ResolutionError
+from indexer.errors import CorruptImage, DupesiftError, EmptyFile, ImageError, ImageTooLarge, ModelError, StoreBusy
+from indexer.resolution import GroupNotFound, ResolutionConflict, ResolutionError, UnknownAction
 
 
 class ApiError(DupesiftError):
-    """An error with its HTTP status, raised by helpers below the routers."""
+    """An error with its HTTP status, raised by the API's own checks."""
 
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -18,41 +18,52 @@ class ApiError(DupesiftError):
         self.headers = headers
 
 
+# The status of an error is that of the first type here it is an instance of (so a subclass comes before its base).
+# Bad input is 4xx and never a 500; a server that cannot serve right now (model, store, memory) is 503.
+STATUS: tuple[tuple[type[BaseException], int], ...] = (
+    (GroupNotFound, 404),
+    (ResolutionConflict, 409),
+    (UnknownAction, 422),
+    (ResolutionError, 400),
+    (ImageTooLarge, 413),
+    (EmptyFile, 400),
+    (CorruptImage, 400),  # corrupt or truncated: the bytes are an image type we read, badly formed
+    (ImageError, 415),  # not an image, or unreadable
+    (ModelError, 503),
+    (StoreBusy, 503),
+    (MemoryError, 503),
+    (BadCursor, 400),
+    (DupesiftError, 400),
+    (ValueError, 400),  # web forms: a value the request model refuses
+)
+MEMORY_MESSAGE = "the server ran out of memory for this request; retry later or send a smaller image"
+
+
+def status_for(exc: BaseException) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status
+    return next((status for kind, status in STATUS if isinstance(exc, kind)), 500)
+
+
+def error_body(exc: BaseException) -> dict:
+    """``{"detail": message}``, with the image error's ``reason`` tag (``empty``, ``corrupt``, ...)."""
+    body: dict = {"detail": MEMORY_MESSAGE if isinstance(exc, MemoryError) else str(exc)}
+    if isinstance(exc, ImageError):
+        body["reason"] = exc.reason
+    return body
+
+
+def error_headers(exc: BaseException) -> dict[str, str] | None:
+    if isinstance(exc, ApiError):
+        return exc.headers
+    return {"Retry-After": "10"} if isinstance(exc, MemoryError) else None
+
+
+async def _json(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body(exc), status_code=status_for(exc), headers=error_headers(exc))
+
+
 def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=exc.headers)
-
-    @app.exception_handler(MemoryError)
-    async def _memory(_: Request, exc: MemoryError) -> JSONResponse:
-        return JSONResponse({"detail": "the server ran out of memory for this request; retry later or send a "
-                                       "smaller image"}, status_code=503, headers={"Retry-After": "10"})
-
-    @app.exception_handler(ResolutionError)
-    async def _resolution(_: Request, exc: ResolutionError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(BadCursor)
-    async def _cursor(_: Request, exc: BadCursor) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.exception_handler(ImageTooLarge)
-    async def _too_large(_: Request, exc: ImageTooLarge) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=413)
-
-    @app.exception_handler(ImageError)
-    async def _bad_image(_: Request, exc: ImageError) -> JSONResponse:
-        status = 400 if isinstance(exc, EmptyFile) or exc.reason in ("empty", "corrupt", "truncated") else 415
-        return JSONResponse({"detail": str(exc), "reason": exc.reason}, status_code=status)
-
-    @app.exception_handler(ModelError)
-    async def _model(_: Request, exc: ModelError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(StoreBusy)
-    async def _busy(_: Request, exc: StoreBusy) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-
-    @app.exception_handler(DupesiftError)
-    async def _other(_: Request, exc: DupesiftError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    """Answer every error of the table as JSON (ValueError only through the types above that derive from it)."""
+    for kind in (DupesiftError, MemoryError, BadCursor):
+        app.add_exception_handler(kind, _json)

@@ -1,9 +1,12 @@
-"""Request and response models (OpenAPI at /docs). One family per resource."""
+"""Request and response models (OpenAPI at /docs). One family per resource; a group and its members extend
+the core's records (``indexer/views.py``), so the API and ``dupesift groups --json`` show the same fields."""
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, Field
+
+from indexer.views import GroupView, MemberView
 
 
 class Error(BaseModel):
@@ -27,33 +30,17 @@ class SimilarResponse(BaseModel):
 
 
 # -- groups --------------------------------------------------------------------------------------
-class Member(BaseModel):
-    id: int
-    path: str
-    bytes: int
-    width: int | None
-    height: int | None
-    format: str | None
-    mtime: float
-    sha256: str | None
-    similarity_to_keeper: float | None
+class Member(MemberView):
+    """A member as ``dupesift groups --json`` shows it (``indexer/views.py``), with what the API adds."""
+
     is_keeper: bool = False
     quarantined: bool = False
     thumbnail_url: str | None = None
     file_url: str | None = None
 
 
-class GroupBase(BaseModel):
-    id: int
-    size: int
-    keeper: int | None
-    keeper_reason: str | None
-    max_distance: float
-    total_bytes: int
-    reclaimable_bytes: int
-    resolution: str | None
-    resolved_at: str | None = None
-    updated_at: str | None = None
+class GroupBase(GroupView):
+    """A group as ``dupesift groups --json`` shows it (``indexer/views.py``), without its members."""
 
 
 class Group(GroupBase):

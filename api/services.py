@@ -1,9 +1,9 @@
-"""What routes and web pages share: group detail assembly, path checks, the in-process ingest runner."""
+"""What the JSON routes and the web pages share: groups with their members and pairs, library paths, jobs,
+and the in-process ingest runner. Uploads are in ``api/uploads.py``, decisions on groups in ``api/decisions.py``."""
 from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from itertools import combinations
 from pathlib import Path
@@ -13,22 +13,24 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
-from indexer import browse, resolution
+from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Member, Operation, PairSimilarity
+from indexer import browse, ingest, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
 from indexer.grouping import KEEPER_RULE
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
 from indexer.scan import under_root
-from indexer.views import MemberView
+from indexer.views import GroupView, MemberView
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
 
 
-def member_out(m: Image, keeper: int | None, quarantine: Path) -> dict:
-    return MemberView.of(m).model_dump() | {
-        "is_keeper": m.id == keeper, "quarantined": resolution.in_quarantine(m.path, quarantine),
-        "thumbnail_url": f"/images/{m.id}/thumbnail", "file_url": f"/images/{m.id}/file"}
+# -- groups --------------------------------------------------------------------------------------
+def member_out(m: Image, keeper: int | None, quarantine: Path) -> Member:
+    return Member(**MemberView.of(m).model_dump(), is_keeper=m.id == keeper,
+                  quarantined=resolution.in_quarantine(m.path, quarantine),
+                  thumbnail_url=f"/images/{m.id}/thumbnail", file_url=f"/images/{m.id}/file")
 
 
 def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
@@ -39,12 +41,13 @@ def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
     return out
 
 
-def group_page(index: Index, s: Session, **kw) -> dict:  # noqa: ANN003
+def group_page(index: Index, s: Session, **kw) -> GroupsResponse:  # noqa: ANN003 - browse.list_groups' filters
     page = browse.list_groups(s, previews=0, **kw)
     members = members_of(s, [g["id"] for g in page.groups])
     q = index.settings.quarantine_dir
-    groups = [g | {"members": [member_out(m, g["keeper"], q) for m in members.get(g["id"], [])]} for g in page.groups]
-    return {"groups": groups, "count": len(groups), "total": page.total, "next_cursor": page.next_cursor}
+    groups = [Group(**{k: g[k] for k in GroupView.model_fields},
+                    members=[member_out(m, g["keeper"], q) for m in members.get(g["id"], [])]) for g in page.groups]
+    return GroupsResponse(groups=groups, count=len(groups), total=page.total, next_cursor=page.next_cursor)
 
 
 def get_group_or_404(s: Session, group_id: int) -> DupGroup:
@@ -54,7 +57,7 @@ def get_group_or_404(s: Session, group_id: int) -> DupGroup:
     return g
 
 
-def group_detail(index: Index, s: Session, group_id: int) -> dict:
+def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
     g = get_group_or_404(s, group_id)
     members = members_of(s, [group_id]).get(group_id, [])
     ids = [m.id for m in members]
@@ -71,16 +74,16 @@ def group_detail(index: Index, s: Session, group_id: int) -> dict:
                 sim = float(np.clip(vecs[a] @ vecs[b], -1, 1))
             else:
                 continue
-            pairs.append({"a": a, "b": b, "similarity": round(float(sim), 6), "linked": (a, b) in stored,
-                          "kind": stored[(a, b)][1] if (a, b) in stored else None, "declined": (a, b) in declined})
+            pairs.append(PairSimilarity(a=a, b=b, similarity=round(float(sim), 6), linked=(a, b) in stored,
+                                        kind=stored[(a, b)][1] if (a, b) in stored else None,
+                                        declined=(a, b) in declined))
     else:
-        pairs = [{"a": a, "b": b, "similarity": round(sim, 6), "linked": True, "kind": kind, "declined": False}
+        pairs = [PairSimilarity(a=a, b=b, similarity=round(sim, 6), linked=True, kind=kind, declined=False)
                  for (a, b), (sim, kind) in sorted(stored.items())]
     q = index.settings.quarantine_dir
-    return browse.summary_dict(g) | {
-        "members": [member_out(m, g.keeper_id, q) for m in members],
-        "keeper_rule": KEEPER_RULE, "threshold": index.threshold, "pairs": pairs,
-        "history": resolution.history(q, group_id)}
+    return GroupDetail(**GroupView.fields_of(g), members=[member_out(m, g.keeper_id, q) for m in members],
+                       keeper_rule=KEEPER_RULE, threshold=index.threshold, pairs=pairs,
+                       history=[Operation(**h) for h in resolution.history(q, group_id)])
 
 
 # -- ingest --------------------------------------------------------------------------------------
@@ -112,7 +115,8 @@ def check_paths(paths: list[str], roots: list[str]) -> list[str]:
 
 
 class IngestRunner:
-    """One ingest at a time, on a background thread of the server process (which holds Milvus Lite)."""
+    """One ingest at a time, on a background thread of the server process (which holds Milvus Lite); with a
+    broker (``DUPESIFT_BROKER_URL``) the job is queued for the workers instead."""
 
     def __init__(self, index: Index) -> None:
         self.index = index
@@ -120,9 +124,8 @@ class IngestRunner:
         self._thread: threading.Thread | None = None
 
     def start(self, paths: list[str], *, prune_empty: bool = False) -> str:
-        st = self.index.settings
         job_id = str(uuid.uuid4())
-        if st.broker_url:  # the distributed path: the workers scan, embed and link
+        if self.index.settings.broker_url:  # the distributed path: the workers scan, embed and link
             from workers.client import queue_job
 
             self._queue_row(job_id, paths, prune_empty)
@@ -145,7 +148,7 @@ class IngestRunner:
 
     def _run(self, paths: list[str], job_id: str, prune_empty: bool) -> None:
         try:
-            self.index.ingest(paths, job_id=job_id, prune_empty=prune_empty)
+            ingest.run(self.index, paths, job_id=job_id, prune_empty=prune_empty)
         except BaseException as exc:  # recorded on the job row (unless the ingest closed it); the server keeps serving
             set_status(self.index.catalog, job_id, "failed", str(exc))
         finally:
@@ -161,7 +164,7 @@ class IngestRunner:
         return self._lock.locked()
 
 
-def job_out(s: Session, job: Job, failures: int = 50) -> dict:
+def job_out(s: Session, job: Job, failures: int = 50) -> JobOut:
     rate = eta = None
     if job.started_at is not None and job.done:
         end = job.finished_at or utcnow()
@@ -176,25 +179,14 @@ def job_out(s: Session, job: Job, failures: int = 50) -> dict:
         paths = (job.params or {}).get("paths", [])
         conds = [or_(Image.path == p, under_prefix(Image.path, p.rstrip(os.sep) + os.sep)) for p in paths]
         if conds:
-            fails = [{"path": p, "reason": r, "message": m} for p, r, m in s.execute(
+            fails = [Failure(path=p, reason=r, message=m) for p, r, m in s.execute(
                 select(Image.path, Image.error_reason, Image.error_message)
                 .where(Image.status == ImageStatus.failed, or_(*conds)).limit(failures))]
-    iso = lambda d: d.isoformat() if d else None  # noqa: E731
-    return {"id": job.id, "kind": job.kind, "status": job.status, "params": job.params or {}, "total": job.total,
-            "done": job.done, "failed": job.failed, "rate": rate, "eta_seconds": eta, "message": job.message,
-            "summary": job.summary, "created_at": iso(job.created_at), "started_at": iso(job.started_at),
-            "finished_at": iso(job.finished_at), "failures": fails}
 
+    def iso(d: object) -> str | None:
+        return d.isoformat() if d else None  # type: ignore[attr-defined]
 
-def wait_job(index: Index, job_id: str, timeout: float = 120) -> dict:
-    """Poll a job until it leaves queued/running (tests, CLI helpers)."""
-    deadline = time.time() + timeout
-    while True:
-        with index.catalog.session() as s:
-            job = s.get(Job, job_id)
-            out = job_out(s, job) if job else None
-        if out and out["status"] not in ("queued", "running"):
-            return out
-        if time.time() > deadline:
-            raise TimeoutError(f"job {job_id} still {out and out['status']}")
-        time.sleep(0.2)
+    return JobOut(id=job.id, kind=job.kind, status=job.status, params=job.params or {}, total=job.total,
+                  done=job.done, failed=job.failed, rate=rate, eta_seconds=eta, message=job.message,
+                  summary=job.summary, created_at=iso(job.created_at), started_at=iso(job.started_at),
+                  finished_at=iso(job.finished_at), failures=fails)

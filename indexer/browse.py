@@ -16,6 +16,7 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from indexer.catalog.models import DupGroup, Image
+from indexer.views import GroupView
 
 SORTS = {
     "size": DupGroup.size,
@@ -104,11 +105,7 @@ def list_groups(session: Session, *, sort: str = "size", unresolved: bool = Fals
 
 
 def summary_dict(g: DupGroup) -> dict:
-    return {"id": g.id, "size": g.size, "keeper": g.keeper_id, "keeper_reason": g.keeper_reason,
-            "max_distance": round(g.max_distance or 0.0, 6), "total_bytes": g.total_bytes,
-            "reclaimable_bytes": g.reclaimable_bytes, "resolution": g.resolution,
-            "resolved_at": g.resolved_at.isoformat() if g.resolved_at else None,
-            "updated_at": g.updated_at.isoformat() if g.updated_at else None}
+    return GroupView.fields_of(g)
 
 
 def totals(session: Session) -> dict:

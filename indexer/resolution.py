@@ -43,13 +43,19 @@ ACTIONS = ("keep_all", "move_others", "trash_others")
 
 
 class ResolutionError(DupesiftError):
-    """A resolve/restore request that cannot be carried out. ``status`` is the HTTP status to use."""
+    """A resolve/restore request that cannot be carried out as asked (which members to keep)."""
 
-    status = 400
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class UnknownAction(ResolutionError):
+    """An action that is not one of ``ACTIONS``."""
+
+
+class GroupNotFound(ResolutionError):
+    """No duplicate group with that id."""
+
+
+class ResolutionConflict(ResolutionError):
+    """The group or its files are not in a state that allows it now (already resolved, files gone or back)."""
 
 
 @dataclass
@@ -128,7 +134,7 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
     """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it; pass one
     that has not written yet: the catalog lock ``groups`` is taken first and held through the commit)."""
     if action not in ACTIONS:
-        raise ResolutionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422)
+        raise UnknownAction(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     with catalog_lock(session.get_bind(), "groups"):
         return _resolve(session, group_id=group_id, action=action, keep=keep, quarantine_dir=quarantine_dir,
                         vectors_fn=vectors_fn, commit=commit)
@@ -137,32 +143,32 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
 def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
              vectors_fn, commit) -> Outcome:  # noqa: ANN001
     if action not in ACTIONS:
-        raise ResolutionError(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}", 422)
+        raise UnknownAction(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     group = session.get(DupGroup, group_id)
     if group is None:
-        raise ResolutionError(f"no duplicate group with id {group_id}", 404)
+        raise GroupNotFound(f"no duplicate group with id {group_id}")
     members = list(session.scalars(select(Image).where(Image.group_id == group_id).order_by(Image.id)))
     ids = {m.id for m in members}
     unknown = sorted(set(keep) - ids)
     if unknown:
-        raise ResolutionError(f"ids {unknown} are not members of group {group_id} (members: {sorted(ids)})", 400)
+        raise ResolutionError(f"ids {unknown} are not members of group {group_id} (members: {sorted(ids)})")
     if group.resolution in ("move_others", "trash_others"):
-        raise ResolutionError(f"group {group_id} is already resolved ({group.resolution}); restore it first", 409)
+        raise ResolutionConflict(f"group {group_id} is already resolved ({group.resolution}); restore it first")
     if action == "keep_all":
         return _keep_all(session, group, members, keep, vectors_fn, commit)
     if not keep:
-        raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id", 400)
+        raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id")
     # members moved by an earlier decision stay in the group (in quarantine): never move them twice
     others = [m for m in members if m.id not in set(keep) and not in_quarantine(m.path, quarantine_dir)]
     if not others:
-        raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)", 400)
+        raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)")
     op = uuid.uuid4().hex
     base = Path(quarantine_dir) / ("trash" if action == "trash_others" else "") / op
     moves = [{"image_id": m.id, "src": m.path, "dst": str(base / f"{m.id}_{os.path.basename(m.path)}")}
              for m in others]
     missing = [mv["src"] for mv in moves if not os.path.isfile(mv["src"])]
     if missing:
-        raise ResolutionError(f"files no longer on disk (rescan first): {', '.join(missing)}", 409)
+        raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": group_id, "action": action,
                    "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat()})
@@ -182,8 +188,8 @@ def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -
     last = _last_resolve(quarantine_dir, group_id)
     if last is None:
         if group is None:
-            raise ResolutionError(f"no duplicate group with id {group_id}", 404)
-        raise ResolutionError(f"group {group_id} has nothing to restore (no files were moved)", 409)
+            raise GroupNotFound(f"no duplicate group with id {group_id}")
+        raise ResolutionConflict(f"group {group_id} has nothing to restore (no files were moved)")
     begin = last
     back = []
     for mv in begin["moves"]:
@@ -191,10 +197,10 @@ def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -
         if img is None or img.path != mv["dst"]:
             continue  # forgotten or already back
         if os.path.exists(mv["src"]):
-            raise ResolutionError(f"cannot restore {mv['dst']}: {mv['src']} exists again", 409)
+            raise ResolutionConflict(f"cannot restore {mv['dst']}: {mv['src']} exists again")
         back.append({"image_id": mv["image_id"], "src": mv["dst"], "dst": mv["src"]})
     if not back:
-        raise ResolutionError(f"group {group_id} has nothing to restore", 409)
+        raise ResolutionConflict(f"group {group_id} has nothing to restore")
     op = uuid.uuid4().hex
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": group_id, "undoes": begin["op"],
@@ -240,7 +246,7 @@ def _do_moves(journal: Journal, moves: list[dict]) -> None:
         journal.write({"event": "move", "i": i})
         Path(mv["dst"]).parent.mkdir(parents=True, exist_ok=True)
         if os.path.exists(mv["dst"]):
-            raise ResolutionError(f"refusing to overwrite {mv['dst']}", 409)
+            raise ResolutionConflict(f"refusing to overwrite {mv['dst']}")
         shutil.move(mv["src"], mv["dst"])
         journal.write({"event": "moved", "i": i})
 

@@ -199,6 +199,32 @@ def test_similar_upload_errors(env) -> None:
         len(files) for _, _, files in os.walk(env["settings"].quarantine_dir))
 
 
+def test_groups_json_and_the_api_show_the_same_fields(env) -> None:
+    """The API's group and member records extend `dupesift groups --json`'s: every field the command line shows is
+    in the API's answer with the same value (camera_exif included), on the list and on the detail."""
+    c = env["client"]
+    core = c.app.state.index.groups()
+    assert core and all("camera_exif" in m for g in core for m in g["members"])
+    listed = {g["id"]: g for g in c.get("/groups", params={"limit": 200}).json()["groups"]}
+    for g in core:
+        for api_group in (listed[g["id"]], c.get(f"/groups/{g['id']}").json()):
+            assert {k: api_group[k] for k in g if k != "members"} == {k: v for k, v in g.items() if k != "members"}
+            api_members = {m["id"]: m for m in api_group["members"]}
+            for m in g["members"]:
+                assert {k: api_members[m["id"]][k] for k in m} == m
+
+
+def test_json_and_web_answer_a_bad_upload_with_the_same_status(env) -> None:
+    """One exception -> status table: a truncated JPEG is 400, a text file 415, on /similar and on /ui/search."""
+    c = env["client"]
+    good = env["sets"]["set0"][0].read_bytes()
+    for data, status in ((good[: len(good) // 3], 400), (b"%PDF-1.4 not an image", 415), (b"", 400)):
+        api = c.post("/similar", files={"file": ("x.jpg", data, "image/jpeg")})
+        web = c.post("/ui/search", files={"file": ("x.jpg", data, "image/jpeg")})
+        assert (api.status_code, web.status_code) == (status, status), (api.text, web.text)
+        assert 'class="err"' in web.text
+
+
 def test_upload_pixel_limit_is_lower_than_the_library_limit(env) -> None:
     """A 49 MP upload is under the 250 MP library limit but over DUPESIFT_UPLOAD_MAX_PIXELS (40 MP): 413."""
     c = env["client"]

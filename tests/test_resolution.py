@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
+from api.errors import status_for
 from indexer import resolution
 from indexer.catalog import Catalog
 from indexer.catalog.models import DupGroup, Image, ImageStatus, NotDuplicate, Pair
@@ -97,7 +98,7 @@ def test_resolve_then_restore_and_keep_all(lib) -> None:
     with cat.session() as s, pytest.raises(ResolutionError) as e:
         resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
                            commit=s.commit)
-    assert e.value.status == 409
+    assert status_for(e.value) == 409  # the API's status for it
     with cat.session() as s:
         resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit)
     assert (root / "p2.jpg").exists()

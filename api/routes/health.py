@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
+
 from api.deps import IndexDep, SessionDep
 from api.schemas import Health, Stats
 from indexer import report
@@ -16,8 +17,8 @@ def health(index: IndexDep, s: SessionDep) -> Health:
 
 
 @router.get("/stats", response_model=Stats)
-def stats(index: IndexDep, s: SessionDep) -> dict:
-    return report.stats(index, s)
+def stats(index: IndexDep, s: SessionDep) -> Stats:
+    return Stats(**report.stats(index, s))
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={

@@ -17,21 +17,21 @@ router = APIRouter(tags=["ingest"])
 
 @router.post("/ingest", response_model=IngestAccepted, status_code=202, responses={
     400: {"model": Error}, 403: {"model": Error}, 404: {"model": Error}, 409: {"model": Error}})
-def ingest(index: IndexDep, request: Request, req: IngestRequest) -> dict:
+def ingest(index: IndexDep, request: Request, req: IngestRequest) -> IngestAccepted:
     """Index photos under ``paths`` in the background; follow progress at ``GET /jobs/{id}``."""
     paths = services.check_paths(req.paths, services.library_roots(index))
     job_id = request.app.state.ingest.start(paths, prune_empty=req.prune_empty)
-    return {"job_id": job_id, "status": "queued", "url": f"/jobs/{job_id}"}
+    return IngestAccepted(job_id=job_id, status="queued", url=f"/jobs/{job_id}")
 
 
 @router.get("/jobs", response_model=JobsResponse)
-def list_jobs(s: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict:
+def list_jobs(s: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobsResponse:
     jobs = s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit))
-    return {"jobs": [services.job_out(s, j, failures=0) for j in jobs]}
+    return JobsResponse(jobs=[services.job_out(s, j, failures=0) for j in jobs])
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": Error}})
-def get_job(s: SessionDep, job_id: Annotated[str, Path(max_length=64)]) -> dict:
+def get_job(s: SessionDep, job_id: Annotated[str, Path(max_length=64)]) -> JobOut:
     job = s.get(Job, job_id)
     if job is None:
         raise ApiError(404, f"no job with id {job_id}")

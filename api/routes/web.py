@@ -13,16 +13,14 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api import services
+from api import decisions, services, uploads
 from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
-from api.errors import ApiError
-from api.routes.groups import do_resolve, do_restore
-from api.routes.similar import search_upload
-from api.schemas import ResolveRequest
+from api.errors import ApiError, status_for
+from api.schemas import ResolveRequest, ResolveResponse
 from indexer import browse
 from indexer.catalog.models import Image, ImageStatus, Job
-from indexer.errors import DupesiftError, ImageError, ImageTooLarge
-from indexer.resolution import ResolutionError
+from indexer.errors import DupesiftError
+from indexer.index import Index
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
@@ -47,9 +45,8 @@ def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLRespo
 
 
 def error_fragment(request: Request, exc: Exception) -> HTMLResponse:
-    status = getattr(exc, "status", None) or (413 if isinstance(exc, ImageTooLarge) else
-                                              415 if isinstance(exc, ImageError) else 400)
-    return page(request, "_error.html", status=status, message=str(exc))
+    """The error as a fragment, with the status the JSON API gives it (``api.errors.STATUS``)."""
+    return page(request, "_error.html", status=status_for(exc), message=str(exc))
 
 
 @router.get("/")
@@ -82,7 +79,7 @@ def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int) 
     try:
         g = services.group_detail(index, s, group_id)
     except ApiError as exc:
-        return page(request, "_error.html", status=exc.status, message=str(exc), full=True)
+        return page(request, "_error.html", status=status_for(exc), message=str(exc), full=True)
     return page(request, "group.html", g=g)
 
 
@@ -92,8 +89,8 @@ async def group_resolve(request: Request, index: IndexDep, group_id: int,
                         ) -> HTMLResponse:
     try:
         req = ResolveRequest(action=action, keep=keep or [])  # type: ignore[arg-type]
-        out = await run_in_threadpool(do_resolve, index, group_id, req)
-    except (ResolutionError, DupesiftError, ValueError) as exc:
+        out = await run_in_threadpool(decisions.resolve, index, group_id, req.action, req.keep)
+    except (DupesiftError, ValueError) as exc:
         return error_fragment(request, exc)
     return _after(request, index, group_id, out)
 
@@ -101,13 +98,13 @@ async def group_resolve(request: Request, index: IndexDep, group_id: int,
 @router.post("/ui/groups/{group_id}/restore")
 async def group_restore(request: Request, index: IndexDep, group_id: int) -> HTMLResponse:
     try:
-        out = await run_in_threadpool(do_restore, index, group_id)
-    except (ResolutionError, DupesiftError) as exc:
+        out = await run_in_threadpool(decisions.restore, index, group_id)
+    except DupesiftError as exc:
         return error_fragment(request, exc)
     return _after(request, index, group_id, out)
 
 
-def _after(request: Request, index, group_id: int, out: dict) -> HTMLResponse:  # noqa: ANN001
+def _after(request: Request, index: Index, group_id: int, out: ResolveResponse) -> HTMLResponse:
     with index.catalog.session() as s:
         try:
             g = services.group_detail(index, s, group_id)
@@ -134,12 +131,9 @@ def search_page(request: Request) -> HTMLResponse:
 @router.post("/ui/search")
 async def search(request: Request, index: IndexDep, file: UploadFile,
                  k: Annotated[int, Form(ge=1, le=200)] = 24) -> HTMLResponse:
-    limit = request.app.state.max_upload_bytes
-    data = await file.read(limit + 1)
     try:
-        if len(data) > limit:
-            raise ApiError(413, f"upload is over the {limit / (1024 * 1024):g} MB limit")
-        hits = await search_upload(request, index, data, k)
+        data = await uploads.read_upload(request, file)
+        hits = await uploads.search_upload(request, index, data, k)
     except DupesiftError as exc:
         return error_fragment(request, exc)
     return page(request, "_results.html", results=hits, threshold=index.threshold, query_name=file.filename)

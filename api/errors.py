@@ -5,7 +5,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from indexer.browse import BadCursor
-from indexer.errors import CorruptImage, DupesiftError, EmptyFile, ImageError, ImageTooLarge, ModelError, StoreBusy
+from indexer.errors import (
+    CorruptImage,
+    DupesiftError,
+    EmptyFile,
+    ImageError,
+    ImageTooLarge,
+    ModelError,
+    StoreBusy,
+)
 from indexer.resolution import GroupNotFound, ResolutionConflict, ResolutionError, UnknownAction
 
 

@@ -18,8 +18,8 @@ from api.uploads import BodyLimit
 from indexer import __version__, resolution
 from indexer.config import Settings, get_settings
 from indexer.errors import DupesiftError
-from indexer.jobs import close_orphans
 from indexer.index import Index
+from indexer.jobs import close_orphans
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
                             "(or bind 127.0.0.1)")
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         index = Index(settings)
         with index.catalog.session() as s:  # finish (roll back) file moves a crash interrupted
             resolution.recover(s, settings.quarantine_dir)

@@ -4,12 +4,19 @@ from __future__ import annotations
 import time
 
 from fastapi import FastAPI, Request
+
 from indexer import browse, report
 from indexer.catalog.models import ImageStatus
 
-
 try:
-    from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Gauge,
+        Histogram,
+        generate_latest,
+    )
 except ImportError:  # pragma: no cover - a declared dependency; without it only /metrics is unavailable
     CollectorRegistry = None  # type: ignore[assignment,misc]
 
@@ -17,7 +24,7 @@ except ImportError:  # pragma: no cover - a declared dependency; without it only
 class _Off:
     """Stands in for prometheus_client when it is not installed."""
 
-    def labels(self, *a: object) -> "_Off":
+    def labels(self, *a: object) -> _Off:
         return self
 
     def inc(self, *a: object) -> None:
@@ -47,7 +54,7 @@ class Metrics:
         self.app = app
 
         @app.middleware("http")
-        async def _measure(request: Request, call_next):  # noqa: ANN001, ANN202
+        async def _measure(request: Request, call_next):
             t = time.perf_counter()
             status = 500
             try:

@@ -41,7 +41,7 @@ def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
     return out
 
 
-def group_page(index: Index, s: Session, **kw) -> GroupsResponse:  # noqa: ANN003 - browse.list_groups' filters
+def group_page(index: Index, s: Session, **kw) -> GroupsResponse:
     page = browse.list_groups(s, previews=0, **kw)
     members = members_of(s, [g["id"] for g in page.groups])
     q = index.settings.quarantine_dir
@@ -149,7 +149,7 @@ class IngestRunner:
     def _run(self, paths: list[str], job_id: str, prune_empty: bool) -> None:
         try:
             ingest.run(self.index, paths, job_id=job_id, prune_empty=prune_empty)
-        except BaseException as exc:  # recorded on the job row (unless the ingest closed it); the server keeps serving
+        except BaseException as exc:  # noqa: BLE001 - recorded on the job row (unless closed); the server keeps serving
             set_status(self.index.catalog, job_id, "failed", str(exc))
         finally:
             self._lock.release()

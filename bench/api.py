@@ -29,11 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
-from sqlalchemy import func, insert, select  # noqa: E402
+from sqlalchemy import func, insert, select
 
-from indexer.catalog.models import DupGroup, Image, ImageStatus, utcnow  # noqa: E402
-from indexer.config import Settings  # noqa: E402
-from indexer.index import Index  # noqa: E402
+from indexer.catalog.models import DupGroup, Image, ImageStatus, utcnow
+from indexer.config import Settings
+from indexer.index import Index
 
 
 def build(data: Path, n_vec: int, n_groups: int) -> None:
@@ -60,19 +60,19 @@ def build(data: Path, n_vec: int, n_groups: int) -> None:
         with index.catalog.session() as s:
             for start in range(1, n_groups + 1, 10000):
                 gs = range(start, min(start + 10000, n_groups + 1))
-                s.execute(insert(DupGroup), [dict(id=g, size=2, keeper_id=2 * g - 1, keeper_reason="largest image",
-                                                  max_distance=0.05, total_bytes=3_000_000 + g % 977 * 1000,
-                                                  reclaimable_bytes=1_000_000 + (g * 7919) % 1_000_000,
-                                                  resolution="keep_all" if g % 10 == 0 else None, updated_at=now)
+                s.execute(insert(DupGroup), [{"id": g, "size": 2, "keeper_id": 2 * g - 1, "keeper_reason": "largest image",
+                                                  "max_distance": 0.05, "total_bytes": 3_000_000 + g % 977 * 1000,
+                                                  "reclaimable_bytes": 1_000_000 + (g * 7919) % 1_000_000,
+                                                  "resolution": "keep_all" if g % 10 == 0 else None, "updated_at": now}
                                              for g in gs])
             for start in range(1, n_img_want + 1, 20000):
                 ids = range(start, min(start + 20000, n_img_want + 1))
-                s.execute(insert(Image), [dict(
-                    id=i, path=f"/bench/lib/{i // 1000:04d}/img_{i:07d}.jpg", bytes=1_500_000, mtime=1.7e9,
-                    sha256=hashlib.sha256(str(i).encode()).hexdigest(), width=4000, height=3000, format="JPEG",
-                    status=ImageStatus.indexed, model_id=model, linked=True,
-                    group_id=(i + 1) // 2 if (i + 1) // 2 <= n_groups else None, similarity_to_keeper=0.97,
-                    first_seen_at=now, indexed_at=now) for i in ids])
+                s.execute(insert(Image), [{
+                    "id": i, "path": f"/bench/lib/{i // 1000:04d}/img_{i:07d}.jpg", "bytes": 1_500_000, "mtime": 1.7e9,
+                    "sha256": hashlib.sha256(str(i).encode()).hexdigest(), "width": 4000, "height": 3000, "format": "JPEG",
+                    "status": ImageStatus.indexed, "model_id": model, "linked": True,
+                    "group_id": (i + 1) // 2 if (i + 1) // 2 <= n_groups else None, "similarity_to_keeper": 0.97,
+                    "first_seen_at": now, "indexed_at": now} for i in ids])
         print(f"catalog: {n_img_want} images, {n_groups} groups in {time.perf_counter() - t:.0f} s", flush=True)
 
 
@@ -100,7 +100,7 @@ def start_server(data: Path, port: int) -> subprocess.Popen:
     raise SystemExit("server did not start")
 
 
-def load(fn, n: int, concurrency: int, max_seconds: float) -> dict:  # noqa: ANN001
+def load(fn, n: int, concurrency: int, max_seconds: float) -> dict:
     """Run ``fn(i)`` n times on ``concurrency`` threads (stops early after max_seconds)."""
     lat: list[float] = []
     errors = 0

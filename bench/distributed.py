@@ -81,8 +81,10 @@ def queued(lib: Path, milvus: str, work: Path, n_workers: int) -> tuple[float, i
         subprocess.run([str(BIN / "dupesift"), "db", "upgrade"], env=env, check=True, capture_output=True)
         for k in range(n_workers):
             log = work / f"q{n_workers}-w{k}.log"
-            procs.append((subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", f"b{k}@%h"], env=env,
-                                           stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True), log))
+            with open(log, "w") as out:  # the worker keeps its own copy of the descriptor
+                procs.append((subprocess.Popen([str(BIN / "dupesift"), "worker", "-c", "1", "-n", f"b{k}@%h"],
+                                               env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True),
+                              log))
         for p, log in procs:
             while "ready." not in log.read_text() or "index open" not in log.read_text():
                 if p.poll() is not None:

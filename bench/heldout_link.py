@@ -30,12 +30,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from indexer.augment import make_copies, open_photo  # noqa: E402
-from indexer.calibrate import onnx_embed_fn  # noqa: E402
-from indexer.config import DEFAULT_MODEL, Settings  # noqa: E402
-from indexer.pairs import pairs_faiss  # noqa: E402
-from indexer.training.train import load_config, split_photos  # noqa: E402
-from indexer.verify import inliers, keypoints, same_picture  # noqa: E402
+from indexer.augment import make_copies, open_photo
+from indexer.calibrate import onnx_embed_fn
+from indexer.config import DEFAULT_MODEL, Settings
+from indexer.pairs import pairs_faiss
+from indexer.training.train import load_config, split_photos
+from indexer.verify import inliers, keypoints, same_picture
 
 RECIPE = ROOT / "configs" / "arcface-kd.toml"
 COPIES = 3

@@ -24,11 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import quality  # noqa: E402  (bench/quality.py: the library, its scoring and grouping)
+import quality
 
-from indexer.calibrate import calibrate  # noqa: E402
-from indexer.embedder import OnnxEmbedder  # noqa: E402
-from indexer.preprocess import to_grey, to_model_pixels  # noqa: E402
+from indexer.calibrate import calibrate
+from indexer.embedder import OnnxEmbedder
+from indexer.preprocess import to_grey, to_model_pixels
 
 VIEWS = ("none", "rot4", "d8", "rot4grey", "grey2")
 RECIPE = ROOT / "configs" / "arcface-kd.toml"  # whose held-out photos calibrate (both stages share them)

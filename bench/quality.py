@@ -53,10 +53,11 @@ SHARED = ROOT.parent / "shared"
 EVAL = SHARED / "eval"
 sys.path.insert(0, str(EVAL))
 
-from indexer.decode import load_image  # noqa: E402
-from indexer.embedder import OnnxEmbedder  # noqa: E402
-from indexer.preprocess import to_model_pixels  # noqa: E402
-from score import score  # noqa: E402  (../shared/eval/score.py)
+from score import score  # ../shared/eval/score.py
+
+from indexer.decode import load_image
+from indexer.embedder import OnnxEmbedder
+from indexer.preprocess import to_model_pixels
 
 MAX_PIXELS = 100_000_000
 DEFAULT_MODELS = {
@@ -201,7 +202,7 @@ def semantic(emb: OnnxEmbedder) -> dict:
 
 def score_vectors(vecs: np.ndarray, threshold: float, truth: dict, rel: list[str]) -> tuple[dict, tuple]:
     """score.py's figures for the groups at ``threshold``, and (best pair F1, its threshold) over SWEEP."""
-    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
+    names = lambda groups: [[rel[i] for i in g] for g in groups]
     at_threshold = score(truth, names(faiss_groups(vecs, threshold)))
     sim = vecs @ vecs.T
     best = max((score(truth, names(matrix_groups(sim >= t)))["pair_f1"], float(t)) for t in SWEEP)
@@ -219,7 +220,7 @@ def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float
     st = Settings()
     band, k = st.verify_band, st.verify_min_inliers
     paths = [Path(truth["root"]) / p for p in rel]
-    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
+    names = lambda groups: [[rel[i] for i in g] for g in groups]
     ids = np.arange(len(vecs), dtype=np.int64)
     counts: dict[tuple[int, int], bool] = {}
     # the service's verifier (decode, limits, threads): each photo is read once
@@ -270,11 +271,11 @@ def peer_row(method: str, truth: dict, rel: list[str]) -> dict:
 
     paths = [Path(truth["root"]) / p for p in rel]
     t0 = time.perf_counter()
-    names = lambda groups: [[rel[i] for i in g] for g in groups]  # noqa: E731
+    names = lambda groups: [[rel[i] for i in g] for g in groups]
     if method in ("phash", "dhash"):
         dist = peers.hash_matrix(paths, method)
         fps = len(paths) / (time.perf_counter() - t0)
-        thr, sweep, close = 10, range(0, 33), (lambda t: dist <= t)
+        thr, sweep, close = 10, range(33), (lambda t: dist <= t)
     else:
         sim = peers.sscd_similarity(paths, method)
         fps = len(paths) / (time.perf_counter() - t0)

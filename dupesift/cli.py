@@ -45,7 +45,7 @@ db_app = typer.Typer(help="Catalog database commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-def open_index():  # noqa: ANN201 - indexer.index.Index, imported here: `dupesift --help` loads no model code
+def open_index():
     from indexer.index import Index
 
     return Index(settings())
@@ -104,8 +104,8 @@ def print_summary(summary: IngestSummary) -> None:
                  ("healed (vector was missing: embedded again)", summary.healed),
                  ("duplicate groups", summary.groups), ("duplicates (beyond one keeper per group)", summary.duplicates),
                  ("seconds", f"{summary.seconds:.1f}"),
-                 ("time split", f"scan {t.scan:.1f}s, decode wait {t.decode:.1f}s, embed {t.embed:.1f}s, "
-                                f"store {t.store:.1f}s, pairs {t.link:.1f}s, groups {t.group:.1f}s")]:
+                 ("time split", (f"scan {t.scan:.1f}s, decode wait {t.decode:.1f}s, embed {t.embed:.1f}s, "
+                                 f"store {t.store:.1f}s, pairs {t.link:.1f}s, groups {t.group:.1f}s"))]:
         table.add_row(k, str(v))
     out.print(table)
     if summary.failed:

@@ -22,7 +22,7 @@ from indexer.errors import ImageTooLarge
 
 Edit = Callable[[Image.Image, random.Random], Image.Image]
 
-__all__ = ["FAMILIES", "Edit", "random_edit", "make_copies", "open_photo"]
+__all__ = ["FAMILIES", "Edit", "make_copies", "open_photo", "random_edit"]
 
 WORDS = ["summer", "IMG", "family", "2024", "lol", "photo by", "share", "©", "trip", "best day", "#tbt", "wow"]
 

@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
@@ -25,7 +25,7 @@ SORTS = {
 }
 MAX_LIMIT = 200
 CURSOR_MAX = 2**63 - 1  # cursor values are compared with BIGINT columns; larger ones overflow the driver
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = datetime.resolution
 
 
@@ -43,7 +43,7 @@ class Page:
 def _cursor_value(v: int | datetime) -> int:
     """A sort value as a cursor integer: datetimes as microseconds since the epoch (naive = UTC, as stored)."""
     if isinstance(v, datetime):
-        v = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        v = v if v.tzinfo else v.replace(tzinfo=UTC)
         return (v - EPOCH) // _MICROSECOND
     return int(v)
 

@@ -94,7 +94,7 @@ def _exif_facts(im: Image.Image) -> tuple[tuple[int, int], bool]:
         exif = im.getexif()
         orientation = exif.get(ORIENTATION_TAG, 1)
         camera = any(exif.get(t) for t in CAMERA_TAGS) or bool(exif.get_ifd(EXIF_IFD).get(DATE_TAKEN))
-    except Exception:  # malformed EXIF must not fail the photo
+    except Exception:  # noqa: BLE001 - malformed EXIF must not fail the photo
         orientation, camera = 1, False
     w, h = im.size
     return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), camera

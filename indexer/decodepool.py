@@ -27,6 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -126,7 +127,7 @@ class DecodePool:
         self.restarts = 0  # pools lost to a dying worker
         self._crashes = 0  # isolated files in a row whose process died
 
-    def __enter__(self) -> "DecodePool":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

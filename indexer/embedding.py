@@ -131,15 +131,15 @@ def _store_batch(ix: Parts, batch: list[tuple[int, DecodeResult]], summary: Inge
         now = utcnow()
         if ok:
             s.execute(update(Image), [
-                dict(id=i, status=ImageStatus.indexed, bytes=r.size, sha256=r.sha256, width=r.width,
-                     height=r.height, format=r.format, camera_exif=r.camera, model_id=model, linked=False,
-                     indexed_at=now, decode_crashes=0,
-                     error_reason=None, error_message=None) for i, r in ok])
+                {"id": i, "status": ImageStatus.indexed, "bytes": r.size, "sha256": r.sha256, "width": r.width,
+                     "height": r.height, "format": r.format, "camera_exif": r.camera, "model_id": model, "linked": False,
+                     "indexed_at": now, "decode_crashes": 0,
+                     "error_reason": None, "error_message": None} for i, r in ok])
         if bad:
             s.execute(update(Image), [
-                dict(id=i, status=ImageStatus.failed, sha256=r.sha256, error_reason=r.reason,
-                     error_message=r.message, linked=True, model_id=None,
-                     decode_crashes=CRASH_LIMIT if r.reason == CRASHED else 0) for i, r in bad])
+                {"id": i, "status": ImageStatus.failed, "sha256": r.sha256, "error_reason": r.reason,
+                     "error_message": r.message, "linked": True, "model_id": None,
+                     "decode_crashes": CRASH_LIMIT if r.reason == CRASHED else 0} for i, r in bad])
             ix.store.delete([i for i, _ in bad])
             delete_pairs_of(s, [i for i, _ in bad])
     if exact_pairs:

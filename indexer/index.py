@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from typing import Self
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from indexer.summary import IngestSummary
 class Index(Parts):
     """Catalog + vector store + embedder, opened (``with Index(settings) as index: ...``)."""
 
-    def __enter__(self) -> Index:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

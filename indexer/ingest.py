@@ -28,8 +28,13 @@ from indexer.embedding import OnBatch, embed_batches
 from indexer.errors import DupesiftError
 from indexer.linking import LinkPlan
 from indexer.linking import link as link_step
-from indexer.modelswitch import (activate_if_complete, check_model_and_threshold, drop_old_collections,
-                                 heal_store, needs_embedding)
+from indexer.modelswitch import (
+    activate_if_complete,
+    check_model_and_threshold,
+    drop_old_collections,
+    heal_store,
+    needs_embedding,
+)
 from indexer.parts import Parts
 from indexer.progress import Progress, Quiet
 from indexer.removal import remove

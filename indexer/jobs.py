@@ -11,7 +11,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -26,7 +26,7 @@ FINISHED = ("done", "failed", "interrupted")
 def to_ranges(ids: Iterable[int]) -> list[list[int]]:
     """Sorted ids -> [[first, last], ...] inclusive runs."""
     out: list[list[int]] = []
-    for i in sorted(set(int(x) for x in ids)):
+    for i in sorted({int(x) for x in ids}):
         if out and i == out[-1][1] + 1:
             out[-1][1] = i
         else:
@@ -34,7 +34,7 @@ def to_ranges(ids: Iterable[int]) -> list[list[int]]:
     return out
 
 
-def in_ranges(column, ranges: list[list[int]]):  # noqa: ANN001, ANN201 - SQL expression
+def in_ranges(column, ranges: list[list[int]]):
     return or_(*[column.between(a, b) if a != b else column == a for a, b in ranges]) if ranges else column.is_(None)
 
 
@@ -206,14 +206,14 @@ def failures(catalog: Catalog, job_id: str, limit: int = 1000) -> list[dict]:
 
 def _aware(t: datetime | None) -> datetime | None:
     if t is not None and t.tzinfo is None:  # SQLite returns naive datetimes
-        return t.replace(tzinfo=timezone.utc)
+        return t.replace(tzinfo=UTC)
     return t
 
 
 def job_view(job: Job) -> dict:
     """A job as a dict, with files/s over its running time and an ETA while it runs."""
     started, finished, updated = _aware(job.started_at), _aware(job.finished_at), _aware(job.updated_at)
-    end = finished or (datetime.now(timezone.utc) if job.status == "running" else updated)
+    end = finished or (datetime.now(UTC) if job.status == "running" else updated)
     elapsed = (end - started).total_seconds() if started and end else 0.0
     processed = (job.done or 0) + (job.failed or 0)
     rate = processed / elapsed if elapsed > 0 else 0.0

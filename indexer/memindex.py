@@ -25,7 +25,7 @@ class MemIndex:
         self._index = None
         self._lock = threading.Lock()
 
-    def _built(self, load: Loader):  # noqa: ANN202 - a faiss index
+    def _built(self, load: Loader):
         if self._index is None:
             import faiss
 

@@ -45,16 +45,16 @@ class ModelSpec:
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelSpec":
+    def from_json(cls, text: str) -> ModelSpec:
         raw = json.loads(text)
         raw["mean"], raw["std"] = tuple(raw["mean"]), tuple(raw["std"])
         raw.pop("weights", None)  # only ever computed from the file itself
         return cls(**{k: v for k, v in raw.items() if k in cls.__dataclass_fields__})
 
-    def with_threshold(self, threshold: float) -> "ModelSpec":
+    def with_threshold(self, threshold: float) -> ModelSpec:
         return replace(self, threshold=float(threshold))
 
-    def with_weights(self, digest: str) -> "ModelSpec":
+    def with_weights(self, digest: str) -> ModelSpec:
         return replace(self, weights=digest)
 
     @property

@@ -18,6 +18,7 @@ from indexer.locks import catalog_lock
 from indexer.pairs import PairList
 from indexer.parts import Parts
 
+
 def existing_pairs(s: Session, a_ids: set[int]) -> set[tuple[int, int]]:
     """The stored pairs (a, b) whose smaller id is one of ``a_ids``."""
     return set(rows_in(s, select(Pair.a_id, Pair.b_id), Pair.a_id, a_ids))
@@ -28,7 +29,7 @@ def insert_pairs(s: Session, found: PairList, kind: str = "visual") -> None:
     if not found:
         return
     existing = existing_pairs(s, {a for a, _, _ in found})
-    rows = [dict(a_id=a, b_id=b, similarity=sim, kind=kind) for a, b, sim in found if (a, b) not in existing]
+    rows = [{"a_id": a, "b_id": b, "similarity": sim, "kind": kind} for a, b, sim in found if (a, b) not in existing]
     for chunk in chunks(rows, 5000):
         s.execute(insert(Pair), chunk)
 

@@ -130,7 +130,7 @@ def in_quarantine(path: str, quarantine_dir: Path) -> bool:
 
 # -- actions ------------------------------------------------------------------------------------
 def resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
-            vectors_fn, commit) -> Outcome:  # noqa: ANN001
+            vectors_fn, commit) -> Outcome:
     """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it; pass one
     that has not written yet: the catalog lock ``groups`` is taken first and held through the commit)."""
     if action not in ACTIONS:
@@ -141,7 +141,7 @@ def resolve(session: Session, *, group_id: int, action: str, keep: list[int], qu
 
 
 def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
-             vectors_fn, commit) -> Outcome:  # noqa: ANN001
+             vectors_fn, commit) -> Outcome:
     if action not in ACTIONS:
         raise UnknownAction(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     group = session.get(DupGroup, group_id)
@@ -176,14 +176,14 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     return Outcome(group_id, action, op, sorted(keep), moves)
 
 
-def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:  # noqa: ANN001
+def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:
     """Undo the latest committed move/trash of a group: files back to where they were (under the lock
     ``groups``, like ``resolve``)."""
     with catalog_lock(session.get_bind(), "groups"):
         return _restore(session, group_id=group_id, quarantine_dir=quarantine_dir, commit=commit)
 
 
-def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:  # noqa: ANN001
+def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:
     group = session.get(DupGroup, group_id)
     last = _last_resolve(quarantine_dir, group_id)
     if last is None:
@@ -209,8 +209,8 @@ def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -
     return Outcome(group_id, "restore", op, [], back)
 
 
-def _apply_moves(session: Session, journal: "Journal", moves: list[dict], group: DupGroup | None,
-                 resolution: str | None, commit) -> None:  # noqa: ANN001
+def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: DupGroup | None,
+                 resolution: str | None, commit) -> None:
     """Move the files (journalled), point the catalog at the new paths, set the group's resolution and
     commit; on any failure roll the files back from the journal. The commit line is written last."""
     try:
@@ -296,7 +296,7 @@ def history(quarantine_dir: Path, group_id: int) -> list[dict]:
 
 
 def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: list[int], vectors_fn,
-              commit) -> Outcome:  # noqa: ANN001
+              commit) -> Outcome:
     chosen = [m for m in members if m.id in set(keep)] if len(keep) >= 2 else members
     decl = set()
     for a, b in combinations(chosen, 2):

@@ -168,9 +168,9 @@ def diff(catalog: Catalog, model_id: str, roots: list[str], root_ids: dict[str, 
         root_of = sorted(root_ids, key=len, reverse=True)
         new = [f for p, f in on_disk.items() if p not in known]
         for chunk in chunks(new, 1000):
-            rows = [dict(path=f.path, bytes=f.size, mtime=f.mtime, status=ImageStatus.pending, linked=False,
-                         root_id=next((root_ids[r] for r in root_of if under_root(f.path, r)), None),
-                         first_seen_at=utcnow())
+            rows = [{"path": f.path, "bytes": f.size, "mtime": f.mtime, "status": ImageStatus.pending, "linked": False,
+                         "root_id": next((root_ids[r] for r in root_of if under_root(f.path, r)), None),
+                         "first_seen_at": utcnow()}
                     for f in chunk]
             s.execute(insert(Image), rows)
         out.todo.extend(scalars_in(s, select(Image.id), Image.path, [f.path for f in new]))

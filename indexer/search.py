@@ -48,7 +48,7 @@ def similar_to_vector(ix: Parts, vec: np.ndarray, k: int = 10, exclude: int | No
     if band and exclude is None and query_keypoints is not None:
         try:
             q = query_keypoints()
-        except Exception:  # noqa: BLE001 - an unusable query answers by cosine alone, as an unusable photo links
+        except Exception:
             log.warning("no keypoints for the query: band hits answered by cosine alone", exc_info=True)
             q = None
         if q is not None:  # its verify_per_photo most similar band hits, as the link step verifies a photo's

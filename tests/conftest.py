@@ -156,11 +156,11 @@ def rng() -> random.Random:
 _exit_status = {"code": 0}
 
 
-def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001
+def pytest_sessionfinish(session, exitstatus) -> None:
     _exit_status["code"] = int(exitstatus)
 
 
-def pytest_unconfigure(config) -> None:  # noqa: ANN001
+def pytest_unconfigure(config) -> None:
     """Exit with pytest's status even if a library left a non-daemon thread behind (seen once in a
     clean-checkout CI run: the suite passed, then the interpreter did not exit). Root cause to find."""
     import sys

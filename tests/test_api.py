@@ -174,7 +174,7 @@ def test_similar_by_upload_and_id(env) -> None:
 
 def test_similar_upload_errors(env) -> None:
     c = env["client"]
-    post = lambda data, **kw: c.post("/similar", files={"file": ("x.jpg", data, "image/jpeg")}, **kw)  # noqa: E731
+    post = lambda data, **kw: c.post("/similar", files={"file": ("x.jpg", data, "image/jpeg")}, **kw)
     assert post(b"").status_code == 400
     r = post(b"GIF89a but not really an image, just text pretending" * 3)
     assert r.status_code in (400, 413, 415) and r.json()["detail"]  # garbage dimensions may read as huge

@@ -69,7 +69,7 @@ def test_workers_queues_and_gpu_reservation(compose: dict) -> None:
 
 def test_dockerfile_targets() -> None:
     text = (REPO / "Dockerfile").read_text()
-    stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, re.M)
+    stages = re.findall(r"^FROM\s+(\S+)\s+AS\s+(\S+)", text, re.MULTILINE)
     assert [s for _, s in stages] == ["wheels", "cpu", "gpu"]
     assert all(":" in img and not img.endswith(":latest") for img, _ in stages)
     assert '".[workers]"' in text and "onnxruntime-gpu" in text and "faiss-gpu" in text
@@ -80,9 +80,9 @@ def test_docker_compose_config_when_available() -> None:
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("no docker client")
-    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True)
+    probe = subprocess.run([docker, "compose", "version"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         pytest.skip("docker client without the compose plugin; the YAML is checked by the tests above")
     r = subprocess.run([docker, "compose", "-f", str(REPO / "docker-compose.yml"), "config", "--quiet"],
-                       capture_output=True, text=True, cwd=REPO)
+                       capture_output=True, text=True, cwd=REPO, check=False)
     assert r.returncode == 0, r.stderr

@@ -15,14 +15,14 @@ def _vectors(ids):  # unit vectors all equal: similarity 1 to the keeper
 def _catalog(tmp_path, n: int) -> Catalog:
     cat = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     with cat.session() as s:
-        s.execute(insert(Image), [dict(id=i, path=f"/p/{i}.jpg", bytes=1000 + i, mtime=float(i), width=100, height=100,
-                                       status=ImageStatus.indexed, linked=True, sha256=f"{i:064d}") for i in range(1, n + 1)])
+        s.execute(insert(Image), [{"id": i, "path": f"/p/{i}.jpg", "bytes": 1000 + i, "mtime": float(i), "width": 100, "height": 100,
+                                       "status": ImageStatus.indexed, "linked": True, "sha256": f"{i:064d}"} for i in range(1, n + 1)])
     return cat
 
 
 def _link(cat: Catalog, pairs) -> set[int]:
     with cat.session() as s:
-        s.execute(insert(Pair), [dict(a_id=a, b_id=b, similarity=0.9, kind="visual") for a, b in pairs])
+        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": 0.9, "kind": "visual"} for a, b in pairs])
         return regroup(s, {x for p in pairs for x in p}, _vectors)
 
 

@@ -144,7 +144,7 @@ def test_exif_rotated_and_heic_copies_match(tmp_path: Path, settings_factory) ->
 def _cli(data_dir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ, **(env or {}))
     return subprocess.run([sys.executable, "-m", "dupesift", "--data-dir", str(data_dir), *args],
-                          capture_output=True, text=True, env=e, timeout=600)
+                          capture_output=True, text=True, env=e, timeout=600, check=False)
 
 
 def test_cli_contract_and_reopen_in_new_process(library, tmp_path: Path) -> None:

@@ -22,8 +22,8 @@ from sqlalchemy import func, select, update
 from indexer import resolution
 from indexer.catalog import Image, ImageStatus, NotDuplicate, Pair
 from indexer.config import DEFAULT_MODEL, Settings
-from indexer.locks import catalog_lock
 from indexer.index import Index
+from indexer.locks import catalog_lock
 from tests.conftest import mild_copies, photo_files, photos_and_a_slow_png
 
 
@@ -54,7 +54,7 @@ def _without_read_override(cmd: list[str]) -> dict:
             pytest.skip("running as root without setpriv: cannot make a folder unreadable")
         cmd = [setpriv, "--bounding-set", "-dac_override,-dac_read_search", "--", *cmd]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                       env=dict(os.environ, DUPESIFT_DECODE_WORKERS="2"))
+                       env=dict(os.environ, DUPESIFT_DECODE_WORKERS="2"), check=False)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
 
@@ -396,7 +396,7 @@ def test_queued_plan_heals_keeps_unreadable_and_prunes_like_the_in_process_inges
 def _cli(data: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dupesift", "--data-dir", str(data), *args],
                           capture_output=True, text=True, timeout=600,
-                          env=dict(os.environ, DUPESIFT_DECODE_WORKERS="2", COLUMNS="200"))
+                          env=dict(os.environ, DUPESIFT_DECODE_WORKERS="2", COLUMNS="200"), check=False)
 
 
 def test_cli_prune_empty_and_the_text_summary_of_what_was_kept(tmp_path: Path, settings_factory) -> None:
@@ -417,4 +417,4 @@ def test_cli_prune_empty_and_the_text_summary_of_what_was_kept(tmp_path: Path, s
     assert s["removed"] == 5 and s["kept_unreadable"] == 0 and not s["warnings"]
     r = _cli(settings.data_dir, "status")
     assert r.returncode == 0, r.stderr
-    assert re.search(r"vectors\S*: 0$", r.stdout, re.M) and re.search(r"needs_embedding\S*: none$", r.stdout, re.M)
+    assert re.search(r"vectors\S*: 0$", r.stdout, re.MULTILINE) and re.search(r"needs_embedding\S*: none$", r.stdout, re.MULTILINE)

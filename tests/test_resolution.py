@@ -45,7 +45,7 @@ def test_move_failure_midway_rolls_back(lib, monkeypatch) -> None:
     cat, root, q, gid = lib
     real_move, calls = shutil.move, []
 
-    def flaky(src, dst):  # noqa: ANN001, ANN202
+    def flaky(src, dst):
         calls.append(src)
         if len(calls) == 2:
             raise OSError("disk full")
@@ -145,7 +145,7 @@ def test_new_copy_reopens_a_resolved_group_and_moved_files_stay_put(lib) -> None
     assert sorted(p.name for p in root.iterdir()) == ["p1.jpg"]
 
 
-def _finishes(fn, timeout: float) -> bool:  # noqa: ANN001
+def _finishes(fn, timeout: float) -> bool:
     """Run ``fn`` in a thread; True when it returned within ``timeout`` seconds."""
     import threading
 
@@ -207,7 +207,7 @@ def test_decisions_wait_for_the_groups_lock(lib) -> None:
     for action in ("move_others", "restore", "keep_all"):
         done = threading.Event()
         with catalog_lock(cat, "groups"):
-            t = threading.Thread(target=lambda a=action: (decide(a), done.set()), daemon=True)
+            t = threading.Thread(target=lambda a=action, d=done: (decide(a), d.set()), daemon=True)
             t.start()
             t.join(1.0)
             assert not done.is_set(), f"{action} did not wait for the groups lock"

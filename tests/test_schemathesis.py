@@ -6,13 +6,13 @@ import shutil
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="pip install schemathesis (test extra)")
-from fastapi.testclient import TestClient  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import not_a_server_error
 
-from api.main import create_app  # noqa: E402
-from indexer.config import Settings  # noqa: E402
-from tests.conftest import mild_copies, photo_files  # noqa: E402
+from api.main import create_app
+from indexer.config import Settings
+from tests.conftest import mild_copies, photo_files
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +41,12 @@ def test_no_server_errors(app) -> None:
 
         @given(case=op.as_strategy())
         @settings(max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-        def run(case) -> None:  # noqa: ANN001
+        def run(case) -> None:
             calls.append(case.call_and_validate(checks=[not_a_server_error]).status_code)
 
         try:
             run()
-        except Exception as exc:  # collect every failing operation, then report them all
+        except Exception as exc:  # noqa: BLE001 - collect every failing operation, then report them all
             failures.append(f"{op.label}: {str(exc)[:2000]}")
         ran.append(op.label)
     assert len(ran) >= 12, ran

@@ -13,8 +13,8 @@ from indexer.augment import open_photo
 from indexer.catalog import Image as CatalogImage
 from indexer.catalog import Pair
 from indexer.index import Index
-from indexer.verify import inliers as count_inliers
 from indexer.verify import Keypoints, keypoints, mirrored, one_way
+from indexer.verify import inliers as count_inliers
 from tests.conftest import PHOTOS
 
 ANT = PHOTOS / "n02219486_ant.JPEG"

@@ -59,7 +59,7 @@ def test_group_page_resolve_restore_fragments(web) -> None:
     gid = c.get("/groups").json()["groups"][0]["id"]
     html = c.get(f"/ui/groups/{gid}").text
     assert html.count('<div class="member') - html.count('class="members"') == 5 and "keeper-badge" in html and "Keeper rule" in html
-    assert 'hx-post="/ui/groups/%d/resolve"' % gid in html and "/ui/compare?ids=" in html
+    assert f'hx-post="/ui/groups/{gid}/resolve"' in html and "/ui/compare?ids=" in html
     keeper = c.get(f"/groups/{gid}").json()["keeper"]
     r = c.post(f"/ui/groups/{gid}/resolve", data={"action": "move_others", "keep": [str(keeper)]})
     assert r.status_code == 200 and 'id="done"' in r.text and "4 file(s) moved" in r.text and 'id="restore"' in r.text

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,19 @@ from sqlalchemy import func, select
 
 from indexer.catalog import Image, ImageStatus
 from indexer.config import Settings
-from indexer.jobs import job_view, to_ranges
 from indexer.index import Index
-from tests.conftest import (BIN, PG_ADMIN_URL, free_port, mild_copies, milvus_server, photo_files,
-                            photos_and_a_slow_png, stop_process_group, wait_port)
+from indexer.jobs import job_view, to_ranges
+from tests.conftest import (
+    BIN,
+    PG_ADMIN_URL,
+    free_port,
+    mild_copies,
+    milvus_server,
+    photo_files,
+    photos_and_a_slow_png,
+    stop_process_group,
+    wait_port,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 REDIS_URL = os.environ.get("DUPESIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -32,11 +42,11 @@ REDIS_URL = os.environ.get("DUPESIFT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 def test_id_ranges_and_job_view() -> None:
     assert to_ranges([5, 1, 2, 3, 9, 10, 3]) == [[1, 3], [5, 5], [9, 10]]
     assert to_ranges([]) == []
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from indexer.catalog import Job
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     job = Job(id="x", kind="ingest", status="running", params={"paths": ["/p"]}, total=100, done=40, failed=10,
               started_at=now - timedelta(seconds=10), updated_at=now, created_at=now)
     v = job_view(job)
@@ -49,16 +59,18 @@ def test_schedule_and_missing_broker(tmp_path: Path) -> None:
     assert parse_hhmm("03:00") == (3, 0) and parse_hhmm("23:59") == (23, 59)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUPESIFT_")}
     env["DUPESIFT_DATA_DIR"] = str(tmp_path)
-    r = subprocess.run([sys.executable, "-c", "import workers.app"], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", "import workers.app"], env=env, capture_output=True, text=True,
+                       check=False)
     assert r.returncode != 0 and "DUPESIFT_BROKER_URL is not set" in r.stderr  # no silent eager mode
-    r = subprocess.run([str(BIN / "dupesift"), "worker"], env=env, capture_output=True, text=True)
+    r = subprocess.run([str(BIN / "dupesift"), "worker"], env=env, capture_output=True, text=True,
+                       check=False)
     assert r.returncode == 2 and "DUPESIFT_BROKER_URL" in r.stderr
     env.update(DUPESIFT_BROKER_URL=REDIS_URL, DUPESIFT_REINDEX_AT="04:30")
     code = ("from workers.app import app; import workers.tasks as t; s = app.conf.beat_schedule['nightly-reindex'];"
             "print(s['task'], s['schedule'].hour, s['schedule'].minute, app.conf.task_acks_late,"
             " app.conf.task_reject_on_worker_lost, t.embed_batch.acks_late, t.embed_batch.reject_on_worker_lost,"
             " app.amqp.router.route({}, 'dupesift.embed_batch')['queue'].name)")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["dupesift.reindex", "{4}", "{30}", "True", "True", "True", "True", "gpu"]
 
@@ -105,7 +117,7 @@ class Cluster:
 
     def cli(self, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "dupesift"), *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, check=False)
 
     def start_worker(self, name: str, env: dict | None = None) -> None:
         log = self.root / f"{name}.log"
@@ -299,7 +311,7 @@ def test_sigkill_mid_batch_is_redelivered(cluster: Cluster, tmp_path: Path) -> N
         if hit:
             break
     assert hit, "no batch of four jobs was caught before its commit"
-    job_id, task_id, victim, batch = hit
+    job_id, task_id, victim, _batch = hit
     worker = cluster.workers[victim][0]
     job = follow(cluster, job_id)
     assert job["status"] == "done", job

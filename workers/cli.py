@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -36,7 +36,7 @@ def _app(command: str) -> Celery:
 def worker(queues: Annotated[str, typer.Option("--queues", "-Q", help="Comma-separated: gpu (embed), cpu (scan, link, reindex), default.")] = "gpu,cpu,default",
            concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Pool processes (each one ONNX session).")] = 1,
            loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info",
-           hostname: Annotated[Optional[str], typer.Option("--hostname", "-n", help="Node name (default dupesift-PID@host).")] = None) -> None:
+           hostname: Annotated[str | None, typer.Option("--hostname", "-n", help="Node name (default dupesift-PID@host).")] = None) -> None:
     """Start a Celery worker (broker: DUPESIFT_BROKER_URL)."""
     _settings()
     app = _app("worker")
@@ -61,7 +61,7 @@ def beat(loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "info") ->
 
 def jobs(json_out: Annotated[bool, typer.Option("--json")] = False,
          limit: Annotated[int, typer.Option("--limit", min=1)] = 20,
-         status: Annotated[Optional[str], typer.Option("--status", help="queued, running, done, failed, interrupted")] = None) -> None:
+         status: Annotated[str | None, typer.Option("--status", help="queued, running, done, failed, interrupted")] = None) -> None:
     """List ingest and reindex jobs: progress, files/s, ETA."""
     from indexer.catalog import Catalog
     from indexer.jobs import list_jobs

@@ -17,7 +17,7 @@ def parse_hhmm(value: str) -> tuple[int, int]:
     return h, m
 
 
-def beat_schedule(settings) -> dict:  # noqa: ANN001 - WorkerSettings
+def beat_schedule(settings) -> dict:
     h, m = parse_hhmm(settings.reindex_at)
     return {
         "nightly-reindex": {

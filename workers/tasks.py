@@ -29,14 +29,14 @@ logger = get_task_logger(f"{__name__}.celery")
 TRANSIENT = (OperationalError, InterfaceError, IntegrityError, MilvusException, grpc.RpcError,
              ConnectionError, TimeoutError, StoreBusy)
 
-RETRY = dict(autoretry_for=TRANSIENT, retry_backoff=2, retry_backoff_max=120, retry_jitter=True,
-             max_retries=settings.task_max_retries, acks_late=True, reject_on_worker_lost=True)
+RETRY = {"autoretry_for": TRANSIENT, "retry_backoff": 2, "retry_backoff_max": 120, "retry_jitter": True,
+             "max_retries": settings.task_max_retries, "acks_late": True, "reject_on_worker_lost": True}
 
 
 class JobTask(Task):
     """Marks the job failed when a task gives up (not on worker loss: that task is redelivered)."""
 
-    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:  # noqa: ANN001
+    def on_failure(self, exc, task_id, args, kwargs, einfo) -> None:
         job_id = kwargs.get("job_id")
         if job_id:
             try:

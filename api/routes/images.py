@@ -22,7 +22,7 @@ MEDIA = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": 
 ERRORS = {404: {"model": Error}, 415: {"model": Error}}
 
 
-def indexed_image(s, image_id: int) -> Image:  # noqa: ANN001
+def indexed_image(s, image_id: int) -> Image:
     img = s.get(Image, image_id)
     if img is None or img.status != ImageStatus.indexed:
         raise ApiError(404, f"no indexed image with id {image_id}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
@@ -37,10 +37,10 @@ def _bytes(n: int | None) -> str:
 
 templates.env.filters["bytes"] = _bytes
 templates.env.filters["basename"] = os.path.basename
-templates.env.filters["date"] = lambda t: datetime.fromtimestamp(t or 0, timezone.utc).strftime("%Y-%m-%d %H:%M")
+templates.env.filters["date"] = lambda t: datetime.fromtimestamp(t or 0, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:  # noqa: ANN003
+def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
     return templates.TemplateResponse(request, template, ctx, status_code=status)
 
 

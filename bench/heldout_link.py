@@ -34,7 +34,8 @@ from indexer.augment import make_copies, open_photo  # noqa: E402
 from indexer.calibrate import onnx_embed_fn  # noqa: E402
 from indexer.config import DEFAULT_MODEL, Settings  # noqa: E402
 from indexer.pairs import pairs_faiss  # noqa: E402
-from indexer.training.train import load_config, split_photos  # noqa: E402
+from indexer.training.config import load_config
+from indexer.training.split import split_photos
 from indexer.verify import inliers, keypoints, same_picture  # noqa: E402
 
 RECIPE = ROOT / "configs" / "arcface-kd.toml"

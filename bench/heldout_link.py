@@ -34,7 +34,8 @@ from indexer.augment import make_copies, open_photo
 from indexer.calibrate import onnx_embed_fn
 from indexer.config import DEFAULT_MODEL, Settings
 from indexer.pairs import pairs_faiss
-from indexer.training.train import load_config, split_photos
+from indexer.training.config import load_config
+from indexer.training.split import split_photos
 from indexer.verify import inliers, keypoints, same_picture
 
 RECIPE = ROOT / "configs" / "arcface-kd.toml"

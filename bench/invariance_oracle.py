@@ -4,7 +4,7 @@
 
 For each model and each set of views (the photo's 4 turns, the 8 turns and flips, the 4 turns each in
 colour and grey, colour and grey), every image is embedded once per view on the square model input
-(where turns, flips and grey are exact: ``indexer.training.train.extra_edits``) and the unit mean is its
+(where turns, flips and grey are exact: ``indexer.training.views.extra_edits``) and the unit mean is its
 embedding. That averaged embedder is calibrated the way training calibrates (the recipe's 200 held-out
 train-split photos, ``indexer.calibrate``, target precision 0.995) and scored on bench/quality.py's public
 library at that threshold and at the best one. It costs one model pass per view, so it is an oracle for
@@ -71,7 +71,8 @@ def oracle_row(path: Path, views: str, truth: dict, rel: list[str], calib: list[
 
 
 def main(argv: list[str] | None = None) -> int:
-    from indexer.training.train import load_config, split_photos
+    from indexer.training.config import load_config
+    from indexer.training.split import split_photos
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, action="append",

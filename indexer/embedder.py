@@ -49,7 +49,7 @@ class OnnxEmbedder:
             raise ModelError(f"cannot load ONNX model {model_path}: {exc}") from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         if SPEC_KEY not in meta:
-            raise ModelError(f"{model_path} has no {SPEC_KEY} metadata; re-export it with indexer.training.export")
+            raise ModelError(f"{model_path} has no {SPEC_KEY} metadata; re-export it with `python -m indexer.training export`")
         if _file_state(model_path) != before:  # replaced while loading: the digest may not be of these weights
             raise ModelError(f"{model_path} changed while it was being loaded; load it again")
         self.spec = ModelSpec.from_json(meta[SPEC_KEY]).with_weights(weights)

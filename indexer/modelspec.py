@@ -78,7 +78,7 @@ def read_spec(onnx_path: Path) -> ModelSpec:
     for prop in model.metadata_props:
         if prop.key == SPEC_KEY:
             return ModelSpec.from_json(prop.value)
-    raise ValueError(f"{onnx_path} carries no {SPEC_KEY} metadata; export it with `python -m indexer.training.export`")
+    raise ValueError(f"{onnx_path} carries no {SPEC_KEY} metadata; export it with `python -m indexer.training export`")
 
 
 def write_spec(onnx_path: Path, spec: ModelSpec) -> None:

@@ -10,9 +10,9 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from indexer.decode import load_image  # noqa: E402
-from indexer.modelspec import EFFNET_LITE0_IMAGENET, SPEC_KEY, ModelSpec, read_spec  # noqa: E402
-from indexer.preprocess import normalize  # noqa: E402
+from indexer.decode import load_image
+from indexer.modelspec import EFFNET_LITE0_IMAGENET, SPEC_KEY, ModelSpec, read_spec
+from indexer.preprocess import normalize
 
 pytestmark = pytest.mark.torch
 
@@ -68,7 +68,8 @@ def test_dynamic_batch() -> None:
 @pytest.mark.parametrize("config", ["arcface-kd.toml", "arcface-kd-stage1.toml"])
 def test_shipped_model_spec_and_unit_norm(config: str) -> None:
     """The default model and its stage 1 (the file stage 2 starts from and distils the turn average of)."""
-    from indexer.training.train import load_config, spec_for
+    from indexer.training.config import load_config
+    from indexer.training.export import spec_for
 
     recipe = load_config(OURS.parents[1] / "configs" / config)
     path = OURS.parent / Path(recipe.export).name

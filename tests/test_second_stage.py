@@ -14,14 +14,16 @@ torch = pytest.importorskip("torch")
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from PIL import Image  # noqa: E402
+from PIL import Image
 
-from indexer.embedder import OnnxEmbedder  # noqa: E402
-from indexer.modelspec import read_spec  # noqa: E402
-from indexer.preprocess import normalize, to_model_pixels  # noqa: E402
-from indexer.training.from_onnx import embedder_from_onnx  # noqa: E402
-from indexer.training.train import TrainConfig, spec_for, train  # noqa: E402
-from indexer.training.turn_targets import per_view_targets, turn_averaged  # noqa: E402
+from indexer.embedder import OnnxEmbedder
+from indexer.modelspec import read_spec
+from indexer.preprocess import normalize, to_model_pixels
+from indexer.training.config import TrainConfig
+from indexer.training.export import spec_for
+from indexer.training.from_onnx import embedder_from_onnx
+from indexer.training.train import train
+from indexer.training.turn_targets import per_view_targets, turn_averaged
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

@@ -12,13 +12,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from indexer.embedder import OnnxEmbedder  # noqa: E402
-from indexer.modelspec import read_spec  # noqa: E402
-from indexer.preprocess import normalize  # noqa: E402
-from indexer.training.export import export_onnx  # noqa: E402
-from indexer.training.from_onnx import embedder_from_onnx  # noqa: E402
-from indexer.training.soup import average_embedders, soup  # noqa: E402
-from indexer.training.train import load_config  # noqa: E402
+from indexer.embedder import OnnxEmbedder
+from indexer.modelspec import read_spec
+from indexer.preprocess import normalize
+from indexer.training.config import load_config
+from indexer.training.export import export_onnx
+from indexer.training.from_onnx import embedder_from_onnx
+from indexer.training.soup import average_embedders, soup
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

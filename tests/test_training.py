@@ -15,22 +15,16 @@ F = torch.nn.functional
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from indexer.modelspec import read_spec  # noqa: E402
-from indexer.preprocess import normalize, to_grey, to_model_pixels  # noqa: E402
-from indexer.training.export import load_checkpoint_embedder  # noqa: E402
-from indexer.training.train import (  # noqa: E402
-    TrainConfig,
-    WeightAverage,
-    extra_edits,
-    jpeg_views,
-    koleo_loss,
-    load_config,
-    lookalike_batch,
-    similarity_kd_loss,
-    spec_for,
-    split_photos,
-    train,
-)
+from indexer.modelspec import read_spec
+from indexer.preprocess import normalize, to_grey, to_model_pixels
+from indexer.training.averaging import WeightAverage
+from indexer.training.batches import lookalike_batch
+from indexer.training.config import TrainConfig, load_config
+from indexer.training.export import load_checkpoint_embedder, spec_for
+from indexer.training.losses import koleo_loss, similarity_kd_loss
+from indexer.training.split import split_photos
+from indexer.training.train import train
+from indexer.training.views import extra_edits, jpeg_views
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 
@@ -280,7 +274,8 @@ def test_crossfit_pools_each_folds_held_out_pairs(tmp_path: Path) -> None:
     import shutil
 
     from indexer.calibrate import PairScores, calibrate_pairs, onnx_embed_fn, pair_scores
-    from indexer.training.crossfit import Fold, crossfit, main
+    from indexer.training.cli import main
+    from indexer.training.crossfit import Fold, crossfit
 
     fold_models = [BASELINE, ROOT / "models" / "dupesift-arcface-kd-lite0.onnx"]
     configs = []
@@ -310,7 +305,7 @@ def test_crossfit_pools_each_folds_held_out_pairs(tmp_path: Path) -> None:
     final = tmp_path / "final.onnx"
     shutil.copy(BASELINE, final)
     out = tmp_path / "crossfit.json"
-    assert main([str(c) for c in configs] + ["--target", "0.99", "--write", str(final), "--out", str(out)]) == 0
+    assert main(["crossfit", *map(str, configs), "--target", "0.99", "--write", str(final), "--out", str(out)]) == 0
     assert read_spec(final).threshold == pytest.approx(pooled.threshold)
     assert json.loads(out.read_text())["pooled"]["threshold"] == pooled.threshold
     with pytest.raises(FileNotFoundError, match="train the fold first"):
@@ -357,10 +352,11 @@ def test_smoke_training_exports_with_parity(tmp_path: Path) -> None:
 def test_distillation_head_on_the_embedding(tmp_path: Path) -> None:
     """kd_input = "embedding": the head reads the exported unit vectors; it starts as the ImageNet classifier
     seen through the projection, so its first loss is close to the pooled head's, and it learns from there."""
-    common = dict(
-        photos_dir=str(PHOTOS), train_photos=4, calib_photos=0, views_per_photo=2, photos_per_batch=4,
-        views_per_sample=2, steps=4, warmup_steps=1, frozen_blocks=14, lr=3e-3, checkpoint_every=0,
-        cache_dir=str(tmp_path / "cache"), calibrate=False, threads=2, kd_target="original")
+    common = {
+        "photos_dir": str(PHOTOS), "train_photos": 4, "calib_photos": 0, "views_per_photo": 2,
+        "photos_per_batch": 4, "views_per_sample": 2, "steps": 4, "warmup_steps": 1, "frozen_blocks": 14,
+        "lr": 3e-3, "checkpoint_every": 0, "cache_dir": str(tmp_path / "cache"), "calibrate": False, "threads": 2,
+        "kd_target": "original"}
     first = {}
     for kd_input in ("pooled", "embedding"):
         cfg = TrainConfig(name=kd_input, out_dir=str(tmp_path / kd_input), kd_input=kd_input, **common)
@@ -389,15 +385,16 @@ def test_dupesift_train_is_on_the_cli() -> None:
     import sys
 
     exe = Path(sys.executable).with_name("dupesift")
-    out = subprocess.run([str(exe), "train", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([str(exe), "train", "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "--config" in out.stdout and "--steps" in out.stdout
     bad = subprocess.run([str(exe), "train", "--config", "/nonexistent.toml"], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, check=False)
     assert bad.returncode != 0 and "no such config file" in bad.stderr
-    fit = subprocess.run([str(exe), "crossfit", "--help"], capture_output=True, text=True, timeout=120)
+    fit = subprocess.run([str(exe), "crossfit", "--help"], capture_output=True, text=True, timeout=120, check=False)
     assert fit.returncode == 0 and "--write" in fit.stdout, fit.stderr
-    missing = subprocess.run([str(exe), "crossfit", "/nonexistent.toml"], capture_output=True, text=True, timeout=120)
+    missing = subprocess.run([str(exe), "crossfit", "/nonexistent.toml"], capture_output=True, text=True, timeout=120,
+                             check=False)
     assert missing.returncode != 0 and "no such config file: /nonexistent.toml" in missing.stderr
 
 
@@ -407,7 +404,7 @@ def test_a_bank_build_leaves_another_builds_teacher_file_alone(tmp_path: Path) -
     from PIL import Image
 
     from indexer.training.backbone import load_lite0
-    from indexer.training.train import _teacher_logits
+    from indexer.training.bank import _teacher_logits
 
     other = tmp_path / "teacher-64.onnx"  # the other build's file, at the old fixed name
     other.write_bytes(b"in use")

@@ -1,4 +1,4 @@
-"""python -m indexer.training --config configs/arcface-kd.toml"""
-from indexer.training.train import main
+"""python -m indexer.training [train] --config configs/arcface-kd.toml (or crossfit, soup, export: see --help)."""
+from indexer.training.cli import main
 
 raise SystemExit(main())

@@ -13,7 +13,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Pooling", "GeM", "L2Norm", "Embedder", "load_lite0", "build_embedder", "FEATURE_DIM"]
+__all__ = [
+    "FEATURE_DIM",
+    "NUM_CLASSES",
+    "Embedder",
+    "GeM",
+    "L2Norm",
+    "Pooling",
+    "build_embedder",
+    "load_lite0",
+    "prefix",
+    "suffix",
+]
 
 FEATURE_DIM = 1280  # channels of EfficientNet-Lite0's last conv
 NUM_CLASSES = 1000
@@ -104,3 +115,21 @@ def init_projection(proj: nn.Linear, seed: int = 0) -> None:
     q, _ = torch.linalg.qr(w.T)
     with torch.no_grad():
         proj.weight.copy_(q.T[: proj.out_features])
+
+
+# The backbone in two parts for training: the frozen prefix runs without gradients, the suffix trains.
+
+def prefix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Lite0's stem and MBConv blocks 0..k-1."""
+    x = net._swish(net._bn0(net._conv_stem(x)))
+    for block in net._blocks[:k]:
+        x = block(x)
+    return x
+
+
+def suffix(net: nn.Module, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Lite0's blocks k.. and head convolution: ``suffix(prefix(x, k), k)`` is ``net.extract_features(x)`` in
+    eval mode (no drop-connect)."""
+    for block in net._blocks[k:]:
+        x = block(x)
+    return net._swish(net._bn1(net._conv_head(x)))

@@ -1,28 +1,34 @@
 """Cross-fitted threshold: calibrate a model trained on every photo from fold models' held-out photos.
 
-    python -m indexer.training.crossfit FOLD.toml[=FOLD.onnx] ... [--target 0.995] [--write MODEL.onnx] [--out F.json]
+    dupesift crossfit FOLD.toml[=FOLD.onnx] ... [--target 0.995] [--write MODEL.onnx] [--out F.json]
 
 A model trained on all 800 train-split photos has none left to calibrate on, and a model trained on 600
-calibrates on 200, whose few look-alike pairs set its threshold (three seeds of one recipe: 0.534-0.604).
+calibrates on 200, whose few look-alike pairs set its threshold (it moves with the seed's draw of them).
 Cross-fitting does both: each fold is the same recipe trained without one block of photos (a training
 config with ``calib_block``; its model is the ONNX it exported, or the path after ``=``), each fold model
 scores the calibration pairs of its own held-out block, made exactly as training's calibration makes them,
 and one threshold is picked from all folds' pairs together: the recipe's threshold on photos it has not
 seen, from as many held-out photos as the folds cover. A model trained on every photo should do at least
 as well on new photos as its folds (it saw more photos), so the threshold should be safe, if conservative,
-for it; the v15 notes in the model card measure both.
+for it; the v15 and v20 rows of docs/experiments.md measure both.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
-from indexer.calibrate import (TARGET_PRECISION, CalibrationResult, PairScores, calibrate_pairs, format_curve,
-                               onnx_embed_fn, pair_scores)
-from indexer.training.train import TrainConfig, load_config, split_photos
+from indexer.calibrate import (
+    TARGET_PRECISION,
+    CalibrationResult,
+    PairScores,
+    calibrate_pairs,
+    onnx_embed_fn,
+    pair_scores,
+)
+from indexer.training.config import TrainConfig, load_config
+from indexer.training.split import split_photos
 
-__all__ = ["Fold", "crossfit", "main"]
+__all__ = ["Fold", "crossfit", "results"]
+
 
 class Fold:
     """One fold: a training config (which photos it held out) and the model it exported."""
@@ -82,30 +88,7 @@ def _summary(c: CalibrationResult) -> dict:
             "threshold_range": list(c.threshold_range or ()), "families_recall": c.families_recall}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("folds", nargs="+", metavar="FOLD.toml[=MODEL.onnx]", help="training configs of the folds")
-    ap.add_argument("--target", type=float, default=TARGET_PRECISION,
-                    help=f"target pair precision (default {TARGET_PRECISION})")
-    ap.add_argument("--write", type=Path, metavar="MODEL.onnx", help="store the pooled threshold in this model's spec")
-    ap.add_argument("--out", type=Path, help="write the pooled and per-fold results here as JSON")
-    a = ap.parse_args(argv)
-    try:
-        folds = [Fold.parse(f) for f in a.folds]
-        pooled, own = crossfit(folds, a.target)
-    except (ValueError, FileNotFoundError) as e:
-        ap.error(str(e))
-    print(format_curve(pooled))
-    if a.out:
-        a.out.write_text(json.dumps({"pooled": _summary(pooled), "folds": {
-            str(f.config): _summary(c) | {"model": str(f.model)} for f, c in zip(folds, own)}}, indent=1))
-    if a.write:
-        from indexer.modelspec import read_spec, write_spec
-
-        write_spec(a.write, read_spec(a.write).with_threshold(pooled.threshold))
-        print(f"wrote threshold {pooled.threshold:.4f} into {a.write}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def results(folds: list[Fold], pooled: CalibrationResult, own: list[CalibrationResult]) -> dict:
+    """The pooled and per-fold calibrations as JSON-ready data."""
+    return {"pooled": _summary(pooled),
+            "folds": {str(f.config): _summary(c) | {"model": str(f.model)} for f, c in zip(folds, own)}}

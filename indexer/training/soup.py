@@ -1,6 +1,6 @@
 """Average the weights of several exported embedders fine-tuned from one start (a uniform "model soup").
 
-    python -m indexer.training.soup --config configs/arcface-kd.toml A.onnx B.onnx [...] --out SOUP.onnx
+    python -m indexer.training soup --config configs/arcface-kd.toml A.onnx B.onnx [...] --out SOUP.onnx
 
 Wortsman et al. (2022): models fine-tuned from the same weights with different settings stay in one basin,
 and their weight average is often better than any of them at no cost to serving (one model, one pass). The
@@ -13,19 +13,18 @@ every ingredient's (and from the shipped model's) by its weights digest, so serv
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
 
 from indexer.modelspec import read_spec
-from indexer.training.export import export_onnx
+from indexer.training.config import TrainConfig
+from indexer.training.export import calibrate_export, export_onnx, spec_for
 from indexer.training.from_onnx import embedder_from_onnx
-from indexer.training.train import ROOT, TrainConfig, calibrate_export, load_config, spec_for, split_photos
+from indexer.training.split import split_photos
 
-__all__ = ["average_embedders", "main", "soup"]
+__all__ = ["average_embedders", "soup"]
 
 
 def average_embedders(paths: list[Path]) -> torch.nn.Module:
@@ -64,27 +63,8 @@ def soup(cfg: TrainConfig, paths: list[Path], out: Path) -> dict:
     spec = dataclasses.replace(spec, notes={**spec.notes, "soup": [Path(p).name for p in paths]})
     export_onnx(model, out, spec)
     result: dict = {"onnx": str(out), "ingredients": [str(p) for p in paths]}
-    _, calib = split_photos(cfg)
-    if cfg.calibrate and calib:
-        result.update(calibrate_export(out, spec, calib, cfg, out.with_suffix(".calibration.txt")))
+    if cfg.calibrate:
+        _, calib = split_photos(cfg)
+        if calib:
+            result.update(calibrate_export(out, spec, calib, cfg, out.with_suffix(".calibration.txt")))
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("models", nargs="+", type=Path, help="exported ONNX embedders fine-tuned from one start")
-    ap.add_argument("--config", type=Path, default=ROOT / "configs" / "arcface-kd.toml",
-                    help="the recipe whose split, spec and calibration the soup takes")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--threads", type=int, default=2)
-    a = ap.parse_args(argv)
-    torch.set_num_threads(a.threads)
-    missing = [str(p) for p in a.models if not p.is_file()]
-    if missing:
-        ap.error(f"no such model file: {', '.join(missing)}")
-    print(json.dumps(soup(load_config(a.config), a.models, a.out), indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,10 +1,10 @@
 """Turn-averaged embeddings of a trained model: the targets of a one-pass turn-invariant student.
 
 Averaging a model's embedding over the photo's four 90° turns makes it exactly turn invariant; for v10
-that raised held-out recall from 0.877 to 0.943, at four times the compute (model card, "What exact turn
-invariance is worth"). A student that reproduces the average in one pass (``turn_kd`` in the training
-config) would keep most of that gain at the cost of one embedding. The turns are exact on the square
-model input (see ``train.extra_edits``), so they are taken on the bank's model-size pixels.
+that found many more held-out copies, at four times the compute (docs/experiments.md, "v16 oracle"). A
+student that reproduces the average in one pass (``turn_kd`` in the training config) keeps part of that
+gain at the cost of one embedding. The turns are exact on the square
+model input (see ``views.extra_edits``), so they are taken on the bank's model-size pixels.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["TURN_TARGETS", "turn_averaged", "cached_turn_targets", "per_view_targets"]
+from indexer.training.cache import own_temp_file
+from indexer.training.config import TURN_TARGETS
 
-TURN_TARGETS = ("view", "original", "centroid")  # whose turn average a view aims at (``per_view_targets``)
+__all__ = ["cached_turn_targets", "per_view_targets", "turn_averaged"]
 
 
 def turn_averaged(embed, pixels: np.ndarray, batch: int = 64) -> np.ndarray:
@@ -52,7 +53,6 @@ def cached_turn_targets(model_path: Path, pixels: np.ndarray, bank_path: Path, t
     (keyed by the bank and the model file's bytes, so a retrained model never reuses stale targets)."""
     from indexer.embedder import OnnxEmbedder
     from indexer.modelspec import read_spec
-    from indexer.training.train import _own_temp_file  # not at the top: train imports this module
 
     model_path = Path(model_path)
     size = read_spec(model_path).input_size
@@ -66,7 +66,7 @@ def cached_turn_targets(model_path: Path, pixels: np.ndarray, bank_path: Path, t
     t0 = time.perf_counter()
     teacher = OnnxEmbedder(model_path, threads=threads, providers=["CPUExecutionProvider"])
     targets = turn_averaged(teacher.embed, pixels)
-    with _own_temp_file(path.parent, path.stem, ".tmp.npy") as tmp:  # side-by-side runs: last one wins
+    with own_temp_file(path.parent, path.stem, ".tmp.npy") as tmp:  # side-by-side runs: last one wins
         np.save(tmp, targets)
         tmp.replace(path)
     log({"event": "turn_targets", "path": str(path), "views": len(targets),

@@ -20,7 +20,7 @@ Families (each has confusers and copies of some of its pictures):
   screenshot  different photos in the same app chrome (phone 1080-1170 px wide, desktop 1920-2560); the same
               photo in two chromes, and with the original
   watermark   the same logo or watermark on different photos; the photo without it; copies
-  document    different pages of one real manual (R and Debian Live manuals, rendered) and of one generated
+  document    different pages of one real manual (the R manuals, rendered) and of one generated
               template (invoice, slide, receipt); copies (re-saved, scanned, photographed)
   lowtex      generated low-texture pictures: gradients, solid colours, skies, fog and night versions of
               photos; copies at other sizes
@@ -40,7 +40,7 @@ configs/arcface-kd-stage1.toml, the block calibration uses), part A of the real 
 splits them by variant set, per source), the first UKBench objects, the R manuals R-admin/R-data/R-exts/R-intro,
 and the tuning recipes below. ``--split heldout`` is for measuring only: the eval split's 200 photos (allowed for
 this measurement library; never tune on it), part B of the real images, the other UKBench objects and Holidays
-scene, the other R manuals and the Debian Live manual, and only the held-out recipes:
+scene, the other R manuals, and only the held-out recipes:
 
   family      tune recipes                                   held-out recipes
   caption     meme (top/bottom outlined), black bar          tweet band, story box, subtitle; other texts/fonts
@@ -683,8 +683,8 @@ def doc_receipt(k: int, r: random.Random) -> Image.Image:
 
 
 TEMPLATES = {"tune": {"invoice": doc_invoice}, "heldout": {"slide": doc_slide, "receipt": doc_receipt}}
-MANUALS = {"tune": ("R-admin", "R-data", "R-exts", "R-intro"),
-           "heldout": ("R-FAQ", "R-ints", "R-lang", "refman", "live-manual")}
+MANUALS = {"tune": ("R-admin", "R-data", "R-exts", "R-intro"), "heldout": ("R-FAQ", "R-ints", "R-lang", "refman")}
+BLANK = 0.5  # pages whose texture (bench/realimages.py) is below this are blank: two of them are one picture
 
 
 def _size(r: random.Random) -> tuple[int, int]:
@@ -873,9 +873,9 @@ def fam_overlay(lib: Library, family: str, recipes: dict, photos: list[Path], pe
 
 def fam_document(lib: Library, real_all: list[dict], n_generated: int) -> None:
     """Pages of the split's manuals (a manual belongs wholly to one split, whichever part its pages fell in)
-    and pages of the split's generated templates; about a third get a copy."""
+    blank pages left out, and pages of the split's generated templates; about a third get a copy."""
     r = lib.r
-    pages = [e for e in real_all if e["kind"] == "document"
+    pages = [e for e in real_all if e["kind"] == "document" and e["texture"] >= BLANK
              and Path(e["origin"].split("#")[0]).name.split(".")[0] in MANUALS[lib.split]]
     for e in pages:
         src = f"document:{e['sha256'][:16]}"
@@ -1058,7 +1058,7 @@ def build(out: Path, split: str, seed: int, realimages: Path = REALIMAGES) -> di
     fam_overlay(lib, "screenshot", CHROMES[split], take(24))
     fam_overlay(lib, "watermark", WATERMARKS[split], take(24))
     fam_document(lib, real_all, n_generated=60)
-    fam_lowtex(lib, take(30), n=120)
+    fam_lowtex(lib, take(30), n=100)  # 10 solids, 30 of each other recipe (night and fog need a photo each)
     fam_wallpaper(lib, real)
     fam_subject(lib, subject, real, clipart=140)
     fam_burst(lib)

@@ -91,11 +91,11 @@ def family_table(truth: dict, groups: list[list[str]], meta: list[dict] | None =
 # --- ours: the real service -------------------------------------------------------------------------------
 
 def dupesift(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "dupesift"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "indexer.cli"]
+    """The `dupesift` command of this checkout (not whatever an editable install's console script points at)."""
+    module = "dupesift.cli" if (ROOT / "dupesift" / "cli.py").exists() else "indexer.cli"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([*cmd, "--data-dir", str(data_dir), *args], capture_output=True, text=True, env=env,
-                          check=False)
+    return subprocess.run([sys.executable, "-c", f"from {module} import app; app()", "--data-dir", str(data_dir), *args],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
 
 
 def ours(out: Path, truth: dict, data_dir: Path | None) -> tuple[list[list[str]], list[dict], dict]:
@@ -222,29 +222,35 @@ def fmt_worst(w: dict | None) -> str:
 
 
 def report(tables: dict[str, dict], truth: dict, info: dict) -> str:
-    fams = list(next(iter(tables.values())).keys())
+    """Two markdown tables: ours in detail per family, then every method's "P / R (false pairs)" per family."""
+    ours_t = tables["ours"]
+    lines = ["| family | files | true pairs | P | R | false pairs | groups with a negative member | worst group |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f, t in ours_t.items():
+        lines.append(f"| {f if f != 'all' else '**all**'} | {t['files']} | {t['true_pairs']} | {t['precision']:.3f} | "
+                     f"{t['recall']:.3f} | {t['false_pairs']} | {t['groups_with_negative']} | {fmt_worst(t['worst'])} |")
     methods = list(tables)
-    head = "| family | files | true pairs | " + " | ".join(
-        f"{m} P | R | FP" + (" | worst group" if i == 0 else "") for i, m in enumerate(methods)) + " |"
-    sep = "|" + "---|" * (3 + 3 * len(methods) + 1)
-    lines = [head, sep]
-    for f in fams:
-        row = [f if f != "all" else "**all**", str(tables[methods[0]][f]["files"]), str(tables[methods[0]][f]["true_pairs"])]
-        for i, m in enumerate(methods):
-            t = tables[m][f]
-            row += [f"{t['precision']:.3f}", f"{t['recall']:.3f}", str(t["false_pairs"])]
-            if i == 0:
-                row.append(fmt_worst(t["worst"]) + (f" ({t['groups_with_negative']} neg)" if t["groups_with_negative"] else ""))
-        lines.append("| " + " | ".join(row) + " |")
-    worst = "worst group: max_distance, files/different pictures, neg = a member with negative similarity to the keeper"
-    return f"{truth['root']} ({truth.get('split', '?')} split, seed {truth.get('seed', '?')})\n\n" + "\n".join(lines) + \
-        f"\n\n{worst}\n" + (f"ingest: {info.get('ingest_s')} s, {info.get('ingest', {}).get('failed', '')}\n"
-                            if info.get("ingest_s") else "")
+    lines += ["", "| family | " + " | ".join(methods) + " |", "|---|" + "---|" * len(methods)]
+    for f in ours_t:
+        cells = [f"{tables[m][f]['precision']:.3f} / {tables[m][f]['recall']:.3f} ({tables[m][f]['false_pairs']})"
+                 for m in methods]
+        lines.append(f"| {f if f != 'all' else '**all**'} | " + " | ".join(cells) + " |")
+    head = f"{truth['root']} ({truth.get('split', '?')} split, seed {truth.get('seed', '?')})\n\n"
+    notes = ["", ("worst group: max_distance (1 - lowest cosine of two members), files f / different pictures p, "
+                  "neg = a member with negative similarity to the keeper; second table: pair precision / recall "
+                  "(false pairs); @best = the threshold of the method's best pair F1 on this library (an oracle)")]
+    if info.get("ingest_s"):
+        ing = info.get("ingest", {})
+        notes.append(f"ingest: {info['ingest_s']} s wall for {ing.get('seen', '?')} files "
+                     f"({len(ing.get('failed', []) or [])} failed, {ing.get('verified_pairs', '?')} verified pairs, "
+                     f"{ing.get('groups', '?')} groups); timings {json.dumps(ing.get('timings', {}))}")
+        notes += [f"failed: {f.get('path')}: {f.get('reason')} {f.get('message', '')}" for f in ing.get("failed", [])]
+    return head + "\n".join(lines + notes) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=Path, nargs="?")
     ap.add_argument("--data-dir", type=Path)
     ap.add_argument("--peers", default="phash,sscd-distilled,sscd")
     ap.add_argument("--peer-python", type=Path, default=PEER_PYTHON)
@@ -256,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         v = sscd_vectors([Path(truth["root"]) / p for p in files_of(truth)], method)
         np.save(npy, v @ v.T)
         return 0
+    if a.out is None:
+        ap.error("OUT is required")
     truth = json.loads((a.out / "truth.json").read_text())
     groups, meta, info = ours(a.out, truth, a.data_dir)
     tables = {"ours": family_table(truth, groups, meta)}

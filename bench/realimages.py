@@ -67,7 +67,6 @@ SOURCES = [
     Source("xplanet", "xplanet-images", "photo", include=r"(earth|night|sun)\.jpg$"),
     Source("tuxpaint", "tuxpaint-stamps-default", "clipart", include=r"\.png$", exclude=r"(_mirror|_flip|thumb)"),
     Source("r-manuals", "r-doc-pdf", "document", include=r"^/usr/share/doc/r-doc-pdf/.*\.pdf$", pdf_pages=14),
-    Source("live-manual", "live-manual-pdf", "document", include=r"landscape\.(en|de|fr)\.a4\.pdf$", pdf_pages=14),
     Source("skimage", "scikit-image", "sample", registry="pip", include=r"/skimage/data/[^/]+\.(png|jpg|jpeg)$"),
     Source("sklearn", "scikit-learn", "photo", registry="pip", include=r"/sklearn/datasets/images/.*\.jpg$"),
     Source("matplotlib", "matplotlib", "sample", registry="pip", include=r"/mpl-data/sample_data/.*\.(png|jpg)$"),

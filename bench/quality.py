@@ -14,10 +14,8 @@ so a slow spell on the machine hits every method rather than whichever ran durin
 rate is its scoring pass (one pass: 1 min). The peers' passes include ONNX Runtime session creation
 (``peers.py`` makes it inside), under 0.5 s of the ~13 s pass.
 
-"+ verification" rows (ours by default, ``--verify NAME``): the service's link rule, the threshold plus
-``indexer.verify`` on the pairs in the band below it (``Settings.verify_band``/``verify_min_inliers``);
-their files/s adds the scoring pass's verification time to the median embedding rate, and their "best"
-sweeps the threshold over ± 0.10 with the band and inliers fixed.
+The service's link rule (verification, pixels, crowd, chain guard) is measured end to end by
+bench/ingest.py and bench/confusers.py; this table scores the embeddings alone.
 
 Semantic check (what distillation should preserve), per model:
 - hard-crop: each of the 200 eval-split photos queried by a 6-16 % area crop (+ resize) against the 200
@@ -209,50 +207,7 @@ def score_vectors(vecs: np.ndarray, threshold: float, truth: dict, rel: list[str
     return at_threshold, best
 
 
-def verified_row(name: str, vecs: np.ndarray, threshold: float, embed_fps: float, truth: dict, rel: list[str]) -> dict:
-    """The service's link rule: pairs at or above the threshold, plus pairs in the band below it that
-    ``indexer.verify`` confirms (Settings' verify_band and verify_min_inliers). "best" sweeps the threshold
-    (band and inliers fixed) over threshold ± 0.10; files/s adds the verification time at the threshold."""
-    from indexer.config import Settings
-    from indexer.pairs import pairs_faiss
-    from indexer.verify import Verifier
-
-    st = Settings()
-    band, k = st.verify_band, st.verify_min_inliers
-    paths = [Path(truth["root"]) / p for p in rel]
-    names = lambda groups: [[rel[i] for i in g] for g in groups]
-    ids = np.arange(len(vecs), dtype=np.int64)
-    counts: dict[tuple[int, int], bool] = {}
-    # the service's verifier (decode, limits, threads): each photo is read once
-    verifier = Verifier(lambda ids: {i: str(paths[i]) for i in ids}, min_inliers=k, max_pixels=MAX_PIXELS,
-                        max_bytes=st.max_file_bytes, max_photos=len(paths))
-
-    def count(pairs) -> None:
-        todo = [(a, b, 0.0) for a, b in pairs if (a, b) not in counts]
-        confirmed = {(a, b) for a, b, _ in verifier.verify(todo)}
-        counts.update(((a, b), (a, b) in confirmed) for a, b, _ in todo)
-        if verifier.failed or verifier.unusable:
-            raise SystemExit(f"verification could not read {verifier.failed or verifier.unusable}")
-
-    def groups_at(t: float) -> list[list[int]]:  # the link step's pairs: each photo's band capped as it caps them
-        found = pairs_faiss(ids, vecs, ids, vecs, t - band, sure=t, band_k=st.verify_per_photo)
-        band_pairs = [(a, b) for a, b, sim in found if sim < t]
-        count(band_pairs)
-        return components(len(vecs), [*((a, b) for a, b, sim in found if sim >= t), *(p for p in band_pairs if counts[p])])
-
-    t0 = time.perf_counter()
-    at_default = score(truth, names(groups_at(threshold)))
-    verify_s = time.perf_counter() - t0
-    n_band = len(counts)
-    sweep = np.round(np.arange(threshold - 0.10, threshold + 0.1001, 0.01), 3)
-    best = max((score(truth, names(groups_at(float(t))))["pair_f1"], float(t)) for t in sweep)
-    return {"method": f"{name} + verification", "threshold": threshold, **at_default, "best_f1": best[0],
-            "best_threshold": best[1], "files_per_s": round(len(paths) / (len(paths) / embed_fps + verify_s), 1),
-            "verify_s": round(verify_s, 2), "verified_band_pairs": n_band, "embed_files_per_s": embed_fps,
-            "verify_band": band, "verify_min_inliers": k, "verify_per_photo": st.verify_per_photo}
-
-
-def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool, verify: bool = False) -> dict:
+def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool) -> dict:
     emb = OnnxEmbedder(path)
     paths = [Path(truth["root"]) / p for p in rel]
     vecs, fps = embed_files(emb, paths)
@@ -261,8 +216,6 @@ def model_row(name: str, path: Path, truth: dict, rel: list[str], sem: bool, ver
            "best_threshold": best[1], "files_per_s": round(fps, 1), "dim": emb.spec.dim}
     if sem:
         row.update(semantic(emb))
-    if verify:
-        row["verified"] = verified_row(name, vecs, emb.spec.threshold, fps, truth, rel)
     return row
 
 
@@ -314,9 +267,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-semantic", action="store_true")
     ap.add_argument("--speed-rounds", type=int, default=3,
                     help="timed passes per method, in turn, for files/s (0: the scoring pass's rate)")
-    ap.add_argument("--verify", action="append", default=None, metavar="NAME",
-                    help="models (by NAME) that also get a row with the service's verification of the band below "
-                         "the threshold (default: ours)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench")
     a = ap.parse_args(argv)
     truth_path = a.library / "truth.json"
@@ -325,15 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     truth = json.loads(truth_path.read_text())
     rel = [p for g in truth["groups"] for p in g] + list(truth["singles"])
     models = dict(m.split("=", 1) for m in a.model) if a.model else dict(DEFAULT_MODELS)
-    if a.verify is None:
-        a.verify = [n for n in models if "(ours)" in n]
     rows = []
     for name, path in list(models.items()):
         if not Path(path).exists():
             print(f"skip {name}: {path} missing", file=sys.stderr)
             del models[name]
             continue
-        rows.append(model_row(name, Path(path), truth, rel, not a.no_semantic, verify=name in a.verify))
+        rows.append(model_row(name, Path(path), truth, rel, not a.no_semantic))
         print(json.dumps(rows[-1]), flush=True)
     for method in filter(None, a.peers.split(",")):
         try:
@@ -350,12 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 r["files_per_s_scoring_pass"] = r["files_per_s"]
                 r["files_per_s_rounds"] = [round(x, 1) for x in rates[r["method"]]]
                 r["files_per_s"] = round(float(np.median(rates[r["method"]])), 1)
-                if "verified" in r:  # the same median embedding rate, plus the scoring pass's verification time
-                    v, n = r["verified"], len(rel)
-                    v["embed_files_per_s"] = r["files_per_s"]
-                    v["files_per_s"] = round(n / (n / r["files_per_s"] + v["verify_s"]), 1)
         print(json.dumps({r["method"]: r.get("files_per_s_rounds") for r in rows}), flush=True)
-    rows = [x for r in rows for x in ([r, r.pop("verified")] if "verified" in r else [r])]
     a.out.mkdir(parents=True, exist_ok=True)
     (a.out / "quality.json").write_text(json.dumps(rows, indent=1))
     text = f"Public library: {len(rel)} files, {len(truth['groups'])} groups ({truth_path})\n\n" + table(rows)

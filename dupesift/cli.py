@@ -245,7 +245,7 @@ def calibrate(folder: Annotated[Path | None, typer.Argument(
     embed_fn, spec = onnx_embed_fn(st.model_path)
     console.print(f"calibrating {spec.model_id} on {len(photos)} photos x {copies} copies ...")
     result = run(photos, embed_fn, target_precision=target_precision, copies=copies, seed=seed,
-                 max_pixels=st.max_pixels, on_skip=skip, verify_band=st.verify_band, min_inliers=st.verify_min_inliers)
+                 max_pixels=st.max_pixels, on_skip=skip, settings=st)
     if skipped:
         console.print(f"skipped {len(skipped)} unusable files; calibrated on the other {result.photos} photos",
                       soft_wrap=True)

@@ -22,15 +22,32 @@ import numpy as np
 from PIL import Image
 
 from indexer.augment import make_copies, open_photo
+from indexer.config import Settings
 from indexer.errors import DupesiftError, ImageError
+from indexer.linkrule import LinkRule, rule_of
 from indexer.scan import scan
 
 EmbedFn = Callable[[list[Image.Image]], np.ndarray]
 OnSkip = Callable[[Path, ImageError], None]
 
-__all__ = ["CalibrationResult", "CurveRow", "PairScores", "TooFewPhotos", "Verified", "calibrate", "calibrate_pairs",
-           "calibrate_scores", "folder_photos", "format_curve", "onnx_embed_fn", "pair_scores", "spread",
-           "threshold_range", "train_split", "verified_rates"]
+__all__ = [
+    "CalibrationResult",
+    "CurveRow",
+    "PairScores",
+    "RuleRates",
+    "TooFewPhotos",
+    "calibrate",
+    "calibrate_pairs",
+    "calibrate_scores",
+    "folder_photos",
+    "format_curve",
+    "onnx_embed_fn",
+    "pair_scores",
+    "rule_rates",
+    "spread",
+    "threshold_range",
+    "train_split",
+]
 
 RESAMPLES = 200  # resamples of the calibration photos behind the threshold's range
 COPIES = 3  # synthetic copies per calibration photo (training's calibration and cross-fitting use this default)
@@ -63,20 +80,21 @@ class CalibrationResult:
     hardest_negative: float = 0.0  # highest cosine between different photos
     families_recall: dict[str, float] = field(default_factory=dict)
     threshold_range: tuple[float, float] | None = None  # 5-95 % over resamples of the photos (threshold_range)
-    verified: Verified | None = None  # the service's link rule at the threshold (pair_scores(verify=True))
+    verified: RuleRates | None = None  # the service's link rule at the threshold (pair_scores(verify=True))
 
 
 @dataclass(frozen=True)
-class Verified:
-    """Precision and recall of the link rule: cosine >= threshold, or in the band below it and confirmed by
-    ``indexer.verify`` (``checked`` band pairs, of which ``confirmed_positives``/``_negatives`` passed)."""
-    band: float
-    min_inliers: int
+class RuleRates:
+    """Precision and recall of the service's link rule (``indexer/linkrule.py``) on the calibration pairs: each
+    item's ``per_photo`` most similar candidates down to the rule's floor decided (``checked``), of which
+    ``linked_positives`` copies and ``linked_negatives`` different photos were linked (``by_kind``: on what)."""
+    rule: str
     precision: float
     recall: float
     checked: int
-    confirmed_positives: int
-    confirmed_negatives: int
+    linked_positives: int
+    linked_negatives: int
+    by_kind: dict[str, int] = field(default_factory=dict)
 
 
 def _pick(s: np.ndarray, tp: np.ndarray, fp: np.ndarray, n_pos: float,
@@ -156,10 +174,12 @@ class PairScores:
     neg: np.ndarray
     neg_photos: np.ndarray
     photos: int
-    # with pair_scores(verify=True): each pair's two items (original/copy files) and every item's keypoints
+    # with pair_scores(verify=True): each pair's two items (original/copy files), every item's link features and
+    # the items' cosines (for the link rule's candidates)
     pos_items: np.ndarray | None = None
     neg_items: np.ndarray | None = None
-    keypoints: list | None = None
+    features: list | None = None
+    sims: np.ndarray | None = None
 
     @staticmethod
     def pooled(parts: Sequence[PairScores]) -> PairScores:
@@ -182,7 +202,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
 
     A file ``open_photo`` cannot use raises its ``ImageError``; with ``on_skip`` it is passed there and left out
     (photo ids count usable photos only). Raises TooFewPhotos when fewer than two usable photos are left.
-    With ``verify``, every original and copy's ``indexer.verify`` keypoints are kept too (``verified_rates``)."""
+    With ``verify``, every original and copy's link features are kept too (``rule_rates``)."""
     if len(photos) < 2:
         raise TooFewPhotos(f"calibration needs at least two photos, got {len(photos)}")
     r = random.Random(seed)
@@ -193,7 +213,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
     pending: list[Image.Image] = []
     kps: list = []
     if verify:
-        from indexer.verify import keypoints
+        from indexer.features import extract
 
     def flush() -> None:
         if pending:
@@ -217,7 +237,7 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
             chains.append(chain)
             pending.append(edited)
             if verify:
-                kps.append(keypoints(edited))
+                kps.append(extract(edited))
         k += 1
         if len(pending) >= batch:
             flush()
@@ -237,34 +257,45 @@ def pair_scores(photos: list[Path], embed_fn: EmbedFn, copies: int = COPIES, see
         pos=sim[pi, pj], pos_photo=owner_a[pi], pos_edits=[chains[b if copy_a[b] else a] for a, b in zip(pi, pj)],
         neg=sim[ni, nj], neg_photos=np.stack([owner_a[ni], owner_a[nj]], 1), photos=k,
         pos_items=np.stack([pi, pj], 1) if verify else None, neg_items=np.stack([ni, nj], 1) if verify else None,
-        keypoints=kps if verify else None)
+        features=kps if verify else None, sims=sim if verify else None)
 
 
-def verified_rates(pairs: PairScores, threshold: float, band: float, min_inliers: int) -> Verified:
-    """Precision and recall at ``threshold`` when the pairs in ``band`` below it count only if verified."""
-    from indexer.verify import same_picture
+def rule_rates(pairs: PairScores, rule: LinkRule, per_photo: int) -> RuleRates:
+    """The link rule's precision and recall on the calibration pairs, as the link step would decide them: each
+    item's ``per_photo`` most similar other items down to ``rule.floor`` are its candidates; a pair counts as
+    linked when ``indexer.linkrule.decide`` links it (items' crowds from the same cosines)."""
+    from indexer.linkrule import CROWD_K, decide
 
-    if pairs.keypoints is None or pairs.pos_items is None or pairs.neg_items is None:
-        raise ValueError("verified_rates needs pair_scores(..., verify=True)")
-    kp = pairs.keypoints
+    if pairs.features is None or pairs.sims is None or pairs.pos_items is None or pairs.neg_items is None:
+        raise ValueError("rule_rates needs pair_scores(..., verify=True)")
+    sim = pairs.sims.copy()
+    np.fill_diagonal(sim, -2.0)
+    order = np.argsort(-sim, axis=1)
+    crowd = sim[np.arange(len(sim)), order[:, CROWD_K - 1]] if len(sim) > CROWD_K else np.full(len(sim), -1.0)
+    candidates = {(min(i, int(j)), max(i, int(j))) for i in range(len(sim)) for j in order[i, :per_photo]
+                  if sim[i, j] >= rule.floor}
+    verdicts = {p: decide(rule, float(sim[p]), pairs.features[p[0]], pairs.features[p[1]], float(crowd[p[0]]),
+                          float(crowd[p[1]])) for p in sorted(candidates)}
+    kinds: dict[str, int] = {}
 
-    def confirmed(scores: np.ndarray, items: np.ndarray) -> tuple[int, int]:
-        sel = np.nonzero((scores >= threshold - band) & (scores < threshold))[0]
-        return len(sel), sum(same_picture(kp[a], kp[b], min_inliers) for a, b in items[sel])
+    def linked(items: np.ndarray) -> int:
+        n = 0
+        for a, b in items:
+            v = verdicts.get((min(int(a), int(b)), max(int(a), int(b))))
+            if v is not None:
+                n += 1
+                kinds[v.kind] = kinds.get(v.kind, 0) + 1
+        return n
 
-    n_pos, ok_pos = confirmed(pairs.pos, pairs.pos_items)
-    n_neg, ok_neg = confirmed(pairs.neg, pairs.neg_items)
-    tp = int((pairs.pos >= threshold).sum()) + ok_pos
-    fp = int((pairs.neg >= threshold).sum()) + ok_neg
-    return Verified(band=band, min_inliers=min_inliers, precision=tp / max(tp + fp, 1),
-                    recall=tp / max(len(pairs.pos), 1), checked=n_pos + n_neg, confirmed_positives=ok_pos,
-                    confirmed_negatives=ok_neg)
+    tp, fp = linked(pairs.pos_items), linked(pairs.neg_items)
+    return RuleRates(rule=rule.describe(), precision=tp / max(tp + fp, 1), recall=tp / max(len(pairs.pos), 1),
+                     checked=len(candidates), linked_positives=tp, linked_negatives=fp, by_kind=kinds)
 
 
 def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISION, seed: int = 0, *,
-                    verify_band: float = 0.0, min_inliers: int = 15) -> CalibrationResult:
+                    settings: Settings | None = None) -> CalibrationResult:
     """The threshold for ``target_precision`` from scored pairs, with its curve, range and recall per edit
-    (and, with ``verify_band`` and keypoints in ``pairs``, the link rule's rates at that threshold)."""
+    (and, with ``settings`` and features in ``pairs``, the link rule's rates at that threshold)."""
     threshold, precision, recall, curve = calibrate_scores(pairs.pos, pairs.neg, target_precision)
     spread = threshold_range(pairs.pos, pairs.pos_photo, pairs.neg, pairs.neg_photos, pairs.photos,
                              target_precision, seed=seed)
@@ -279,19 +310,19 @@ def calibrate_pairs(pairs: PairScores, target_precision: float = TARGET_PRECISIO
         positives=len(pairs.pos), negatives=len(pairs.neg), photos=pairs.photos, curve=curve,
         hardest_negative=float(pairs.neg.max()) if len(pairs.neg) else 0.0,
         families_recall={k: round(a / n, 3) for k, (a, n) in sorted(fam.items())}, threshold_range=spread,
-        verified=verified_rates(pairs, threshold, verify_band, min_inliers)
-        if verify_band > 0 and pairs.keypoints is not None else None,
+        verified=rule_rates(pairs, rule_of(settings, threshold), settings.verify_per_photo)
+        if settings is not None and pairs.features is not None else None,
     )
 
 
 def calibrate(photos: list[Path], embed_fn: EmbedFn, target_precision: float = TARGET_PRECISION, copies: int = COPIES,
               seed: int = 0, *, batch: int = 32, max_side: int = 640, max_pixels: int | None = None,
-              on_skip: OnSkip | None = None, verify_band: float = 0.0, min_inliers: int = 15) -> CalibrationResult:
+              on_skip: OnSkip | None = None, settings: Settings | None = None) -> CalibrationResult:
     """Make ``copies`` edited copies of each photo, embed everything, and pick the threshold (see pair_scores).
-    The threshold is the cosine's; with ``verify_band`` the result also says what verification adds to it."""
+    The threshold is the cosine's; with ``settings`` the result also gives the link rule's rates at it."""
     pairs = pair_scores(photos, embed_fn, copies, seed, batch=batch, max_side=max_side, max_pixels=max_pixels,
-                        on_skip=on_skip, verify=verify_band > 0)
-    return calibrate_pairs(pairs, target_precision, seed, verify_band=verify_band, min_inliers=min_inliers)
+                        on_skip=on_skip, verify=settings is not None)
+    return calibrate_pairs(pairs, target_precision, seed, settings=settings)
 
 
 def format_curve(result: CalibrationResult) -> str:
@@ -310,9 +341,10 @@ def format_curve(result: CalibrationResult) -> str:
                      "a few look-alike photos set it: calibrate on more photos")
     if result.verified:
         v = result.verified
-        lines.append(f"with verification of the {v.band:g} below it ({v.min_inliers} inliers; {v.checked} pairs checked, "
-                     f"{v.confirmed_positives} copies and {v.confirmed_negatives} different photos confirmed): "
-                     f"precision {v.precision:.4f}, recall {v.recall:.4f}")
+        kinds = ", ".join(f"{k} {n}" for k, n in sorted(v.by_kind.items())) or "none"
+        lines.append(f"the service's link rule at it ({v.checked} candidate pairs decided; linked {v.linked_positives} "
+                     f"copies and {v.linked_negatives} different photos; by {kinds}): precision {v.precision:.4f}, "
+                     f"recall {v.recall:.4f}")
     if result.families_recall:
         lines.append("recall by edit: " + ", ".join(f"{k} {v:.3f}" for k, v in result.families_recall.items()))
     return "\n".join(lines)

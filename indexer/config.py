@@ -42,18 +42,21 @@ class Settings(BaseSettings):
     # workers) decoding runs in the calling process, which the limit then stops; the next try names the file.
     decode_cpu_seconds: float = Field(default=300, ge=0)
     onnx_threads: int = Field(default=0, ge=0)  # 0 = onnxruntime's choice
-    # Pairs within verify_band below the threshold are duplicates when indexer.verify finds at least
-    # verify_min_inliers keypoint matches that one affine transform explains (0 = cosine only). Chosen on the
-    # held-out train-split photos (models/dupesift-arcface-kd-lite0.md, "Verification"): recall rises up to
-    # 0.35 on four draws of copies and not beyond, with no different photos confirmed. Past a few thousand
-    # photos the per-photo cap, not the band, sets the cost.
+    # The link rule (indexer/linkrule.py; how each value was chosen: bench/README.md, "Link rule"). Candidates:
+    # each photo's verify_per_photo most similar neighbours down to verify_band below the threshold, so that
+    # the work grows with the library, not with its square. A candidate is linked when keypoints agree on one
+    # transform (verify_min_inliers both ways) and the photo content agrees under it (verify_min_agreement of
+    # the textured overlap); or, at or above the threshold, when two low-texture pictures' colour thumbnails
+    # match (pixel_max_distance); or, where a photo has under inconclusive_below keypoints, by a cosine of at
+    # least visual_min_cosine that stands crowd_margin above the photos' crowds. A change relinks.
     verify_band: float = Field(default=0.35, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
-    # Of each photo's band neighbours, only its verify_per_photo most similar are verified: a library of many
-    # look-alikes (0.1 % of different-photo pairs fall in the band on ImageNet photos) then costs verification
-    # in proportion to its photos, not to their square. Held-out recall rises up to 12 and not beyond (with
-    # the band, the smallest values at the best held-out recall). A /similar query verifies as many band hits.
+    verify_min_agreement: float = Field(default=0.6, ge=0, le=1)
     verify_per_photo: int = Field(default=12, ge=1)
+    pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
+    inconclusive_below: int = Field(default=30, ge=0)
+    visual_min_cosine: float = Field(default=0.8, ge=-1, le=1)
+    crowd_margin: float = Field(default=0.1, ge=-2, le=2)
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 

@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class Decoded:
     format: str
     pixels: np.ndarray  # uint8 (S, S, 3) for the model, or the full RGB array when no size was asked
     camera: bool = False  # EXIF camera make/model or date taken
+    extra: object = None  # what load_image's ``extra`` made of the decoded picture
 
 
 @dataclass(frozen=True)
@@ -198,8 +200,12 @@ def decode_rgb(im: Image.Image, draft: int | None = None) -> Image.Image:
         raise CorruptImage(f"{reason} image data: {msg}") from exc
 
 
-def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> Decoded:
+def load_image(source: Path | bytes, *, max_pixels: int, size: int | None,
+               extra: Callable[[Image.Image], object] | None = None, extra_side: int = 0) -> Decoded:
     """Decode a photo. With ``size``, return model pixels (size × size); JPEGs decode at reduced scale.
+    With ``extra``, also call it on the decoded picture (``Decoded.extra``): at its long side at least
+    ``extra_side`` where the photo has it (a JPEG drafted smaller for the model is decoded again, drafted
+    to ``extra_side``).
 
     Raises a subclass of ImageError for empty, non-image, corrupt, truncated or oversized input.
     """
@@ -209,4 +215,11 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None) -> De
         # Only format "JPEG" drafts (not MPO): model pixels must stay those of the vectors already indexed.
         rgb = decode_rgb(im, size if size is not None and fmt == "JPEG" else None)
         pixels = to_model_pixels(rgb, size) if size is not None else np.asarray(rgb, dtype=np.uint8)
-    return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera)
+        made = None
+        if extra is not None:
+            if max(rgb.size) < min(extra_side, max(width, height)):
+                with open_image(source, max_pixels) as again:
+                    made = extra(decode_rgb(again, extra_side))
+            else:
+                made = extra(rgb)
+    return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera, extra=made)

@@ -16,6 +16,7 @@ limit: past it the process itself is stopped. The catalog then names the culprit
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import signal
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Self
 
 import numpy as np
+from PIL import Image
 
+from indexer import features, verify
 from indexer.decode import load_image, read_file
 from indexer.errors import DupesiftError, ImageError
 
@@ -40,6 +43,8 @@ CRASHED = "decoder crashed"
 CRASH_LIMIT = 2  # decodes in the caller's process that died on one file before it is failed unread
 MAX_CRASHES_IN_A_ROW = 8  # isolated files dying one after another: the machine, not the files
 EXIT_STATUS_WAIT = 5.0  # seconds to wait for a dead worker's exit status, to say what stopped it
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,22 +60,35 @@ class DecodeResult:
     reason: str | None = None
     message: str | None = None
     camera: bool = False
+    features: bytes | None = None  # indexer.features.pack of the photo, for the link step
+
+
+def photo_features(rgb: Image.Image) -> bytes | None:
+    """The packed link features of a decoded photo; None (logged) when they cannot be computed: the link step
+    then reads the file for them."""
+    try:
+        return features.pack(features.extract(rgb))
+    except Exception:
+        log.warning("no link features for a photo", exc_info=True)
+        return None
 
 
 def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> DecodeResult:
-    """Read, hash and decode one file; every failure becomes a DecodeResult with a reason."""
+    """Read, hash and decode one file (with its link features); every failure becomes a DecodeResult with a
+    reason."""
     try:
         data, facts = read_file(Path(path), max_bytes)
     except ImageError as exc:
         return DecodeResult(path, False, reason=exc.reason, message=str(exc))
     try:
-        d = load_image(data, max_pixels=max_pixels, size=size)
+        d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_features, extra_side=verify.SIDE)
     except ImageError as exc:
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason=exc.reason, message=str(exc))
     except MemoryError:
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason="too-large",
                             message="ran out of memory decoding this file")
-    return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera)
+    return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera,
+                        features=d.extra)  # type: ignore[arg-type]
 
 
 def _worker_init() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy import func, select, update
 
+from indexer import featurestore
 from indexer.batching import chunks
 from indexer.catalog import Image, ImageStatus
 from indexer.catalog.models import utcnow
@@ -128,6 +129,7 @@ def _store_batch(ix: Parts, batch: list[tuple[int, DecodeResult]], summary: Inge
             ix.store.upsert(ids_out, np.stack(vec_out))
         tm.store += time.perf_counter() - t
         delete_pairs_of(s, [i for i, _ in ok])  # content may have changed: old pairs no longer hold
+        featurestore.save(s, [(i, r.sha256, r.features) for i, r in ok])
         now = utcnow()
         if ok:
             s.execute(update(Image), [

@@ -1,9 +1,12 @@
-"""Duplicate groups: connected components of the pair graph, via a disjoint set, with stable ids.
+"""Duplicate groups: the pair graph merged by a disjoint set, guarded against chains, with stable ids.
 
-A group is always a connected component of the stored pairs (A~B and A~C puts B and C together
-even when B and C are not within the threshold). ``regroup`` recomputes only the components
-that touch the given images, so an incremental ingest merges groups and a removal splits only
-the group it left.
+Groups are transitive (A~B and A~C puts B and C together even when B and C were never paired), which lets one
+wrong pair join two whole groups. So pairs are merged strongest first (exact, then verified, then the rest, by
+similarity), and a pair that would join two groups of several photos each (or a photo to a group) is held back
+unless the two sides are alike as a whole: their mean cosine at least ``CHAIN_MEAN`` and no two of their photos
+below ``CHAIN_MIN`` (complete linkage's worst pair). A byte-identical pair always merges. ``regroup``
+recomputes only the pair-connected components that touch the given images, so an incremental ingest merges
+groups and a removal splits only the group it left.
 """
 from __future__ import annotations
 
@@ -22,6 +25,10 @@ from indexer.catalog.queries import execute_in, rows_in, scalars_in
 KEEPER_RULE = ("most pixels, then camera EXIF metadata (make/model/date taken), then oldest modification "
                "time, then largest file, then lowest id")
 VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
+# The chain guard (module docstring); chosen on our own libraries: bench/README.md, "Link rule"
+CHAIN_MEAN = 0.3
+CHAIN_MIN = 0.0
+KIND_RANK = {"exact": 3, "verified": 2, "pixels": 1, "visual": 1}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,51 @@ def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[l
     return sorted(comps, key=lambda c: (-len(c), c[0]))
 
 
+def strength(kind: str, similarity: float) -> float:
+    """The order pairs are merged in: by kind of evidence, then by similarity."""
+    return KIND_RANK.get(kind, 0) + float(similarity)
+
+
+def clusters(edges: Iterable[tuple[int, int, str, float]], vectors: VectorsFn) -> list[list[int]]:
+    """The groups (size >= 2, largest first) of pairs (a, b, kind, similarity), merged strongest first with
+    the chain guard (see the module docstring)."""
+    edges = sorted(edges, key=lambda e: (-strength(e[2], e[3]), e[0], e[1]))
+    nodes = sorted({x for a, b, _, _ in edges for x in (a, b)})
+    vecs = vectors(nodes) if nodes else {}
+    parent = {n: n for n in nodes}
+    members = {n: [n] for n in nodes}
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for a, b, kind, _ in edges:
+        x, y = find(a), find(b)
+        if x == y or (kind != "exact" and not _alike(members[x], members[y], vecs)):
+            continue
+        if len(members[x]) < len(members[y]):
+            x, y = y, x
+        parent[y] = x
+        members[x] += members.pop(y)
+    comps = [sorted(m) for m in members.values() if len(m) > 1]
+    return sorted(comps, key=lambda c: (-len(c), c[0]))
+
+
+def _alike(xs: list[int], ys: list[int], vecs: dict[int, np.ndarray]) -> bool:
+    """Whether two sides may merge: two single photos always (their pair passed the link rule); else mean
+    cosine >= CHAIN_MEAN and no cross pair below CHAIN_MIN (photos without a vector are not counted)."""
+    if len(xs) == 1 and len(ys) == 1:
+        return True
+    a = [vecs[i] for i in xs if i in vecs]
+    b = [vecs[i] for i in ys if i in vecs]
+    if not a or not b:
+        return True
+    sims = np.stack(a) @ np.stack(b).T
+    return float(sims.mean()) >= CHAIN_MEAN and float(sims.min()) >= CHAIN_MIN
+
+
 def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:
     """Recompute the groups around ``touched`` images from stored pairs; returns the live group ids.
 
@@ -79,19 +131,19 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         return set()
     old_gids = set(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id, touched))
     members = set(touched) | set(scalars_in(session, select(Image.id), Image.group_id, old_gids))
-    edges: set[tuple[int, int]] = set()
+    edges: set[tuple[int, int, str, float]] = set()
     frontier = set(members)
-    while frontier:  # pairs reach outside `members` only when the invariant was broken; follow them
+    while frontier:  # pairs reach outside `members` where the guard held one back: follow them
         found: set[int] = set()
-        for a, b in rows_in(session, select(Pair.a_id, Pair.b_id), lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)),
-                            frontier):
-            edges.add((a, b))
+        for a, b, kind, sim in rows_in(session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.similarity),
+                                       lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)), frontier):
+            edges.add((a, b, kind, sim))
             found.update((a, b))
         frontier = found - members
         members |= frontier
         old_gids.update(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id,
                                    frontier))
-    comps = components(members, edges)
+    comps = clusters(edges, vectors)
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()

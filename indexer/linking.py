@@ -1,53 +1,69 @@
-"""The link step: neighbour pairs of every photo not linked yet, checked, stored, and their groups updated.
+"""The link step: candidate pairs of every photo not linked yet, decided by the link rule, stored with their
+evidence, and their groups updated.
 
-A pair at or above the threshold is a duplicate (``visual``); a pair in the verification band below it is one
-only when keypoint matching confirms the two are one picture (``verified``, ``indexer/verify.py``), and each photo
-has only its ``verify_per_photo`` most similar band neighbours verified. The slow part, searching and reading the
-files of band pairs, is ``plan_link``, done without any lock; ``link`` writes under the catalog lock ``groups``, so
-a user's decision (``indexer/resolution.py``) never lands between reading the "not duplicates" list and storing
-the pairs it should have dropped, and never waits for files. Under the lock the plan is used only for photos
-whose content and model are unchanged since; the rest is searched and verified again there.
+Each unlinked photo's candidates are its ``verify_per_photo`` most similar neighbours down to ``verify_band``
+below the threshold (so the work grows with the library, not with its square); ``indexer/linkrule.py`` decides
+each from the two photos' link features (kept in the catalog by the decode that embedded them:
+``indexer/featurestore.py``) and their crowds. Candidates are decided most similar first, and a pair whose two
+photos are already joined (one group before, or by a pair linked in this step) is not checked: it would change
+no group. The slow part is ``plan_link``, done without any lock; ``link`` writes under the catalog lock
+``groups``, so a user's decision (``indexer/resolution.py``) never lands between reading the "not duplicates"
+list and storing the pairs it should have dropped. Under the lock the plan is used only for photos whose content
+and model are unchanged since; the rest is searched and decided again there.
 """
 from __future__ import annotations
 
+import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
+from disjoint_set import DisjointSet
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from indexer import verify
 from indexer.catalog import Image, ImageStatus
-from indexer.catalog.queries import execute_in, paths_of, rows_in
+from indexer.catalog.queries import execute_in, rows_in
+from indexer.featurestore import FeatureSource
 from indexer.grouping import regroup
+from indexer.linkrule import CROWD_K, Evidence, decide
 from indexer.locks import catalog_lock
 from indexer.pairs import PairList, pairs_faiss, pairs_milvus
-from indexer.pairstore import drop_declined, existing_pairs, indexed_among, insert_pairs, unlink_all
+from indexer.pairstore import drop_declined, existing_pairs, indexed_among, insert_evidence, unlink_all
 from indexer.parts import Parts
 from indexer.progress import Progress
 from indexer.summary import IngestSummary
 
+log = logging.getLogger(__name__)
+
 Mark = tuple[str | None, str | None]  # (content hash, model id): what a photo's vector depends on
+UNDECIDED = "undecided"  # a verdict: a photo's file could not be read now, try again at the next link step
+CHECK_CHUNK = 256  # candidate pairs decided between progress reports
+# Candidates at least this similar are all decided, beyond the per-photo cap (near-identical files; a photo's own
+# hit, which the search returns too, then never takes a slot); the rule still decides each.
+UNCAPPED = 0.9999
+Verdict = Evidence | None | str
 
 
 @dataclass
 class LinkPlan:
-    """A link step's slow part, done before the lock ``groups``: the neighbour pairs of the photos unlinked
-    then, and verdicts on pairs of the verification band. Under the lock it is used only for photos whose
-    content and model (``marks``) are unchanged; anything else is searched or verified again there."""
+    """A link step's slow part, done before the lock ``groups``: the candidate pairs of the photos unlinked
+    then, the crowd of each, and the rule's verdict on each candidate. Under the lock it is used only for
+    photos whose content and model (``marks``) are unchanged; anything else is searched or decided again."""
 
     unlinked: frozenset[int]
     marks: dict[int, Mark]  # indexed photo -> (sha256, model id) when planned
     found: PairList
-    verdicts: dict[tuple[int, int], bool | None] = field(default_factory=dict)  # None: a photo unreadable
-    failed: dict[int, str] = field(default_factory=dict)  # photo -> why verification could not read it
+    crowd: dict[int, float] = field(default_factory=dict)  # unlinked photo -> its crowd
+    verdicts: dict[tuple[int, int], Verdict] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)  # photo -> why its file could not be read
 
 
 def link(ix: Parts, summary: IngestSummary | None = None, plan: LinkPlan | None = None,
          progress: Progress | None = None) -> int:
-    """Find neighbours of every photo not linked yet, store the pairs, update their groups; returns the
-    number of pairs stored. Plans first (without the lock) unless ``plan`` is given."""
+    """Find and decide the candidates of every photo not linked yet, store the pairs, update their groups;
+    returns the number of pairs stored. Plans first (without the lock) unless ``plan`` is given."""
     summary = summary or IngestSummary()
     plan = plan if plan is not None else plan_link(ix, summary, progress)  # an empty plan is a plan
     with catalog_lock(ix.catalog, "groups"):
@@ -59,12 +75,12 @@ def relink_all(ix: Parts) -> int:
     recompute every group; returns the number of pairs stored."""
     with catalog_lock(ix.catalog, "groups"), ix.catalog.session() as s:
         unlink_all(s)
-    return link(ix)  # searches and verifies before it takes the lock again to write
+    return link(ix)  # searches and decides before it takes the lock again to write
 
 
 def plan_link(ix: Parts, summary: IngestSummary | None = None, progress: Progress | None = None) -> LinkPlan:
-    """Neighbour pairs of the unlinked photos, with verdicts on those in the verification band. Takes
-    no lock: ``link`` re-checks under it that no photo involved has changed (``LinkPlan.marks``)."""
+    """Candidate pairs of the unlinked photos, with the rule's verdicts. Takes no lock: ``link`` re-checks
+    under it that no photo involved has changed (``LinkPlan.marks``)."""
     summary = summary or IngestSummary()
     t = time.perf_counter()
     with ix.catalog.session() as s:
@@ -75,13 +91,12 @@ def plan_link(ix: Parts, summary: IngestSummary | None = None, progress: Progres
         # partner re-embedded during it is unlinked again, which ``_write`` sees as a changed set.
         marks = _marks(s, set(unlinked))
         total = _indexed_count(s)
-    found = neighbours(ix, unlinked, total)
+    found, crowd = neighbours(ix, unlinked, total)
     with ix.catalog.session() as s:
         marks.update(_marks(s, {x for a, b, _ in found for x in (a, b)} - set(marks)))
         found = [p for p in found if p[0] in marks and p[1] in marks]
-        band = _unstored_band(ix, s, drop_declined(s, found))
-        plan = LinkPlan(frozenset(unlinked), marks, found)
-        _check_band(ix, s, band, plan, summary, progress)
+        plan = LinkPlan(frozenset(unlinked), marks, found, crowd)
+        _decide(ix, s, _unstored(s, drop_declined(s, found)), plan, summary, progress)
     summary.timings.link += time.perf_counter() - t
     return plan
 
@@ -98,96 +113,145 @@ def _write(ix: Parts, summary: IngestSummary, plan: LinkPlan) -> int:
         total = _indexed_count(s)
         marks = _marks(s, set(unlinked) | set(plan.marks))
         if plan.unlinked == set(unlinked) and all(marks.get(i) == m for i, m in plan.marks.items()):
-            found = plan.found  # nothing involved changed since planning: the same search
+            found, crowd = plan.found, plan.crowd  # nothing involved changed since planning: the same search
         else:
-            found = neighbours(ix, unlinked, total)
+            found, crowd = neighbours(ix, unlinked, total)
             indexed = indexed_among(s, {x for a, b, _ in found for x in (a, b)})
             found = [p for p in found if p[0] in indexed and p[1] in indexed]
-        found = drop_declined(s, found)
-        sure = [p for p in found if p[2] >= ix.threshold]
-        band = _unstored_band(ix, s, found)
-        marks.update(_marks(s, {x for a, b, _ in band for x in (a, b)} - set(marks)))
-        fresh = LinkPlan(frozenset(unlinked), marks, [])
-        for p in band:  # verdicts of planning hold for pairs whose two photos are unchanged
+        candidates = _unstored(s, drop_declined(s, found))
+        marks.update(_marks(s, {x for a, b, _ in candidates for x in (a, b)} - set(marks)))
+        fresh = LinkPlan(frozenset(unlinked), marks, [], crowd)
+        for p in candidates:  # verdicts of planning hold for pairs whose two photos are unchanged
             key = (p[0], p[1])
             if key in plan.verdicts and all(plan.marks.get(x) == marks.get(x) for x in key):
                 fresh.verdicts[key] = plan.verdicts[key]
         for i, why in plan.failed.items():
             fresh.failed.setdefault(i, why)
-        _check_band(ix, s, [p for p in band if (p[0], p[1]) not in fresh.verdicts], fresh, summary)
-        verified = [p for p in band if fresh.verdicts.get((p[0], p[1])) is True]
-        insert_pairs(s, sure)
-        insert_pairs(s, verified, kind="verified")
-        found = sure + verified
+        _decide(ix, s, [p for p in candidates if (p[0], p[1]) not in fresh.verdicts], fresh, summary)
+        linked = [(p[0], p[1], v) for p in candidates if isinstance(v := fresh.verdicts.get((p[0], p[1])), Evidence)]
+        insert_evidence(s, linked)
         # a pair whose photo could not be read is not decided: its unlinked photo stays unlinked, so that
         # the next link step (the next ingest) reads it again
-        undecided = [p for p in band if fresh.verdicts.get((p[0], p[1])) is None]
+        undecided = [p for p in candidates if fresh.verdicts.get((p[0], p[1])) == UNDECIDED]
         held = {x for p in undecided for x in p[:2]} & set(unlinked)
-        execute_in(s, update(Image).values(linked=True), Image.id, [i for i in unlinked if i not in held])
+        done = [i for i in unlinked if i not in held]
+        execute_in(s, update(Image).values(linked=True), Image.id, done)
+        if crowds := [{"id": i, "crowd": crowd[i]} for i in done if i in crowd]:
+            s.execute(update(Image), crowds)
         if held:
             why = next(((x, fresh.failed[x]) for p in undecided for x in p[:2] if x in fresh.failed),
                        (None, "unreadable"))
             summary.warnings.append(
-                f"{len(held)} photos have near-threshold pairs not verified: a photo could not be read "
+                f"{len(held)} photos have candidate pairs not decided: a photo could not be read "
                 f"(e.g. image {why[0]}: {why[1]}); they are tried again at the next ingest")
-        summary.verified_pairs += len(verified)
+        summary.verified_pairs += sum(1 for _, _, v in linked if v.kind == "verified")
         summary.timings.link += time.perf_counter() - t
         t = time.perf_counter()
-        touched = set(unlinked) | set(failed_grouped) | {x for a, b, _ in found for x in (a, b)}
+        touched = set(unlinked) | set(failed_grouped) | {x for a, b, _ in linked for x in (a, b)}
         regroup(s, touched, ix.store.get)
         summary.timings.group += time.perf_counter() - t
-    return len(found)
+    return len(linked)
 
 
-def neighbours(ix: Parts, ids: list[int], total: int) -> PairList:
-    """Pairs of ``ids`` with every photo down to the verification band below the threshold (``total``: the
-    indexed photos; a large share of them new is searched in bulk, by faiss over all vectors)."""
+def neighbours(ix: Parts, ids: list[int], total: int) -> tuple[PairList, dict[int, float]]:
+    """The candidate pairs of ``ids`` (each one's ``verify_per_photo`` most similar photos down to the rule's
+    floor) and the crowd of each (its similarity to its ``CROWD_K``-th nearest other photo). ``total``: the
+    indexed photos; a large share of them new is searched in bulk, by faiss over all vectors."""
     if not ids:
-        return []
-    st = ix.settings
-    thr = ix.threshold - st.verify_band
-    cap = {"sure": ix.threshold, "band_k": st.verify_per_photo} if st.verify_band > 0 else {}
+        return [], {}
+    st, floor = ix.settings, ix.rule.floor
+    cap = {"sure": UNCAPPED, "band_k": st.verify_per_photo}
     if len(ids) >= st.bulk_fraction * max(total, 1):
         all_ids, all_vecs = ix.store.all_vectors()
         pos = {int(i): n for n, i in enumerate(all_ids)}
         q = np.array([i for i in ids if i in pos], dtype=np.int64)
-        return pairs_faiss(all_ids, all_vecs, q, all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0],
-                           thr, **cap)
+        qv = all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0]
+        found = pairs_faiss(all_ids, all_vecs, q, qv, floor, **cap)
+        return found, _crowds_faiss(all_ids, all_vecs, q, qv)
     vecs = ix.store.get(ids)
     q = [i for i in ids if i in vecs]
-    return pairs_milvus(ix.store, q, np.stack([vecs[i] for i in q]) if q else np.zeros((0, ix.spec.dim)),
-                        thr, st.neighbour_k, **cap)
+    qv = np.stack([vecs[i] for i in q]) if q else np.zeros((0, ix.spec.dim), dtype=np.float32)
+    found = pairs_milvus(ix.store, q, qv, floor, st.neighbour_k, **cap)
+    hits = ix.store.search(qv, CROWD_K + 1, collection=ix.store.collection) if q else []
+    return found, {i: _kth(i, h) for i, h in zip(q, hits, strict=True)}
 
 
-def _unstored_band(ix: Parts, s: Session, found: PairList) -> PairList:
-    """The pairs below the threshold (the verification band) not stored already: a pair stored as exact,
-    or verified by an earlier link, is not read again."""
-    band = [p for p in found if p[2] < ix.threshold]
-    if band:
-        stored = existing_pairs(s, {a for a, _, _ in band})
-        band = [p for p in band if (p[0], p[1]) not in stored]
-    return band
+def _crowds_faiss(ids: np.ndarray, vecs: np.ndarray, q: np.ndarray, qv: np.ndarray) -> dict[int, float]:
+    import faiss
+
+    if not len(q):
+        return {}
+    index = faiss.IndexFlatIP(vecs.shape[1])
+    index.add(np.ascontiguousarray(vecs, dtype=np.float32))
+    sims, idx = index.search(np.ascontiguousarray(qv, dtype=np.float32), min(CROWD_K + 1, len(ids)))
+    return {int(i): _kth(int(i), [(int(ids[j]), float(v)) for j, v in zip(row_i, row_s, strict=True) if j >= 0])
+            for i, row_i, row_s in zip(q, idx, sims, strict=True)}
 
 
-def _check_band(ix: Parts, s: Session, band: PairList, plan: LinkPlan, summary: IngestSummary,
-                progress: Progress | None = None) -> None:
-    """Verify ``band`` (``indexer.verify``: its files are read) into ``plan.verdicts``: True confirmed,
-    False not, None undecided (a photo could not be read; ``plan.failed`` says why)."""
-    if not band:
+def _kth(i: int, hits: list[tuple[int, float]]) -> float:
+    """The ``CROWD_K``-th most similar other photo's similarity (-1 when the library has fewer)."""
+    others = [s for j, s in hits if j != i]
+    return float(others[CROWD_K - 1]) if len(others) >= CROWD_K else -1.0
+
+
+def _unstored(s: Session, found: PairList) -> PairList:
+    """The candidates not stored already: a pair stored as exact, or linked by an earlier step, is not
+    decided again."""
+    if found:
+        stored = existing_pairs(s, {a for a, _, _ in found})
+        found = [p for p in found if (p[0], p[1]) not in stored]
+    return found
+
+
+def _decide(ix: Parts, s: Session, pairs: PairList, plan: LinkPlan, summary: IngestSummary,
+            progress: Progress | None = None) -> None:
+    """The rule's verdict on each of ``pairs`` into ``plan.verdicts``: its ``Evidence``, None (not a
+    duplicate, or not checked because its photos are joined already) or ``UNDECIDED`` (a photo's file could
+    not be read; ``plan.failed`` says why)."""
+    if not pairs:
         return
     t = time.perf_counter()
-    st = ix.settings
+    st, rule = ix.settings, ix.rule
+    photos = {x for a, b, _ in pairs for x in (a, b)}
+    crowd = {i: c for i, c in rows_in(s, select(Image.id, Image.crowd), Image.id, photos) if c is not None}
+    crowd.update(plan.crowd)
+    joined = DisjointSet()  # photos one group joins already (linked ones only: an unlinked photo's group is stale)
+    groups: dict[int, int] = {}
+    for i, g in rows_in(s, select(Image.id, Image.group_id).where(Image.linked.is_(True)), Image.id, photos):
+        if g is not None:
+            joined.union(i, groups.setdefault(g, i))
+    src = FeatureSource(s, max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
+                        threads=st.decode_workers or None)  # the decode pool's share of the machine
     if progress is not None:
-        progress.start(len(band), "verifying near-threshold pairs")
-    v = verify.Verifier(lambda ids: paths_of(s, ids), min_inliers=st.verify_min_inliers,
-                        max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
-                        threads=st.decode_workers or None,  # the decode pool's share of the machine
-                        on_progress=(lambda n: progress.advance(n, 0)) if progress is not None else None)
-    confirmed = {(a, b) for a, b, _ in v.verify(band)}
-    undecided = {(a, b) for a, b, _ in v.undecided}
-    for a, b, _ in band:
-        plan.verdicts[(a, b)] = None if (a, b) in undecided else (a, b) in confirmed
-    plan.failed.update(v.failed)
+        progress.start(len(pairs), "checking candidate pairs")
+    ordered = sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+    done = 0
+    with ThreadPoolExecutor(st.decode_workers or None) as pool:
+        for start in range(0, len(ordered), CHECK_CHUNK):
+            chunk = [p for p in ordered[start:start + CHECK_CHUNK] if not joined.connected(p[0], p[1])]
+            feats = src.get({x for a, b, _ in chunk for x in (a, b)})
+
+            def one(p: tuple[int, int, float], feats: dict = feats) -> Verdict:
+                a, b, cos = p
+                if a in src.failed or b in src.failed:
+                    return UNDECIDED
+                fa, fb = feats.get(a), feats.get(b)
+                if fa is None or fb is None:
+                    return None
+                try:
+                    return decide(rule, cos, fa, fb, crowd.get(a), crowd.get(b))
+                except Exception:  # an OpenCV error on odd keypoints: not linked, the other pairs go on
+                    log.warning("deciding images %s and %s failed", a, b, exc_info=True)
+                    return None
+
+            for p, v in zip(chunk, pool.map(one, chunk), strict=True):
+                plan.verdicts[(p[0], p[1])] = v
+                if isinstance(v, Evidence):
+                    joined.union(p[0], p[1])
+            done = min(start + CHECK_CHUNK, len(ordered))
+            if progress is not None:
+                progress.advance(done, 0)
+    plan.failed.update(src.failed)
     summary.timings.verify += time.perf_counter() - t
 
 

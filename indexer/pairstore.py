@@ -1,8 +1,8 @@
 """Stored pairs: what the link step and the batch store read and write in the ``pairs`` table.
 
-A pair is stored once, as (smaller id, larger id), with its similarity and how it was found (``Pair.kind``:
-``exact`` byte-identical, ``visual`` at or above the threshold, ``verified`` in the band below it with keypoints
-that agree). Pairs a user marked "not duplicates" are never stored again: decisions are keyed by the two photos'
+A pair is stored once, as (smaller id, larger id), with its similarity and the evidence that links it (``Pair.kind``:
+``exact`` byte-identical, else what the link rule found: ``verified``, ``pixels`` or ``visual``, with the inliers
+and content agreement of a verified pair; ``indexer/linkrule.py``). Pairs a user marked "not duplicates" are never stored again: decisions are keyed by the two photos'
 content hashes (``NotDuplicate``), so they hold across rescans, moves and reindexes.
 """
 from __future__ import annotations
@@ -14,6 +14,7 @@ from indexer.batching import chunks
 from indexer.catalog import Image, ImageStatus, NotDuplicate, Pair
 from indexer.catalog.models import DERIVED_PAIR_KINDS
 from indexer.catalog.queries import execute_in, rows_in, scalars_in
+from indexer.linkrule import Evidence
 from indexer.locks import catalog_lock
 from indexer.pairs import PairList
 from indexer.parts import Parts
@@ -24,12 +25,13 @@ def existing_pairs(s: Session, a_ids: set[int]) -> set[tuple[int, int]]:
     return set(rows_in(s, select(Pair.a_id, Pair.b_id), Pair.a_id, a_ids))
 
 
-def insert_pairs(s: Session, found: PairList, kind: str = "visual") -> None:
-    """Store the pairs of ``found`` not stored yet."""
-    if not found:
+def insert_evidence(s: Session, linked: list[tuple[int, int, Evidence]]) -> None:
+    """Store linked pairs (a < b) with the evidence the link rule found, those not stored yet."""
+    if not linked:
         return
-    existing = existing_pairs(s, {a for a, _, _ in found})
-    rows = [{"a_id": a, "b_id": b, "similarity": sim, "kind": kind} for a, b, sim in found if (a, b) not in existing]
+    existing = existing_pairs(s, {a for a, _, _ in linked})
+    rows = [{"a_id": a, "b_id": b, "similarity": e.similarity, "kind": e.kind, "inliers": e.inliers,
+             "agreement": e.agreement} for a, b, e in linked if (a, b) not in existing]
     for chunk in chunks(rows, 5000):
         s.execute(insert(Pair), chunk)
 

@@ -5,10 +5,11 @@ methods callers use on top of it.
 """
 from __future__ import annotations
 
-from indexer import verify
+from indexer import features
 from indexer.catalog import Catalog
 from indexer.config import Settings
 from indexer.embedder import OnnxEmbedder
+from indexer.linkrule import LinkRule, rule_of
 from indexer.vectors import VectorStore
 
 
@@ -43,11 +44,14 @@ class Parts:
         return float(self.spec.threshold if t is None else t)
 
     @property
+    def rule(self) -> LinkRule:
+        """The link rule at this index's threshold and settings (``indexer/linkrule.py``)."""
+        return rule_of(self.settings, self.threshold)
+
+    @property
     def link_rule(self) -> str:
-        """What decides a visual pair besides the threshold: the verification band, inliers and method."""
-        st = self.settings
-        return (f"verify {st.verify_band:g} below, {st.verify_per_photo} per photo, {st.verify_min_inliers} inliers, "
-                f"{verify.RULE}") if st.verify_band else "cosine only"
+        """What decides a pair besides the threshold (stored with the pairs: a change relinks)."""
+        return f"{self.rule.describe()}; {self.settings.verify_per_photo} per photo; features v{features.VERSION}"
 
     def close(self) -> None:
         self.store.close()

@@ -1,7 +1,7 @@
 """Forgetting photos deleted from disk: their vectors, their pairs and their place in groups."""
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from indexer.catalog import DupGroup, Image
 from indexer.catalog.queries import execute_in, rows_in, scalars_in
@@ -27,4 +27,7 @@ def remove(ix: Parts, image_ids: list[int]) -> None:
                 survivors.add(i)
                 live.add(g)
             execute_in(s, delete(DupGroup), DupGroup.id, gids - live)  # every member gone: regroup never sees these
+            # the link step leaves out pairs of photos a group already joined; without the removed photo such a
+            # pair may be what holds its group together: the next link step decides the survivors' pairs again
+            execute_in(s, update(Image).values(linked=False), Image.id, survivors)
             regroup(s, survivors, ix.store.get)

@@ -1,36 +1,25 @@
-"""Geometric verification of near-threshold pairs: do two photos share one picture, point for point?
+"""Geometric verification: do two photos share one picture, point for point, and does the photo agree under it?
 
-The embedding's cosine ranks pairs; below the duplicate threshold, the copies it misses (heavy chains of
-edits: a turn, grey and a crop together) sit among look-alike photos (two cars, two beetles) that no
-threshold separates. Those look-alikes share a kind of content but not its geometry. So a pair whose
-cosine is within ``verify_band`` below the threshold is checked: SIFT keypoints of both photos (grey, long
-side ``SIDE``; the second photo's also as mirrored, since SIFT is turn- but not flip-invariant), matched by
-Lowe's ratio test (one match per point), and an affine transform fitted by RANSAC, both ways round. The pair is
-a duplicate when at least ``min_inliers`` matches agree on that transform in both directions, the transform is
-not degenerate and its inliers spread over both photos. No model, no torch: OpenCV only.
-
-Measured on the 200 held-out train-split photos (3 copies each, the calibration pairs, v17's cosines, four
-draws of copies; models/dupesift-arcface-kd-lite0.md, "Verification"): no different-photo pair within 0.35
-below the threshold was confirmed (at most 8 inliers, of ~3,100 checked per draw), while the copies there
-mostly have dozens.
+SIFT keypoints of each photo (grey, long side ``SIDE``; the second photo's also as mirrored, since SIFT is turn-
+but not flip-invariant) are matched by Lowe's ratio test (one match per point) and an affine transform is
+fitted by RANSAC, both ways round (``fit``). Two copies of one photo have many matches that one non-degenerate
+transform explains, spread over both photos; two different photos that merely look alike (two cars, two
+beetles) do not. Two different photos that share an overlay (the same caption, frame, logo or app window) can:
+the overlay's points agree on one transform. So ``agreement`` then compares the photo content itself under the
+transform, cell by cell. No model, no torch: OpenCV only. The link rule that uses these is
+``indexer/linkrule.py``; how its thresholds were chosen is in bench/README.md ("Link rule").
 """
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from indexer.errors import ImageError, UnreadableFile
-
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Keypoints", "Verifier", "inliers", "keypoints", "keypoints_of", "mirrored", "one_way",
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "inliers", "keypoints", "mirrored", "one_way",
            "same_picture"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
@@ -41,7 +30,12 @@ MIN_MATCHES = 5  # fewer ratio-test matches than this: no transform is fitted
 # The inliers' bounding box must cover this share of the first photo: matches bunched in one spot (a logo or
 # watermark that two different photos share) are not one picture.
 MIN_SPREAD = 0.05
-PROGRESS_EVERY = 256  # pairs checked between progress reports
+# Content agreement under the fitted transform (``agreement``): grid cells, the blur before comparing (in pixels
+# of the grey copy), the pixel standard deviation that counts as texture and the correlation that counts as agreeing.
+AGREE_GRID = 16
+AGREE_BLUR = 0.5
+AGREE_TEXTURE = 4.0
+AGREE_CORR = 0.5
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -97,25 +91,6 @@ def mirrored(des: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(d[..., (8 - np.arange(8)) % 8].reshape(-1, 128))
 
 
-def keypoints_of(source: Path | bytes, max_pixels: int, max_bytes: int | None = None) -> Keypoints:
-    """Keypoints of a photo file or its bytes, decoded as serving decodes it (``indexer.decode``; JPEGs at
-    about ``SIDE``). Raises an ``ImageError`` subclass for a file that cannot be used (gone, corrupt, over
-    ``max_pixels`` or ``max_bytes``), the limits the decode pool applies."""
-    from indexer.decode import check_size, decode_rgb, open_image
-    from indexer.errors import ImageTooLarge
-
-    if max_bytes is not None and not isinstance(source, (bytes, bytearray)):
-        check_size(source, max_bytes)
-    im = open_image(source, max_pixels)
-    try:
-        with decode_rgb(im, SIDE) as rgb:
-            return keypoints(rgb)
-    except MemoryError as exc:
-        raise ImageTooLarge("not enough memory to decode for verification") from exc
-    finally:
-        im.close()
-
-
 def inliers(a: Keypoints, b: Keypoints) -> int:
     """How many keypoint matches one affine transform explains between ``a`` and ``b``: the smaller of the
     two directions (``one_way``), so the answer does not depend on which photo comes first."""
@@ -128,18 +103,34 @@ def same_picture(a: Keypoints, b: Keypoints, min_inliers: int) -> bool:
 
 
 def one_way(a: Keypoints, b: Keypoints) -> int:
-    """The most matches of ``a`` that one affine transform (reflections included) maps onto ``b``, with ``b``'s
-    descriptors as they are or as mirrored. 0 when the transform is degenerate (it shrinks or grows area more
-    than ``MAX_AREA_RATIO``: a collapsed fit makes every match that lands on one spot an inlier) or when
-    its inliers are bunched in under ``MIN_SPREAD`` of either photo."""
+    """The most matches of ``a`` that one affine transform (reflections included) maps onto ``b`` (``fit``)."""
+    f = fit(a, b)
+    return f.inliers if f is not None else 0
+
+
+@dataclass(frozen=True)
+class Fit:
+    """The affine transform that maps most of ``a``'s matched keypoints onto ``b`` (frames of long side SIDE)."""
+
+    inliers: int
+    matrix: np.ndarray  # 2 x 3, a's frame -> b's frame
+
+
+def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
+    """The best affine transform of ``a``'s keypoints onto ``b``'s, with ``b``'s descriptors as they are or as
+    mirrored: Lowe's ratio test, one match per point of ``b``, RANSAC. None when no transform holds: too few
+    matches, a degenerate transform (it shrinks or grows area more than ``MAX_AREA_RATIO``: a collapsed fit
+    makes every match that lands on one spot an inlier), or inliers bunched in under ``MIN_SPREAD`` of either
+    photo. With ``enough``, ``b``'s mirrored descriptors are not tried once its own give that many inliers
+    (matching is most of the cost, and a photo that is not mirrored gives few inliers mirrored)."""
     cv2 = _cv2()
     xa, da = a.views[0]
     if len(da) < 2:
-        return 0
+        return None
     matcher = cv2.BFMatcher(cv2.NORM_L2)
-    best = 0
+    best: Fit | None = None
     for xb, db in b.views:
-        if len(db) < 2:
+        if len(db) < 2 or (enough is not None and best is not None and best.inliers >= enough):
             continue
         knn = matcher.knnMatch(da.astype(np.float32), db.astype(np.float32), k=2)
         good: dict[int, cv2.DMatch] = {}
@@ -158,121 +149,55 @@ def one_way(a: Keypoints, b: Keypoints) -> int:
         if not 1 / MAX_AREA_RATIO <= area <= MAX_AREA_RATIO:
             continue
         keep = mask.ravel().astype(bool)
+        n = int(keep.sum())
         if _spread(src[keep]) >= MIN_SPREAD * a.size[0] * a.size[1] and \
-                _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1]:
-            best = max(best, int(keep.sum()))
+                _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
+            best = Fit(n, affine)
     return best
+
+
+def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
+    """Whether the photo content agrees where ``f`` lays ``b`` over ``a``: ``b``'s grey copy is warped into
+    ``a``'s frame, both are cut into a grid of ``AGREE_GRID`` cells, and the answer is the share of the cells
+    with texture in either photo (inside the overlap) whose pixels correlate above ``AGREE_CORR``. A copy with a
+    caption, a border or a sticker agrees outside them; two different photos under the same caption, frame or
+    app window agree only there. None when no cell of the overlap has texture (nothing to compare).
+
+    The grey copies are the keypoints' frames scaled down alike (``indexer.features.GREY_SIDE``)."""
+    cv2 = _cv2()
+    h, w = grey_a.shape
+    m = f.matrix.astype(np.float64).copy()
+    m[:, 2] *= max(h, w) / SIDE  # frame pixels -> grey copy pixels (both copies have the same long side)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    b = cv2.warpAffine(grey_b.astype(np.float32), m, (w, h), flags=flags, borderValue=0)
+    inside = cv2.warpAffine(np.ones(grey_b.shape, np.float32), m, (w, h), flags=cv2.INTER_NEAREST |
+                            cv2.WARP_INVERSE_MAP, borderValue=0) > 0.5
+    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR).astype(np.float64)
+    b = cv2.GaussianBlur(b, (0, 0), AGREE_BLUR).astype(np.float64)
+    ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)
+    xs = np.linspace(0, w, AGREE_GRID + 1).astype(int)
+    n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
+    ok = (n >= 4) & (_cell_sums(inside.astype(np.float64), ys, xs) >= 0.9 * n)
+    n = np.maximum(n, 1)
+    ma, mb = _cell_sums(a, ys, xs) / n, _cell_sums(b, ys, xs) / n
+    va = np.maximum(_cell_sums(a * a, ys, xs) / n - ma * ma, 0)
+    vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)
+    cov = _cell_sums(a * b, ys, xs) / n - ma * mb
+    ta, tb = np.sqrt(va) >= AGREE_TEXTURE, np.sqrt(vb) >= AGREE_TEXTURE
+    counted = ok & (ta | tb)  # flat in both: no evidence either way
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.sqrt(va * vb)
+    agree = counted & ta & tb & (corr > AGREE_CORR)
+    cells = int(counted.sum())
+    return float(agree.sum()) / cells if cells else None
+
+
+def _cell_sums(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Sums of ``x`` over the grid cells between the row cuts ``ys`` and column cuts ``xs`` (an integral image)."""
+    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
+    c[1:, 1:] = x.cumsum(0).cumsum(1)
+    return c[np.ix_(ys[1:], xs[1:])] - c[np.ix_(ys[:-1], xs[1:])] - c[np.ix_(ys[1:], xs[:-1])] + c[np.ix_(ys[:-1], xs[:-1])]
 
 
 def _spread(pts: np.ndarray) -> float:
     return float(np.prod(pts.max(0) - pts.min(0)))
-
-
-class Verifier:
-    """Checks pairs of catalogued photos, holding the keypoints (~155 KB a photo) of at most ``max_photos``
-    photos at once: a run of pairs whose photos fit is one chunk, and a photo still needed by the next chunk
-    is kept, not read again. Up to ``max_photos`` photos in the band, each file is read once.
-
-    ``path_of`` maps image ids to paths; a photo that cannot be read now (gone, no permission, I/O error:
-    ``UnreadableFile``) verifies nothing: its pairs are neither confirmed nor declined (``undecided``), and
-    ``failed`` says why, so that the caller can try them again later. A photo that reads but cannot be used
-    (corrupt, over a limit, a decoder or OpenCV error: the same on every try) and a pair whose matching fails
-    are not confirmed (``unusable`` says why). Photos are read and
-    pairs matched on ``threads`` threads (OpenCV and Pillow release the GIL; the caller passes the decode
-    pool's size)."""
-
-    def __init__(self, path_of: Callable[[Iterable[int]], dict[int, str]], *, min_inliers: int,
-                 max_pixels: int, max_bytes: int | None = None, threads: int | None = None,
-                 max_photos: int = 2048, on_progress: Callable[[int], None] | None = None) -> None:
-        self.path_of = path_of
-        self.min_inliers = min_inliers
-        self.max_pixels = max_pixels
-        self.max_bytes = max_bytes
-        self.threads = threads or os.cpu_count() or 1
-        self.max_photos = max(2, max_photos)
-        self.on_progress = on_progress  # called with ``checked`` every PROGRESS_EVERY pairs of ``verify``
-        self.failed: dict[int, str] = {}  # photo id -> why it could not be read (try again later)
-        self.unusable: dict[int, str] = {}  # photo id -> why it gave no keypoints (trying again would not help)
-        self.undecided: list[tuple[int, int, float]] = []  # pairs with a photo in ``failed``
-        self.checked = 0
-
-    def _keypoints(self, image_id: int, path: str | None) -> Keypoints | None:
-        """Keypoints, or None with the reason in ``failed`` (try again later) or ``unusable`` (no keypoints)."""
-        if path is None:
-            self.failed[image_id] = "not in the catalog"
-            return None
-        try:
-            return keypoints_of(Path(path), self.max_pixels, self.max_bytes)
-        except UnreadableFile as exc:
-            self.failed[image_id] = str(exc)
-            log.warning("verification cannot read %s: %s", path, exc)
-        except ImageError as exc:
-            self.unusable[image_id] = str(exc)
-            log.warning("verification cannot use %s: %s", path, exc)
-        except Exception as exc:  # an OpenCV or decoder error on one photo stops no other
-            self.unusable[image_id] = f"{exc.__class__.__name__}: {exc}"
-            log.warning("verification failed on %s", path, exc_info=True)
-        return None
-
-    def _same(self, a: Keypoints, b: Keypoints) -> bool:
-        try:
-            return same_picture(a, b, self.min_inliers)
-        except Exception:  # cv2.error on odd keypoints: not confirmed, the rest go on
-            log.warning("keypoint matching failed", exc_info=True)
-            return False
-
-    def confirm(self, query: Keypoints, ids: list[int]) -> set[int]:
-        """The photos among ``ids`` that show the same picture as ``query`` (an upload's keypoints)."""
-        if not ids:
-            return set()
-        paths = self.path_of(set(ids))
-
-        def check(i: int) -> bool:
-            kp = self._keypoints(i, paths.get(i))
-            return kp is not None and self._same(query, kp)
-
-        with ThreadPoolExecutor(self.threads) as pool:
-            return {i for i, ok in zip(ids, pool.map(check, ids)) if ok}
-
-    def _chunks(self, ordered: list[tuple[int, int, float]]) -> Iterable[list[tuple[int, int, float]]]:
-        """Runs of ``ordered`` whose photos number at most ``max_photos``."""
-        part: list[tuple[int, int, float]] = []
-        photos: set[int] = set()
-        for p in ordered:
-            new = {p[0], p[1]} - photos
-            if part and len(photos) + len(new) > self.max_photos:
-                yield part
-                part, photos, new = [], set(), {p[0], p[1]}
-            part.append(p)
-            photos |= new
-        if part:
-            yield part
-
-    def verify(self, pairs: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-        """The pairs (a, b, cosine) whose photos share one picture (``same_picture`` at ``min_inliers``).
-        Pairs with an unreadable photo go to ``undecided`` instead."""
-        if not pairs:
-            return []
-        paths = self.path_of({x for a, b, _ in pairs for x in (a, b)})
-        out: list[tuple[int, int, float]] = []
-        ordered = sorted(pairs)  # by a: a chunk holds each photo's pairs together, so few photos repeat
-        kps: dict[int, Keypoints | None] = {}
-        with ThreadPoolExecutor(self.threads) as pool:
-            for chunk in self._chunks(ordered):
-                needed = {x for a, b, _ in chunk for x in (a, b)}
-                kps = {i: kps[i] for i in needed if i in kps}  # the previous chunk's photos this one needs
-                for start in range(0, len(chunk), PROGRESS_EVERY):  # read as needed, so progress keeps moving
-                    part = chunk[start:start + PROGRESS_EVERY]
-                    todo = sorted({x for a, b, _ in part for x in (a, b)} - kps.keys())
-                    kps.update(zip(todo, pool.map(lambda i: self._keypoints(i, paths.get(i)), todo)))
-                    readable = [p for p in part if kps[p[0]] is not None and kps[p[1]] is not None]
-                    self.undecided.extend(p for p in part if p[0] in self.failed or p[1] in self.failed)
-
-                    def check(p: tuple[int, int, float], kps: dict[int, Keypoints | None] = kps) -> bool:
-                        return self._same(kps[p[0]], kps[p[1]])  # type: ignore[arg-type]
-
-                    out.extend(p for p, ok in zip(readable, pool.map(check, readable)) if ok)
-                    self.checked += len(part)
-                    if self.on_progress is not None:
-                        self.on_progress(self.checked)
-        return out

@@ -116,27 +116,29 @@ def test_real_calibration_meets_target() -> None:
 
 
 @pytest.mark.skipif(not PHOTOS.exists(), reason="needs ../shared/data/photos")
-def test_calibration_reports_the_link_rule_with_verification() -> None:
-    """The service links the band below the threshold when keypoints agree: calibration measures that rule
-    on the same pairs (copies it confirms count, different photos it confirms are false pairs)."""
-    from indexer.calibrate import onnx_embed_fn, pair_scores, verified_rates
-    from indexer.config import DEFAULT_MODEL
+def test_calibration_reports_the_link_rule(tmp_path: Path) -> None:
+    """The service links pairs by the link rule (indexer/linkrule.py), not the cosine alone: calibration
+    measures that rule on the same pairs (copies it links count, different photos it links are false pairs)."""
+    from indexer.calibrate import onnx_embed_fn, pair_scores, rule_rates
+    from indexer.config import DEFAULT_MODEL, Settings
+    from indexer.linkrule import rule_of
 
     fn, _ = onnx_embed_fn(DEFAULT_MODEL)
     photos = sorted(PHOTOS.glob("*.JPEG"))[1::5][:16]  # eval split: photos the model never saw
     pairs = pair_scores(photos, fn, copies=3, seed=1, verify=True)
-    assert pairs.keypoints is not None and len(pairs.keypoints) == 16 * 4
+    assert pairs.features is not None and len(pairs.features) == 16 * 4
     plain = calibrate_pairs(pairs, 0.995, seed=1)
     assert plain.verified is None
-    result = calibrate_pairs(pairs, 0.995, seed=1, verify_band=0.4, min_inliers=15)
+    result = calibrate_pairs(pairs, 0.995, seed=1, settings=Settings(data_dir=tmp_path, verify_band=0.4))
     v = result.verified
     assert v is not None and result.threshold == plain.threshold
-    # a wide band: many pairs checked, the copies among them confirmed, different photos not
-    assert v.checked > 50 and v.confirmed_positives > 0 and v.confirmed_negatives == 0
-    assert v.recall == pytest.approx(result.recall + v.confirmed_positives / result.positives)
-    assert "with verification of the 0.4 below it" in format_curve(result)
+    # a wide band: many candidates decided, the copies among them linked (mostly on keypoints), different
+    # photos not
+    assert v.checked > 50 and v.linked_positives > 0 and v.linked_negatives == 0 and v.precision == 1.0
+    assert v.by_kind.get("verified", 0) > v.linked_positives / 2 and v.recall == v.linked_positives / result.positives
+    assert "candidates 0.4 below" in v.rule and "the service's link rule at it" in format_curve(result)
     with pytest.raises(ValueError, match="verify=True"):
-        verified_rates(pair_scores(photos[:3], fn, copies=1), 0.6, 0.1, 15)
+        rule_rates(pair_scores(photos[:3], fn, copies=1), rule_of(Settings(data_dir=tmp_path), 0.6), 12)
 
 
 def test_open_photo_shrinks() -> None:
@@ -173,11 +175,8 @@ def test_dupesift_calibrate_prints_the_curve_and_writes_only_when_asked(tmp_path
     assert len(line) == 1 and "precision" in dry.stdout.splitlines()[0], dry.stdout  # the curve comes first
     assert "resamples" in dry.stdout  # the threshold's range is shown with it
     assert "(target 0.995)" in dry.stdout  # the default target precision (indexer.calibrate.TARGET_PRECISION)
-    from indexer.config import Settings
 
-    rule = Settings.model_fields  # what the link rule adds, at its default band
-    assert (f"with verification of the {rule['verify_band'].default:g} below it "
-            f"({rule['verify_min_inliers'].default} inliers") in dry.stdout
+    assert "the service's link rule at it" in dry.stdout, dry.stdout  # what the link step would link at it
     threshold = float(line[0].split()[1].rstrip(":"))
     assert 0.0 < threshold < 1.0
     assert not (tmp_path / "data" / "dupesift.env").exists()

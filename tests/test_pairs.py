@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from indexer.pairs import pairs_faiss, pairs_milvus
 from indexer.vectors import VectorStore
@@ -72,11 +73,14 @@ def test_milvus_keeps_the_same_capped_pairs_as_faiss(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
-    """The link step's neighbour search (linking.neighbours), by faiss (bulk) and by Milvus (a few new photos), keeps a new photo's pairs at or
-    above the threshold and its verify_per_photo most similar in the band below it."""
+def test_the_link_step_caps_each_photos_candidates(settings_factory) -> None:
+    """The link step's neighbour search (linking.neighbours), by faiss (bulk) and by Milvus (a few new photos),
+    keeps a new photo's verify_per_photo most similar candidates down to the band below the threshold, however
+    similar the rest (no pair is sure by its cosine alone), and measures its crowd: the similarity of its
+    CROWD_K-th nearest photo."""
     from indexer.index import Index
     from indexer.linking import neighbours
+    from indexer.linkrule import CROWD_K
 
     with Index(settings_factory(verify_per_photo=3)) as index:
         thr, band, dim = index.threshold, index.settings.verify_band, index.spec.dim
@@ -92,11 +96,13 @@ def test_the_link_step_caps_each_photos_band(settings_factory) -> None:
         ids = list(range(1, len(vecs) + 1))
         index.store.upsert(ids, vecs)
         assert all(thr - band <= c < thr for c in cosines[2:12])  # ten band neighbours of photo 1
-        expected = [(1, 2), (1, 3), (1, 4), (1, 5), (1, 6)]  # both above the threshold, the 3 nearest below
-        index.settings.bulk_fraction = 0.01  # one new photo of 16: faiss
-        assert [(a, b) for a, b, _ in neighbours(index, [1], len(ids))] == expected
-        index.settings.bulk_fraction = 1.0  # Milvus
-        assert [(a, b) for a, b, _ in neighbours(index, [1], len(ids))] == expected
+        expected = [(1, 2), (1, 3), (1, 4)]  # the 3 nearest, two of them above the threshold
+        kth = sorted(cosines, reverse=True)[CROWD_K - 1]
+        for bulk in (0.01, 1.0):  # one new photo of 16: faiss; then Milvus
+            index.settings.bulk_fraction = bulk
+            found, crowd = neighbours(index, [1], len(ids))
+            assert [(a, b) for a, b, _ in found] == expected
+            assert crowd == {1: pytest.approx(kth, abs=1e-5)}
         assert "3 per photo" in index.link_rule
 
 

@@ -1,4 +1,4 @@
-"""Geometric verification of near-threshold pairs (indexer/verify.py), alone and in the link step."""
+"""Geometric verification (indexer/verify.py) and the link rule's use of it, alone and in the link step."""
 from __future__ import annotations
 
 import shutil
@@ -141,22 +141,32 @@ def test_link_step_verifies_the_band_below_the_threshold(tmp_path: Path, setting
         assert s.indexed == 0 and len(index.groups()) == 1
 
 
-def test_a_file_gone_before_verification_is_not_linked(tmp_path: Path, settings_factory) -> None:
+def test_link_features_come_from_the_catalog_and_a_gone_file_without_them_fails(tmp_path: Path,
+                                                                                settings_factory) -> None:
+    """The decode that embeds a photo keeps its link features: the link step reads no file. A photo without
+    kept features (a catalog from before they were kept) is read once; gone, it fails (try again later)."""
+    from indexer.catalog import Features
+    from indexer.featurestore import FeatureSource
+
     paths = _library(tmp_path / "lib")
     with Index(settings_factory()) as index:
-        from indexer.catalog.queries import paths_of
-        from indexer.verify import Verifier
-
         index.ingest([str(tmp_path / "lib")])
         with index.catalog.session() as sess:
-            path_of = lambda ids: paths_of(sess, ids)
             ids = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
-            v = Verifier(path_of, min_inliers=MIN_INLIERS, max_pixels=index.settings.max_pixels)
-            pair = (ids["ant.jpg"], ids["ant-grey-turned.jpg"], 0.5)
-            assert v.verify([pair]) == [pair]
-            paths["ant_copy"].unlink()
-            v2 = Verifier(path_of, min_inliers=MIN_INLIERS, max_pixels=index.settings.max_pixels)
-            assert v2.verify([pair]) == [] and ids["ant-grey-turned.jpg"] in v2.failed
+            assert sess.query(Features).count() == 4
+        paths["ant_copy"].unlink()
+        with index.catalog.session() as sess:
+            src = FeatureSource(sess, max_pixels=index.settings.max_pixels)
+            got = src.get([ids["ant.jpg"], ids["ant-grey-turned.jpg"]])
+            assert all(f is not None for f in got.values()) and src.read == 0 and not src.failed
+            sess.execute(Features.__table__.delete())
+        with index.catalog.session() as sess:
+            src = FeatureSource(sess, max_pixels=index.settings.max_pixels)
+            got = src.get([ids["ant.jpg"], ids["ant-grey-turned.jpg"]])
+            assert got[ids["ant.jpg"]] is not None and got[ids["ant-grey-turned.jpg"]] is None
+            assert ids["ant-grey-turned.jpg"] in src.failed and src.read == 2
+        with index.catalog.session() as sess:  # what was read is kept: ant's features are back
+            assert [i for (i,) in sess.execute(select(Features.image_id))] == [ids["ant.jpg"]]
 
 
 @pytest.mark.parametrize("band", [0.0, 0.15])
@@ -164,7 +174,7 @@ def test_link_rule_is_recorded(tmp_path: Path, settings_factory, band: float) ->
     with Index(settings_factory(verify_band=band)) as index:
         index.ingest([str(tmp_path)])
         assert index.catalog.get_meta("link_rule") == index.link_rule
-        assert ("sift" in index.link_rule) == bool(band)
+        assert f"candidates {band:g} below" in index.link_rule and "sift" in index.link_rule
 
 
 def test_similar_marks_verified_band_hits_as_duplicates(tmp_path: Path, settings_factory) -> None:
@@ -186,7 +196,7 @@ def test_similar_marks_verified_band_hits_as_duplicates(tmp_path: Path, settings
         assert by_upload["ant.jpg"]["similarity"] < thr and by_upload["ant.jpg"]["is_duplicate"]
         assert by_upload["ant-grey-turned.jpg"]["is_duplicate"]  # itself, cosine 1
         assert not by_upload["jeep.jpg"]["is_duplicate"] and not by_upload["van.jpg"]["is_duplicate"]
-        assert not query("ant_copy", source=False)["ant.jpg"]["is_duplicate"]  # no source: cosine only
+        assert not any(h["is_duplicate"] for h in query("ant_copy", source=False).values())  # no source: no evidence
         jeep = query("jeep")
         assert jeep["van.jpg"]["similarity"] >= thr - index.settings.verify_band and not jeep["van.jpg"]["is_duplicate"]
 
@@ -209,10 +219,11 @@ def _pairs(index: Index) -> set[tuple[int, int, str]]:
 
 def test_a_photo_unreadable_at_verification_stays_unlinked_until_it_can_be_read(tmp_path: Path,
                                                                                  settings_factory) -> None:
-    """Nothing is lost: a band pair whose file cannot be read is neither linked nor declined; its unlinked
-    photo stays unlinked (with a warning), and the next link step verifies it."""
+    """Nothing is lost: a candidate pair whose file cannot be read (and has no kept features) is neither linked
+    nor declined; its unlinked photo stays unlinked (with a warning), and the next link step decides it."""
     from sqlalchemy import update
 
+    from indexer.catalog import Features
     from indexer.summary import IngestSummary
 
     paths = _library(tmp_path / "lib")
@@ -225,11 +236,12 @@ def test_a_photo_unreadable_at_verification_stays_unlinked_until_it_can_be_read(
         copy = ids["ant-grey-turned.jpg"]
         with index.catalog.session() as sess:
             sess.execute(update(CatalogImage).where(CatalogImage.id == copy).values(linked=False))
+            sess.execute(Features.__table__.delete().where(Features.image_id == copy))  # kept from before
         moved = paths["ant_copy"].rename(tmp_path / "away.jpg")  # gone for a moment (an unmounted drive)
         first = IngestSummary()
         index.link(first)
         assert index.groups() == [] and first.verified_pairs == 0
-        assert any("not verified" in w and "tried again" in w for w in first.warnings), first.warnings
+        assert any("not decided" in w and "tried again" in w for w in first.warnings), first.warnings
         with index.catalog.session() as sess:
             assert sess.get(CatalogImage, copy).linked is False
         moved.rename(paths["ant_copy"])
@@ -249,6 +261,8 @@ def test_verification_reads_files_before_the_groups_lock(tmp_path: Path, setting
 
     from sqlalchemy import update
 
+    from indexer.catalog import Features
+    from indexer.linkrule import Evidence
     from indexer.locks import catalog_lock
 
     paths = _library(tmp_path / "lib")
@@ -280,10 +294,12 @@ def test_verification_reads_files_before_the_groups_lock(tmp_path: Path, setting
         t.join(30)
         plan = plans[0]
         key = tuple(sorted((ids["ant.jpg"], ids["ant-grey-turned.jpg"])))
-        assert plan.verdicts[key] is True
-        # the plan's verdict stands for unchanged photos: linking needs no file any more
+        assert isinstance(plan.verdicts[key], Evidence) and plan.verdicts[key].kind == "verified"
+        # the plan's verdict stands for unchanged photos: linking needs neither file nor kept features any more
         kept = paths["ant_copy"].read_bytes()
         paths["ant_copy"].unlink()
+        with index.catalog.session() as sess:
+            sess.execute(Features.__table__.delete())
         assert index.link(plan=plan) >= 2
         assert (*key, "verified") in _pairs(index)
 
@@ -334,58 +350,65 @@ def test_similar_verifies_the_queries_most_similar_band_hits_only(tmp_path: Path
             assert {n for n, h in hits.items() if h["is_duplicate"]} == expected
 
 
-def test_verifier_applies_the_file_size_limit_and_survives_matching_errors(tmp_path: Path) -> None:
+def test_link_features_apply_the_file_size_limit_and_odd_keypoints_link_nothing(tmp_path: Path) -> None:
+    from indexer.config import Settings
     from indexer.errors import ImageTooLarge
-    from indexer.verify import Verifier, keypoints_of
+    from indexer.features import PhotoFeatures
+    from indexer.featurestore import of_file
+    from indexer.linkrule import decide, rule_of
 
     with pytest.raises(ImageTooLarge):
-        keypoints_of(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size - 1)
-    assert keypoints_of(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size).count > 0
-    v = Verifier(lambda ids: {1: str(ANT), 2: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9,
-                 max_bytes=ANT.stat().st_size - 1)
-    # over a limit is the same on every try: not confirmed, and not left undecided (retried) either
-    assert v.verify([(1, 2, 0.5)]) == [] and v.undecided == [] and "byte" in v.unusable[1] and not v.failed
-    gone = Verifier(lambda ids: {1: str(ANT), 2: str(tmp_path / "gone.jpg")}, min_inliers=MIN_INLIERS,
-                    max_pixels=10**9)
-    assert gone.verify([(1, 2, 0.5)]) == [] and gone.undecided == [(1, 2, 0.5)] and "gone" in gone.failed[2]
-    # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the pair is not confirmed
+        of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size - 1)
+    ant = of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size)
+    assert ant.texture > 0
+    # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the link step catches it per pair
     rng = np.random.default_rng(2)
     xy, des = rng.uniform(0, 400, (30, 2)).astype(np.float32), rng.integers(0, 255, (30, 64)).astype(np.uint8)
-    odd = Keypoints(((xy, des), (xy, des)), (480, 360))
-    ok = Verifier(lambda ids: {1: str(ANT)}, min_inliers=MIN_INLIERS, max_pixels=10**9)
-    assert ok.confirm(odd, [1]) == set() and not ok.failed
-    assert ok.confirm(keypoints_of(ANT, 10**9), [1]) == {1}
+    odd = PhotoFeatures(Keypoints(((xy, des), (xy, des)), (480, 360)), ant.grey, ant.thumb)
+    rule = rule_of(Settings(data_dir=tmp_path), 0.6)
+    with pytest.raises(Exception):  # noqa: B017 - OpenCV raises its own cv2.error
+        decide(rule, 0.5, odd, ant)
+    assert decide(rule, 0.99, ant, ant).kind == "verified"
 
 
-
-def test_verifier_reads_each_photo_once_within_its_photo_budget(tmp_path: Path) -> None:
-    """Up to max_photos photos, every file is read once however many pairs it is in; with a smaller budget
-    the pairs are checked in runs that hold at most that many photos' keypoints, with the same answer."""
-    from indexer.verify import Verifier
+def test_feature_source_reads_each_photo_without_features_once(tmp_path: Path, settings_factory) -> None:
+    """Photos without kept features are read once per link step (and kept), however many pairs they are in."""
+    from indexer.catalog import Features
+    from indexer.featurestore import FeatureSource
 
     ant = open_photo(ANT)
-    files = {1: ANT, 2: JEEP, 3: VAN, 4: COCK}
-    for i, im in ((5, heavy_copy(ant)), (6, ImageOps.mirror(ant))):
-        files[i] = tmp_path / f"{i}.png"
-        im.save(files[i])
-    pairs = [(a, b, 0.5) for a in files for b in files if a < b]  # 15 pairs, every photo in 5
-    truth = [(1, 5, 0.5), (1, 6, 0.5), (5, 6, 0.5)]
+    root = tmp_path / "lib"
+    root.mkdir()
+    for name, src in (("jeep.jpg", JEEP), ("van.jpg", VAN), ("cock.jpg", COCK)):
+        shutil.copy(src, root / name)
+    heavy_copy(ant).save(root / "heavy.png")
+    ImageOps.mirror(ant).save(root / "mirror.png")
+    ant.save(root / "ant.png")
+    with Index(settings_factory()) as index:
+        index.ingest([str(root)])
+        with index.catalog.session() as sess:
+            sess.execute(Features.__table__.delete())
+        with index.catalog.session() as sess:
+            ids = list(_ids(index).values())
 
-    class Counting(Verifier):  # the real Verifier; counts the files it opens
-        def _keypoints(self, image_id, path):
-            self.reads.append(image_id)
-            return super()._keypoints(image_id, path)
+            class Counting(FeatureSource):  # the real FeatureSource; counts the files it decodes
+                def __init__(self, *args, **kwargs) -> None:
+                    super().__init__(*args, **kwargs)
+                    self.reads: list[int] = []
 
-    for budget, most_reads in ((1000, 6), (3, 2 * len(pairs))):
-        v = Counting(lambda ids: {i: str(files[i]) for i in ids}, min_inliers=MIN_INLIERS, max_pixels=10**9,
-                     max_photos=budget)
-        v.reads = []
-        held = []
-        v.on_progress = held.append
-        assert sorted(v.verify(pairs)) == truth, budget
-        assert len(v.reads) <= most_reads and set(v.reads) == set(files), (budget, v.reads)
-        assert held[-1] == len(pairs) and v.checked == len(pairs)
-    assert len(v.reads) > 6  # a budget of 3 photos cannot hold all six: some are read again
+                def _read(self, ids: list[int]) -> None:
+                    self.reads.extend(ids)
+                    super()._read(ids)
+
+            src = Counting(sess, max_pixels=10**9)
+            for a in ids:
+                for b in ids:
+                    if a < b:
+                        src.get([a, b])
+            assert sorted(src.reads) == sorted(ids) and src.read == len(ids)
+        with index.catalog.session() as sess:
+            assert sess.query(Features).count() == len(ids)
+
 
 def test_ingest_reports_verification_progress(tmp_path: Path, settings_factory) -> None:
     class Recorder:
@@ -403,6 +426,6 @@ def test_ingest_reports_verification_progress(tmp_path: Path, settings_factory) 
     rec = Recorder()
     with Index(settings_factory()) as index:
         s = index.ingest([str(tmp_path / "lib")], progress=rec)
-    assert [d for d, _ in rec.phases] == ["indexing", "verifying near-threshold pairs"]
+    assert [d for d, _ in rec.phases] == ["indexing", "checking candidate pairs"]
     pairs = rec.phases[1][1]
     assert pairs >= 2 and rec.done[-1] == pairs and s.verified_pairs == 1

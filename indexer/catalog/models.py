@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     false,
@@ -69,22 +70,39 @@ class Image(Base):
     linked: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # neighbours searched for
     group_id: Mapped[int | None] = mapped_column(ForeignKey("dup_groups.id", ondelete="SET NULL"), index=True)
     similarity_to_keeper: Mapped[float | None] = mapped_column(Float)
+    # Similarity to its linkrule.CROWD_K-th nearest neighbour when it was last linked: how crowded its
+    # neighbourhood is (a cosine-only link must stand above it)
+    crowd: Mapped[float | None] = mapped_column(Float)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-DERIVED_PAIR_KINDS = ("visual", "verified")  # pairs a relink recomputes (a new model, threshold or rule)
+DERIVED_PAIR_KINDS = ("visual", "verified", "pixels")  # pairs a relink recomputes (new model, threshold or rule)
 
 
 class Pair(Base):
-    """Two duplicate photos (a < b). kind: 'exact' (same bytes), 'visual' (cosine within the threshold) or
-    'verified' (cosine in the band below it, confirmed by ``indexer.verify``): see ``DERIVED_PAIR_KINDS``."""
+    """Two duplicate photos (a < b) and the evidence that links them (``indexer/linkrule.py``). kind: 'exact'
+    (same bytes), 'verified' (keypoints agree on one transform and the content agrees under it: ``inliers``,
+    ``agreement``), 'pixels' (low-texture pictures whose colour thumbnails match) or 'visual' (the cosine, where
+    geometry cannot judge); see ``DERIVED_PAIR_KINDS``."""
 
     __tablename__ = "pairs"
     a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     b_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True, index=True)
     similarity: Mapped[float] = mapped_column(Float)
     kind: Mapped[str] = mapped_column(String(8), default="visual")
+    inliers: Mapped[int | None] = mapped_column(Integer)
+    agreement: Mapped[float | None] = mapped_column(Float)
+
+
+class Features(Base):
+    """What the link step needs of a photo besides its vector (``indexer/features.py``), kept from the decode
+    that embedded it so linking never decodes the file again. ``sha256`` is the content it was computed from."""
+
+    __tablename__ = "features"
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class DupGroup(Base):

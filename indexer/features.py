@@ -1,0 +1,79 @@
+"""What linking needs of a photo besides its vector, computed once from the decode that embeds it.
+
+``extract`` turns a decoded photo into ``PhotoFeatures``: its SIFT keypoints (``indexer/verify.py``), a small grey
+copy in the keypoints' frame (to check that the photo content agrees under a fitted transform) and a colour
+thumbnail (to compare low-texture pictures, which give no keypoints). The decode workers compute them beside
+the model pixels, the batch store keeps them in the catalog (``features`` table, ``pack``), and the link step
+reads them back instead of decoding the file again.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from indexer import verify
+
+GREY_SIDE = 240  # long side of the grey copy content agreement compares (half the keypoints' frame)
+THUMB = 32  # side of the colour thumbnail low-texture pictures are compared by
+LOW_TEXTURE = 50  # fewer keypoints than this: a picture geometry cannot check (sky, gradient, blur)
+FLAT_STD = 3.0  # colour thumbnail standard deviation below this, without keypoints: a flat picture
+VERSION = 1  # of the packed format and of what ``extract`` computes: a change recomputes them
+
+
+@dataclass(frozen=True)
+class PhotoFeatures:
+    keypoints: verify.Keypoints
+    grey: np.ndarray  # uint8 (h, w), long side GREY_SIDE (or less), the keypoints' frame scaled
+    thumb: np.ndarray  # uint8 (THUMB, THUMB, 3), the whole picture squashed
+
+    @property
+    def texture(self) -> int:
+        """Keypoints found: how much geometry there is to check."""
+        return self.keypoints.count
+
+    @property
+    def low_texture(self) -> bool:
+        return self.texture < LOW_TEXTURE
+
+    @property
+    def flat(self) -> bool:
+        """No content at all (a solid colour): only a byte-identical copy is a duplicate of it."""
+        return self.texture == 0 and float(self.thumb.astype(np.float32).std()) < FLAT_STD
+
+
+def extract(rgb: Image.Image) -> PhotoFeatures:
+    """Features of a decoded photo (any size; JPEGs draft-decoded to about ``verify.SIDE`` are enough)."""
+    kp = verify.keypoints(rgb)
+    g = rgb.convert("L")
+    g = g.resize(_fit(kp.size, GREY_SIDE), Image.Resampling.BILINEAR)
+    thumb = rgb.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BILINEAR)
+    return PhotoFeatures(kp, np.asarray(g, dtype=np.uint8), np.asarray(thumb, dtype=np.uint8))
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    """``size`` scaled so its long side is ``side`` (never up: the frame's long side is verify.SIDE)."""
+    s = side / max(size)
+    return max(1, round(size[0] * s)), max(1, round(size[1] * s))
+
+
+def pack(f: PhotoFeatures) -> bytes:
+    """Bytes for the catalog: keypoints as float16 coordinates and uint8 descriptors (mirrored ones are
+    derived again on unpack), the grey copy and the thumbnail."""
+    xy, des = f.keypoints.views[0]
+    buf = io.BytesIO()
+    np.savez_compressed(buf, version=np.int32(VERSION), size=np.int32(f.keypoints.size), xy=xy.astype(np.float16),
+                        des=des, grey=f.grey, thumb=f.thumb)
+    return buf.getvalue()
+
+
+def unpack(data: bytes) -> PhotoFeatures:
+    with np.load(io.BytesIO(data)) as z:
+        if int(z["version"]) != VERSION:
+            raise ValueError(f"features version {int(z['version'])}, expected {VERSION}")
+        xy, des = z["xy"].astype(np.float32), z["des"]
+        size = tuple(int(v) for v in z["size"])
+        kp = verify.Keypoints(((xy, des), (xy, verify.mirrored(des))), size)  # type: ignore[arg-type]
+        return PhotoFeatures(kp, z["grey"], z["thumb"])

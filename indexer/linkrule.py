@@ -1,0 +1,147 @@
+"""The link rule: is a candidate pair two copies of one photo, and on what evidence?
+
+The embedding's cosine finds candidates; it does not decide alone, because it is built to see through edits and
+so also sees through what tells different pictures apart: the colour of two flat images, the text of two pages,
+the scene of two shots of one subject, the photo under a shared caption, frame or app window. A pair of
+candidates (cosine at or above ``threshold - band``) is linked on one of these, strongest first:
+
+- ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
+  agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
+  transform that only a shared overlay explains fails the second test, and that failure is final: geometry said
+  the two pictures differ.
+- ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
+  threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``).
+- ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
+  ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
+  threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
+  the crowd around it: ``cosine - max(crowd_a, crowd_b) >= crowd_margin``, a photo's crowd being its similarity to
+  its ``CROWD_K``-th nearest neighbour (score normalisation as in copy detection: a look-alike among many
+  look-alikes needs more than its cosine).
+
+Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer import verify
+from indexer.config import Settings
+from indexer.features import PhotoFeatures
+
+CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
+SHAPE_DISTANCE = 0.2  # standardised thumbnails this close: one smooth picture under a brightness/contrast change
+SHAPE_NOISE = 8.0  # added to a channel's spread so that a near-flat channel's noise is not magnified
+ENOUGH_INLIERS = 3  # times min_inliers: a fit this good is not tried again with the photo mirrored
+
+
+@dataclass(frozen=True)
+class LinkRule:
+    """The settings of the rule (``Parts.link_rule`` builds it; its ``describe`` is stored with the pairs)."""
+
+    threshold: float
+    band: float
+    min_inliers: int
+    min_agreement: float
+    max_pixel_distance: float
+    inconclusive_below: int
+    visual_min_cosine: float
+    crowd_margin: float
+
+    @property
+    def floor(self) -> float:
+        """The lowest cosine of a candidate pair."""
+        return self.threshold - self.band
+
+    def describe(self) -> str:
+        return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
+                f"{self.min_agreement:g}, {verify.RULE}, agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}; pixels: "
+                f"{self.max_pixel_distance:g}; visual: under {self.inconclusive_below} keypoints, cosine "
+                f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}")
+
+
+def rule_of(settings: Settings, threshold: float) -> LinkRule:
+    """The rule that ``settings`` set at ``threshold`` (the model's calibrated one unless overridden)."""
+    st = settings
+    return LinkRule(threshold=threshold, band=st.verify_band, min_inliers=st.verify_min_inliers,
+                    min_agreement=st.verify_min_agreement, max_pixel_distance=st.pixel_max_distance,
+                    inconclusive_below=st.inconclusive_below, visual_min_cosine=st.visual_min_cosine,
+                    crowd_margin=st.crowd_margin)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Why two photos are linked, as stored with their pair."""
+
+    kind: str  # "verified", "pixels" or "visual" ("exact" pairs are found by hash)
+    similarity: float
+    inliers: int | None = None
+    agreement: float | None = None
+
+
+def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, crowd_a: float | None = None,
+           crowd_b: float | None = None) -> Evidence | None:
+    """The evidence that links a candidate pair, or None when the pair is not two copies of one photo."""
+    if cosine < rule.floor or a.flat or b.flat:
+        return None
+    check = geometry(rule, a, b)
+    if check is not None:
+        inliers, agree = check
+        if inliers >= rule.min_inliers:
+            if agree is not None and agree >= rule.min_agreement:
+                return Evidence("verified", cosine, inliers, round(agree, 4))
+            return None  # one transform, but the photos under it differ: a shared overlay, a burst, a template
+    if cosine < rule.threshold:
+        return None
+    if a.low_texture and b.low_texture:
+        if (pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance
+                or shape_distance(a.thumb, b.thumb) <= SHAPE_DISTANCE):
+            return Evidence("pixels", cosine)
+        return None
+    if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
+        crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
+        if cosine - crowd >= rule.crowd_margin:
+            return Evidence("visual", cosine)
+    return None
+
+
+def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> tuple[int, float | None] | None:
+    """(inliers both ways, content agreement both ways) of the best affine fits, or None when either photo
+    has too few keypoints to try. Agreement is only measured once the inliers are enough."""
+    if a.texture < verify.MIN_MATCHES or b.texture < verify.MIN_MATCHES:
+        return None
+    enough = ENOUGH_INLIERS * rule.min_inliers
+    ab = verify.fit(a.keypoints, b.keypoints, enough)
+    if ab is None or ab.inliers < rule.min_inliers:
+        return (ab.inliers if ab is not None else 0), None
+    ba = verify.fit(b.keypoints, a.keypoints, enough)
+    if ba is None or ba.inliers < rule.min_inliers:
+        return (ba.inliers if ba is not None else 0), None
+    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
+    return min(ab.inliers, ba.inliers), (min(agree) if agree else None)
+
+
+def _turns(x: np.ndarray):
+    """The eight turns and flips of an image array."""
+    for k in range(8):
+        t = np.rot90(x, k % 4)
+        yield t[:, ::-1] if k >= 4 else t
+
+
+def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two colour thumbnails (0-255), under the best of the eight turns and flips."""
+    fa = a.astype(np.float32)
+    return min(float(np.abs(fa - t.astype(np.float32)).mean()) for t in _turns(b))
+
+
+def _standardised(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float32)
+    return (x - x.mean(axis=(0, 1))) / (x.std(axis=(0, 1)) + SHAPE_NOISE)
+
+
+def shape_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """``pixel_distance`` of the thumbnails with each colour channel's mean and contrast taken out, so that a
+    brightened or contrast-changed copy of a smooth picture still matches it."""
+    za = _standardised(a)
+    return min(float(np.abs(za - _standardised(t)).mean()) for t in _turns(b))

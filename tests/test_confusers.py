@@ -1,0 +1,130 @@
+"""Specification of trustworthy groups (issue 31): different pictures that look alike stay apart, copies group.
+
+Each case ingests a small library through the real service (Milvus Lite + SQLite, ``Index``) built from
+../shared photos and the confuser benchmark's own overlays and generators (bench/confusers.py), and checks
+the groups. Preconditions that make a case mean something (a look-alike pair the embedding scores in or above
+the verification band, keypoints that agree on the overlay) are asserted first, so a case cannot pass because
+its confusers were too easy.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from PIL import Image, ImageEnhance
+from sqlalchemy import select
+
+from bench import confusers as C
+from indexer.catalog import Image as CatalogImage
+from indexer.index import Index
+from tests.conftest import PHOTOS
+
+JEEP, VAN = PHOTOS / "n03594945_jeep.JPEG", PHOTOS / "n03977966_police_van.JPEG"
+ANT, COCK = PHOTOS / "n02219486_ant.JPEG", PHOTOS / "n01514668_cock.JPEG"
+BOAT = PHOTOS / "n02951358_canoe.JPEG"
+TEXT = "when the weekend finally arrives"
+
+
+def save(root: Path, name: str, im: Image.Image, **kw) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / name
+    im.convert("RGB").save(path, **kw)
+    return path
+
+
+def shrunk(im: Image.Image, f: float = 0.6) -> Image.Image:
+    return im.resize((max(1, int(im.width * f)), max(1, int(im.height * f))), Image.Resampling.BILINEAR)
+
+
+def cropped(im: Image.Image, keep: float = 0.9) -> Image.Image:
+    w, h = im.size
+    return im.crop((int(w * (1 - keep) / 2), int(h * (1 - keep) / 2), int(w * (1 + keep) / 2), int(h * (1 + keep) / 2)))
+
+
+def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str, str], float], float, float]:
+    """(groups as sets of file names, cosine of every pair of names, threshold, verification band)."""
+    with Index(settings_factory()) as index:
+        s = index.ingest([str(lib)])
+        assert not s.failed, s.failed
+        with index.catalog.session() as sess:
+            ids = {Path(p).name: i for i, p in sess.execute(select(CatalogImage.id, CatalogImage.path))}
+        vec = index.store.get(list(ids.values()))
+        cos = {(a, b): float(vec[ids[a]] @ vec[ids[b]]) for a in ids for b in ids}
+        groups = [{Path(m["path"]).name for m in g["members"]} for g in index.groups()]
+        return groups, cos, index.threshold, index.settings.verify_band
+
+
+def together(groups: list[set[str]], a: set[str], b: set[str]) -> bool:
+    """True when one group holds a file of ``a`` and a file of ``b``."""
+    return any(g & a and g & b for g in groups)
+
+
+def test_different_photos_with_the_same_caption_stay_apart(tmp_path: Path, settings_factory) -> None:
+    """Two look-alike photos under the same tweet-style caption band: the band's text and avatar give keypoints
+    that agree on one transform across the image, but the photos differ. A copy of one still groups."""
+    lib, r = tmp_path / "lib", random.Random(0)
+    jeep = C.caption_tweet(C.photo(JEEP), TEXT, r, "heldout")
+    save(lib, "jeep_caption.jpg", jeep, quality=90)
+    save(lib, "jeep_caption_copy.jpg", shrunk(jeep), quality=75)
+    save(lib, "van_caption.jpg", C.caption_tweet(C.photo(VAN), TEXT, r, "heldout"), quality=90)
+    save(lib, "boat_caption.jpg", C.caption_tweet(C.photo(BOAT), TEXT, r, "heldout"), quality=90)
+    groups, cos, thr, band = ingest(lib, settings_factory)
+    assert cos[("jeep_caption.jpg", "van_caption.jpg")] >= thr - band  # the pair reaches verification
+    jeeps = {"jeep_caption.jpg", "jeep_caption_copy.jpg"}
+    assert not together(groups, jeeps, {"van_caption.jpg", "boat_caption.jpg"}), (groups, cos[("jeep_caption.jpg", "van_caption.jpg")])
+    assert not together(groups, {"van_caption.jpg"}, {"boat_caption.jpg"}), groups
+    assert jeeps in groups, groups
+
+
+def test_the_same_photo_with_different_captions_groups(tmp_path: Path, settings_factory) -> None:
+    """One photo under three captions (meme, bar, tweet band) is one picture; another photo under the
+    first caption is not."""
+    lib, r = tmp_path / "lib", random.Random(1)
+    ant = C.photo(ANT)
+    save(lib, "ant_meme.jpg", C.caption_meme(ant, TEXT, r, "tune"), quality=90)
+    save(lib, "ant_bar.jpg", C.caption_bar(ant, "me at 3am", r, "tune"), quality=90)
+    save(lib, "ant_tweet.png", C.caption_tweet(ant, "guess where I am", r, "heldout"))
+    save(lib, "cock_meme.jpg", C.caption_meme(C.photo(COCK), TEXT, r, "tune"), quality=90)
+    groups, _, _, _ = ingest(lib, settings_factory)
+    assert {"ant_meme.jpg", "ant_bar.jpg", "ant_tweet.png"} in groups, groups
+
+
+def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, settings_factory) -> None:
+    """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
+    does most smooth pictures; each still groups with its own copies (shrunk, cropped, brightened)."""
+    lib = tmp_path / "lib"
+    names = {}
+    for k in (0, 1):
+        sky = C.low_sky(random.Random(k), None)
+        sky.thumbnail((1600, 1600))
+        names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_bright.webp"}
+        save(lib, f"sky{k}.png", sky)
+        save(lib, f"sky{k}_small.jpg", shrunk(sky, 0.5), quality=80)
+        save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
+        save(lib, f"sky{k}_bright.webp", ImageEnhance.Brightness(sky).enhance(1.15), quality=85)
+    groups, cos, thr, _ = ingest(lib, settings_factory)
+    assert cos[("sky0.png", "sky1.png")] >= thr - 0.1  # look-alikes to the embedding, not an easy pair
+    assert not together(groups, names[0], names[1]), (groups, cos[("sky0.png", "sky1.png")])
+    assert names[0] in groups and names[1] in groups, groups
+
+
+def test_a_weak_bridge_does_not_merge_two_clusters(tmp_path: Path, settings_factory) -> None:
+    """Two photos with their copies, and one collage that shows both side by side: the collage shares keypoints
+    with each photo, but it must not chain the two photos' clusters into one group."""
+    lib = tmp_path / "lib"
+    ant, cock = C.photo(ANT), C.photo(COCK)
+    clusters = {}
+    for name, im in (("ant", ant), ("cock", cock)):
+        save(lib, f"{name}.jpg", im, quality=92)
+        save(lib, f"{name}_small.jpg", shrunk(im), quality=80)
+        save(lib, f"{name}_crop.png", cropped(im, 0.88))
+        clusters[name] = {f"{name}.jpg", f"{name}_small.jpg", f"{name}_crop.png"}
+    collage = Image.new("RGB", (ant.width + cock.width, max(ant.height, cock.height)), (255, 255, 255))
+    collage.paste(ant, (0, 0))
+    collage.paste(cock, (ant.width, 0))
+    save(lib, "collage.jpg", collage, quality=90)
+    groups, cos, thr, band = ingest(lib, settings_factory)
+    assert cos[("ant.jpg", "cock.jpg")] < thr - band  # the photos themselves are far apart
+    assert any(clusters["ant"] <= g for g in groups) and any(clusters["cock"] <= g for g in groups), groups
+    assert not together(groups, clusters["ant"], clusters["cock"]), \
+        (groups, cos[("ant.jpg", "collage.jpg")], cos[("cock.jpg", "collage.jpg")])

@@ -18,8 +18,8 @@ class SimilarResult(BaseModel):
     id: int
     path: str
     similarity: float
-    is_duplicate: bool = Field(description="similarity at or above the threshold, or within the verification band "
-                               "below it with keypoints that agree (indexer/verify.py), as grouping decides")
+    is_duplicate: bool = Field(description="the link rule's verdict, as grouping decides (indexer/linkrule.py): "
+                               "keypoints and content agree, smooth pictures match, or a clear cosine")
     group_id: int | None = None
     thumbnail_url: str | None = None
 

@@ -5,14 +5,22 @@
 
 (a) a folder of 12-megapixel JPEGs generated from ../shared photos, (b) the public eval library from
 ../shared/eval/make_library.py. Prints one table; then pair F1 of our default model and of phash on (b).
-"pairs" is the neighbour search and pair storage; "verify" the keypoint check of the pairs in the band
-below the threshold (indexer/verify.py; it reads those photos again), with how many pairs it confirmed.
+"pairs" is the neighbour search, crowds and pair storage; "verify" the link rule on the candidate pairs
+(indexer/linkrule.py, on features computed at decode time), with how many pairs it confirmed as ``verified``.
+
+Beside each set, in the same run: a decode-floor row (read + SHA-256 + draft decode to the model's input size
+on every core, nothing else: what the hardware allows before any embedding) and, with ``--fastdup PYTHON`` (a
+venv with PyPI ``fastdup``), fastdup's default ``fastdup.create(...).run()`` + connected components, whole
+process. Peak memory: the largest resident set of the ingest's process and of any decode worker.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import io
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -28,6 +36,62 @@ sys.path.insert(0, str(REPO))
 
 from indexer.config import Settings
 from indexer.index import Index
+
+FASTDUP_RUN = """
+import json, sys, time
+import fastdup
+t = time.perf_counter()
+fd = fastdup.create(work_dir=sys.argv[2], input_dir=sys.argv[1])
+fd.run(overwrite=True)
+cc = fd.connected_components()
+df = cc[0] if isinstance(cc, tuple) else cc
+col = "filename" if "filename" in df.columns else df.columns[0]
+groups = {}
+for name, comp, n in zip(df[col], df["component_id"], df["count"]):
+    if n > 1:
+        groups.setdefault(int(comp), []).append(str(name))
+print(json.dumps({"seconds": time.perf_counter() - t, "groups": list(groups.values())}))
+"""
+
+
+def _floor_one(path: str) -> int:
+    data = Path(path).read_bytes()
+    hashlib.sha256(data).digest()
+    im = Image.open(io.BytesIO(data))
+    im.draft("RGB", (224, 224))
+    im.convert("RGB").load()
+    return len(data)
+
+
+def floor(folder: Path) -> dict:
+    """Read + hash + draft decode of every file on all cores: the ceiling of any ingest here."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    files = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    t = time.perf_counter()
+    with ProcessPoolExecutor(os.cpu_count()) as pool:
+        for _ in pool.map(_floor_one, files, chunksize=8):
+            pass
+    s = time.perf_counter() - t
+    return {"files": len(files), "seconds": s, "files_per_s": len(files) / s}
+
+
+def fastdup_row(python: str, folder: Path, work: Path) -> dict:
+    """fastdup's default run on ``folder`` in its own venv, timed as a whole process."""
+    shutil.rmtree(work, ignore_errors=True)
+    t = time.perf_counter()
+    out = subprocess.run([python, "-c", FASTDUP_RUN, str(folder), str(work)], capture_output=True, text=True, check=True)
+    s = time.perf_counter() - t
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    n = sum(1 for p in folder.rglob("*") if p.is_file())
+    return {"files": n, "seconds": s, "files_per_s": n / s, "groups": res["groups"]}
+
+
+def peak_mb() -> tuple[float, float]:
+    """(this process, the largest child) peak resident set, MB."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return own, child
 
 
 def make_big(out: Path, n: int) -> Path:
@@ -57,51 +121,60 @@ def run(folder: Path, data: Path) -> dict:
             "verify": t.verify, "verified_pairs": s.verified_pairs, "groups": t.group, "n_groups": len(groups), "groups_json": {"groups": groups}}
 
 
+def score(truth: Path, groups: object, work: Path) -> dict:
+    """../shared/eval/score.py's figures for ``groups`` (its input format)."""
+    pred = work / "pred-groups.json"
+    pred.write_text(json.dumps(groups))
+    out = subprocess.run([sys.executable, str(SHARED / "eval" / "score.py"), str(truth), str(pred), "--json"],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.rsplit("}", 1)[0] + "}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--big", type=int, default=200, help="number of 12 MP JPEGs")
     ap.add_argument("--work", type=Path, default=REPO / "var" / "bench")
+    ap.add_argument("--fastdup", default="", metavar="PYTHON", help="a Python with fastdup installed (bench only)")
     ap.add_argument("--skip-peers", action="store_true")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    rows = []
     t = time.perf_counter()
     big = make_big(a.work / "big12mp", a.big)
     print(f"prepared {a.big} 12 MP JPEGs in {time.perf_counter() - t:.0f}s", file=sys.stderr)
-    rows.append(("12MP JPEG folder", run(big, a.work / "data-big")))
     lib = a.work / "eval-lib"
     if not (lib / "truth.json").exists():
         subprocess.run([sys.executable, str(SHARED / "eval" / "make_library.py"), str(lib)], check=True,
                        stdout=subprocess.DEVNULL)
-    res = run(lib / "library", a.work / "data-eval")
-    rows.append(("public eval library", res))
+    sets = [("12MP JPEG folder", big, None), ("public eval library", lib / "library", lib / "truth.json")]
+    rows = []
+    for name, folder, truth in sets:
+        fl = floor(folder)
+        rows.append((name, "decode floor (read + SHA-256 + draft decode, all cores)", fl, None))
+        r = run(folder, a.work / f"data-{folder.parent.name if truth else folder.name}")
+        own, child = peak_mb()
+        r["peak"] = f"{own:.0f} / {child:.0f}"
+        rows.append((name, "dupesift ingest (default)", r, score(truth, r["groups_json"], a.work) if truth else None))
+        if a.fastdup:
+            fd = fastdup_row(a.fastdup, folder, a.work / f"fastdup-{folder.name}")
+            rows.append((name, "fastdup (default run + connected components)", fd,
+                         score(truth, fd["groups"], a.work) if truth else None))
 
     cores = os.cpu_count()
     print(f"\n## ingest throughput ({cores} cores, default model, batch {Settings().batch_size})\n")
-    print("| set | files | files/s | total s | scan | decode wait | embed | store | pairs | verify (pairs confirmed) | groups |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for name, r in rows:
-        print(f"| {name} | {r['indexed']} | {r['files_per_s']:.1f} | {r['seconds']:.1f} | {r['scan']:.2f} | "
-              f"{r['decode_wait']:.2f} | {r['embed']:.2f} | {r['store']:.2f} | {r['pairs']:.2f} | "
-              f"{r['verify']:.2f} ({r['verified_pairs']}) | {r['groups']:.2f} |")
-
-    pred = a.work / "eval-groups.json"
-    pred.write_text(json.dumps(res["groups_json"]))
-    score = subprocess.run([sys.executable, str(SHARED / "eval" / "score.py"), str(lib / "truth.json"), str(pred), "--json"],
-                           capture_output=True, text=True, check=True)
-    ours = json.loads(score.stdout.rsplit("}", 1)[0] + "}")
-    print("\n## pair quality on the public eval library\n")
-    print("| method | precision | recall | F1 |")
-    print("|---|---|---|---|")
-    print(f"| dupesift default ({Settings().model_path.name}) | {ours['pair_precision']} | {ours['pair_recall']} | {ours['pair_f1']} |")
-    if not a.skip_peers:
-        peer = subprocess.run([sys.executable, str(SHARED / "eval" / "peers.py"), str(lib / "truth.json"), "--method", "phash"],
-                              capture_output=True, text=True, check=False)
-        if peer.returncode == 0:
-            tail = [ln for ln in peer.stdout.splitlines() if ln.strip()]
-            print("| phash (peers.py) | see below | | |\n\n```\n" + "\n".join(tail[-12:]) + "\n```")
+    print("| set | method | files | files/s | × floor | total s | decode wait | embed | store | pairs | verify "
+          "(pairs confirmed) | groups | peak MB (main / worker) | pair F1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, method, r, sc in rows:
+        base = next(x for n, m, x, _ in rows if n == name and m.startswith("decode floor"))
+        f1 = f"{sc['pair_f1']:.4f}" if sc else "-"
+        ratio = f"{r['files_per_s'] / base['files_per_s']:.2f}"
+        if "embed" in r:
+            print(f"| {name} | {method} | {r['indexed']} | {r['files_per_s']:.1f} | {ratio} | {r['seconds']:.1f} | "
+                  f"{r['decode_wait']:.2f} | {r['embed']:.2f} | {r['store']:.2f} | {r['pairs']:.2f} | "
+                  f"{r['verify']:.2f} ({r['verified_pairs']}) | {r['groups']:.2f} | {r['peak']} | {f1} |")
         else:
-            print(f"| phash | failed: {peer.stderr.strip().splitlines()[-1] if peer.stderr else '?'} | | |")
+            print(f"| {name} | {method} | {r['files']} | {r['files_per_s']:.1f} | {ratio} | {r['seconds']:.1f} "
+                  f"| | | | | | | | {f1} |")
 
 
 if __name__ == "__main__":

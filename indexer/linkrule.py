@@ -31,8 +31,6 @@ from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
-SHAPE_DISTANCE = 0.2  # standardised thumbnails this close: one smooth picture under a brightness/contrast change
-SHAPE_NOISE = 8.0  # added to a channel's spread so that a near-flat channel's noise is not magnified
 ENOUGH_INLIERS = 3  # times min_inliers: a fit this good is not tried again with the photo mirrored
 
 
@@ -95,8 +93,7 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
-        if (pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance
-                or shape_distance(a.thumb, b.thumb) <= SHAPE_DISTANCE):
+        if pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance:
             return Evidence("pixels", cosine)
         return None
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
@@ -134,14 +131,3 @@ def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     fa = a.astype(np.float32)
     return min(float(np.abs(fa - t.astype(np.float32)).mean()) for t in _turns(b))
 
-
-def _standardised(x: np.ndarray) -> np.ndarray:
-    x = x.astype(np.float32)
-    return (x - x.mean(axis=(0, 1))) / (x.std(axis=(0, 1)) + SHAPE_NOISE)
-
-
-def shape_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """``pixel_distance`` of the thumbnails with each colour channel's mean and contrast taken out, so that a
-    brightened or contrast-changed copy of a smooth picture still matches it."""
-    za = _standardised(a)
-    return min(float(np.abs(za - _standardised(t)).mean()) for t in _turns(b))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image, ImageEnhance
+from PIL import Image
 from sqlalchemy import select
 
 from bench import confusers as C
@@ -91,17 +91,19 @@ def test_the_same_photo_with_different_captions_groups(tmp_path: Path, settings_
 
 def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, settings_factory) -> None:
     """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
-    does most smooth pictures; each still groups with its own copies (shrunk, cropped, brightened)."""
+    does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP).
+    A brightened copy of a smooth picture is a known miss: matching pixels up to a brightness change also
+    matched different gradients on the confuser benchmark (bench/README.md)."""
     lib = tmp_path / "lib"
     names = {}
     for k in (0, 1):
         sky = C.low_sky(random.Random(k), None)
         sky.thumbnail((1600, 1600))
-        names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_bright.webp"}
+        names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_resaved.webp"}
         save(lib, f"sky{k}.png", sky)
         save(lib, f"sky{k}_small.jpg", shrunk(sky, 0.5), quality=80)
         save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
-        save(lib, f"sky{k}_bright.webp", ImageEnhance.Brightness(sky).enhance(1.15), quality=85)
+        save(lib, f"sky{k}_resaved.webp", sky, quality=85)
     groups, cos, thr, _ = ingest(lib, settings_factory)
     assert cos[("sky0.png", "sky1.png")] >= thr - 0.1  # look-alikes to the embedding, not an easy pair
     assert not together(groups, names[0], names[1]), (groups, cos[("sky0.png", "sky1.png")])

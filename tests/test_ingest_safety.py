@@ -17,13 +17,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from indexer import resolution
 from indexer.catalog import Image, ImageStatus, NotDuplicate, Pair
 from indexer.config import DEFAULT_MODEL, Settings
 from indexer.index import Index
 from indexer.locks import catalog_lock
+from indexer.pairstore import unlink_all
 from tests.conftest import mild_copies, photo_files, photos_and_a_slow_png
 
 
@@ -233,7 +234,7 @@ def test_decision_waits_for_a_linking_ingest_and_sticks(tmp_path: Path, settings
         index.ingest([str(root)])
         gid = index.groups()[0]["id"]
         with index.catalog.session() as s:  # what a threshold change does: everything is linked again
-            s.execute(update(Image).values(linked=False))
+            unlink_all(s)
         holding, go, linked = threading.Event(), threading.Event(), []
 
         def ingest_side() -> None:

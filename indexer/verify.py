@@ -36,6 +36,8 @@ AGREE_GRID = 16
 AGREE_BLUR = 0.5
 AGREE_TEXTURE = 4.0
 AGREE_CORR = 0.5
+AGREE_SPREAD = 50.0  # both grey copies are brought to this standard deviation over their overlap first
+AGREE_CLIP = 8.0  # a flat cell within this of black or white is saturated: it counts neither way
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -174,6 +176,8 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
                             cv2.WARP_INVERSE_MAP, borderValue=0) > 0.5
     a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR).astype(np.float64)
     b = cv2.GaussianBlur(b, (0, 0), AGREE_BLUR).astype(np.float64)
+    raw_a, raw_b = a, b
+    a, b = _standardised(a, inside), _standardised(b, inside)  # an exposure or contrast change is undone
     ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)
     xs = np.linspace(0, w, AGREE_GRID + 1).astype(int)
     n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
@@ -184,12 +188,27 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)
     cov = _cell_sums(a * b, ys, xs) / n - ma * mb
     ta, tb = np.sqrt(va) >= AGREE_TEXTURE, np.sqrt(vb) >= AGREE_TEXTURE
-    counted = ok & (ta | tb)  # flat in both: no evidence either way
+    # a flat cell blown out or crushed by an exposure change has lost its texture: it counts neither way
+    clipped = (~ta & _clipped(_cell_sums(raw_a, ys, xs) / n)) | (~tb & _clipped(_cell_sums(raw_b, ys, xs) / n))
+    counted = ok & (ta | tb) & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
     agree = counted & ta & tb & (corr > AGREE_CORR)
     cells = int(counted.sum())
     return float(agree.sum()) / cells if cells else None
+
+
+def _standardised(x: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``x`` shifted and scaled so that its pixels inside ``where`` have mean 128 and spread AGREE_SPREAD."""
+    inside = x[where]
+    if inside.size == 0:
+        return x
+    return (x - inside.mean()) * (AGREE_SPREAD / max(float(inside.std()), 1.0)) + 128.0
+
+
+def _clipped(mean: np.ndarray) -> np.ndarray:
+    """Cells whose mean grey is at the end of the range (an exposure change saturated them)."""
+    return (mean <= AGREE_CLIP) | (mean >= 255 - AGREE_CLIP)
 
 
 def _cell_sums(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

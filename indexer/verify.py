@@ -212,10 +212,10 @@ def _clipped(mean: np.ndarray) -> np.ndarray:
 
 
 def _cell_sums(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Sums of ``x`` over the grid cells between the row cuts ``ys`` and column cuts ``xs`` (an integral image)."""
-    c = np.zeros((x.shape[0] + 1, x.shape[1] + 1))
-    c[1:, 1:] = x.cumsum(0).cumsum(1)
-    return c[np.ix_(ys[1:], xs[1:])] - c[np.ix_(ys[:-1], xs[1:])] - c[np.ix_(ys[1:], xs[:-1])] + c[np.ix_(ys[:-1], xs[:-1])]
+    """Sums of ``x`` over the grid cells between the row cuts ``ys`` and column cuts ``xs`` (ascending, from 0 to
+    the size; an empty cell's value is meaningless and left to the caller's size check)."""
+    rows = np.add.reduceat(x, ys[:-1], axis=0)
+    return np.add.reduceat(rows, xs[:-1], axis=1)
 
 
 def _spread(pts: np.ndarray) -> float:

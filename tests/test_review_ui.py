@@ -1,0 +1,171 @@
+"""Review at scale in a real browser (Debian's Chromium driven by Playwright; no browser download) against a
+server on 127.0.0.1 over a library of 22 duplicate groups: errors as pages, offline docs, undo of every
+decision, the quarantine, bulk review, keyboard review and the compare view.
+Screenshots land in $DUPESIFT_TEST_ARTIFACTS (default var/test-artifacts)/review."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from api.main import create_app
+from indexer.config import Settings
+from tests.conftest import REPO, photo_files
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("DUPESIFT_TEST_ARTIFACTS", REPO / "var" / "test-artifacts")) / "review"
+GROUPS = 22
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: apt-get install -y chromium"),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _library(root: Path) -> None:
+    """GROUPS photos, each with a re-saved and a half-size copy in another folder, and two photos alone."""
+    for n, src in enumerate(photo_files(GROUPS + 2, offset=600)):
+        folder = root / ("a" if n < GROUPS // 2 else "b")
+        copies = root / "copies" / f"{n:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, folder / f"p{n:02d}.jpg")
+        if n >= GROUPS:
+            continue
+        copies.mkdir(parents=True)
+        im = Image.open(src).convert("RGB")
+        im.save(copies / f"p{n:02d}_resaved.jpg", quality=70)
+        im.resize((im.width // 2, im.height // 2)).save(copies / f"p{n:02d}_small.jpg", quality=90)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    import uvicorn
+
+    base = tmp_path_factory.mktemp("review")
+    root = base / "lib"
+    _library(root)
+    settings = Settings(data_dir=base / "data", decode_workers=1, roots=str(root))
+    app = create_app(settings, host="127.0.0.1")
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    th = threading.Thread(target=srv.run, daemon=True)
+    th.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    app.state.index.ingest([str(root)])
+    try:
+        yield url, root, settings
+    finally:
+        srv.should_exit = True
+        th.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (no browser download needed)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(server, browser):
+    """A fresh page; every response it gets must come from the server (no CDN, no outside site)."""
+    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
+    pg = ctx.new_page()
+    outside = []
+    pg.on("response", lambda r: outside.append(r.url) if not r.url.startswith((server[0], "data:", "blob:")) else None)
+    yield pg
+    ctx.close()
+    assert not outside, f"the UI fetched outside the server: {outside}"
+
+
+def _groups(url: str, **params) -> list[dict]:
+    return httpx.get(f"{url}/groups", params={"limit": 200, **params}).json()["groups"]
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def _shot(pg, name: str) -> None:
+    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+# -- 1. every error is a page; offline docs -------------------------------------------------------
+@pytest.mark.parametrize("path,status", [
+    ("/ui/groups?sort=bogus", 400), ("/ui/groups/abc", 404), ("/ui/groups?cursor=zzz", 400),
+    ("/ui/compare?ids=999999", 404), ("/ui/compare?ids=x", 400), ("/ui/groups/999999", 404), ("/ui/nothing", 404),
+    ("/ui/groups?limit=0", 400)])
+def test_every_ui_error_is_a_page(server, page, path, status) -> None:
+    r = page.goto(server[0] + path)
+    assert r.status == status
+    assert page.locator("h1").count() == 1 and page.locator("nav.top").count() == 1  # a page, not JSON
+    assert page.locator("#error[role=alert]").inner_text().strip()
+    assert not page.inner_text("body").lstrip().startswith("{")
+
+
+def test_an_error_in_the_group_view_keeps_the_group(server, page) -> None:
+    url, _root, _ = server
+    gid = _groups(url)[0]["id"]
+    page.goto(f"{url}/ui/groups/{gid}")
+    page.uncheck("#advance")
+    for box in page.locator("input[name=keep]").all():
+        box.uncheck()
+    page.click("#move-others")
+    page.wait_for_selector("#messages #error")
+    assert "keep" in page.inner_text("#messages #error")
+    assert page.locator(".member[data-id]").count() == 3 and page.locator("#move-others").is_visible()
+    _shot(page, "inline-error")
+    page.locator("input[name=keep]").first.check()  # the user fixes it without a reload
+    page.click("#move-others")
+    page.wait_for_selector("#done")
+    page.click("#undo")
+    page.wait_for_selector("#move-others")
+
+
+def test_no_page_references_an_outside_url(server, page) -> None:
+    url, _, _ = server
+    gid = _groups(url)[0]["id"]
+    members = httpx.get(f"{url}/groups/{gid}").json()["members"]
+    pages = ["/ui/groups", f"/ui/groups/{gid}", f"/ui/compare?ids={members[0]['id']},{members[1]['id']}",
+             "/ui/quarantine", "/ui/quarantine/empty", "/ui/bulk", "/ui/search", "/ui/ingest", "/docs", "/redoc",
+             "/ui/groups/abc"]
+    outside = re.compile(r"""(src|href|action)=["']?(https?:)?//""")
+    for path in pages:
+        served = httpx.get(url + path).text  # what the server sends names nothing outside, not even a link
+        assert not outside.search(served), path
+        page.goto(url + path)
+        page.wait_for_load_state("networkidle")
+        # once scripts ran, nothing on the page loads from outside (ReDoc's script adds a plain link to its site)
+        loads = page.evaluate("""() => [...document.querySelectorAll('[src], link[href], [srcset]')]
+                                 .map(e => e.src || e.href || e.srcset)""")
+        assert not [u for u in loads if not u.startswith((url, "data:", "blob:"))], path
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)  # the UI rendered from the package's assets
+    _shot(page, "docs")
+    page.goto(f"{url}/redoc")
+    page.wait_for_selector("text=/groups", timeout=30_000)

@@ -169,3 +169,140 @@ def test_no_page_references_an_outside_url(server, page) -> None:
     _shot(page, "docs")
     page.goto(f"{url}/redoc")
     page.wait_for_selector("text=/groups", timeout=30_000)
+
+
+# -- 2. undo for every action; the quarantine ----------------------------------------------------
+def test_keep_all_then_undo(server, page) -> None:
+    url, _, _ = server
+    g = _groups(url, unresolved=True)[0]
+    page.goto(f"{url}/ui/groups/{g['id']}")
+    page.uncheck("#advance")
+    page.click("#keep-all")
+    page.wait_for_selector("#done")
+    assert "kept all" in page.inner_text("#done") and page.locator("#gone").count() == 1
+    assert httpx.get(f"{url}/groups/{g['id']}").status_code == 404
+    page.goto(f"{url}/ui/groups/{g['id']}")  # the group's address says what happened and offers the undo
+    assert "kept all" in page.inner_text("#gone")
+    _shot(page, "kept-all")
+    page.click("#undo")
+    page.wait_for_selector("#move-others")
+    assert page.url.endswith(f"/ui/groups/{g['id']}") and page.locator(".member[data-id]").count() == 3
+    # the JSON API undoes it as well
+    r = httpx.post(f"{url}/groups/{g['id']}/resolve", json={"action": "keep_all"})
+    assert r.status_code == 200
+    assert httpx.post(f"{url}/groups/{g['id']}/restore").status_code == 200
+    assert httpx.get(f"{url}/groups/{g['id']}").json()["size"] == 3
+
+
+def test_quarantine_restore_a_file_and_empty(server, page) -> None:
+    url, root, _settings = server
+    g = _groups(url, unresolved=True)[-1]
+    before = _files(root)
+    out = httpx.post(f"{url}/groups/{g['id']}/resolve", json={"action": "move_others", "keep": [g["keeper"]]}).json()
+    moved = {m["image_id"]: m for m in out["moved"]}
+    assert len(moved) == 2
+    page.goto(f"{url}/ui/quarantine")
+    assert "2 file(s)" in page.inner_text("#summary")
+    rows = page.locator(f'section[data-group="{g["id"]}"] tr[data-id]')
+    assert rows.count() == 2
+    first = next(iter(moved.values()))
+    assert str(Path(first["src"]).parent) in page.inner_text(f'tr[data-id="{first["image_id"]}"]')  # from where
+    _shot(page, "quarantine")
+    page.locator(f'tr[data-id="{first["image_id"]}"] .restore-file').click()
+    page.wait_for_selector("#restored")
+    assert Path(first["src"]).exists() and "1 file(s)" in page.inner_text("#summary")
+    gone = next(m for m in moved.values() if m is not first)
+    size = Path(gone["dst"]).stat().st_size
+    page.click("#empty-link")
+    assert "for good" in page.inner_text("#warning")  # the confirmation step; nothing deleted yet
+    assert Path(gone["dst"]).exists()
+    _shot(page, "empty-confirm")
+    page.click("#confirm-empty")
+    page.wait_for_selector("#emptied")
+    assert "Deleted 1 file(s)" in page.inner_text("#emptied")
+    assert f"{size / 1024:.1f} KB freed" in page.inner_text("#emptied")
+    assert not Path(gone["dst"]).exists() and page.locator("#empty").count() == 1
+    assert _files(root) == before - {Path(gone["src"]).relative_to(root).as_posix()}
+    assert httpx.get(f"{url}/groups/{g['id']}").json()["size"] == 2  # the deleted copy is forgotten
+
+
+# -- 3. bulk review ------------------------------------------------------------------------------
+def test_bulk_apply_and_undo(server, page) -> None:
+    url, root, settings = server
+    before = _files(root)
+    n = len(_groups(url, unresolved=True))
+    assert n >= 20
+    page.goto(f"{url}/ui/groups?folder={root / 'a'}")
+    assert "these 11 unresolved groups" in page.inner_text("#bulk-offer")  # the offer follows the filter
+    page.goto(f"{url}/ui/groups?unresolved=true")
+    page.click("#bulk-link")
+    plan = page.inner_text("#plan")
+    assert f"{n} unresolved group(s)" in plan and f"other {2 * n} copies" in plan
+    assert str(settings.quarantine_dir) in plan and "Undo" in page.inner_text("main")
+    assert _files(root) == before  # nothing moved before the confirmation
+    _shot(page, "bulk-confirm")
+    page.click("#apply-bulk")
+    page.wait_for_selector("#bulk-result")
+    assert f"{2 * n} copies of {n} group(s) moved" in page.inner_text("#bulk-result")
+    assert len(before - _files(root)) == 2 * n and _groups(url, unresolved=True) == []
+    _shot(page, "bulk-done")
+    page.click("#undo-bulk")
+    page.wait_for_selector("#bulk-result")
+    assert "back where they were" in page.inner_text("#bulk-result")
+    assert _files(root) == before and len(_groups(url, unresolved=True)) == n
+
+
+# -- 4. keyboard review --------------------------------------------------------------------------
+def test_keyboard_review_of_three_groups(server, page) -> None:
+    url, root, _ = server
+    before = _files(root)
+    page.goto(f"{url}/ui/groups?unresolved=true")
+    page.locator("[data-group]").first.click()
+    page.wait_for_selector(".keeper-badge")
+    page.keyboard.press("?")
+    assert page.locator("#keys").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator("#keys").is_visible()
+    start = page.url
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(lambda u: u != start)
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_url(start)
+    page.wait_for_selector(".keeper-badge")
+    page.keyboard.press("2")  # tick the second photo, untick it again
+    assert page.locator('.member[data-key="2"] input[name=keep]').is_checked()
+    page.keyboard.press("2")
+    assert not page.locator('.member[data-key="2"] input[name=keep]').is_checked()
+    decided = []
+    for _ in range(3):
+        gid = int(re.search(r"/ui/groups/(\d+)", page.url).group(1))
+        decided.append(gid)
+        page.keyboard.press("Enter")  # keep the suggested keeper, move the rest; on to the next group
+        page.wait_for_url(re.compile(rf"after={gid}$"))
+        page.wait_for_selector(".keeper-badge")
+        assert f"Group {gid}: moved 2 copies" in page.inner_text("#after")
+    _shot(page, "keyboard-after")
+    assert len(before - _files(root)) == 6
+    page.keyboard.press("u")  # undo the last decision: back to that group, its files restored
+    page.wait_for_url(re.compile(rf"/ui/groups/{decided[-1]}$"))
+    page.wait_for_selector("#move-others")
+    assert len(before - _files(root)) == 4
+    for gid in decided[:2]:
+        assert httpx.post(f"{url}/groups/{gid}/restore").status_code == 200
+    assert _files(root) == before
+
+
+# -- 5. compare ----------------------------------------------------------------------------------
+def test_compare_fits_the_screen_and_says_why(server, page) -> None:
+    url, _, _ = server
+    g = _groups(url)[0]
+    ids = ",".join(str(m["id"]) for m in g["members"])
+    for width, height in ((1366, 900), (390, 844)):
+        page.set_viewport_size({"width": width, "height": height})
+        page.goto(f"{url}/ui/compare?ids={ids}")
+        page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        _shot(page, f"compare-{width}")
+    assert page.locator("#attrs tr.differs").count() >= 2  # file size and name differ at least
+    assert "look-alike score" in page.inner_text("#evidence")
+    assert page.locator("#compare figure form button").count() == 3  # keep this one

@@ -306,3 +306,24 @@ def test_compare_fits_the_screen_and_says_why(server, page) -> None:
     assert page.locator("#attrs tr.differs").count() >= 2  # file size and name differ at least
     assert "look-alike score" in page.inner_text("#evidence")
     assert page.locator("#compare figure form button").count() == 3  # keep this one
+
+
+# -- 6. search with a phone's 48 MP photo ---------------------------------------------------------
+def test_search_with_a_48_megapixel_photo(server, page, tmp_path) -> None:
+    """A 8000x6000 JPEG (over the 40 MP upload limit as the camera wrote it) decodes at 1/8 scale: searched."""
+    url, root, settings = server
+    big = tmp_path / "phone.jpg"
+    Image.open(root / "a" / "p00.jpg").convert("RGB").resize((8000, 6000), Image.Resampling.BILINEAR).save(
+        big, quality=85)
+    assert 8000 * 6000 > settings.upload_max_pixels
+    page.goto(f"{url}/ui/search")
+    page.set_input_files("#file", str(big))
+    page.wait_for_selector(".result", timeout=60_000)
+    first = page.locator(".result").first
+    assert "p00" in first.inner_text() and first.locator(".badge").count() == 1
+    _shot(page, "search-48mp")
+    # a 48 MP PNG decodes at full size: still refused, with the reason
+    png = tmp_path / "big.png"
+    Image.new("1", (8000, 6000)).save(png)
+    r = httpx.post(f"{url}/similar", files={"file": ("big.png", png.read_bytes(), "image/png")})
+    assert r.status_code == 413 and "decodes to 48 MP" in r.json()["detail"]

@@ -187,7 +187,8 @@ def compare(request: Request, index: IndexDep, s: SessionDep, ids: Annotated[str
 # -- search and ingest ---------------------------------------------------------------------------
 @router.get("/ui/search")
 def search_page(request: Request, index: IndexDep) -> HTMLResponse:
-    return page(request, "search.html", max_mp=index.settings.upload_max_pixels / 1e6)
+    return page(request, "search.html", max_mp=index.settings.upload_max_pixels / 1e6,
+                max_jpeg_mp=index.settings.max_pixels / 1e6)
 
 
 @router.post("/ui/search")

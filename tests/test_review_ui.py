@@ -23,6 +23,7 @@ from tests.conftest import REPO, photo_files
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DUPESIFT_TEST_ARTIFACTS", REPO / "var" / "test-artifacts")) / "review"
 GROUPS = 22
+app_of: dict = {}  # server url -> its app (in this process: the tests read its index directly)
 
 pytestmark = [
     pytest.mark.slow,
@@ -73,6 +74,7 @@ def server(tmp_path_factory):
         except httpx.HTTPError:
             time.sleep(0.3)
     app.state.index.ingest([str(root)])
+    app_of[url] = app
     try:
         yield url, root, settings
     finally:
@@ -327,3 +329,44 @@ def test_search_with_a_48_megapixel_photo(server, page, tmp_path) -> None:
     Image.new("1", (8000, 6000)).save(png)
     r = httpx.post(f"{url}/similar", files={"file": ("big.png", png.read_bytes(), "image/png")})
     assert r.status_code == 413 and "decodes to 48 MP" in r.json()["detail"]
+
+
+# -- 6. job phases -------------------------------------------------------------------------------
+def test_job_phases_on_the_row_while_it_runs_and_on_the_ingest_page(server, page) -> None:
+    url, root, _ = server
+    index = app_of[url].state.index
+    seen: list[tuple[str, dict]] = []
+
+    class Spy:
+        """A terminal-like progress: at each step's start, read what the job row says."""
+
+        def start(self, total: int, description: str) -> None:
+            with index.catalog.session() as s:
+                from indexer.catalog.models import Job
+
+                job = s.query(Job).order_by(Job.created_at.desc()).first()
+                seen.append((description, job.phases))
+
+        def advance(self, done: int, failed: int) -> None:
+            pass
+
+    (root / "a" / "new.jpg").write_bytes(photo_files(1, offset=700)[0].read_bytes())
+    index.ingest([str(root)], progress=Spy())
+    assert seen[0][0] == "indexing" and seen[0][1]["current"] == "embed"
+    assert [s["state"] for s in seen[0][1]["steps"]] == ["done", "running", "waiting", "waiting"]
+    assert seen[0][1]["steps"][1]["total"] == 1
+    (root / "a" / "new.jpg").unlink()
+
+    page.goto(f"{url}/ui/ingest")
+    rows = page.locator("#jobs tr").count()
+    page.click("#start")
+    page.wait_for_selector('[data-status="done"]', timeout=120_000)
+    assert page.locator('ol.phases li[data-state="done"]').count() == 4
+    assert "unchanged" in page.inner_text("#job")
+    page.wait_for_function(f"document.querySelectorAll('#jobs tr').length > {rows}", timeout=10_000)  # live list
+    _shot(page, "ingest-phases")
+    job_id = page.locator("[data-status=done]").get_attribute("id").removeprefix("job-")
+    job = httpx.get(f"{url}/jobs/{job_id}").json()
+    phases = job["phases"]
+    assert phases["current"] is None and [s["name"] for s in phases["steps"]] == ["scan", "embed", "link", "finish"]
+    assert phases["steps"][0]["done"] == job["summary"]["seen"] >= 3 * GROUPS  # photos the scan saw

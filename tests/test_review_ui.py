@@ -370,3 +370,39 @@ def test_job_phases_on_the_row_while_it_runs_and_on_the_ingest_page(server, page
     phases = job["phases"]
     assert phases["current"] is None and [s["name"] for s in phases["steps"]] == ["scan", "embed", "link", "finish"]
     assert phases["steps"][0]["done"] == job["summary"]["seen"] >= 3 * GROUPS  # photos the scan saw
+
+
+# -- 5. triage -----------------------------------------------------------------------------------
+def test_large_group_shows_the_keeper_first_and_loads_the_rest_on_request(server, page, monkeypatch) -> None:
+    from api import review
+
+    url, _, _ = server
+    monkeypatch.setattr(review, "MEMBERS_SHOWN", 2)  # the server runs in this process: a 3-photo group is "large"
+    g = _groups(url, unresolved=True)[0]
+    page.goto(f"{url}/ui/groups/{g['id']}")
+    cards = page.locator(".member[data-id]")
+    assert cards.count() == 2 and int(cards.first.get_attribute("data-id")) == g["keeper"]
+    assert "keeper" in cards.first.get_attribute("class")
+    page.locator('.member[data-key="2"] input[name=keep]').check()
+    page.click("#more-members button")
+    page.wait_for_function("document.querySelectorAll('.member[data-id]').length === 3")
+    assert page.locator('.member[data-key="2"] input[name=keep]').is_checked()  # ticks survive "show more"
+    assert page.locator(".actions").evaluate("e => getComputedStyle(e).position") == "sticky"
+
+
+def test_sort_by_weakest_link_pages_and_filters_by_folder(server, page) -> None:
+    url, root, _ = server
+    page.goto(f"{url}/ui/groups?sort=spread&limit=5")
+    first = [page.locator(".card .meta").nth(i).inner_text() for i in range(5)]
+    scores = [float(re.search(r"least alike pair: ([0-9.]+)", t).group(1)) for t in first]
+    assert scores == sorted(scores)  # the weakest link first
+    ids = set(page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)"))
+    page.click("#next")
+    more = set(page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)"))
+    assert len(more) == 5 and not ids & more
+    page.goto(f"{url}/ui/groups")
+    page.fill("#folder", str(root / "b"))
+    page.click("#apply-filters")
+    page.wait_for_url(re.compile("folder="))
+    assert page.locator("[data-group]").count() == GROUPS - GROUPS // 2
+    _shot(page, "groups-filtered")

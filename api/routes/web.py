@@ -71,6 +71,7 @@ def _group_ctx(index: Index, s, group_id: int, sort: str = "reclaimable") -> dic
     names = {m.id: m.path for m in g.members}
     last = next((h for h in reversed(g.history) if h.state == "committed"), None)
     return {"g": g, "members": members[:review.MEMBERS_SHOWN], "more": len(members) - review.MEMBERS_SHOWN,
+            "shown": review.MEMBERS_SHOWN,
             "prev": prev, "next": nxt, "names": names, "sort": sort, "last": last,
             "can_undo": _undoable(index, group_id)}
 
@@ -109,7 +110,7 @@ def more_members(request: Request, index: IndexDep, s: SessionDep, group_id: int
     members = review.keeper_first(ctx["g"])
     end = start + review.MEMBERS_SHOWN
     return page(request, "_members.html", g=ctx["g"], members=members[start:end], offset=start,
-                more=len(members) - end)
+                more=len(members) - end, shown=review.MEMBERS_SHOWN)
 
 
 @router.post("/ui/groups/{group_id}/resolve")

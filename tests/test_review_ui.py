@@ -406,3 +406,54 @@ def test_sort_by_weakest_link_pages_and_filters_by_folder(server, page) -> None:
     page.wait_for_url(re.compile("folder="))
     assert page.locator("[data-group]").count() == GROUPS - GROUPS // 2
     _shot(page, "groups-filtered")
+
+
+# -- 7. accessibility ----------------------------------------------------------------------------
+def test_axe_finds_no_critical_or_serious_violation_on_any_page(server, page) -> None:
+    """axe-core (bundled with axe-playwright-python) on every page, in the states a review goes through."""
+    axe_sync = pytest.importorskip("axe_playwright_python.sync_playwright", reason="pip install axe-playwright-python")
+    axe = axe_sync.Axe()
+    url, root, _ = server
+    g = _groups(url, unresolved=True)[0]
+    ids = ",".join(str(m["id"]) for m in g["members"])
+    found: dict[str, list] = {}
+
+    def check(name: str) -> None:
+        page.wait_for_load_state("networkidle")
+        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"][:3]])
+               for v in axe.run(page).response["violations"] if v["impact"] in ("critical", "serious")]
+        if bad:
+            found[name] = bad
+
+    for path in ("/ui/groups", f"/ui/groups/{g['id']}", f"/ui/compare?ids={ids}", "/ui/bulk", "/ui/search",
+                 "/ui/ingest", "/ui/groups/abc", "/ui/quarantine"):
+        page.goto(url + path)
+        check(path)
+    page.goto(f"{url}/ui/search")
+    page.set_input_files("#file", str(root / "a" / "p01.jpg"))
+    page.wait_for_selector(".result")
+    check("search results")
+    page.goto(f"{url}/ui/groups/{g['id']}")
+    page.uncheck("#advance")
+    for box in page.locator("input[name=keep]").all():
+        box.uncheck()
+    page.click("#move-others")
+    page.wait_for_selector("#messages #error")
+    check("inline error")
+    page.keyboard.press("?")
+    check("keys dialog")
+    page.keyboard.press("Escape")
+    page.locator("input[name=keep]").first.check()
+    page.click("#move-others")
+    page.wait_for_selector("#done")
+    check("decided")
+    page.goto(f"{url}/ui/quarantine")
+    check("quarantine with files")
+    page.click("#empty-link")
+    check("empty confirmation")
+    assert httpx.post(f"{url}/groups/{g['id']}/restore").status_code == 200
+    assert not found, found
+    page.goto(f"{url}/ui/groups/{g['id']}")
+    names = page.locator("input[name=keep]").evaluate_all(  # each keep box is named after its photo
+        "els => els.map(e => e.labels[0].textContent.replace(/\\s+/g, ' ').trim())")
+    assert all(re.fullmatch(r"keep \S+\.(jpg|jpeg|png|webp)", n) for n in names), names

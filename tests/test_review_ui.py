@@ -305,6 +305,10 @@ def test_compare_fits_the_screen_and_says_why(server, page) -> None:
         page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         _shot(page, f"compare-{width}")
+    page.locator("#compare img").first.click(position={"x": 10, "y": 10})  # synced zoom
+    scales = page.locator("#compare img").evaluate_all("els => els.map(e => e.style.transform)")
+    assert scales == ["scale(2)"] * 3
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert page.locator("#attrs tr.differs").count() >= 2  # file size and name differ at least
     assert "look-alike score" in page.inner_text("#evidence")
     assert page.locator("#compare figure form button").count() == 3  # keep this one

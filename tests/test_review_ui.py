@@ -324,7 +324,8 @@ def test_search_with_a_48_megapixel_photo(server, page, tmp_path) -> None:
     assert 8000 * 6000 > settings.upload_max_pixels
     page.goto(f"{url}/ui/search")
     page.set_input_files("#file", str(big))
-    page.wait_for_selector(".result", timeout=60_000)
+    page.wait_for_selector(".result, #messages #error", timeout=60_000)
+    assert page.locator("#messages #error").count() == 0, page.inner_text("#messages")
     first = page.locator(".result").first
     assert "p00" in first.inner_text() and first.locator(".badge").count() == 1
     _shot(page, "search-48mp")

@@ -22,11 +22,12 @@ def resolve(index: Index, group_id: int, action: str, keep: list[int], batch: st
     return ResolveResponse(**out.as_dict())
 
 
-def restore(index: Index, group_id: int, image_ids: list[int] | None = None) -> ResolveResponse:
+def restore(index: Index, group_id: int, image_ids: list[int] | None = None, last: dict | None = None
+            ) -> ResolveResponse:
     """Undo the group's last decision (keep all included), or bring back only ``image_ids`` of its moved files."""
     with _decisions, index.catalog.session() as s:
         out = resolution.restore(s, group_id=group_id, quarantine_dir=index.settings.quarantine_dir, commit=s.commit,
-                                 vectors_fn=index.store.get, image_ids=image_ids)
+                                 vectors_fn=index.store.get, image_ids=image_ids, last=last)
     return ResolveResponse(**out.as_dict())
 
 
@@ -47,11 +48,15 @@ def resolve_many(index: Index, plan: list[tuple[int, int]], batch: str) -> tuple
     return done, errors
 
 
-def restore_many(index: Index, group_ids: list[int]) -> tuple[list[ResolveResponse], list[str]]:
+def restore_many(index: Index, batch: str) -> tuple[list[ResolveResponse], list[str]]:
+    """Undo every group whose latest decision is the bulk decision ``batch`` (the journals are read once)."""
     done, errors = [], []
-    for gid in group_ids:
+    latest = resolution.latest_decisions(index.settings.quarantine_dir)
+    for gid, last in sorted(latest.items()):
+        if last.get("batch") != batch:
+            continue
         try:
-            done.append(restore(index, gid))
+            done.append(restore(index, gid, last=last))
         except DupesiftError as exc:
             errors.append(f"group {gid}: {exc}")
     return done, errors

@@ -206,19 +206,20 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
 
 
 def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit, vectors_fn=None,
-            image_ids: list[int] | None = None) -> Outcome:
+            image_ids: list[int] | None = None, last: dict | None = None) -> Outcome:
     """Undo the latest committed decision on a group not undone yet: moved files back to where they were (only
     ``image_ids`` of them, when given), or a keep-all's pairs back and its "not duplicates" rows dropped (this
-    needs ``vectors_fn``). Under the lock ``groups``, like ``resolve``."""
+    needs ``vectors_fn``). ``last``: that decision's begin record when the caller has it (``latest_decisions``;
+    a bulk undo reads the journals once, not once per group). Under the lock ``groups``, like ``resolve``."""
     with catalog_lock(session.get_bind(), "groups"):
         return _restore(session, group_id=group_id, quarantine_dir=quarantine_dir, commit=commit,
-                        vectors_fn=vectors_fn, image_ids=image_ids)
+                        vectors_fn=vectors_fn, image_ids=image_ids, last=last)
 
 
 def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit, vectors_fn=None,
-             image_ids: list[int] | None = None) -> Outcome:
+             image_ids: list[int] | None = None, last: dict | None = None) -> Outcome:
     group = session.get(DupGroup, group_id)
-    last = _last_resolve(quarantine_dir, group_id)
+    last = last if last is not None else _last_resolve(quarantine_dir, group_id)
     if last is None:
         if group is None:
             raise GroupNotFound(f"no duplicate group with id {group_id}")

@@ -42,9 +42,8 @@ async def apply(request: Request, index: IndexDep, plan: Annotated[str, Form(max
 
 @router.post("/ui/bulk/{batch}/undo")
 async def undo(request: Request, index: IndexDep, batch: str) -> HTMLResponse:
-    gids = bulk.batch_groups(index.settings.quarantine_dir, batch)
-    if not gids:
+    if not bulk.batch_groups(index.settings.quarantine_dir, batch):
         return error_page(request, 404, "nothing left to undo in this bulk decision")
-    done, errors = await run_in_threadpool(decisions.restore_many, index, gids)
+    done, errors = await run_in_threadpool(decisions.restore_many, index, batch)
     return page(request, "bulk_done.html", batch=batch, groups=len(done), files=sum(len(d.moved) for d in done),
                 errors=errors, undone=True)

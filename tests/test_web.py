@@ -86,7 +86,7 @@ def test_ingest_page_and_job_progress(web) -> None:
     page = c.get("/ui/ingest").text
     assert str(root) in page and 'id="ingest-form"' in page
     r = c.post("/ui/ingest", data={"path": str(root)})
-    assert r.status_code == 200 and "Job " in r.text
+    assert r.status_code == 200 and "Ingest of " in r.text
     job_id = re.search(r'id="job-([0-9a-f-]+)"', r.text).group(1)
     deadline = time.time() + 120
     while time.time() < deadline:

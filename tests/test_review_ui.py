@@ -241,6 +241,8 @@ def test_bulk_apply_and_undo(server, page) -> None:
     plan = page.inner_text("#plan")
     assert f"{n} unresolved group(s)" in plan and f"other {2 * n} copies" in plan
     assert str(settings.quarantine_dir) in plan and "Undo" in page.inner_text("main")
+    page.click("summary")
+    assert page.locator("#bulk-groups tr").count() == n + 1 and ".jpg" in page.inner_text("#bulk-groups")
     assert _files(root) == before  # nothing moved before the confirmation
     _shot(page, "bulk-confirm")
     page.click("#apply-bulk")

@@ -7,14 +7,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from api import decisions
 from api.deps import IndexDep, SessionDep
 from api.webpage import PageRoute, error_page, page
 from indexer import bulk
+from indexer.catalog.models import DupGroup, Image
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
+LISTED = 500  # groups the confirmation lists one by one (all of them are decided)
 Folder = Annotated[str | None, Query(max_length=4096)]
 
 
@@ -23,7 +26,11 @@ def confirm(request: Request, index: IndexDep, s: SessionDep, folder: Folder = N
             min_size: Annotated[int, Query(ge=2, le=1_000_000)] = 2) -> HTMLResponse:
     folder = (folder or "").strip() or None
     plan = bulk.plan(s, min_size=min_size, folder=folder)
-    return page(request, "bulk.html", plan=plan, folder=folder, min_size=min_size,
+    shown = plan.groups[:LISTED]
+    keepers = dict(s.execute(select(Image.id, Image.path).where(Image.id.in_([k for _, k in shown]))).all())
+    sizes = dict(s.execute(select(DupGroup.id, DupGroup.size).where(DupGroup.id.in_([g for g, _ in shown]))).all())
+    rows = [(g, keepers.get(k, ""), sizes.get(g, 0) - 1) for g, k in shown]
+    return page(request, "bulk.html", plan=plan, rows=rows, folder=folder, min_size=min_size,
                 quarantine=str(index.settings.quarantine_dir))
 
 

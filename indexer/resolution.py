@@ -1,7 +1,7 @@
 """Resolving duplicate groups: keep all (not duplicates), move or trash the others, restore.
 
-Nothing is ever deleted. ``move_others`` and ``trash_others`` move files into
-``<quarantine_dir>/<op>/`` (trash: ``<quarantine_dir>/trash/<op>/``) and point the catalog rows at
+Nothing here deletes a file (emptying the quarantine, ``indexer/quarantine.py``, is the one place that does).
+``move_others`` and ``trash_others`` move files into ``<quarantine_dir>/<op>/`` (trash: ``<quarantine_dir>/trash/<op>/``) and point the catalog rows at
 their new place, so a rescan of the library root neither re-finds them nor forgets them, and the
 group keeps its members and its resolution. ``restore`` moves them back.
 

@@ -121,7 +121,7 @@ def _shot(pg, name: str) -> None:
 @pytest.mark.parametrize("path,status", [
     ("/ui/groups?sort=bogus", 400), ("/ui/groups/abc", 404), ("/ui/groups?cursor=zzz", 400),
     ("/ui/compare?ids=999999", 404), ("/ui/compare?ids=x", 400), ("/ui/groups/999999", 404), ("/ui/nothing", 404),
-    ("/ui/groups?limit=0", 400)])
+    ("/ui/groups?limit=0", 400), ("/ui/groups/99999999999999999999", 404), ("/ui/groups/1?sort=x", 400)])
 def test_every_ui_error_is_a_page(server, page, path, status) -> None:
     r = page.goto(server[0] + path)
     assert r.status == status
@@ -282,7 +282,7 @@ def test_keyboard_review_of_three_groups(server, page) -> None:
         gid = int(re.search(r"/ui/groups/(\d+)", page.url).group(1))
         decided.append(gid)
         page.keyboard.press("Enter")  # keep the suggested keeper, move the rest; on to the next group
-        page.wait_for_url(re.compile(rf"after={gid}$"))
+        page.wait_for_url(re.compile(rf"sort=reclaimable&after={gid}$"))
         page.wait_for_selector(".keeper-badge")
         assert f"Group {gid}: moved 2 copies" in page.inner_text("#after")
     _shot(page, "keyboard-after")

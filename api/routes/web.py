@@ -8,7 +8,7 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -30,6 +30,7 @@ Sort = Literal["reclaimable", "size", "spread", "newest"]
 SORT_LABELS = (("reclaimable", "space that can be freed"), ("size", "number of photos"),
                ("spread", "weakest link first (least alike)"), ("newest", "recently changed"))
 Folder = Annotated[str | None, Query(max_length=4096)]
+GroupId = Annotated[int, Path(ge=1, le=2**62)]  # as the JSON routes: a larger id is no group (and no SQL error)
 
 
 @router.get("/")
@@ -81,7 +82,7 @@ def _undoable(index: Index, group_id: int) -> bool:
 
 
 @router.get("/ui/groups/{group_id}")
-def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int, sort: Sort = "reclaimable",
+def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: GroupId, sort: Sort = "reclaimable",
                after: int | None = None) -> HTMLResponse:
     try:
         ctx = _group_ctx(index, s, group_id, sort)
@@ -103,7 +104,7 @@ def _after_banner(index: Index, after: int | None) -> dict | None:
 
 
 @router.get("/ui/groups/{group_id}/members")
-def more_members(request: Request, index: IndexDep, s: SessionDep, group_id: int,
+def more_members(request: Request, index: IndexDep, s: SessionDep, group_id: GroupId,
                  start: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
     """The next cards of a large group, appended inside the same form (ticks already made are kept)."""
     ctx = _group_ctx(index, s, group_id)
@@ -114,11 +115,12 @@ def more_members(request: Request, index: IndexDep, s: SessionDep, group_id: int
 
 
 @router.post("/ui/groups/{group_id}/resolve")
-async def group_resolve(request: Request, index: IndexDep, group_id: int,
+async def group_resolve(request: Request, index: IndexDep, group_id: GroupId,
                         action: Annotated[str, Form()], keep: Annotated[list[int] | None, Form()] = None,
-                        advance: Annotated[bool, Form()] = False) -> Response:
+                        advance: Annotated[bool, Form()] = False,
+                        sort: Annotated[Sort, Form()] = "reclaimable") -> Response:
     with index.catalog.session() as s:
-        at = browse.position(s, group_id)
+        at = browse.position(s, group_id, sort)
     try:
         req = ResolveRequest(action=action, keep=keep or [])  # type: ignore[arg-type]
         out = await run_in_threadpool(decisions.resolve, index, group_id, req.action, req.keep)
@@ -126,15 +128,16 @@ async def group_resolve(request: Request, index: IndexDep, group_id: int,
         return error_for(request, exc)
     if advance and is_htmx(request):
         with index.catalog.session() as s:
-            _, nxt = browse.neighbours(s, group_id, unresolved=True, at=at) if at else (None, None)
-            nxt = nxt or browse.first(s, unresolved=True, exclude=group_id)
-        where = f"/ui/groups/{nxt}?after={group_id}" if nxt else f"/ui/groups?unresolved=true&after={group_id}"
+            _, nxt = browse.neighbours(s, group_id, sort=sort, unresolved=True, at=at) if at else (None, None)
+            nxt = nxt or browse.first(s, sort=sort, unresolved=True, exclude=group_id)
+        where = (f"/ui/groups/{nxt}?sort={sort}&after={group_id}" if nxt
+                 else f"/ui/groups?sort={sort}&unresolved=true&after={group_id}")
         return Response(status_code=204, headers={"HX-Location": where})
     return _after(request, index, group_id, out)
 
 
 @router.post("/ui/groups/{group_id}/restore")
-async def group_restore(request: Request, index: IndexDep, group_id: int,
+async def group_restore(request: Request, index: IndexDep, group_id: GroupId,
                         image: Annotated[list[int] | None, Form()] = None,
                         back: Annotated[bool, Form()] = False) -> Response:
     """Undo the group's last decision (keep all included); ``image``: only these moved files; ``back``: then

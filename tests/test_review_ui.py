@@ -121,7 +121,8 @@ def _shot(pg, name: str) -> None:
 @pytest.mark.parametrize("path,status", [
     ("/ui/groups?sort=bogus", 400), ("/ui/groups/abc", 404), ("/ui/groups?cursor=zzz", 400),
     ("/ui/compare?ids=999999", 404), ("/ui/compare?ids=x", 400), ("/ui/groups/999999", 404), ("/ui/nothing", 404),
-    ("/ui/groups?limit=0", 400), ("/ui/groups/99999999999999999999", 404), ("/ui/groups/1?sort=x", 400)])
+    ("/ui/groups?limit=0", 400), ("/ui/groups/99999999999999999999", 404),
+    ("/ui/compare?ids=1,99999999999999999999", 404), ("/ui/groups/1?sort=x", 400)])
 def test_every_ui_error_is_a_page(server, page, path, status) -> None:
     r = page.goto(server[0] + path)
     assert r.status == status

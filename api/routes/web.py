@@ -69,12 +69,9 @@ def _group_ctx(index: Index, s, group_id: int, sort: str = "reclaimable") -> dic
     g = services.group_detail(index, s, group_id)
     members = review.keeper_first(g)
     prev, nxt = browse.neighbours(s, group_id, sort=sort)
-    names = {m.id: m.path for m in g.members}
-    last = next((h for h in reversed(g.history) if h.state == "committed"), None)
     return {"g": g, "members": members[:review.MEMBERS_SHOWN], "more": len(members) - review.MEMBERS_SHOWN,
-            "shown": review.MEMBERS_SHOWN,
-            "prev": prev, "next": nxt, "names": names, "sort": sort, "last": last,
-            "can_undo": _undoable(index, group_id)}
+            "shown": review.MEMBERS_SHOWN, "prev": prev, "next": nxt, "names": {m.id: m.path for m in g.members},
+            "sort": sort, "can_undo": _undoable(index, group_id)}
 
 
 def _undoable(index: Index, group_id: int) -> bool:
@@ -172,7 +169,8 @@ def compare(request: Request, index: IndexDep, s: SessionDep, ids: Annotated[str
         wanted = list(dict.fromkeys(int(x) for x in ids.split(",") if x.strip()))[:4]
     except ValueError:
         return error_page(request, 400, "ids must be a comma-separated list of photo numbers")
-    imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == ImageStatus.indexed))}
+    valid = [i for i in wanted if 1 <= i <= 2**62]  # larger ones are no photo (and no SQL integer)
+    imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(valid), Image.status == ImageStatus.indexed))}
     missing = [i for i in wanted if i not in imgs]
     if not wanted or missing:
         return error_page(request, 404, f"no indexed photo {', '.join(map(str, missing))}" if missing

@@ -13,7 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from api import errors, services
 from api.deps import is_loopback, require_same_origin, require_token
 from api.metrics import Metrics
-from api.routes import groups, health, images, ingest, similar, web
+from api.routes import docs, groups, health, images, ingest, similar, web
 from api.uploads import BodyLimit
 from indexer import __version__, resolution
 from indexer.config import Settings, get_settings
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
 
     app = FastAPI(title="dupesift", version=__version__, lifespan=lifespan,
                   description="Find duplicate and similar photos. Web UI at /ui/groups.",
+                  docs_url=None, redoc_url=None,  # api/routes/docs.py serves them without a CDN
                   dependencies=[Depends(require_token), Depends(require_same_origin)])
     app.state.settings, app.state.host = settings, host
     app.state.auth_required, app.state.max_upload_bytes = auth_required, max_upload_bytes
@@ -68,7 +69,8 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
 
     app.state.metrics.install(app)
     app.add_middleware(BodyLimit)  # outermost: counts bytes before any router, form parser or spool sees them
-    for r in (health.router, similar.router, groups.router, images.router, ingest.router, web.router):
+    for r in (health.router, similar.router, groups.router, images.router, ingest.router, docs.router, web.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount(docs.ASSETS_URL, docs.assets, name="docs-assets")
     return app

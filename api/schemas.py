@@ -134,6 +134,8 @@ class JobOut(BaseModel):
     eta_seconds: float | None = None
     message: str | None = None
     summary: dict | None = None
+    phases: dict | None = Field(None, description="in-process ingests: the phase now ('current': scan, embed, link "
+                                "or finish) and each phase's state and done/total ('steps')")
     created_at: str | None = None
     started_at: str | None = None
     finished_at: str | None = None

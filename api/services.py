@@ -188,5 +188,5 @@ def job_out(s: Session, job: Job, failures: int = 50) -> JobOut:
 
     return JobOut(id=job.id, kind=job.kind, status=job.status, params=job.params or {}, total=job.total,
                   done=job.done, failed=job.failed, rate=rate, eta_seconds=eta, message=job.message,
-                  summary=job.summary, created_at=iso(job.created_at), started_at=iso(job.started_at),
+                  summary=job.summary, phases=job.phases, created_at=iso(job.created_at), started_at=iso(job.started_at),
                   finished_at=iso(job.finished_at), failures=fails)

@@ -16,12 +16,14 @@ from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
 from indexer.catalog.models import DupGroup, Image
+from indexer.catalog.queries import under_prefix
 from indexer.views import GroupView
 
 SORTS = {
     "size": DupGroup.size,
     "reclaimable": DupGroup.reclaimable_bytes,
     "newest": DupGroup.updated_at,  # last formed or changed (ids are reused, so id order is not age)
+    "spread": DupGroup.max_distance,  # weakest link first: 1 - the lowest similarity in the group (chaining)
 }
 MAX_LIMIT = 200
 CURSOR_MAX = 2**63 - 1  # cursor values are compared with BIGINT columns; larger ones overflow the driver
@@ -40,43 +42,60 @@ class Page:
     total: int
 
 
-def _cursor_value(v: int | datetime) -> int:
-    """A sort value as a cursor integer: datetimes as microseconds since the epoch (naive = UTC, as stored)."""
+def _cursor_value(v: float | datetime) -> int | float:
+    """A sort value as a cursor number: datetimes as microseconds since the epoch (naive = UTC, as stored),
+    the spread as the float it is."""
+    if isinstance(v, float):
+        return v
     if isinstance(v, datetime):
         v = v if v.tzinfo else v.replace(tzinfo=UTC)
         return (v - EPOCH) // _MICROSECOND
     return int(v)
 
 
-def encode_cursor(sort: str, value: int | datetime, gid: int) -> str:
+def encode_cursor(sort: str, value: float | datetime, gid: int) -> str:
     raw = json.dumps([sort, _cursor_value(value), int(gid)], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, sort: str) -> tuple[int | datetime, int]:
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and abs(x) <= CURSOR_MAX
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[int | float | datetime, int]:
     """(sort value, group id) of a cursor; BadCursor for anything ``encode_cursor`` did not make."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         s, v, gid = json.loads(raw)
-        if s != sort or not all(isinstance(x, int) and not isinstance(x, bool) and abs(x) <= CURSOR_MAX
-                                for x in (v, gid)):
+        spread = sort == "spread" and isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 2
+        if s != sort or not _is_int(gid) or not (spread or _is_int(v)):
             raise ValueError
-        value: int | datetime = EPOCH + v * _MICROSECOND if sort == "newest" else v
+        value: int | float | datetime = EPOCH + v * _MICROSECOND if sort == "newest" else v
     except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise BadCursor("invalid cursor: pass back the next_cursor of the previous page with the same sort") from None
     return value, gid
 
 
+def filters(*, unresolved: bool = False, min_size: int = 2, folder: str | None = None) -> list:
+    """The WHERE clauses of a listing: unresolved only, at least ``min_size`` members, a member under ``folder``."""
+    where = [DupGroup.size >= min_size]
+    if unresolved:
+        where.append(DupGroup.resolution.is_(None))
+    if folder:
+        prefix = folder.rstrip("/") + "/"
+        where.append(DupGroup.id.in_(select(Image.group_id).where(under_prefix(Image.path, prefix))))
+    return where
+
+
 def list_groups(session: Session, *, sort: str = "size", unresolved: bool = False, min_size: int = 2,
-                cursor: str | None = None, limit: int = 50, previews: int = 4, count: bool = True) -> Page:
+                cursor: str | None = None, limit: int = 50, previews: int = 4, count: bool = True,
+                folder: str | None = None) -> Page:
     """One page of groups, with up to ``previews`` member ids each (keeper first)."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     limit = max(1, min(int(limit), MAX_LIMIT))
     col = SORTS[sort]
-    where = [DupGroup.size >= min_size]
-    if unresolved:
-        where.append(DupGroup.resolution.is_(None))
+    where = filters(unresolved=unresolved, min_size=min_size, folder=folder)
     q = select(DupGroup).where(*where)
     if cursor:
         v, gid = decode_cursor(cursor, sort)
@@ -117,3 +136,39 @@ def totals(session: Session) -> dict:
         .where(DupGroup.resolution.is_(None))).one()
     return {"groups": int(n), "duplicates": int(members) - int(n), "reclaimable_bytes": int(reclaim),
             "unresolved_groups": int(unresolved), "unresolved_reclaimable_bytes": int(unresolved_bytes)}
+
+
+def neighbours(session: Session, group_id: int, *, sort: str = "reclaimable", unresolved: bool = False,
+               min_size: int = 2, folder: str | None = None, at: tuple | None = None) -> tuple[int | None, int | None]:
+    """(previous, next) group ids around ``group_id`` in the listing's order (``at``: its (value, id) when the
+    group may be gone, e.g. taken before a decision)."""
+    if sort not in SORTS:
+        raise ValueError(f"sort must be one of {', '.join(SORTS)}")
+    col = SORTS[sort]
+    if at is None:
+        g = session.get(DupGroup, group_id)
+        if g is None:
+            return None, None
+        at = (getattr(g, col.key), g.id)
+    where = filters(unresolved=unresolved, min_size=min_size, folder=folder)
+    nxt = session.scalar(select(DupGroup.id).where(*where, tuple_(col, DupGroup.id) < at)
+                         .order_by(col.desc(), DupGroup.id.desc()).limit(1))
+    prev = session.scalar(select(DupGroup.id).where(*where, tuple_(col, DupGroup.id) > at)
+                          .order_by(col.asc(), DupGroup.id.asc()).limit(1))
+    return prev, nxt
+
+
+def position(session: Session, group_id: int, sort: str = "reclaimable") -> tuple | None:
+    """The (sort value, id) of a group, for ``neighbours(at=...)``."""
+    g = session.get(DupGroup, group_id)
+    return None if g is None else (getattr(g, SORTS[sort].key), g.id)
+
+
+def first(session: Session, *, sort: str = "reclaimable", unresolved: bool = False, exclude: int | None = None
+          ) -> int | None:
+    """The first group of the listing (other than ``exclude``)."""
+    col = SORTS[sort]
+    where = filters(unresolved=unresolved)
+    if exclude is not None:
+        where.append(DupGroup.id != exclude)
+    return session.scalar(select(DupGroup.id).where(*where).order_by(col.desc(), DupGroup.id.desc()).limit(1))

@@ -36,6 +36,7 @@ from indexer.modelswitch import (
     needs_embedding,
 )
 from indexer.parts import Parts
+from indexer.phases import JobPhases
 from indexer.progress import Progress, Quiet
 from indexer.removal import remove
 from indexer.report import group_counts
@@ -135,14 +136,21 @@ def run(ix: Parts, paths: Iterable[str], progress: Progress | None = None, job_i
     summary = IngestSummary(job_id=job_id or str(uuid.uuid4()))
     cat, job = ix.catalog, summary.job_id
     jobs.start_job(cat, job, "ingest", {"paths": roots})
+    phases = JobPhases(cat, job, forward=progress)  # the job row says which step runs (indexer/phases.py)
     try:
+        phases.begin("scan")
         prepared = prepare(ix, roots, summary, prune_empty=prune_empty)
-        progress.start(len(prepared.todo), "indexing")
+        phases.end(done=summary.seen)
+        phases.begin("embed", total=len(prepared.todo))
+        phases.start(len(prepared.todo), "indexing")
         jobs.set_total(cat, job, len(prepared.todo))
-        embed(ix, prepared.todo, summary, progress,
+        embed(ix, prepared.todo, summary, phases,
               on_batch=lambda done, failed: jobs.set_progress(cat, job, done, failed))
-        link(ix, summary, progress=progress)
+        phases.begin("link")
+        link(ix, summary, progress=phases)
+        phases.begin("finish")
         finish(ix, summary, prepared.root_ids.values(), drop_old=drop_old)
+        phases.end()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         jobs.finish_job(cat, job, status, summary.job_summary(), str(exc))

@@ -1,7 +1,7 @@
 """Resolving duplicate groups: keep all (not duplicates), move or trash the others, restore.
 
-Nothing is ever deleted. ``move_others`` and ``trash_others`` move files into
-``<quarantine_dir>/<op>/`` (trash: ``<quarantine_dir>/trash/<op>/``) and point the catalog rows at
+Nothing here deletes a file (emptying the quarantine, ``indexer/quarantine.py``, is the one place that does).
+``move_others`` and ``trash_others`` move files into ``<quarantine_dir>/<op>/`` (trash: ``<quarantine_dir>/trash/<op>/``) and point the catalog rows at
 their new place, so a rescan of the library root neither re-finds them nor forgets them, and the
 group keeps its members and its resolution. ``restore`` moves them back.
 
@@ -14,7 +14,9 @@ operation under ``<quarantine_dir>/.journal/``::
     {"event": "commit"}            # after the catalog transaction committed
 
 ``recover`` rolls back every operation that has no ``commit``: files go back to where they were
-and catalog paths to their source. ``keep_all`` touches no file, so it needs no journal.
+and catalog paths to their source. ``keep_all`` touches no file; its journal holds the pairs it dropped and the
+"not duplicates" rows it added, so that ``restore`` can undo it as it undoes a move. A ``batch`` id in the begin
+record ties the operations of one bulk decision together (``indexer/bulk.py``).
 
 ``resolve`` and ``restore`` run under the catalog lock ``groups``, as an ingest's pair linking and
 regrouping do, so a decision never lands between an ingest reading the "not duplicates" list and
@@ -114,6 +116,23 @@ def _journals(quarantine_dir: Path) -> list[Journal]:
     return [Journal(p) for p in sorted(d.glob("*.jsonl"), key=lambda p: p.stat().st_mtime)] if d.is_dir() else []
 
 
+_parsed: dict[str, tuple[tuple[int, int], list[dict]]] = {}  # path -> ((mtime_ns, size), records)
+
+
+def _records(j: Journal) -> list[dict]:
+    """``j.records()``, parsed once per version of the file (a bulk undo reads every journal per group)."""
+    try:
+        st = j.path.stat()
+    except FileNotFoundError:
+        return []
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _parsed.get(str(j.path))
+    if hit is None or hit[0] != key:
+        hit = (key, j.records())
+        _parsed[str(j.path)] = hit
+    return hit[1]
+
+
 def _state(records: list[dict]) -> str:
     events = {r.get("event") for r in records}
     if "commit" in events:
@@ -123,6 +142,16 @@ def _state(records: list[dict]) -> str:
     return "incomplete" if records else "empty"
 
 
+def committed(quarantine_dir: Path) -> list[dict]:
+    """The begin records of every committed operation, oldest first."""
+    out = []
+    for j in _journals(quarantine_dir):
+        recs = _records(j)
+        if recs and _state(recs) == "committed":
+            out.append(recs[0])
+    return out
+
+
 def in_quarantine(path: str, quarantine_dir: Path) -> bool:
     """True for a file a decision moved into the quarantine (or its trash)."""
     return under_root(os.path.realpath(path), os.path.realpath(quarantine_dir))
@@ -130,18 +159,18 @@ def in_quarantine(path: str, quarantine_dir: Path) -> bool:
 
 # -- actions ------------------------------------------------------------------------------------
 def resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
-            vectors_fn, commit) -> Outcome:
+            vectors_fn, commit, batch: str | None = None) -> Outcome:
     """Carry out a decision on one group. ``commit`` commits ``session`` (the caller owns it; pass one
     that has not written yet: the catalog lock ``groups`` is taken first and held through the commit)."""
     if action not in ACTIONS:
         raise UnknownAction(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     with catalog_lock(session.get_bind(), "groups"):
         return _resolve(session, group_id=group_id, action=action, keep=keep, quarantine_dir=quarantine_dir,
-                        vectors_fn=vectors_fn, commit=commit)
+                        vectors_fn=vectors_fn, commit=commit, batch=batch)
 
 
 def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], quarantine_dir: Path,
-             vectors_fn, commit) -> Outcome:
+             vectors_fn, commit, batch: str | None = None) -> Outcome:
     if action not in ACTIONS:
         raise UnknownAction(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
     group = session.get(DupGroup, group_id)
@@ -155,7 +184,7 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     if group.resolution in ("move_others", "trash_others"):
         raise ResolutionConflict(f"group {group_id} is already resolved ({group.resolution}); restore it first")
     if action == "keep_all":
-        return _keep_all(session, group, members, keep, vectors_fn, commit)
+        return _keep_all(session, group, members, keep, vectors_fn, commit, quarantine_dir, batch)
     if not keep:
         raise ResolutionError("say which photos to keep: \"keep\" must list at least one member id")
     # members moved by an earlier decision stay in the group (in quarantine): never move them twice
@@ -171,31 +200,43 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
         raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": group_id, "action": action,
-                   "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat()})
+                   "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat(), "batch": batch})
     _apply_moves(session, journal, moves, group, action, commit)
     return Outcome(group_id, action, op, sorted(keep), moves)
 
 
-def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:
-    """Undo the latest committed move/trash of a group: files back to where they were (under the lock
-    ``groups``, like ``resolve``)."""
+def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit, vectors_fn=None,
+            image_ids: list[int] | None = None, last: dict | None = None) -> Outcome:
+    """Undo the latest committed decision on a group not undone yet: moved files back to where they were (only
+    ``image_ids`` of them, when given), or a keep-all's pairs back and its "not duplicates" rows dropped (this
+    needs ``vectors_fn``). ``last``: that decision's begin record when the caller has it (``latest_decisions``;
+    a bulk undo reads the journals once, not once per group). Under the lock ``groups``, like ``resolve``."""
     with catalog_lock(session.get_bind(), "groups"):
-        return _restore(session, group_id=group_id, quarantine_dir=quarantine_dir, commit=commit)
+        return _restore(session, group_id=group_id, quarantine_dir=quarantine_dir, commit=commit,
+                        vectors_fn=vectors_fn, image_ids=image_ids, last=last)
 
 
-def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:
+def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit, vectors_fn=None,
+             image_ids: list[int] | None = None, last: dict | None = None) -> Outcome:
     group = session.get(DupGroup, group_id)
-    last = _last_resolve(quarantine_dir, group_id)
+    last = last if last is not None else _last_resolve(quarantine_dir, group_id)
     if last is None:
         if group is None:
             raise GroupNotFound(f"no duplicate group with id {group_id}")
         raise ResolutionConflict(f"group {group_id} has nothing to restore (no files were moved)")
     begin = last
-    back = []
+    if begin.get("action") == "keep_all":
+        if vectors_fn is None:
+            raise ResolutionError("undoing keep-all regroups the photos: pass vectors_fn")
+        return _undo_keep_all(session, begin, quarantine_dir, vectors_fn, commit)
+    back, left = [], 0
     for mv in begin["moves"]:
         img = session.get(Image, mv["image_id"])
         if img is None or img.path != mv["dst"]:
             continue  # forgotten or already back
+        if image_ids is not None and mv["image_id"] not in image_ids:
+            left += 1
+            continue
         if os.path.exists(mv["src"]):
             raise ResolutionConflict(f"cannot restore {mv['dst']}: {mv['src']} exists again")
         back.append({"image_id": mv["image_id"], "src": mv["dst"], "dst": mv["src"]})
@@ -203,10 +244,41 @@ def _restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -
         raise ResolutionConflict(f"group {group_id} has nothing to restore")
     op = uuid.uuid4().hex
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
+    # a partial restore leaves the decision in force for the files still in quarantine
     journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": group_id, "undoes": begin["op"],
-                   "moves": back, "at": utcnow().isoformat()})
-    _apply_moves(session, journal, back, group, None, commit)
+                   "partial": left > 0, "moves": back, "at": utcnow().isoformat()})
+    _apply_moves(session, journal, back, group, group.resolution if (group is not None and left) else None, commit)
     return Outcome(group_id, "restore", op, [], back)
+
+
+def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_fn, commit) -> Outcome:
+    """Put back the pairs a keep-all dropped and drop the "not duplicates" rows it added, then regroup: the
+    photos form their group again, under its old id when that id is still free."""
+    gid = begin["group_id"]
+    ids = set(session.scalars(select(Image.id).where(Image.id.in_(begin.get("keep", [])))))
+    op = uuid.uuid4().hex
+    journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
+    journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": gid, "undoes": begin["op"],
+                   "moves": [], "at": utcnow().isoformat()})
+    try:
+        for sa, sb in begin.get("declined", []):
+            session.execute(delete(NotDuplicate).where(NotDuplicate.sha_a == sa, NotDuplicate.sha_b == sb))
+        for a, b, sim, kind, inliers, agreement in begin.get("pairs", []):
+            if a in ids and b in ids and session.get(Pair, (a, b)) is None:
+                session.add(Pair(a_id=a, b_id=b, similarity=sim, kind=kind, inliers=inliers, agreement=agreement))
+        if session.get(DupGroup, gid) is None:
+            session.add(DupGroup(id=gid, size=0))
+            session.flush()
+            session.execute(update(Image).where(Image.id.in_(ids), Image.group_id.is_(None)).values(group_id=gid))
+        session.flush()
+        live = regroup(session, ids, vectors_fn)
+        commit()
+    except BaseException:
+        session.rollback()
+        journal.write({"event": "rolledback", "undone": 0})
+        raise
+    journal.write({"event": "commit"})
+    return Outcome(gid, "restore", op, sorted(ids), [], sorted(live))
 
 
 def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: DupGroup | None,
@@ -228,16 +300,30 @@ def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: D
 
 
 def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
-    """The begin record of the group's latest committed move/trash not undone by a later restore."""
+    """The begin record of the group's latest committed decision not undone by a later (whole) restore."""
     last = None
     for j in _journals(quarantine_dir):
-        recs = j.records()
+        recs = _records(j)
         if not recs or _state(recs) != "committed" or recs[0].get("group_id") != group_id:
             continue
         if recs[0].get("kind") == "resolve":
             last = recs[0]
-        elif recs[0].get("kind") == "restore" and last is not None and recs[0].get("undoes") == last["op"]:
+        elif (recs[0].get("kind") == "restore" and last is not None and recs[0].get("undoes") == last["op"]
+              and not recs[0].get("partial")):
             last = None
+    return last
+
+
+def latest_decisions(quarantine_dir: Path) -> dict[int, dict]:
+    """Each group's latest committed decision that no later whole restore undid (``_last_resolve`` of every
+    group, in one pass over the journals)."""
+    last: dict[int, dict] = {}
+    for b in committed(quarantine_dir):
+        gid = b.get("group_id")
+        if b.get("kind") == "resolve":
+            last[gid] = b
+        elif b.get("kind") == "restore" and gid in last and b.get("undoes") == last[gid]["op"] and not b.get("partial"):
+            del last[gid]
     return last
 
 
@@ -287,7 +373,7 @@ def history(quarantine_dir: Path, group_id: int) -> list[dict]:
     """Committed operations on a group, oldest first (for the group page)."""
     out = []
     for j in _journals(quarantine_dir):
-        recs = j.records()
+        recs = _records(j)
         if recs and recs[0].get("group_id") == group_id:
             b = recs[0]
             out.append({"op": b["op"], "kind": b["kind"], "action": b.get("action"), "at": b.get("at"),
@@ -296,7 +382,7 @@ def history(quarantine_dir: Path, group_id: int) -> list[dict]:
 
 
 def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: list[int], vectors_fn,
-              commit) -> Outcome:
+              commit, quarantine_dir: Path, batch: str | None) -> Outcome:
     chosen = [m for m in members if m.id in set(keep)] if len(keep) >= 2 else members
     decl = set()
     for a, b in combinations(chosen, 2):
@@ -306,15 +392,29 @@ def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: lis
     for sa, sb in decl:
         if session.get(NotDuplicate, (sa, sb)) is not None:
             have.add((sa, sb))
-    for sa, sb in sorted(decl - have):
+    added = sorted(decl - have)
+    for sa, sb in added:
         session.add(NotDuplicate(sha_a=sa, sha_b=sb))
     ids = sorted(m.id for m in chosen)
+    dropped = [[p.a_id, p.b_id, p.similarity, p.kind, p.inliers, p.agreement] for p in session.scalars(
+        select(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))]
     session.execute(delete(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))
     session.flush()
     gid = group.id
-    live = regroup(session, [m.id for m in members], vectors_fn)
-    commit()
-    return Outcome(gid, "keep_all", None, ids, [], sorted(live))
+    op = uuid.uuid4().hex
+    journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")  # what restore needs to undo it
+    journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": gid, "action": "keep_all",
+                   "keep": ids, "moves": [], "pairs": dropped, "declined": [list(d) for d in added],
+                   "at": utcnow().isoformat(), "batch": batch})
+    try:
+        live = regroup(session, [m.id for m in members], vectors_fn)
+        commit()
+    except BaseException:
+        session.rollback()
+        journal.write({"event": "rolledback", "undone": 0})
+        raise
+    journal.write({"event": "commit"})
+    return Outcome(gid, "keep_all", op, ids, [], sorted(live))
 
 
 def declined_pairs(session: Session, ids: list[int]) -> set[tuple[int, int]]:

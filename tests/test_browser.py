@@ -88,7 +88,7 @@ def test_ingest_groups_resolve_search(server, page) -> None:
     page.click("#start")
     page.wait_for_selector('[data-status="done"]', timeout=180_000)
     page.screenshot(path=str(ARTIFACTS / "1-ingest.png"), full_page=True)
-    assert "Done: 11 indexed, 2 groups" in page.inner_text("#job")
+    assert "Done: 11 indexed, 0 unchanged, 2 groups" in page.inner_text("#job")
 
     # Groups page: two groups with thumbnails.
     page.goto(f"{base}/ui/groups")
@@ -102,9 +102,10 @@ def test_ingest_groups_resolve_search(server, page) -> None:
     assert page.locator(".member[data-id]").count() == 5
     page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     page.screenshot(path=str(ARTIFACTS / "3-group.png"), full_page=True)
+    page.uncheck("#advance")  # stay on this group to see the result
     page.click("#move-others")
     page.wait_for_selector("#done")
-    assert "4 file(s) moved" in page.inner_text("#done")
+    assert "moved 4 copies" in page.inner_text("#done")
     assert page.locator(".badge.q").count() == 4
     page.screenshot(path=str(ARTIFACTS / "4-resolved.png"), full_page=True)
     assert sum(1 for f in root.iterdir() if f.is_file()) == 7

@@ -217,3 +217,40 @@ def test_decisions_wait_for_the_groups_lock(lib) -> None:
     with cat.session() as s:
         assert {(p.a_id, p.b_id) for p in s.scalars(select(Pair))} == set()  # keep_all [1]: all three chosen
         assert len(s.scalars(select(NotDuplicate)).all()) == 3
+
+
+def test_keep_all_is_undone_by_restore(lib) -> None:
+    """keep_all drops the pairs and records "not duplicates"; restore puts both back and the group returns
+    under its old id (it used to answer 'no duplicate group')."""
+    cat, _root, q, gid = lib
+    with cat.session() as s:
+        out = resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
+                                 commit=s.commit)
+    assert out.groups_after == []
+    with cat.session() as s:
+        assert s.get(DupGroup, gid) is None and len(s.scalars(select(NotDuplicate)).all()) == 3
+    with cat.session() as s:
+        back = resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=_vectors)
+    assert back.groups_after == [gid]
+    with cat.session() as s:
+        assert s.get(DupGroup, gid).size == 3 and s.scalars(select(NotDuplicate)).all() == []
+        assert {(p.a_id, p.b_id, p.similarity) for p in s.scalars(select(Pair))} == {(1, 2, 0.99), (1, 3, 0.98)}
+    with cat.session() as s, pytest.raises(ResolutionError):  # undone once: nothing left to undo
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=_vectors)
+
+
+def test_restore_one_file_keeps_the_rest_restorable(lib) -> None:
+    cat, root, q, gid = lib
+    with cat.session() as s:
+        resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q, vectors_fn=_vectors,
+                           commit=s.commit)
+    with cat.session() as s:
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, image_ids=[2])
+    assert (root / "p2.jpg").exists() and not (root / "p3.jpg").exists()
+    with cat.session() as s:
+        assert s.get(DupGroup, gid).resolution == "move_others"  # p3 is still in quarantine
+    with cat.session() as s:
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit)
+    assert (root / "p3.jpg").exists()
+    with cat.session() as s:
+        assert s.get(DupGroup, gid).resolution is None

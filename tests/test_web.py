@@ -58,18 +58,18 @@ def test_group_page_resolve_restore_fragments(web) -> None:
     c, _ = web
     gid = c.get("/groups").json()["groups"][0]["id"]
     html = c.get(f"/ui/groups/{gid}").text
-    assert html.count('<div class="member') - html.count('class="members"') == 5 and "keeper-badge" in html and "Keeper rule" in html
+    assert html.count('<div class="member') - html.count('class="members"') == 5 and "keeper-badge" in html and "suggested keeper" in html
     assert f'hx-post="/ui/groups/{gid}/resolve"' in html and "/ui/compare?ids=" in html
     keeper = c.get(f"/groups/{gid}").json()["keeper"]
     r = c.post(f"/ui/groups/{gid}/resolve", data={"action": "move_others", "keep": [str(keeper)]})
-    assert r.status_code == 200 and 'id="done"' in r.text and "4 file(s) moved" in r.text and 'id="restore"' in r.text
+    assert r.status_code == 200 and 'id="done"' in r.text and "moved 4 copies" in r.text and 'id="restore"' in r.text
     r = c.post(f"/ui/groups/{gid}/restore")
-    assert r.status_code == 200 and "restore done" in r.text and 'id="move-others"' in r.text
+    assert r.status_code == 200 and "undone: 4 file(s) back" in r.text and 'id="move-others"' in r.text
     bad = c.post(f"/ui/groups/{gid}/resolve", data={"action": "move_others"})
     assert bad.status_code == 400 and 'class="err"' in bad.text
     assert c.get("/ui/groups/999999").status_code == 404
     cmp = c.get("/ui/compare", params={"ids": f"{keeper},{keeper + 1}"}).text
-    assert cmp.count("<figure>") == 2
+    assert cmp.count("<figure ") == 2
     assert c.get("/ui/compare", params={"ids": "x,y"}).status_code == 400
 
 
@@ -86,7 +86,7 @@ def test_ingest_page_and_job_progress(web) -> None:
     page = c.get("/ui/ingest").text
     assert str(root) in page and 'id="ingest-form"' in page
     r = c.post("/ui/ingest", data={"path": str(root)})
-    assert r.status_code == 200 and "Job " in r.text
+    assert r.status_code == 200 and "Ingest of " in r.text
     job_id = re.search(r'id="job-([0-9a-f-]+)"', r.text).group(1)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -110,7 +110,7 @@ def test_cross_site_form_posts_are_refused(web) -> None:
     for headers in ({"Origin": "http://evil.example"}, {"Origin": "null"},
                     {"Referer": "http://evil.example/page.html"}, {"Origin": "http://testserver.evil.example"}):
         r = c.post(f"/ui/groups/{gid}/resolve", data={"action": "keep_all"}, headers=headers)
-        assert r.status_code == 403 and "cross-site" in r.json()["detail"], (headers, r.text)
+        assert r.status_code == 403 and "cross-site" in r.text and "<h1>" in r.text, (headers, r.text)  # a page
         assert c.post(f"/ui/groups/{gid}/restore", headers=headers).status_code == 403
         assert c.post("/ui/ingest", data={"path": str(root)}, headers=headers).status_code == 403
         assert c.post(f"/groups/{gid}/resolve", json={"action": "keep_all"}, headers=headers).status_code == 403

@@ -18,8 +18,8 @@ ERRORS = {400: {"model": Error}, 404: {"model": Error}, 409: {"model": Error}}
 
 @router.get("", response_model=GroupsResponse, responses={400: {"model": Error}})
 def list_groups(index: IndexDep, s: SessionDep,
-                sort: Annotated[Literal["size", "reclaimable", "newest"], Query(
-                    description="newest: most recently formed or changed first")] = "size",
+                sort: Annotated[Literal["size", "reclaimable", "newest", "spread"], Query(
+                    description="newest: most recently formed or changed first; spread: weakest link first")] = "size",
                 unresolved: bool = False,
                 min_size: Annotated[int, Query(ge=2, le=1_000_000)] = 2,
                 cursor: Annotated[str | None, Query(max_length=200)] = None,

@@ -1,52 +1,36 @@
-"""The web UI: server-rendered Jinja2 pages, htmx (vendored under /static) for partial updates."""
+"""The web UI: server-rendered Jinja2 pages, htmx (vendored under /static) for partial updates.
+
+Group review lives here (the list, a group, its decisions, compare); the quarantine and bulk review pages are in
+``web_quarantine.py`` and ``web_bulk.py``. Every error of these routes is a page (``api/webpage.py``).
+"""
 from __future__ import annotations
 
-import os
 import secrets
-from datetime import UTC, datetime
-from pathlib import Path as FsPath
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Form, Query, Request, UploadFile
+from fastapi import APIRouter, Form, Path, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from api import decisions, services, uploads
+from api import decisions, review, services, uploads
 from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
-from api.errors import ApiError, status_for
+from api.errors import ApiError
+from api.routes import web_bulk, web_quarantine
 from api.schemas import ResolveRequest, ResolveResponse
-from indexer import browse
-from indexer.catalog.models import Image, ImageStatus, Job
+from api.webpage import PageRoute, error_for, error_page, is_htmx, page
+from indexer import browse, bulk, resolution
+from indexer.catalog.models import DupGroup, Image, ImageStatus, Job
 from indexer.errors import DupesiftError
 from indexer.index import Index
 
-router = APIRouter(include_in_schema=False)
-templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
-
-def _bytes(n: int | None) -> str:
-    n = float(n or 0)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-templates.env.filters["bytes"] = _bytes
-templates.env.filters["basename"] = os.path.basename
-templates.env.filters["date"] = lambda t: datetime.fromtimestamp(t or 0, UTC).strftime("%Y-%m-%d %H:%M")
-
-
-def page(request: Request, template: str, status: int = 200, **ctx) -> HTMLResponse:
-    return templates.TemplateResponse(request, template, ctx, status_code=status)
-
-
-def error_fragment(request: Request, exc: Exception) -> HTMLResponse:
-    """The error as a fragment, with the status the JSON API gives it (``api.errors.STATUS``)."""
-    return page(request, "_error.html", status=status_for(exc), message=str(exc))
+Sort = Literal["reclaimable", "size", "spread", "newest"]
+SORT_LABELS = (("reclaimable", "space that can be freed"), ("size", "number of photos"),
+               ("spread", "weakest link first (least alike)"), ("newest", "recently changed"))
+Folder = Annotated[str | None, Query(max_length=4096)]
+GroupId = Annotated[int, Path(ge=1, le=2**62)]  # as the JSON routes: a larger id is no group (and no SQL error)
 
 
 @router.get("/")
@@ -58,74 +42,155 @@ def home() -> RedirectResponse:
 def login(request: Request, token: str = "") -> Response:
     expected = request.app.state.settings.api_token or ""
     if request.app.state.auth_required and not secrets.compare_digest(token.encode(), expected.encode()):
-        return page(request, "_error.html", status=401, message="wrong token")
+        return error_page(request, 401, "wrong token")
     r = RedirectResponse("/ui/groups", status_code=303)
     r.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
     return r
 
 
+# -- the list ------------------------------------------------------------------------------------
 @router.get("/ui/groups")
-def groups_page(request: Request, index: IndexDep, s: SessionDep,
-                sort: Literal["size", "reclaimable", "newest"] = "reclaimable", unresolved: bool = False,
+def groups_page(request: Request, index: IndexDep, s: SessionDep, sort: Sort = "reclaimable",
+                unresolved: bool = False, folder: Folder = None,
+                min_size: Annotated[int, Query(ge=2, le=1_000_000)] = 2,
                 cursor: Annotated[str | None, Query(max_length=200)] = None,
-                limit: Annotated[int, Query(ge=1, le=200)] = 48) -> HTMLResponse:
-    pg = browse.list_groups(s, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit, previews=4)
-    return page(request, "groups.html", page=pg, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit,
-                totals=browse.totals(s))
+                limit: Annotated[int, Query(ge=1, le=200)] = 48, after: int | None = None) -> HTMLResponse:
+    folder = (folder or "").strip() or None
+    pg = browse.list_groups(s, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit, previews=4,
+                            min_size=min_size, folder=folder)
+    offer = bulk.summary(s, min_size=min_size, folder=folder)
+    return page(request, "groups.html", page=pg, sort=sort, sorts=SORT_LABELS, unresolved=unresolved, folder=folder,
+                min_size=min_size, cursor=cursor, limit=limit, totals=browse.totals(s), offer=offer,
+                roots=services.library_roots(index), after=_after_banner(index, after))
+
+
+# -- one group -----------------------------------------------------------------------------------
+def _group_ctx(index: Index, s, group_id: int, sort: str = "reclaimable") -> dict:
+    g = services.group_detail(index, s, group_id)
+    members = review.keeper_first(g)
+    prev, nxt = browse.neighbours(s, group_id, sort=sort)
+    return {"g": g, "members": members[:review.MEMBERS_SHOWN], "more": len(members) - review.MEMBERS_SHOWN,
+            "shown": review.MEMBERS_SHOWN, "prev": prev, "next": nxt, "names": {m.id: m.path for m in g.members},
+            "sort": sort, "can_undo": _undoable(index, group_id)}
+
+
+def _undoable(index: Index, group_id: int) -> bool:
+    return group_id in resolution.latest_decisions(index.settings.quarantine_dir)
 
 
 @router.get("/ui/groups/{group_id}")
-def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int) -> HTMLResponse:
+def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: GroupId, sort: Sort = "reclaimable",
+               after: int | None = None) -> HTMLResponse:
     try:
-        g = services.group_detail(index, s, group_id)
+        ctx = _group_ctx(index, s, group_id, sort)
     except ApiError as exc:
-        return page(request, "_error.html", status=status_for(exc), message=str(exc), full=True)
-    return page(request, "group.html", g=g)
+        if exc.status == 404 and _undoable(index, group_id):  # kept all: the group is gone until undone
+            return page(request, "gone.html", status=404, group_id=group_id)
+        raise
+    return page(request, "group.html", after=_after_banner(index, after), **ctx)
+
+
+def _after_banner(index: Index, after: int | None) -> dict | None:
+    """What the previous decision did (shown with its undo after auto-advance), when it can still be undone."""
+    if after is None:
+        return None
+    last = resolution.latest_decisions(index.settings.quarantine_dir).get(after)
+    if last is None:
+        return None
+    return {"group_id": after, "words": review.decision_words(last.get("action"), len(last.get("moves", [])))}
+
+
+@router.get("/ui/groups/{group_id}/members")
+def more_members(request: Request, index: IndexDep, s: SessionDep, group_id: GroupId,
+                 start: Annotated[int, Query(ge=0)] = 0) -> HTMLResponse:
+    """The next cards of a large group, appended inside the same form (ticks already made are kept)."""
+    ctx = _group_ctx(index, s, group_id)
+    members = review.keeper_first(ctx["g"])
+    end = start + review.MEMBERS_SHOWN
+    return page(request, "_members.html", g=ctx["g"], members=members[start:end], offset=start,
+                more=len(members) - end, shown=review.MEMBERS_SHOWN)
 
 
 @router.post("/ui/groups/{group_id}/resolve")
-async def group_resolve(request: Request, index: IndexDep, group_id: int,
-                        action: Annotated[str, Form()], keep: Annotated[list[int] | None, Form()] = None
-                        ) -> HTMLResponse:
+async def group_resolve(request: Request, index: IndexDep, group_id: GroupId,
+                        action: Annotated[str, Form()], keep: Annotated[list[int] | None, Form()] = None,
+                        advance: Annotated[bool, Form()] = False,
+                        sort: Annotated[Sort, Form()] = "reclaimable") -> Response:
+    with index.catalog.session() as s:
+        at = browse.position(s, group_id, sort)
     try:
         req = ResolveRequest(action=action, keep=keep or [])  # type: ignore[arg-type]
         out = await run_in_threadpool(decisions.resolve, index, group_id, req.action, req.keep)
     except (DupesiftError, ValueError) as exc:
-        return error_fragment(request, exc)
+        return error_for(request, exc)
+    if advance and is_htmx(request):
+        with index.catalog.session() as s:
+            _, nxt = browse.neighbours(s, group_id, sort=sort, unresolved=True, at=at) if at else (None, None)
+            nxt = nxt or browse.first(s, sort=sort, unresolved=True, exclude=group_id)
+        where = (f"/ui/groups/{nxt}?sort={sort}&after={group_id}" if nxt
+                 else f"/ui/groups?sort={sort}&unresolved=true&after={group_id}")
+        return Response(status_code=204, headers={"HX-Location": where})
     return _after(request, index, group_id, out)
 
 
 @router.post("/ui/groups/{group_id}/restore")
-async def group_restore(request: Request, index: IndexDep, group_id: int) -> HTMLResponse:
+async def group_restore(request: Request, index: IndexDep, group_id: GroupId,
+                        image: Annotated[list[int] | None, Form()] = None,
+                        back: Annotated[bool, Form()] = False) -> Response:
+    """Undo the group's last decision (keep all included); ``image``: only these moved files; ``back``: then
+    show the group (from the undo offered after auto-advance)."""
     try:
-        out = await run_in_threadpool(decisions.restore, index, group_id)
+        out = await run_in_threadpool(decisions.restore, index, group_id, image)
     except DupesiftError as exc:
-        return error_fragment(request, exc)
-    return _after(request, index, group_id, out)
+        return error_for(request, exc)
+    gid = out.groups_after[0] if out.groups_after else group_id
+    if back and is_htmx(request):
+        return Response(status_code=204, headers={"HX-Location": f"/ui/groups/{gid}"})
+    return _after(request, index, gid, out)
 
 
 def _after(request: Request, index: Index, group_id: int, out: ResolveResponse) -> HTMLResponse:
     with index.catalog.session() as s:
         try:
-            g = services.group_detail(index, s, group_id)
+            ctx = _group_ctx(index, s, group_id)
         except ApiError:
-            g = None
-    return page(request, "_group_body.html", g=g, done=out)
+            ctx = {"g": None, "group_id": group_id, "can_undo": _undoable(index, group_id)}
+    words = review.decision_words(out.action, len(out.moved))
+    if out.action == "restore":
+        words = f"undone: {len(out.moved)} file(s) back where they were" if out.moved else "undone: grouped again"
+    return page(request, "_group_body.html", done=words, **ctx)
 
 
+# -- compare -------------------------------------------------------------------------------------
 @router.get("/ui/compare")
-def compare(request: Request, s: SessionDep, ids: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
+def compare(request: Request, index: IndexDep, s: SessionDep, ids: Annotated[str, Query(max_length=200)]
+            ) -> HTMLResponse:
     try:
-        wanted = [int(x) for x in ids.split(",") if x.strip()][:4]
+        wanted = list(dict.fromkeys(int(x) for x in ids.split(",") if x.strip()))[:4]
     except ValueError:
-        return page(request, "_error.html", status=400, message="ids must be a comma-separated list", full=True)
-    imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == ImageStatus.indexed))}
-    return page(request, "compare.html", images=[imgs[i] for i in wanted if i in imgs])
+        return error_page(request, 400, "ids must be a comma-separated list of photo numbers")
+    valid = [i for i in wanted if 1 <= i <= 2**62]  # larger ones are no photo (and no SQL integer)
+    imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(valid), Image.status == ImageStatus.indexed))}
+    missing = [i for i in wanted if i not in imgs]
+    if not wanted or missing:
+        return error_page(request, 404, f"no indexed photo {', '.join(map(str, missing))}" if missing
+                          else "name two photos to compare")
+    images = [imgs[i] for i in wanted]
+    gids = {m.group_id for m in images}
+    gid = gids.pop() if len(gids) == 1 else None
+    grp = s.get(DupGroup, gid) if gid is not None else None
+    keeper = grp.keeper_id if grp else None
+    resolved = grp is None or bool(grp.resolution)
+    evidence = review.pair_evidence(s, images, index.threshold, index.store.get(wanted))
+    return page(request, "compare.html", images=images, rows=review.compare_rows(images, keeper), evidence=evidence,
+                group_id=gid, keeper=keeper, can_keep=gid is not None and not resolved)
 
 
+# -- search and ingest ---------------------------------------------------------------------------
 @router.get("/ui/search")
-def search_page(request: Request) -> HTMLResponse:
-    return page(request, "search.html")
+def search_page(request: Request, index: IndexDep) -> HTMLResponse:
+    return page(request, "search.html", max_mp=index.settings.upload_max_pixels / 1e6,
+                max_jpeg_mp=index.settings.max_pixels / 1e6)
 
 
 @router.post("/ui/search")
@@ -135,14 +200,23 @@ async def search(request: Request, index: IndexDep, file: UploadFile,
         data = await uploads.read_upload(request, file)
         hits = await uploads.search_upload(request, index, data, k)
     except DupesiftError as exc:
-        return error_fragment(request, exc)
+        return error_for(request, exc)
     return page(request, "_results.html", results=hits, threshold=index.threshold, query_name=file.filename)
 
 
 @router.get("/ui/ingest")
 def ingest_page(request: Request, index: IndexDep, s: SessionDep) -> HTMLResponse:
-    jobs = [services.job_out(s, j, failures=0) for j in s.scalars(select(Job).order_by(Job.created_at.desc()).limit(10))]
-    return page(request, "ingest.html", roots=services.library_roots(index), jobs=jobs)
+    return page(request, "ingest.html", roots=services.library_roots(index), jobs=_recent_jobs(s))
+
+
+def _recent_jobs(s) -> list:
+    return [services.job_out(s, j, failures=0) for j in s.scalars(select(Job).order_by(Job.created_at.desc()).limit(10))]
+
+
+@router.get("/ui/jobs")
+def jobs_fragment(request: Request, s: SessionDep) -> HTMLResponse:
+    """The recent jobs table (the ingest page polls it while a job runs)."""
+    return page(request, "_jobs.html", jobs=_recent_jobs(s))
 
 
 @router.post("/ui/ingest")
@@ -151,7 +225,7 @@ def ingest_start(request: Request, index: IndexDep, path: Annotated[str, Form(ma
         paths = services.check_paths([path.strip()], services.library_roots(index))
         job_id = request.app.state.ingest.start(paths)
     except ApiError as exc:
-        return error_fragment(request, exc)
+        return error_for(request, exc)
     with index.catalog.session() as s:
         job = services.job_out(s, s.get(Job, job_id))
     return page(request, "_job.html", job=job)
@@ -161,5 +235,14 @@ def ingest_start(request: Request, index: IndexDep, path: Annotated[str, Form(ma
 def job_fragment(request: Request, s: SessionDep, job_id: str) -> HTMLResponse:
     job = s.get(Job, job_id)
     if job is None:
-        return page(request, "_error.html", status=404, message=f"no job {job_id}")
+        return error_page(request, 404, f"no job {job_id}")
     return page(request, "_job.html", job=services.job_out(s, job))
+
+
+router.include_router(web_quarantine.router)
+router.include_router(web_bulk.router)
+
+
+@router.get("/ui/{rest:path}")  # last: after every page of the routers above
+def not_found(request: Request, rest: str) -> HTMLResponse:
+    return error_page(request, 404, "no such page")

@@ -1,0 +1,107 @@
+"""What the review pages show beyond the API's records: members keeper first, the last decision in words, the
+compare table with its differences, and why two photos are grouped (the stored pair's evidence)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api.schemas import GroupDetail, Member
+from api.webpage import human_bytes
+from indexer.catalog.models import Image, Pair
+
+MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
+
+
+def keeper_first(g: GroupDetail) -> list[Member]:
+    """The keeper, then the others from most to least similar to it (ties by id)."""
+    return sorted(g.members, key=lambda m: (not m.is_keeper, -(m.similarity_to_keeper or 0.0), m.id))
+
+
+def decision_words(action: str | None, files: int) -> str:
+    if action == "keep_all":
+        return "kept all its photos (marked as not duplicates)"
+    if action in ("move_others", "trash_others"):
+        return f"moved {files} cop{'y' if files == 1 else 'ies'} to the quarantine"
+    return "restored"
+
+
+def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: int | None,
+                agreement: float | None) -> str:
+    """One sentence a person can check: what evidence linked the two photos."""
+    if kind == "exact":
+        return "identical files (same bytes)"
+    if kind == "verified":
+        side = "a little under" if similarity < threshold else "at or above"
+        parts = [f"look-alike score {similarity:.2f}, {side} the {threshold:.2f} threshold;"]
+        parts.append(f"{inliers} matching keypoints agree on one geometric transform" if inliers else
+                     "their keypoints agree on one geometric transform")
+        if agreement is not None:
+            parts.append(f"and {agreement:.0%} of the picture agrees under it")
+        return " ".join(parts)
+    if kind == "pixels":
+        return f"plain pictures whose small colour copies match (look-alike score {similarity:.2f})"
+    if kind == "visual":
+        return f"look-alike score {similarity:.2f}, at or above the {threshold:.2f} threshold"
+    return f"not linked directly (look-alike score {similarity:.2f}): in one group through other photos"
+
+
+@dataclass
+class Row:
+    label: str
+    values: list[str]
+    differs: bool
+
+
+def _when(t: float | None) -> str:
+    return datetime.fromtimestamp(t or 0, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def compare_rows(images: list[Image], keeper: int | None) -> list[Row]:
+    """The attribute table of the compare view; ``differs`` marks a row whose values are not all the same."""
+    spec = [
+        ("file name", lambda m: os.path.basename(m.path)),
+        ("folder", lambda m: os.path.dirname(m.path)),
+        ("dimensions", lambda m: f"{m.width}×{m.height}" if m.width else "unknown"),
+        ("megapixels", lambda m: f"{(m.width or 0) * (m.height or 0) / 1e6:.1f}"),
+        ("file size", lambda m: human_bytes(m.bytes)),
+        ("format", lambda m: m.format or "unknown"),
+        ("modified", lambda m: _when(m.mtime)),
+        ("camera metadata", lambda m: "yes" if m.camera_exif else "no"),
+        ("suggested keeper", lambda m: "yes" if m.id == keeper else "no"),
+        ("similarity to keeper", lambda m: "–" if m.similarity_to_keeper is None else f"{m.similarity_to_keeper:.3f}"),
+    ]
+    rows = []
+    for label, fn in spec:
+        values = [fn(m) for m in images]
+        rows.append(Row(label, values, len(set(values)) > 1))
+    return rows
+
+
+@dataclass
+class Evidence:
+    a: str
+    b: str
+    text: str
+
+
+def pair_evidence(s: Session, images: list[Image], threshold: float, vectors: dict) -> list[Evidence]:
+    """Why each two of ``images`` are grouped: the stored pair's evidence, or the cosine when no pair links them."""
+    ids = [m.id for m in images]
+    names = {m.id: os.path.basename(m.path) for m in images}
+    stored = {(p.a_id, p.b_id): p for p in s.scalars(select(Pair).where(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))}
+    out = []
+    for i, a in enumerate(sorted(ids)):
+        for b in sorted(ids)[i + 1:]:
+            p = stored.get((a, b))
+            if p is not None:
+                text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement)
+            elif a in vectors and b in vectors:
+                text = why_grouped(None, float(vectors[a] @ vectors[b]), threshold, None, None)
+            else:
+                continue
+            out.append(Evidence(names[a], names[b], text))
+    return out

@@ -1,0 +1,66 @@
+"""Bulk review: the suggested keepers of many groups at once, and the undo of such a batch.
+
+``plan`` lists what a bulk decision would do over a filter (the groups, their keepers, the files and bytes that
+would move); the caller shows it, and on confirmation decides each group with the same batch id
+(``resolution.resolve(batch=...)``), so ``batch_groups`` can find them again for the undo.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from indexer.browse import filters
+from indexer.catalog.models import DupGroup
+from indexer.resolution import latest_decisions
+
+
+@dataclass
+class Plan:
+    groups: list[tuple[int, int]] = field(default_factory=list)  # (group id, keeper id)
+    files: int = 0  # copies that would move to the quarantine
+    bytes: int = 0  # their size
+    count: int = 0  # groups
+
+    def encode(self) -> str:
+        """The plan as the confirmation form carries it: ``gid:keeper,...``."""
+        return ",".join(f"{g}:{k}" for g, k in self.groups)
+
+
+def plan(session: Session, *, min_size: int = 2, folder: str | None = None) -> Plan:
+    """The unresolved groups matching the filter, each with its suggested keeper, largest saving first."""
+    out = Plan()
+    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.keeper_id.is_not(None)]
+    for gid, keeper, size, reclaim in session.execute(
+            select(DupGroup.id, DupGroup.keeper_id, DupGroup.size, DupGroup.reclaimable_bytes).where(*where)
+            .order_by(DupGroup.reclaimable_bytes.desc(), DupGroup.id.desc())):
+        out.groups.append((gid, keeper))
+        out.files += size - 1
+        out.bytes += reclaim or 0
+    out.count = len(out.groups)
+    return out
+
+
+def decode(text: str) -> list[tuple[int, int]]:
+    """The (group id, keeper id) pairs of ``Plan.encode``; ValueError for anything else."""
+    pairs = []
+    for item in filter(None, text.split(",")):
+        g, k = item.split(":")
+        pairs.append((int(g), int(k)))
+    return pairs
+
+
+def batch_groups(quarantine_dir: Path, batch: str) -> list[int]:
+    """The groups whose latest decision (not undone yet) is the bulk decision ``batch``."""
+    return sorted(g for g, b in latest_decisions(quarantine_dir).items() if b.get("batch") == batch)
+
+
+def summary(session: Session, *, min_size: int = 2, folder: str | None = None) -> Plan:
+    """``plan``'s totals without its list (one aggregate query, for the offer on every list page)."""
+    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.keeper_id.is_not(None)]
+    n, files, size = session.execute(select(
+        func.count(), func.coalesce(func.sum(DupGroup.size - 1), 0), func.coalesce(func.sum(DupGroup.reclaimable_bytes), 0)
+    ).where(*where)).one()
+    return Plan(files=int(files), bytes=int(size), count=int(n))

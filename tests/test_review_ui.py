@@ -264,6 +264,7 @@ def test_keyboard_review_of_three_groups(server, page) -> None:
     page.goto(f"{url}/ui/groups?unresolved=true")
     page.locator("[data-group]").first.click()
     page.wait_for_selector(".keeper-badge")
+    page.wait_for_selector("html[data-keys=ready]", state="attached")
     page.keyboard.press("?")
     assert page.locator("#keys").is_visible()
     page.keyboard.press("Escape")
@@ -271,9 +272,11 @@ def test_keyboard_review_of_three_groups(server, page) -> None:
     start = page.url
     page.keyboard.press("ArrowRight")
     page.wait_for_url(lambda u: u != start)
+    page.wait_for_selector("html[data-keys=ready]", state="attached")
     page.keyboard.press("ArrowLeft")
     page.wait_for_url(start)
     page.wait_for_selector(".keeper-badge")
+    page.wait_for_selector("html[data-keys=ready]", state="attached")
     page.keyboard.press("2")  # tick the second photo, untick it again
     assert page.locator('.member[data-key="2"] input[name=keep]').is_checked()
     page.keyboard.press("2")
@@ -285,6 +288,7 @@ def test_keyboard_review_of_three_groups(server, page) -> None:
         page.keyboard.press("Enter")  # keep the suggested keeper, move the rest; on to the next group
         page.wait_for_url(re.compile(rf"sort=reclaimable&after={gid}$"))
         page.wait_for_selector(".keeper-badge")
+        page.wait_for_selector("html[data-keys=ready]", state="attached")
         assert f"Group {gid}: moved 2 copies" in page.inner_text("#after")
     _shot(page, "keyboard-after")
     assert len(before - _files(root)) == 6

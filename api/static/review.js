@@ -37,4 +37,5 @@
       if (click("#undo") || click("#restore")) e.preventDefault();
     }
   });
+  document.documentElement.dataset.keys = "ready";  // tests wait for this before pressing keys
 })();

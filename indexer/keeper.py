@@ -1,0 +1,383 @@
+"""Which member of a duplicate group holds the most of the original picture, and why.
+
+Copies are made *from* an original, and almost every edit loses some of the picture: an upscale adds pixels but
+no detail, padding and frames add margin but no picture, a crop or a thumbnail keeps less of it, grey or
+sepia drops the colour, a caption bar covers part of it, a re-compression or noise adds artefacts, an exposure
+change clips highlights or shadows. ``measure`` reads that evidence off a decoded photo once, at ingest (the
+decode workers call it beside the link features; the catalog keeps it in ``images``), so choosing a keeper never
+reads a file again. ``choose`` then ranks the members in a documented order:
+
+1. **Picture score**: a weighted sum of the evidence (``WEIGHTS``, a logistic ranker fitted on pairs of
+   original and copy from our own edit recipes on the train split: ``bench/keeper.py --fit``; never the eval
+   split). Each term is one attribute a person can check: effective pixels (the content box's pixels scaled
+   by the detail actually present), the share of the frame that is padding, border or fill, colour, tint,
+   clipped pixels, noise, JPEG blockiness and the JPEG quality of the file.
+2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
+   or turned copy, a lossless re-save): among them the one that still carries the camera's EXIF, then the
+   oldest file (copies come after their original), then the largest file, then the lowest id.
+
+The reason stored with the group names the evidence that decided against the others, in words
+("the others are upscaled or padded copies", "only colour copy"). A user's choice at resolution still wins:
+this is only the suggestion.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from PIL import Image
+
+ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
+OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
+DETAIL_BANDS = 10  # frequency bands of the detail measure, up to the Nyquist frequency
+FILL_TOL = 10  # a margin pixel within this of the margin's colour (per channel) is fill
+CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
+VERSION = 1  # of what ``measure`` computes: photos measured by an older version are measured again
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """The evidence of one photo (``measure``); ``None`` on a photo that was never measured."""
+
+    detail_scale: float  # effective resolution / resolution along a side (1 = every pixel carries detail)
+    border: float  # share of the frame that is uniform padding, border, letterbox or rotation fill
+    colour: float  # colourfulness (Hasler and Suesstrunk), 0 for grey
+    tint: float  # how much of the colour is one hue (1 = sepia or a tint, 0 = many hues)
+    clipped: float  # share of content pixels with a channel clipped at black or white
+    noise: float  # noise level (Immerkaer's estimate, grey levels)
+    blockiness: float  # JPEG 8x8 block edges over other edges (1 = none)
+    jpeg_quality: int | None = None  # from the file's quantisation tables; None when not a JPEG
+
+    def effective_pixels(self, width: int, height: int) -> float:
+        """Pixels of real picture: the content box's, scaled by the detail present."""
+        return width * height * (1.0 - self.border) * self.detail_scale ** 2
+
+
+def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
+    """Measure a decoded photo (any size; a drafted JPEG is measured at its decoded scale)."""
+    rgb = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
+    small = rgb.copy()
+    small.thumbnail((OVERVIEW_SIDE, OVERVIEW_SIDE), Image.Resampling.BOX)
+    arr = np.asarray(small, dtype=np.int16)
+    fill = fill_mask(arr)
+    border = float(fill.mean())
+    content = arr[~fill] if (~fill).any() else arr.reshape(-1, 3)
+    colour, tint = colourfulness(content)
+    clipped = float(((content <= CLIP_LOW) | (content >= CLIP_HIGH)).any(axis=1).mean())
+    grey = _window(rgb, fill)
+    return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
+                      clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
+                      jpeg_quality=jpeg_quality)
+
+
+def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
+    """Grey float pixels of the content box (fill margins cut off), at most ANALYSIS_SIDE square, centred."""
+    w, h = rgb.size
+    rows, cols = np.where(~fill)
+    if len(rows):
+        sy, sx = h / fill.shape[0], w / fill.shape[1]
+        x0, x1 = int(cols.min() * sx), math.ceil((cols.max() + 1) * sx)
+        y0, y1 = int(rows.min() * sy), math.ceil((rows.max() + 1) * sy)
+    else:
+        x0, y0, x1, y1 = 0, 0, w, h
+    cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
+    cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
+    return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
+
+
+def fill_mask(arr: np.ndarray) -> np.ndarray:
+    """Pixels of plain fill reached from the frame's edge: padding, borders, letterboxes, the corners a rotation
+    filled, a caption bar across the foot. Each edge's most common colour is flooded inwards (4-connected)
+    through pixels within FILL_TOL of it; an edge with no dominant colour floods nothing."""
+    h, w, _ = arr.shape
+    mask = np.zeros((h, w), bool)
+    edges = {"top": arr[0], "bottom": arr[-1], "left": arr[:, 0], "right": arr[:, -1]}
+    for line in edges.values():
+        q = (line // 8).astype(np.int32)
+        keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
+        vals, counts = np.unique(keys, return_counts=True)
+        if counts.max() < 0.25 * len(line):
+            continue
+        ref = np.median(line[keys == vals[counts.argmax()]], axis=0)
+        near = (np.abs(arr - ref) <= FILL_TOL).all(axis=2)
+        mask |= _flood(near)
+    if mask.mean() > 0.97:  # a plain picture (a scan of a blank page): no content to tell from its margin
+        return np.zeros((h, w), bool)
+    return mask
+
+
+def _flood(near: np.ndarray) -> np.ndarray:
+    """The part of ``near`` connected to the frame's edge."""
+    import cv2  # imported late: only measuring needs it
+
+    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    return np.isin(labels, edge) & near
+
+
+def colourfulness(pixels: np.ndarray) -> tuple[float, float]:
+    """Hasler and Suesstrunk's colourfulness of (n, 3) pixels, and the share of the chroma that is one hue
+    (the length of the mean chroma vector over the mean chroma length: 1 for sepia or a tint)."""
+    p = pixels.astype(np.float32)
+    rg = p[:, 0] - p[:, 1]
+    yb = 0.5 * (p[:, 0] + p[:, 1]) - p[:, 2]
+    colour = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    length = float(np.hypot(rg, yb).mean())
+    tint = float(np.hypot(rg.mean(), yb.mean()) / length) if length > 1.0 else 0.0
+    return colour, tint
+
+
+def detail_scale(grey: np.ndarray) -> float:
+    """How far up the frequencies the picture carries detail, 0-1 (1 = up to the pixel pitch). The power
+    spectrum is whitened (natural pictures fall off as 1/f^2) and cut into DETAIL_BANDS bands up to the Nyquist
+    frequency; each band counts by its energy over the lowest band's, at most 1. An upscaled copy's spectrum
+    stops at the original's Nyquist frequency, a blurred one earlier; the measure depends on the picture, so
+    only copies of one picture are compared by it."""
+    h, w = grey.shape
+    if min(h, w) < 32:
+        return 1.0
+    g = grey - grey.mean()
+    power = np.abs(np.fft.rfft2(g * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32))) ** 2
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
+    rho = np.sqrt(fy ** 2 + fx ** 2) / 0.5
+    band = np.minimum((rho * DETAIL_BANDS).astype(np.int32), DETAIL_BANDS)
+    white = np.bincount(band.ravel(), (power * rho ** 2).ravel(), DETAIL_BANDS + 1)
+    count = np.bincount(band.ravel(), None, DETAIL_BANDS + 1)
+    level = white[:DETAIL_BANDS] / np.maximum(count[:DETAIL_BANDS], 1)
+    if level[1] <= 1e-9:
+        return 1.0
+    return float(np.minimum(level[1:] / level[1], 1.0).sum() / (DETAIL_BANDS - 1))
+
+
+def noise_level(grey: np.ndarray) -> float:
+    """Immerkaer's fast noise estimate (sigma in grey levels) over the flattest half of the picture."""
+    import cv2  # imported late: only measuring needs it
+
+    if min(grey.shape) < 8:
+        return 0.0
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    conv = np.abs(cv2.filter2D(grey, -1, k, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+    grad = (np.abs(cv2.Sobel(grey, -1, 1, 0)) + np.abs(cv2.Sobel(grey, -1, 0, 1)))[1:-1, 1:-1]
+    flat = grad <= np.median(grad)
+    return float(math.sqrt(math.pi / 2) / 6 * conv[flat].mean()) if flat.any() else 0.0
+
+
+def blockiness(grey: np.ndarray) -> float:
+    """Mean step across 8-pixel block boundaries over the mean step elsewhere (about 1 without blocking)."""
+    if min(grey.shape) < 32:
+        return 1.0
+    dx = np.abs(np.diff(grey, axis=1))
+    dy = np.abs(np.diff(grey, axis=0))
+    on_x, on_y = dx[:, 7::8], dy[7::8, :]
+    rest = (dx.sum() - on_x.sum() + dy.sum() - on_y.sum()) / max(1, dx.size - on_x.size + dy.size - on_y.size)
+    on = (on_x.sum() + on_y.sum()) / max(1, on_x.size + on_y.size)
+    return float(on / rest) if rest > 1e-6 else 1.0
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The JPEG quality (1-100) whose IJG luminance table is nearest the file's, None for other formats."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+    except Exception:  # noqa: BLE001 - the decode reports a bad file; quality is only evidence
+        return None
+    if not tables or 0 not in tables:
+        return None
+    luma = np.asarray(tables[0], np.float32)
+    errs = [float(np.abs(_ijg_table(q) - luma).mean()) for q in range(1, 101)]
+    return int(np.argmin(errs)) + 1
+
+
+_IJG_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                      14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+                      92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float32)
+
+
+def _ijg_table(q: int) -> np.ndarray:
+    scale = 5000 / q if q < 50 else 200 - 2 * q
+    return np.clip(np.floor((_IJG_LUMA * scale + 50) / 100), 1, 255)
+
+
+# -- choosing ------------------------------------------------------------------------------------
+EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
+# Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
+WEIGHTS = dict(zip(EVIDENCE, (1.0, -4.0, 1.0, -1.0, -4.0, -1.0, -2.0, 1.0), strict=True))
+RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
+        "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
+        "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
+TIE = 0.15  # scores closer than this to the best: the same picture as far as pixels tell
+UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
+GREY = 2.0  # colourfulness below this: a grey picture
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member as the keeper rule sees it (from the catalog: no file is read)."""
+
+    id: int
+    width: int
+    height: int
+    bytes: int = 0
+    mtime: float = 0.0
+    camera_exif: bool = False
+    attributes: Attributes | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    image_id: int
+    reason: str
+    scores: dict[int, float]  # each member's picture score
+    decided_by: dict[int, str]  # each other member: the evidence it lost on most ("tie" within TIE)
+
+
+def evidence(c: Candidate) -> dict[str, float]:
+    """The terms of a member's picture score (logs where a ratio matters, not a difference)."""
+    a = c.attributes
+    px = max(1, c.width * c.height)
+    if a is None:  # never measured (indexed before measuring): pixels only
+        return {k: (math.log(px) if k == "effective_pixels" else 0.0) for k in EVIDENCE}
+    return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
+            "border": a.border, "colour": math.log1p(a.colour), "tint": a.tint,
+            "clipped": a.clipped, "noise": math.log1p(a.noise), "blockiness": math.log(max(a.blockiness, 1e-3)),
+            "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY}
+
+
+def score(c: Candidate, weights: dict[str, float] = WEIGHTS) -> float:
+    e = evidence(c)
+    return float(sum(weights[k] * e[k] for k in EVIDENCE))
+
+
+def choose(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) -> Choice:
+    """The member that holds the most of the original picture (module docstring), with the reason in words."""
+    if not members:
+        raise ValueError("a group has members")
+    scores = {m.id: score(m, weights) for m in members}
+    top = max(scores.values())
+    tied = [m for m in members if scores[m.id] >= top - TIE]
+    best = min(tied, key=lambda m: (not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id))
+    decided = {m.id: _lost_on(best, m, weights) if scores[m.id] < top - TIE else "tie"
+               for m in members if m.id != best.id}
+    return Choice(best.id, _reason(best, members, decided), scores, decided)
+
+
+def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float]) -> str:
+    """The term that counts most for ``best`` over ``other``."""
+    eb, eo = evidence(best), evidence(other)
+    return max(EVIDENCE, key=lambda k: weights[k] * (eb[k] - eo[k]))
+
+
+PHRASES = {"pixels": "smaller or cropped", "border": "padded or framed", "tint": "tinted or sepia",
+           "clipped": "over- or under-exposed", "noise": "noisier", "blockiness": "re-compressed",
+           "quality": "more compressed"}
+
+
+def _phrase(best: Candidate, other: Candidate, term: str) -> str:
+    if term == "effective_pixels":
+        if other.width * other.height > best.width * best.height:
+            return "upscaled"
+        return "smaller or cropped" if other.width * other.height < best.width * best.height else "blurred"
+    if term == "colour":
+        a = other.attributes
+        return "grey" if a is not None and a.colour < GREY else "recoloured"
+    return PHRASES[term]
+
+
+def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, str]) -> str:
+    others = [m for m in members if m.id != best.id]
+    if not others:
+        return "only member"
+    if all(decided[m.id] == "tie" for m in others):
+        if best.camera_exif and not all(m.camera_exif for m in others):
+            return "the same picture as the others; still carries the camera's EXIF metadata"
+        if all((best.mtime or 0.0) < (m.mtime or 0.0) for m in others):
+            return "the same picture as the others; oldest file (copies come after their original)"
+        return "the same picture as the others; largest file, then lowest id"
+    phrases: dict[str, int] = {}
+    for m in others:
+        if decided[m.id] != "tie":
+            p = _phrase(best, m, decided[m.id])
+            phrases[p] = phrases.get(p, 0) + 1
+    if set(phrases) == {"grey"} and len(phrases) and phrases["grey"] == len(others):
+        return "only colour copy"
+    words = sorted(phrases, key=lambda p: -phrases[p])[:3]
+    text = ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1]
+    lead = "the others are" if phrases and sum(phrases.values()) == len(others) else "the others are the same picture or"
+    if lead.endswith("or"):
+        return f"most of the others are {text} copies; the rest hold the same picture"
+    return f"{lead} {text} copies"
+
+
+def attributes_dict(a: Attributes | None) -> dict:
+    return asdict(a) if a is not None else {}
+
+
+# -- the catalog's columns (``images``) ------------------------------------------------------------------
+COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
+           "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality"}
+
+
+def columns(a: Attributes | None) -> dict:
+    """The ``images`` columns of a measure (all None for a photo that could not be measured)."""
+    out = {col: (getattr(a, field) if a is not None else None) for col, field in COLUMNS.items()}
+    out["measured"] = VERSION if a is not None else None
+    return out
+
+
+def from_row(row: object) -> Attributes | None:
+    """The measure kept in a catalog row (``indexer.catalog.models.Image``), None if it was never measured."""
+    if getattr(row, "measured", None) != VERSION:
+        return None
+    return Attributes(**{field: getattr(row, col) for col, field in COLUMNS.items()})
+
+
+def candidate(row: object) -> Candidate:
+    """A catalog row as the keeper rule sees it."""
+    return Candidate(id=row.id, width=row.width or 0, height=row.height or 0, bytes=row.bytes or 0,  # type: ignore[attr-defined]
+                     mtime=row.mtime or 0.0, camera_exif=bool(row.camera_exif),  # type: ignore[attr-defined]
+                     attributes=from_row(row))
+
+
+def explain(keeper_id: int | None, members: Sequence[Candidate],
+            weights: dict[str, float] = WEIGHTS) -> dict[int, tuple[float, str | None]]:
+    """Each member's picture score and the evidence it lost to the keeper on (None for the keeper; "tie" when
+    the scores are within TIE, where EXIF, then file age decided)."""
+    scores = {m.id: score(m, weights) for m in members}
+    best = next((m for m in members if m.id == keeper_id), None)
+    out: dict[int, tuple[float, str | None]] = {}
+    for m in members:
+        if best is None or m.id == best.id:
+            out[m.id] = (scores[m.id], None)
+        elif scores[m.id] >= scores[best.id] - TIE:
+            out[m.id] = (scores[m.id], "tie")
+        else:
+            out[m.id] = (scores[m.id], _lost_on(best, m, weights))
+    return out
+
+
+def winners(members: Sequence[Candidate]) -> dict[str, int]:
+    """For each shown attribute, the member with the best value (the page highlights it)."""
+    measured = [m for m in members if m.attributes is not None]
+    out: dict[str, int] = {}
+    if members:
+        out["pixels"] = max(members, key=lambda m: (m.width * m.height, -m.id)).id
+        out["age"] = min(members, key=lambda m: (m.mtime, m.id)).id
+    if any(m.camera_exif for m in members):
+        out["camera_exif"] = next(m.id for m in members if m.camera_exif)
+    if measured:
+        def attr(m: Candidate) -> Attributes:
+            return m.attributes  # type: ignore[return-value]
+
+        out["effective_pixels"] = max(measured, key=lambda m: attr(m).effective_pixels(m.width, m.height)).id
+        out["border"] = min(measured, key=lambda m: attr(m).border).id
+        out["colour"] = max(measured, key=lambda m: attr(m).colour).id
+        out["clipped"] = min(measured, key=lambda m: attr(m).clipped).id
+        out["noise"] = min(measured, key=lambda m: attr(m).noise).id
+        quality = [m for m in measured if attr(m).jpeg_quality]
+        if quality:
+            out["jpeg_quality"] = max(quality, key=lambda m: attr(m).jpeg_quality or 0).id
+    return out

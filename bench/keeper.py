@@ -13,7 +13,7 @@ Every member is measured as ingest measures it (``load_image`` with the decode w
 ``indexer.keeper.measure``) and the truth groups are ranked (grouping itself is measured by ``bench/ingest.py``).
 The files are written original first, so the original is always the oldest: each library has a row with the
 dates as written and a row with the dates shuffled within each group (file age tells nothing), for the old rule
-(``indexer.grouping.choose_keeper``, most pixels first) and the new (``indexer.keeper.choose``).
+(most pixels first: ``old_rule``) and the new (``indexer.keeper.choose``).
 
 ``--fit`` fits ``indexer.keeper.WEIGHTS`` on the ``fit`` library: a logistic regression on the evidence
 differences of (original, copy) pairs, both orders, and prints the weights to paste.
@@ -42,9 +42,7 @@ import make_library
 from edits import FAMILIES
 
 from indexer import keeper, verify
-from indexer.catalog.models import Image as Row
 from indexer.decode import load_image
-from indexer.grouping import choose_keeper
 
 MODEL_SIDE = 224  # the model's input side: decides how far ingest drafts a JPEG before measuring
 
@@ -200,9 +198,8 @@ def shuffled(groups: list[list[keeper.Candidate]], seed: int = 0) -> list[list[k
 
 
 def old_rule(g: list[keeper.Candidate]) -> int:
-    rows = [Row(id=c.id, width=c.width, height=c.height, bytes=c.bytes, mtime=c.mtime, camera_exif=c.camera_exif)
-            for c in g]
-    return choose_keeper(rows).image_id
+    """The rule before issue 27 (indexer/grouping.py): most pixels, then camera EXIF, oldest, largest file, id."""
+    return min(g, key=lambda c: (-c.width * c.height, not c.camera_exif, c.mtime, -c.bytes, c.id)).id
 
 
 def accuracy(groups: list[list[keeper.Candidate]], rule) -> float:

@@ -205,7 +205,8 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = dict(zip(EVIDENCE, (1.0, -4.0, 1.0, -1.0, -4.0, -1.0, -2.0, 1.0), strict=True))
+WEIGHTS = {"effective_pixels": 0.28, "border": -5.1, "colour": 0.86, "tint": -0.13, "clipped": -4.4, "noise": 0.76,
+           "blockiness": -0.3, "quality": -0.69}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
@@ -287,29 +288,35 @@ def _phrase(best: Candidate, other: Candidate, term: str) -> str:
     return PHRASES[term]
 
 
+def _tie_break(best: Candidate, tied: Sequence[Candidate]) -> str:
+    """Why ``best`` won over members holding the same picture."""
+    if best.camera_exif and not all(m.camera_exif for m in tied):
+        return "still carries the camera's EXIF metadata"
+    if all((best.mtime or 0.0) < (m.mtime or 0.0) for m in tied):
+        return "oldest file (copies come after their original)"
+    return "largest file, then lowest id"
+
+
 def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, str]) -> str:
+    """The deciding evidence in words: what the others are, and how ties with the same picture were broken."""
     others = [m for m in members if m.id != best.id]
     if not others:
         return "only member"
-    if all(decided[m.id] == "tie" for m in others):
-        if best.camera_exif and not all(m.camera_exif for m in others):
-            return "the same picture as the others; still carries the camera's EXIF metadata"
-        if all((best.mtime or 0.0) < (m.mtime or 0.0) for m in others):
-            return "the same picture as the others; oldest file (copies come after their original)"
-        return "the same picture as the others; largest file, then lowest id"
-    phrases: dict[str, int] = {}
-    for m in others:
-        if decided[m.id] != "tie":
-            p = _phrase(best, m, decided[m.id])
-            phrases[p] = phrases.get(p, 0) + 1
-    if set(phrases) == {"grey"} and len(phrases) and phrases["grey"] == len(others):
+    tied = [m for m in others if decided[m.id] == "tie"]
+    lost = [m for m in others if decided[m.id] != "tie"]
+    if not lost:
+        return f"the same picture as the others; {_tie_break(best, tied)}"
+    counts: dict[str, int] = {}
+    for m in lost:
+        p = _phrase(best, m, decided[m.id])
+        counts[p] = counts.get(p, 0) + 1
+    if not tied and set(counts) == {"grey"}:
         return "only colour copy"
-    words = sorted(phrases, key=lambda p: -phrases[p])[:3]
-    text = ", ".join(words[:-1]) + (" or " if len(words) > 1 else "") + words[-1]
-    lead = "the others are" if phrases and sum(phrases.values()) == len(others) else "the others are the same picture or"
-    if lead.endswith("or"):
-        return f"most of the others are {text} copies; the rest hold the same picture"
-    return f"{lead} {text} copies"
+    words = sorted(counts, key=lambda p: (-counts[p], p))[:3]
+    text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    if not tied:
+        return f"the others are {text} copies"
+    return f"the others are {text} copies, or the same picture: {_tie_break(best, tied)}"
 
 
 def attributes_dict(a: Attributes | None) -> dict:

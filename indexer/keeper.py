@@ -33,7 +33,8 @@ from PIL import Image
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
 DETAIL_BANDS = 10  # frequency bands of the detail measure, up to the Nyquist frequency
-FILL_TOL = 10  # a margin pixel within this of the margin's colour (per channel) is fill
+FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
+FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 VERSION = 1  # of what ``measure`` computes: photos measured by an older version are measured again
 
@@ -91,7 +92,8 @@ def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
 def fill_mask(arr: np.ndarray) -> np.ndarray:
     """Pixels of plain fill reached from the frame's edge: padding, borders, letterboxes, the corners a rotation
     filled, a caption bar across the foot. Each edge's most common colour is flooded inwards (4-connected)
-    through pixels within FILL_TOL of it; an edge with no dominant colour floods nothing."""
+    through pixels within FILL_TOL of it, and kept when the flooded pixels vary less than FILL_STD; an edge
+    with no dominant colour floods nothing."""
     h, w, _ = arr.shape
     mask = np.zeros((h, w), bool)
     edges = {"top": arr[0], "bottom": arr[-1], "left": arr[:, 0], "right": arr[:, -1]}
@@ -103,7 +105,9 @@ def fill_mask(arr: np.ndarray) -> np.ndarray:
             continue
         ref = np.median(line[keys == vals[counts.argmax()]], axis=0)
         near = (np.abs(arr - ref) <= FILL_TOL).all(axis=2)
-        mask |= _flood(near)
+        flood = _flood(near)
+        if flood.any() and float(arr[flood].std(axis=0).max()) <= FILL_STD:  # a plain fill, not a smooth sky
+            mask |= flood
     if mask.mean() > 0.97:  # a plain picture (a scan of a blank page): no content to tell from its margin
         return np.zeros((h, w), bool)
     return mask

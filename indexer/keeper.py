@@ -209,8 +209,8 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 0.28, "border": -5.1, "colour": 0.86, "tint": -0.13, "clipped": -4.4, "noise": 0.76,
-           "blockiness": -0.3, "quality": -0.69}
+WEIGHTS = {"effective_pixels": 0.46, "border": -7.49, "colour": 0.51, "tint": 0.55, "clipped": -3.95, "noise": 0.74,
+           "blockiness": -0.96, "quality": -0.22}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")

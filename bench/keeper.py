@@ -25,6 +25,7 @@ import io
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -177,6 +178,8 @@ def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
         raw = json.loads(cache.read_text())
         return [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**c["attributes"])}) for c in g]
                 for g in raw]
+    if out.exists():  # a rebuild into an old folder draws other names, and so other edits
+        shutil.rmtree(out)
     truth = make_library.build(out, make_library.split(split), 100, 5, seed, families)
     root = Path(truth["root"])
     t0 = time.time()
@@ -207,21 +210,32 @@ def accuracy(groups: list[list[keeper.Candidate]], rule) -> float:
 
 
 def fit(groups: list[list[keeper.Candidate]], steps: int = 4000, l2: float = 1e-3) -> dict[str, float]:
-    """Logistic regression (no intercept) on evidence differences original - copy (label 1) and reversed."""
+    """Logistic regression (no intercept) on evidence differences original - copy (label 1) and reversed, each
+    weight held to its sign (``keeper.SIGNS``: evidence that says "more of the picture" may not count against)."""
     rows = []
     for g in groups:
-        eo = keeper.evidence(g[0])
+        floor = keeper.noise_floor(g)
+        eo = keeper.evidence(g[0], floor)
         for c in g[1:]:
-            ec = keeper.evidence(c)
+            ec = keeper.evidence(c, floor)
             rows.append([eo[k] - ec[k] for k in keeper.EVIDENCE])
     x = np.array(rows)
     x = np.concatenate([x, -x])
     y = np.concatenate([np.ones(len(rows)), np.zeros(len(rows))])
+    signs = np.array([keeper.SIGNS[k] for k in keeper.EVIDENCE])
     w = np.zeros(x.shape[1])
     for _ in range(steps):
         p = 1 / (1 + np.exp(-x @ w))
         w -= 0.5 * (x.T @ (p - y) / len(y) + l2 * w)
+        w = np.where(w * signs < 0, 0.0, w)
     return {k: round(float(v), 2) for k, v in zip(keeper.EVIDENCE, w, strict=True)}
+
+
+def tie_width(groups: list[list[keeper.Candidate]], edits: list[list[str]], weights: dict[str, float]) -> float:
+    """The score difference that 90 % of (original, mirrored copy) pairs stay within: the same picture."""
+    diffs = [abs(keeper.score(g[0], weights, keeper.noise_floor(g)) - keeper.score(c, weights, keeper.noise_floor(g)))
+             for g, e in zip(groups, edits, strict=True) for c, ed in zip(g[1:], e[1:], strict=True) if ed == "mirror"]
+    return round(float(np.quantile(diffs, 0.9)), 2) if diffs else keeper.TIE
 
 
 def main() -> None:
@@ -235,7 +249,9 @@ def main() -> None:
     weights = keeper.WEIGHTS
     if a.fit:
         weights = fit(libs["fit"])
-        print("WEIGHTS =", weights)
+        truth = json.loads((work / "fit" / "truth.json").read_text())
+        keeper.TIE = tie_width(libs["fit"], [[truth["edits"].get(p, "") for p in g] for g in truth["groups"]], weights)
+        print("WEIGHTS =", weights, "TIE =", keeper.TIE)
     print(f"{'library':10} {'dates':9} {'old rule':>9} {'new rule':>9}")
     for name, groups in libs.items():
         for dates, gs in (("as made", groups), ("shuffled", shuffled(groups))):

@@ -32,18 +32,18 @@ from PIL import Image
 
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
-DETAIL_BANDS = 10  # frequency bands of the detail measure, up to the Nyquist frequency
+FINE_SCALE, COARSE_SCALE = 0.9, 0.3  # the detail measure's two shrinks
 FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 1  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 3  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
 class Attributes:
     """The evidence of one photo (``measure``); ``None`` on a photo that was never measured."""
 
-    detail_scale: float  # effective resolution / resolution along a side (1 = every pixel carries detail)
+    detail_scale: float  # share of the detail at the finest scale: falls as 1/k on a copy enlarged k times
     border: float  # share of the frame that is uniform padding, border, letterbox or rotation fill
     colour: float  # colourfulness (Hasler and Suesstrunk), 0 for grey
     tint: float  # how much of the colour is one hue (1 = sepia or a tint, 0 = many hues)
@@ -51,10 +51,13 @@ class Attributes:
     noise: float  # noise level (Immerkaer's estimate, grey levels)
     blockiness: float  # JPEG 8x8 block edges over other edges (1 = none)
     jpeg_quality: int | None = None  # from the file's quantisation tables; None when not a JPEG
+    analysed_side: int = 0  # long side of the picture measured (a JPEG decodes drafted: often under the file's)
 
     def effective_pixels(self, width: int, height: int) -> float:
-        """Pixels of real picture: the content box's, scaled by the detail present."""
-        return width * height * (1.0 - self.border) * self.detail_scale ** 2
+        """Pixels of real picture: the content box's at the scale measured, scaled by the detail present there
+        (detail above that scale is not seen: an upscale beyond it is not told from the original)."""
+        scale = min(1.0, self.analysed_side / max(width, height, 1)) if self.analysed_side else 1.0
+        return width * height * scale ** 2 * (1.0 - self.border) * self.detail_scale ** 2
 
 
 def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
@@ -71,7 +74,7 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
     grey = _window(rgb, fill)
     return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
                       clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
-                      jpeg_quality=jpeg_quality)
+                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size))
 
 
 def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
@@ -136,25 +139,28 @@ def colourfulness(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def detail_scale(grey: np.ndarray) -> float:
-    """How far up the frequencies the picture carries detail, 0-1 (1 = up to the pixel pitch). The power
-    spectrum is whitened (natural pictures fall off as 1/f^2) and cut into DETAIL_BANDS bands up to the Nyquist
-    frequency; each band counts by its energy over the lowest band's, at most 1. An upscaled copy's spectrum
-    stops at the original's Nyquist frequency, a blurred one earlier; the measure depends on the picture, so
-    only copies of one picture are compared by it."""
+    """The share of the picture's detail that sits at its finest scale, 0-1: what a shrink to FINE_SCALE and
+    back loses over what a shrink to COARSE_SCALE and back loses. An original loses detail at once; a copy
+    enlarged k times barely changes until shrunk by 1/k, so its share falls about as 1/k (and a blurred or
+    heavily re-compressed copy's with it). It depends on the picture, so only copies of one picture are
+    compared by it: ``effective_pixels`` scales the pixels by its square."""
     h, w = grey.shape
     if min(h, w) < 32:
         return 1.0
-    g = grey - grey.mean()
-    power = np.abs(np.fft.rfft2(g * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32))) ** 2
-    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :]
-    rho = np.sqrt(fy ** 2 + fx ** 2) / 0.5
-    band = np.minimum((rho * DETAIL_BANDS).astype(np.int32), DETAIL_BANDS)
-    white = np.bincount(band.ravel(), (power * rho ** 2).ravel(), DETAIL_BANDS + 1)
-    count = np.bincount(band.ravel(), None, DETAIL_BANDS + 1)
-    level = white[:DETAIL_BANDS] / np.maximum(count[:DETAIL_BANDS], 1)
-    if level[1] <= 1e-9:
+    coarse = _round_trip_loss(grey, COARSE_SCALE)
+    if coarse <= 1e-3:  # a plain picture: nothing to lose
         return 1.0
-    return float(np.minimum(level[1:] / level[1], 1.0).sum() / (DETAIL_BANDS - 1))
+    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / coarse))
+
+
+def _round_trip_loss(grey: np.ndarray, s: float) -> float:
+    """RMS grey levels lost by shrinking to ``s`` (Lanczos) and enlarging back (bicubic)."""
+    h, w = grey.shape
+    im = Image.fromarray(grey, mode="F")
+    down = im.resize((max(2, round(w * s)), max(2, round(h * s))), Image.Resampling.LANCZOS)
+    back = np.asarray(down.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
+    m = 4  # the resampling's edge effects
+    return float(np.sqrt(np.mean((grey[m:-m, m:-m] - back[m:-m, m:-m]) ** 2)))
 
 
 def noise_level(grey: np.ndarray) -> float:
@@ -209,14 +215,19 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 0.46, "border": -7.49, "colour": 0.51, "tint": 0.55, "clipped": -3.95, "noise": 0.74,
-           "blockiness": -0.96, "quality": -0.22}
+WEIGHTS = {"effective_pixels": 1.01, "border": -8.3, "colour": 1.77, "tint": -1.06, "clipped": -2.76, "noise": -0.98,
+           "blockiness": -1.56, "quality": 0.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.15  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.21  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
+COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
+# The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
+# clipping, noise, blocking hold less; a higher JPEG quality more
+SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
+         "quality": 1}
 
 
 @dataclass(frozen=True)
@@ -240,20 +251,28 @@ class Choice:
     decided_by: dict[int, str]  # each other member: the evidence it lost on most ("tie" within TIE)
 
 
-def evidence(c: Candidate) -> dict[str, float]:
-    """The terms of a member's picture score (logs where a ratio matters, not a difference)."""
+def noise_floor(members: Sequence[Candidate]) -> float:
+    """The group's usual noise (median of log1p): copies shrunk, enlarged or blurred are smoother than their
+    original, so only noise beyond this counts against a member (grain, added noise)."""
+    levels = sorted(math.log1p(m.attributes.noise) for m in members if m.attributes is not None)
+    return levels[len(levels) // 2] if levels else 0.0
+
+
+def evidence(c: Candidate, floor: float = 0.0) -> dict[str, float]:
+    """The terms of a member's picture score (logs where a ratio matters, not a difference); ``floor`` is the
+    group's ``noise_floor``."""
     a = c.attributes
     px = max(1, c.width * c.height)
     if a is None:  # never measured (indexed before measuring): pixels only
         return {k: (math.log(px) if k == "effective_pixels" else 0.0) for k in EVIDENCE}
     return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
-            "border": a.border, "colour": math.log1p(a.colour), "tint": a.tint,
-            "clipped": a.clipped, "noise": math.log1p(a.noise), "blockiness": math.log(max(a.blockiness, 1e-3)),
+            "border": a.border, "colour": math.log1p(min(a.colour, COLOUR_ENOUGH)), "tint": a.tint,
+            "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - floor), "blockiness": math.log(max(a.blockiness, 1e-3)),
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY}
 
 
-def score(c: Candidate, weights: dict[str, float] = WEIGHTS) -> float:
-    e = evidence(c)
+def score(c: Candidate, weights: dict[str, float] = WEIGHTS, floor: float = 0.0) -> float:
+    e = evidence(c, floor)
     return float(sum(weights[k] * e[k] for k in EVIDENCE))
 
 
@@ -261,18 +280,19 @@ def choose(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) ->
     """The member that holds the most of the original picture (module docstring), with the reason in words."""
     if not members:
         raise ValueError("a group has members")
-    scores = {m.id: score(m, weights) for m in members}
+    floor = noise_floor(members)
+    scores = {m.id: score(m, weights, floor) for m in members}
     top = max(scores.values())
     tied = [m for m in members if scores[m.id] >= top - TIE]
     best = min(tied, key=lambda m: (not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id))
-    decided = {m.id: _lost_on(best, m, weights) if scores[m.id] < top - TIE else "tie"
+    decided = {m.id: _lost_on(best, m, weights, floor) if scores[m.id] < top - TIE else "tie"
                for m in members if m.id != best.id}
     return Choice(best.id, _reason(best, members, decided), scores, decided)
 
 
-def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float]) -> str:
+def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], floor: float) -> str:
     """The term that counts most for ``best`` over ``other``."""
-    eb, eo = evidence(best), evidence(other)
+    eb, eo = evidence(best, floor), evidence(other, floor)
     return max(EVIDENCE, key=lambda k: weights[k] * (eb[k] - eo[k]))
 
 
@@ -329,7 +349,8 @@ def attributes_dict(a: Attributes | None) -> dict:
 
 # -- the catalog's columns (``images``) ------------------------------------------------------------------
 COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
-           "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality"}
+           "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality",
+           "analysed_side": "analysed_side"}
 
 
 def columns(a: Attributes | None) -> dict:
@@ -357,7 +378,8 @@ def explain(keeper_id: int | None, members: Sequence[Candidate],
             weights: dict[str, float] = WEIGHTS) -> dict[int, tuple[float, str | None]]:
     """Each member's picture score and the evidence it lost to the keeper on (None for the keeper; "tie" when
     the scores are within TIE, where EXIF, then file age decided)."""
-    scores = {m.id: score(m, weights) for m in members}
+    floor = noise_floor(members)
+    scores = {m.id: score(m, weights, floor) for m in members}
     best = next((m for m in members if m.id == keeper_id), None)
     out: dict[int, tuple[float, str | None]] = {}
     for m in members:
@@ -366,7 +388,7 @@ def explain(keeper_id: int | None, members: Sequence[Candidate],
         elif scores[m.id] >= scores[best.id] - TIE:
             out[m.id] = (scores[m.id], "tie")
         else:
-            out[m.id] = (scores[m.id], _lost_on(best, m, weights))
+            out[m.id] = (scores[m.id], _lost_on(best, m, weights, floor))
     return out
 
 

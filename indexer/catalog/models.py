@@ -83,6 +83,7 @@ class Image(Base):
     noise: Mapped[float | None] = mapped_column(Float)
     blockiness: Mapped[float | None] = mapped_column(Float)
     jpeg_quality: Mapped[int | None] = mapped_column(Integer)
+    analysed_side: Mapped[int | None] = mapped_column(Integer)
     measured: Mapped[int | None] = mapped_column(Integer)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -20,10 +20,11 @@ def upgrade() -> None:
         for name in FLOATS:
             batch.add_column(sa.Column(name, sa.Float(), nullable=True))
         batch.add_column(sa.Column('jpeg_quality', sa.Integer(), nullable=True))
+        batch.add_column(sa.Column('analysed_side', sa.Integer(), nullable=True))
         batch.add_column(sa.Column('measured', sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table('images') as batch:
-        for name in ('measured', 'jpeg_quality', *reversed(FLOATS)):
+        for name in ('measured', 'analysed_side', 'jpeg_quality', *reversed(FLOATS)):
             batch.drop_column(name)

@@ -32,18 +32,20 @@ from PIL import Image
 
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
-FINE_SCALE, COARSE_SCALE = 0.9, 0.3  # the detail measure's two shrinks
+FINE_SCALE = 0.9  # the detail measure's shrink
 FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
+PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
+SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 3  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 4  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
 class Attributes:
     """The evidence of one photo (``measure``); ``None`` on a photo that was never measured."""
 
-    detail_scale: float  # share of the detail at the finest scale: falls as 1/k on a copy enlarged k times
+    detail_scale: float  # fine detail over contrast: falls on a copy enlarged, blurred or smoothed
     border: float  # share of the frame that is uniform padding, border, letterbox or rotation fill
     colour: float  # colourfulness (Hasler and Suesstrunk), 0 for grey
     tint: float  # how much of the colour is one hue (1 = sepia or a tint, 0 = many hues)
@@ -66,7 +68,7 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
     small = rgb.copy()
     small.thumbnail((OVERVIEW_SIDE, OVERVIEW_SIDE), Image.Resampling.BOX)
     arr = np.asarray(small, dtype=np.int16)
-    fill = fill_mask(arr)
+    fill = fill_mask(arr) | margin_mask(arr)
     border = float(fill.mean())
     content = arr[~fill] if (~fill).any() else arr.reshape(-1, 3)
     colour, tint = colourfulness(content)
@@ -90,6 +92,44 @@ def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
     cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
     cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
     return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
+
+
+def margin_mask(arr: np.ndarray) -> np.ndarray:
+    """Margins: whole rows or columns at an edge that are one plain colour (letterbox, padding, a frame, a bar),
+    or smooth (padding with a blurred enlargement of the photo) when the opposite edge has a smooth margin of
+    about the same width too (a photo's own sky is smooth on one side only)."""
+    grey = arr.astype(np.float32).mean(axis=2)
+    h, w = grey.shape
+    mask = np.zeros((h, w), bool)
+    for axis in (0, 1):  # rows (top, bottom), then columns (left, right)
+        lines = grey if axis == 0 else grey.T
+        colour = arr if axis == 0 else arr.transpose(1, 0, 2)
+        plain = colour.std(axis=1).max(axis=1) <= PLAIN_STD
+        smooth = np.abs(np.diff(lines, axis=1)).mean(axis=1) <= SMOOTH_GRAD
+        n = len(lines)
+        runs = []
+        for order in (np.arange(n), np.arange(n)[::-1]):
+            ref = colour[order[0]].mean(axis=0)
+            p = _run(plain[order] & (np.abs(colour[order].mean(axis=1) - ref) <= FILL_TOL).all(axis=1))
+            runs.append((p, _run(smooth[order])))
+        (p0, s0), (p1, s1) = runs
+        if min(s0, s1) >= 2 and abs(s0 - s1) <= max(2, 0.15 * max(s0, s1)):
+            p0, p1 = max(p0, s0), max(p1, s1)
+        if p0 + p1 >= 0.95 * n:  # a plain picture: no content to tell from its margin
+            continue
+        sl = (slice(0, p0), slice(n - p1, n))
+        for part in sl:
+            if axis == 0:
+                mask[part, :] = True
+            else:
+                mask[:, part] = True
+    return mask
+
+
+def _run(flags: np.ndarray) -> int:
+    """How many leading entries are true."""
+    off = np.flatnonzero(~flags)
+    return int(off[0]) if len(off) else len(flags)
 
 
 def fill_mask(arr: np.ndarray) -> np.ndarray:
@@ -139,18 +179,14 @@ def colourfulness(pixels: np.ndarray) -> tuple[float, float]:
 
 
 def detail_scale(grey: np.ndarray) -> float:
-    """The share of the picture's detail that sits at its finest scale, 0-1: what a shrink to FINE_SCALE and
-    back loses over what a shrink to COARSE_SCALE and back loses. An original loses detail at once; a copy
-    enlarged k times barely changes until shrunk by 1/k, so its share falls about as 1/k (and a blurred or
-    heavily re-compressed copy's with it). It depends on the picture, so only copies of one picture are
-    compared by it: ``effective_pixels`` scales the pixels by its square."""
+    """Fine detail: the grey levels a shrink to FINE_SCALE and back loses, over the picture's contrast (its grey
+    standard deviation, so a brightened or darkened copy measures alike). An original loses detail at once; a
+    copy enlarged k times, blurred or smoothed by compression barely changes. It depends on the picture, so
+    only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square."""
     h, w = grey.shape
     if min(h, w) < 32:
         return 1.0
-    coarse = _round_trip_loss(grey, COARSE_SCALE)
-    if coarse <= 1e-3:  # a plain picture: nothing to lose
-        return 1.0
-    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / coarse))
+    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / max(float(grey.std()), 1.0)))
 
 
 def _round_trip_loss(grey: np.ndarray, s: float) -> float:
@@ -215,12 +251,12 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 1.01, "border": -8.3, "colour": 1.77, "tint": -1.06, "clipped": -2.76, "noise": -0.98,
-           "blockiness": -1.56, "quality": 0.0}
+WEIGHTS = {"effective_pixels": 1.56, "border": -7.01, "colour": 2.02, "tint": -1.93, "clipped": -2.65, "noise": -2.26,
+           "blockiness": -1.05, "quality": 0.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.21  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.27  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing

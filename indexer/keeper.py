@@ -33,12 +33,13 @@ from PIL import Image
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
 FINE_SCALE = 0.9  # the detail measure's shrink
+DETAIL_QUANTILE = 0.75  # the detail measure's block: most blocks have less (text strokes sit in the few above)
 FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
 PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
 SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 4  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 5  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
@@ -189,14 +190,25 @@ def detail_scale(grey: np.ndarray) -> float:
     return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / max(float(grey.std()), 1.0)))
 
 
+def _block_quantile(sq: np.ndarray, side: int = 16) -> float:
+    """The DETAIL_QUANTILE over side x side blocks of the mean of ``sq``: a caption's or watermark's sharp
+    strokes sit in a few blocks and do not count."""
+    h, w = (sq.shape[0] // side) * side, (sq.shape[1] // side) * side
+    if h == 0 or w == 0:
+        return float(sq.mean())
+    blocks = sq[:h, :w].reshape(h // side, side, w // side, side).mean(axis=(1, 3))
+    return float(np.quantile(blocks, DETAIL_QUANTILE))
+
+
 def _round_trip_loss(grey: np.ndarray, s: float) -> float:
-    """RMS grey levels lost by shrinking to ``s`` (Lanczos) and enlarging back (bicubic)."""
+    """Grey levels lost (root of the DETAIL_QUANTILE block's mean square) by shrinking to ``s`` (Lanczos) and enlarging
+    back (bicubic)."""
     h, w = grey.shape
     im = Image.fromarray(grey, mode="F")
     down = im.resize((max(2, round(w * s)), max(2, round(h * s))), Image.Resampling.LANCZOS)
     back = np.asarray(down.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
     m = 4  # the resampling's edge effects
-    return float(np.sqrt(np.mean((grey[m:-m, m:-m] - back[m:-m, m:-m]) ** 2)))
+    return math.sqrt(_block_quantile((grey[m:-m, m:-m] - back[m:-m, m:-m]) ** 2))
 
 
 def noise_level(grey: np.ndarray) -> float:
@@ -251,12 +263,12 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 1.56, "border": -7.01, "colour": 2.02, "tint": -1.93, "clipped": -2.65, "noise": -2.26,
-           "blockiness": -1.05, "quality": 0.0}
+WEIGHTS = {"effective_pixels": 1.3, "border": -7.26, "colour": 2.02, "tint": -2.05, "clipped": -2.78, "noise": -2.42,
+           "blockiness": -1.33, "quality": 0.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.27  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.41  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing

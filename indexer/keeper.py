@@ -39,7 +39,7 @@ PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
 SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 5  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 6  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
     else:
         x0, y0, x1, y1 = 0, 0, w, h
     cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
-    cx, cy = (x0 + x1 - cw) // 2, (y0 + y1 - ch) // 2
+    cx, cy = (x0 + x1 - cw) // 2 // 8 * 8, (y0 + y1 - ch) // 2 // 8 * 8  # on the JPEG block grid
     return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
 
 
@@ -195,8 +195,8 @@ def _block_quantile(sq: np.ndarray, side: int = 16) -> float:
     strokes sit in a few blocks and do not count."""
     h, w = (sq.shape[0] // side) * side, (sq.shape[1] // side) * side
     if h == 0 or w == 0:
-        return float(sq.mean())
-    blocks = sq[:h, :w].reshape(h // side, side, w // side, side).mean(axis=(1, 3))
+        return float(np.nanmean(sq))
+    blocks = np.nanmean(sq[:h, :w].reshape(h // side, side, w // side, side), axis=(1, 3))
     return float(np.quantile(blocks, DETAIL_QUANTILE))
 
 
@@ -207,8 +207,13 @@ def _round_trip_loss(grey: np.ndarray, s: float) -> float:
     im = Image.fromarray(grey, mode="F")
     down = im.resize((max(2, round(w * s)), max(2, round(h * s))), Image.Resampling.LANCZOS)
     back = np.asarray(down.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
+    sq = (grey - back) ** 2
+    # JPEG block edges (the window starts on the block grid) are compression, not picture: left out
+    on_grid = (np.arange(h) % 8 == 7) | (np.arange(h) % 8 == 0)
+    sq[on_grid, :] = np.nan
+    sq[:, (np.arange(w) % 8 == 7) | (np.arange(w) % 8 == 0)] = np.nan
     m = 4  # the resampling's edge effects
-    return math.sqrt(_block_quantile((grey[m:-m, m:-m] - back[m:-m, m:-m]) ** 2))
+    return math.sqrt(_block_quantile(sq[m:-m, m:-m]))
 
 
 def noise_level(grey: np.ndarray) -> float:
@@ -263,12 +268,12 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 1.3, "border": -7.26, "colour": 2.02, "tint": -2.05, "clipped": -2.78, "noise": -2.42,
-           "blockiness": -1.33, "quality": 0.0}
+WEIGHTS = {"effective_pixels": 1.05, "border": -7.3, "colour": 1.93, "tint": -1.87, "clipped": -2.91, "noise": -3.62,
+           "blockiness": -1.03, "quality": 0.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.41  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.57  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
@@ -300,10 +305,10 @@ class Choice:
 
 
 def noise_floor(members: Sequence[Candidate]) -> float:
-    """The group's usual noise (median of log1p): copies shrunk, enlarged or blurred are smoother than their
-    original, so only noise beyond this counts against a member (grain, added noise)."""
+    """The group's usual noise (the upper quartile of log1p): copies shrunk, enlarged, blurred or compressed are
+    smoother than their original, so only noise beyond this counts against a member (grain, added noise)."""
     levels = sorted(math.log1p(m.attributes.noise) for m in members if m.attributes is not None)
-    return levels[len(levels) // 2] if levels else 0.0
+    return levels[min(len(levels) - 1, (3 * len(levels)) // 4)] if levels else 0.0
 
 
 def evidence(c: Candidate, floor: float = 0.0) -> dict[str, float]:

@@ -140,14 +140,17 @@ def fill_mask(arr: np.ndarray) -> np.ndarray:
     with no dominant colour floods nothing."""
     h, w, _ = arr.shape
     mask = np.zeros((h, w), bool)
-    edges = {"top": arr[0], "bottom": arr[-1], "left": arr[:, 0], "right": arr[:, -1]}
-    for line in edges.values():
+    done: list[np.ndarray] = []
+    for line in (arr[0], arr[-1], arr[:, 0], arr[:, -1]):
         q = (line // 8).astype(np.int32)
         keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
         vals, counts = np.unique(keys, return_counts=True)
         if counts.max() < 0.25 * len(line):
             continue
         ref = np.median(line[keys == vals[counts.argmax()]], axis=0)
+        if any((np.abs(ref - r) <= 1).all() for r in done):  # a frame's other edges: flooded already
+            continue
+        done.append(ref)
         near = (np.abs(arr - ref) <= FILL_TOL).all(axis=2)
         flood = _flood(near)
         if flood.any() and float(arr[flood].std(axis=0).max()) <= FILL_STD:  # a plain fill, not a smooth sky

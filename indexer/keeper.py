@@ -7,14 +7,15 @@ change clips highlights or shadows. ``measure`` reads that evidence off a decode
 decode workers call it beside the link features; the catalog keeps it in ``images``), so choosing a keeper never
 reads a file again. ``choose`` then ranks the members in a documented order:
 
-1. **Picture score**: a weighted sum of the evidence (``WEIGHTS``, a logistic ranker fitted on pairs of
-   original and copy from our own edit recipes on the train split: ``bench/keeper.py --fit``; never the eval
-   split). Each term is one attribute a person can check: effective pixels (the content box's pixels scaled
-   by the detail actually present), the share of the frame that is padding, border or fill, colour, tint,
-   clipped pixels, noise, JPEG blockiness and the JPEG quality of the file.
+1. **Picture score**: a weighted sum of the evidence (``EVIDENCE``; ``WEIGHTS``, a logistic ranker fitted on
+   pairs of original and copy from our own edit recipes on the train split, each weight held to the sign in
+   ``SIGNS``: ``bench/keeper.py --fit``, never the eval split). Each term is one attribute a person can check:
+   effective pixels (the content box's pixels at the measured scale, scaled by the fine detail present), the
+   share of the frame that is padding, border or fill, colour (up to ``COLOUR_ENOUGH``), how much the picture
+   is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, and JPEG blockiness.
 2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
-   or turned copy, a lossless re-save): among them the one that still carries the camera's EXIF, then the
-   oldest file (copies come after their original), then the largest file, then the lowest id.
+   or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
+   (copies come after their original), then the largest file, then the lowest id.
 
 The reason stored with the group names the evidence that decided against the others, in words
 ("the others are upscaled or padded copies", "only colour copy"). A user's choice at resolution still wins:

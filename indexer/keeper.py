@@ -39,8 +39,9 @@ FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) 
 PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
 SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
+INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 6  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 7  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,25 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
     arr = np.asarray(small, dtype=np.int16)
     fill = fill_mask(arr) | margin_mask(arr)
     border = float(fill.mean())
-    content = arr[~fill] if (~fill).any() else arr.reshape(-1, 3)
+    content = _inner(arr, fill)
     colour, tint = colourfulness(content)
     clipped = float(((content <= CLIP_LOW) | (content >= CLIP_HIGH)).any(axis=1).mean())
     grey = _window(rgb, fill)
     return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
                       clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
                       jpeg_quality=jpeg_quality, analysed_side=max(rgb.size))
+
+
+def _inner(arr: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """The (n, 3) content pixels colour and clipping are measured on: off the fill, inside the content box shrunk
+    by INNER_MARGIN a side (the blurred seam between a coloured frame and the picture is neither)."""
+    rows, cols = np.where(~fill)
+    if not len(rows):
+        return arr.reshape(-1, 3)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    dy, dx = int((y1 - y0) * INNER_MARGIN), int((x1 - x0) * INNER_MARGIN)
+    box, keep = arr[y0 + dy:y1 - dy, x0 + dx:x1 - dx], ~fill[y0 + dy:y1 - dy, x0 + dx:x1 - dx]
+    return box[keep] if keep.any() else arr[~fill]
 
 
 def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
@@ -272,8 +285,8 @@ def _ijg_table(q: int) -> np.ndarray:
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 1.05, "border": -7.3, "colour": 1.93, "tint": -1.87, "clipped": -2.91, "noise": -3.62,
-           "blockiness": -1.03, "quality": 0.0}
+WEIGHTS = {"effective_pixels": 1.06, "border": -7.09, "colour": 2.15, "tint": -2.52, "clipped": -3.0, "noise": -3.64,
+           "blockiness": -1.01, "quality": 0.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")

@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -366,19 +366,18 @@ def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], floor
     return max(EVIDENCE, key=lambda k: weights[k] * (eb[k] - eo[k]))
 
 
-PHRASES = {"pixels": "smaller or cropped", "border": "padded or framed", "tint": "tinted or sepia",
-           "clipped": "over- or under-exposed", "noise": "noisier", "blockiness": "re-compressed",
-           "quality": "more compressed"}
+PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
+           "blockiness": "re-compressed", "quality": "more compressed"}  # what a member that lost on a term is
 
 
 def _phrase(best: Candidate, other: Candidate, term: str) -> str:
     if term == "effective_pixels":
         if other.width * other.height > best.width * best.height:
             return "upscaled"
-        return "smaller or cropped" if other.width * other.height < best.width * best.height else "blurred"
+        return "smaller" if other.width * other.height < best.width * best.height else "blurred"
     if term == "colour":
         a = other.attributes
-        return "grey" if a is not None and a.colour < GREY else "recoloured"
+        return "grey" if a is not None and a.colour < GREY else "faded"
     return PHRASES[term]
 
 
@@ -411,10 +410,6 @@ def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, st
     if not tied:
         return f"the others are {text} copies"
     return f"the others are {text} copies, or the same picture: {_tie_break(best, tied)}"
-
-
-def attributes_dict(a: Attributes | None) -> dict:
-    return asdict(a) if a is not None else {}
 
 
 # -- the catalog's columns (``images``) ------------------------------------------------------------------

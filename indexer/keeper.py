@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -321,6 +321,14 @@ class Choice:
     decided_by: dict[int, str]  # each other member: the evidence it lost on most ("tie" within TIE)
 
 
+def comparable(members: Sequence[Candidate]) -> list[Candidate]:
+    """The members as they can be compared: when one was never measured (indexed before the keeper evidence, or
+    by an older ``measure``), every member goes by pixels alone, as that one must."""
+    if all(m.attributes is not None for m in members):
+        return list(members)
+    return [replace(m, attributes=None) for m in members]
+
+
 def noise_floor(members: Sequence[Candidate]) -> float:
     """The group's usual noise (the upper quartile of log1p): copies shrunk, enlarged, blurred or compressed are
     smoother than their original, so only noise beyond this counts against a member (grain, added noise)."""
@@ -350,6 +358,7 @@ def choose(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) ->
     """The member that holds the most of the original picture (module docstring), with the reason in words."""
     if not members:
         raise ValueError("a group has members")
+    members = comparable(members)
     floor = noise_floor(members)
     scores = {m.id: score(m, weights, floor) for m in members}
     top = max(scores.values())
@@ -443,6 +452,7 @@ def explain(keeper_id: int | None, members: Sequence[Candidate],
             weights: dict[str, float] = WEIGHTS) -> dict[int, tuple[float, str | None]]:
     """Each member's picture score and the evidence it lost to the keeper on (None for the keeper; "tie" when
     the scores are within TIE, where EXIF, then file age decided)."""
+    members = comparable(members)
     floor = noise_floor(members)
     scores = {m.id: score(m, weights, floor) for m in members}
     best = next((m for m in members if m.id == keeper_id), None)

@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
 from indexer.grouping import components, regroup
-from indexer.keeper import Candidate, choose
+from indexer.keeper import Attributes, Candidate, choose
 
 
 def _vectors(ids):  # unit vectors all equal: similarity 1 to the keeper
@@ -84,3 +84,13 @@ def test_keeper_rule_without_evidence() -> None:
     # camera metadata beats age: an export that lost its EXIF, but whose file is older
     export, camera = c(7, 4000, 3000, 3_000_000, 50.0), c(8, 4000, 3000, 2_900_000, 300.0, exif=True)
     assert choose([export, camera]).image_id == 8 and "EXIF" in choose([export, camera]).reason
+
+
+def test_keeper_rule_with_a_member_never_measured() -> None:
+    """A photo indexed before the keeper evidence has none: the whole group goes by pixels, not the measured
+    members' effective pixels against the other's raw pixel count."""
+    measured = Attributes(detail_scale=0.05, border=0.0, colour=30.0, tint=0.5, clipped=0.0, noise=1.0,
+                          blockiness=1.0, analysed_side=1000)
+    big = Candidate(id=1, width=1000, height=800, mtime=5.0, attributes=measured)
+    old = Candidate(id=2, width=500, height=400, mtime=1.0)
+    assert choose([big, old]).image_id == 1

@@ -116,6 +116,8 @@ def margin_mask(arr: np.ndarray) -> np.ndarray:
     grey = arr.astype(np.float32).mean(axis=2)
     h, w = grey.shape
     mask = np.zeros((h, w), bool)
+    if min(h, w) < 3:
+        return mask
     for axis in (0, 1):  # rows (top, bottom), then columns (left, right)
         lines = grey if axis == 0 else grey.T
         colour = arr if axis == 0 else arr.transpose(1, 0, 2)
@@ -202,9 +204,10 @@ def detail_scale(grey: np.ndarray) -> float:
     copy enlarged k times, blurred or smoothed by compression barely changes. It depends on the picture, so
     only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square."""
     h, w = grey.shape
-    if min(h, w) < 32:
+    contrast = float(grey.std())
+    if min(h, w) < 32 or contrast < 1.0:  # too small to tell, or plain: nothing to lose
         return 1.0
-    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / max(float(grey.std()), 1.0)))
+    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / contrast))
 
 
 def _block_quantile(sq: np.ndarray, side: int = 16) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageOps
 
-from indexer import resolution
+from indexer import keeper, resolution
 from indexer.index import Index
 from tests.conftest import photo_files
 
@@ -105,3 +105,10 @@ def test_grey_copy_reason_and_user_keep_overrides(tmp_path: Path, settings_facto
                                commit=s.commit)
     assert copy.exists() and not original.exists()
     assert any(p.is_file() for p in index.settings.quarantine_dir.rglob("*"))  # moved, not deleted
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 50), (16, 16), (300, 200), (40, 3000)])
+def test_measure_takes_tiny_thin_and_plain_pictures(size: tuple[int, int]) -> None:
+    a = keeper.measure(Image.new("RGB", size, (40, 40, 40)))
+    assert a.detail_scale == 1.0 and a.border == 0.0 and a.analysed_side == max(size)
+    assert a.effective_pixels(*size) == size[0] * size[1]

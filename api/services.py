@@ -14,23 +14,28 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Member, Operation, PairSimilarity
-from indexer import browse, ingest, resolution
+from indexer import browse, ingest, keeper, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
-from indexer.grouping import KEEPER_RULE
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
 from indexer.scan import under_root
-from indexer.views import GroupView, MemberView
+from indexer.views import GroupView, MemberView, member_views
 
 PAIRWISE_MAX = 40  # members above which only stored pairs are listed
 
 
 # -- groups --------------------------------------------------------------------------------------
-def member_out(m: Image, keeper: int | None, quarantine: Path) -> Member:
-    return Member(**MemberView.of(m).model_dump(), is_keeper=m.id == keeper,
-                  quarantined=resolution.in_quarantine(m.path, quarantine),
-                  thumbnail_url=f"/images/{m.id}/thumbnail", file_url=f"/images/{m.id}/file")
+def member_out(view: MemberView, keeper_id: int | None, quarantine: Path) -> Member:
+    return Member(**view.model_dump(), is_keeper=view.id == keeper_id,
+                  quarantined=resolution.in_quarantine(view.path, quarantine),
+                  thumbnail_url=f"/images/{view.id}/thumbnail", file_url=f"/images/{view.id}/file")
+
+
+def members_out(keeper_id: int | None, members: list[Image], quarantine: Path) -> tuple[list[Member], dict[str, int]]:
+    """Members keeper first, with the keeper evidence, and the member holding the best of each attribute."""
+    views, best = member_views(keeper_id, members)
+    return [member_out(v, keeper_id, quarantine) for v in views], best
 
 
 def members_of(s: Session, gids: list[int]) -> dict[int, list[Image]]:
@@ -45,8 +50,10 @@ def group_page(index: Index, s: Session, **kw) -> GroupsResponse:
     page = browse.list_groups(s, previews=0, **kw)
     members = members_of(s, [g["id"] for g in page.groups])
     q = index.settings.quarantine_dir
-    groups = [Group(**{k: g[k] for k in GroupView.model_fields},
-                    members=[member_out(m, g["keeper"], q) for m in members.get(g["id"], [])]) for g in page.groups]
+    groups = []
+    for g in page.groups:
+        outs, best = members_out(g["keeper"], members.get(g["id"], []), q)
+        groups.append(Group(**{k: g[k] for k in GroupView.model_fields if k != "best"}, members=outs, best=best))
     return GroupsResponse(groups=groups, count=len(groups), total=page.total, next_cursor=page.next_cursor)
 
 
@@ -81,8 +88,9 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
         pairs = [PairSimilarity(a=a, b=b, similarity=round(sim, 6), linked=True, kind=kind, declined=False)
                  for (a, b), (sim, kind) in sorted(stored.items())]
     q = index.settings.quarantine_dir
-    return GroupDetail(**GroupView.fields_of(g), members=[member_out(m, g.keeper_id, q) for m in members],
-                       keeper_rule=KEEPER_RULE, threshold=index.threshold, pairs=pairs,
+    outs, best = members_out(g.keeper_id, members, q)
+    return GroupDetail(**GroupView.fields_of(g), members=outs, best=best, keeper_rule=keeper.RULE,
+                       threshold=index.threshold, pairs=pairs,
                        history=[Operation(**h) for h in resolution.history(q, group_id)])
 
 

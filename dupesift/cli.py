@@ -139,8 +139,9 @@ def groups(json_out: Annotated[bool, typer.Option("--json", help="Machine-readab
         for m in sorted(g["members"], key=lambda m: m["id"] != g["keeper"]):
             mark = "keep" if m["id"] == g["keeper"] else "    "
             sim = m["similarity_to_keeper"]
+            why = f"  (lost on {m['decided_by']})" if m.get("decided_by") else ""
             out.print(f"  {mark} {sim if sim is not None else 0:.3f} {m['width']}x{m['height']} {m['format']:<5} "
-                      f"{m['path']}")
+                      f"{m['path']}{why}")
 
 
 @app.command()

@@ -26,14 +26,14 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Self
 
 import numpy as np
 from PIL import Image
 
-from indexer import features, verify
+from indexer import features, keeper, verify
 from indexer.decode import load_image, read_file
 from indexer.errors import DupesiftError, ImageError
 
@@ -61,6 +61,7 @@ class DecodeResult:
     message: str | None = None
     camera: bool = False
     features: bytes | None = None  # indexer.features.pack of the photo, for the link step
+    attributes: keeper.Attributes | None = None  # what it holds of the original picture, for the keeper rule
 
 
 def photo_features(rgb: Image.Image) -> bytes | None:
@@ -73,6 +74,21 @@ def photo_features(rgb: Image.Image) -> bytes | None:
         return None
 
 
+def photo_attributes(rgb: Image.Image) -> keeper.Attributes | None:
+    """The keeper evidence of a decoded photo; None (logged) when it cannot be measured: the keeper rule then
+    goes by its pixels."""
+    try:
+        return keeper.measure(rgb)
+    except Exception:
+        log.warning("no keeper evidence for a photo", exc_info=True)
+        return None
+
+
+def photo_extra(rgb: Image.Image) -> tuple[bytes | None, keeper.Attributes | None]:
+    """What the decode workers compute of a decoded photo besides the model pixels."""
+    return photo_features(rgb), photo_attributes(rgb)
+
+
 def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> DecodeResult:
     """Read, hash and decode one file (with its link features); every failure becomes a DecodeResult with a
     reason."""
@@ -81,14 +97,17 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
     except ImageError as exc:
         return DecodeResult(path, False, reason=exc.reason, message=str(exc))
     try:
-        d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_features, extra_side=verify.SIDE)
+        d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_extra, extra_side=verify.SIDE)
     except ImageError as exc:
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason=exc.reason, message=str(exc))
     except MemoryError:
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason="too-large",
                             message="ran out of memory decoding this file")
+    feats, attrs = d.extra  # type: ignore[misc]
+    if attrs is not None:
+        attrs = replace(attrs, jpeg_quality=keeper.jpeg_quality(data))
     return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera,
-                        features=d.extra)  # type: ignore[arg-type]
+                        features=feats, attributes=attrs)
 
 
 def _worker_init() -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import numpy as np
 from sqlalchemy import func, select, update
 
-from indexer import featurestore
+from indexer import featurestore, keeper
 from indexer.batching import chunks
 from indexer.catalog import Image, ImageStatus
 from indexer.catalog.models import utcnow
@@ -136,7 +136,7 @@ def _store_batch(ix: Parts, batch: list[tuple[int, DecodeResult]], summary: Inge
                 {"id": i, "status": ImageStatus.indexed, "bytes": r.size, "sha256": r.sha256, "width": r.width,
                      "height": r.height, "format": r.format, "camera_exif": r.camera, "model_id": model, "linked": False,
                      "indexed_at": now, "decode_crashes": 0,
-                     "error_reason": None, "error_message": None} for i, r in ok])
+                     "error_reason": None, "error_message": None, **keeper.columns(r.attributes)} for i, r in ok])
         if bad:
             s.execute(update(Image), [
                 {"id": i, "status": ImageStatus.failed, "sha256": r.sha256, "error_reason": r.reason,

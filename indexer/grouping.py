@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import numpy as np
 from disjoint_set import DisjointSet
@@ -21,48 +20,13 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import DupGroup, Image, Pair, utcnow
 from indexer.catalog.queries import execute_in, rows_in, scalars_in
+from indexer.keeper import candidate, choose
 
-KEEPER_RULE = ("most pixels, then camera EXIF metadata (make/model/date taken), then oldest modification "
-               "time, then largest file, then lowest id")
 VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
 # The chain guard (module docstring); chosen on our own libraries: bench/README.md, "Link rule"
 CHAIN_MEAN = 0.3
 CHAIN_MIN = 0.0
 KIND_RANK = {"exact": 3, "verified": 2, "pixels": 1, "visual": 1}
-
-
-@dataclass(frozen=True)
-class KeeperChoice:
-    image_id: int
-    reason: str
-
-
-def choose_keeper(members: list[Image]) -> KeeperChoice:
-    """The copy to keep, the likeliest original: most pixels; then the one that still carries the
-    camera's EXIF (edits, exports and screenshots drop it); then the oldest file (copies come after
-    their original); then the largest file (a re-encode to PNG is bigger but no better, hence last)."""
-
-    def pixels(m: Image) -> int:
-        return (m.width or 0) * (m.height or 0)
-
-    def key(m: Image) -> tuple:
-        return (-pixels(m), not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id)
-
-    ranked = sorted(members, key=key)
-    best, runner = ranked[0], ranked[1] if len(ranked) > 1 else None
-    if runner is None:
-        return KeeperChoice(best.id, "only member")
-    if pixels(best) > pixels(runner):
-        reason = f"largest image ({best.width}×{best.height})"
-    elif best.camera_exif and not runner.camera_exif:
-        reason = "same size; still carries the camera's EXIF metadata"
-    elif (best.mtime or 0.0) < (runner.mtime or 0.0):
-        reason = "same size; oldest file (copies come after their original)"
-    elif (best.bytes or 0) > (runner.bytes or 0):
-        reason = f"same size and date; largest file ({best.bytes} bytes)"
-    else:
-        reason = "identical candidates: lowest id"
-    return KeeperChoice(best.id, reason)
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -189,7 +153,7 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
                 m.group_id, m.similarity_to_keeper = None, None
             session.delete(group)
             continue
-        keeper = choose_keeper(members)
+        keeper = choose([candidate(m) for m in members])
         vecs = vectors([m.id for m in members])
         kv = vecs.get(keeper.image_id)
         for m in members:

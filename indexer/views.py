@@ -5,8 +5,11 @@ the API shows is always in the command line's output too.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel
 
+from indexer import keeper
 from indexer.catalog.models import DupGroup, Image
 
 
@@ -21,12 +24,43 @@ class MemberView(BaseModel):
     sha256: str | None
     camera_exif: bool = False  # still carries the camera's EXIF (make/model/date taken): a keeper criterion
     similarity_to_keeper: float | None
+    # The keeper evidence (indexer/keeper.py), None where the photo was never measured
+    effective_pixels: int | None = None  # pixels of real picture: the content box's, scaled by the detail present
+    detail: float | None = None  # effective resolution over resolution along a side
+    border: float | None = None  # share of the frame that is padding, border, rotation fill or a caption bar
+    colour: float | None = None  # colourfulness, 0 for grey
+    tint: float | None = None  # share of the colour that is one hue (sepia, a tint)
+    clipped: float | None = None  # share of pixels clipped at black or white
+    noise: float | None = None
+    blockiness: float | None = None  # JPEG block edges over other edges (about 1 = none)
+    jpeg_quality: int | None = None  # from the quantisation tables; None when not a JPEG
+    keeper_score: float | None = None  # the picture score the keeper rule ranks by
+    decided_by: str | None = None  # the evidence this member lost to the keeper on; None for the keeper
 
     @classmethod
-    def of(cls, m: Image) -> MemberView:
+    def of(cls, m: Image, explained: tuple[float, str | None] | None = None) -> MemberView:
+        a = keeper.from_row(m)
+        facts = {} if a is None else {
+            "effective_pixels": round(a.effective_pixels(m.width or 0, m.height or 0)),
+            "detail": round(a.detail_scale, 4), "border": round(a.border, 4), "colour": round(a.colour, 2),
+            "tint": round(a.tint, 3), "clipped": round(a.clipped, 4), "noise": round(a.noise, 3),
+            "blockiness": round(a.blockiness, 3), "jpeg_quality": a.jpeg_quality}
+        if explained is not None:
+            facts |= {"keeper_score": round(explained[0], 4), "decided_by": explained[1]}
         return cls(id=m.id, path=m.path, bytes=m.bytes, width=m.width, height=m.height, format=m.format,
                    mtime=m.mtime, sha256=m.sha256, camera_exif=bool(m.camera_exif),
-                   similarity_to_keeper=None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6))
+                   similarity_to_keeper=None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6),
+                   **facts)
+
+
+def member_views(keeper_id: int | None, members: Sequence[Image]) -> tuple[list[MemberView], dict[str, int]]:
+    """A group's members, keeper first, each with the evidence it lost on; and for each attribute the member
+    that holds its best value (``keeper.winners``)."""
+    cands = [keeper.candidate(m) for m in members]
+    explained = keeper.explain(keeper_id, cands)
+    views = [MemberView.of(m, explained[m.id]) for m in members]
+    views.sort(key=lambda v: (v.id != keeper_id, -(v.keeper_score or 0.0), v.id))
+    return views, keeper.winners(cands)
 
 
 class GroupView(BaseModel):
@@ -40,6 +74,7 @@ class GroupView(BaseModel):
     resolution: str | None
     resolved_at: str | None = None
     updated_at: str | None = None
+    best: dict[str, int] = {}  # attribute -> the member holding its best value (MemberView's fields, "pixels", "age")
 
     @classmethod
     def fields_of(cls, g: DupGroup) -> dict:
@@ -57,4 +92,5 @@ class GroupListing(GroupView):
 
     @classmethod
     def of(cls, g: DupGroup, members: list[Image]) -> GroupListing:
-        return cls(**GroupView.fields_of(g), members=[MemberView.of(m) for m in members])
+        views, best = member_views(g.keeper_id, members)
+        return cls(**GroupView.fields_of(g), members=views, best=best)

@@ -5,7 +5,8 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import choose_keeper, components, regroup
+from indexer.grouping import components, regroup
+from indexer.keeper import Attributes, Candidate, choose
 
 
 def _vectors(ids):  # unit vectors all equal: similarity 1 to the keeper
@@ -67,19 +68,29 @@ def test_removal_splits_only_that_group(tmp_path) -> None:
     assert after == {other: {5, 6}}  # 1 and 3 are alone now; the other group is untouched
 
 
-def test_keeper_rule() -> None:
-    a = Image(id=1, width=100, height=100, bytes=500, mtime=5.0)
-    b = Image(id=2, width=200, height=100, bytes=400, mtime=9.0)
-    c = Image(id=3, width=200, height=100, bytes=450, mtime=9.0)
-    k = choose_keeper([a, b, c])
+def test_keeper_rule_without_evidence() -> None:
+    """Photos never measured (indexed before the keeper evidence): pixels, then EXIF, age, file size."""
+    def c(i: int, w: int, h: int, b: int, t: float, exif: bool = False) -> Candidate:
+        return Candidate(id=i, width=w, height=h, bytes=b, mtime=t, camera_exif=exif)
+
+    a, b, cc = c(1, 100, 100, 500, 5.0), c(2, 200, 100, 400, 9.0), c(3, 200, 100, 450, 9.0)
+    k = choose([a, b, cc])
     assert k.image_id == 3 and "largest file" in k.reason
-    d = Image(id=4, width=50, height=50, bytes=450, mtime=1.0)
-    assert choose_keeper([a, d]).image_id == 1 and "largest image" in choose_keeper([a, d]).reason
+    d = c(4, 50, 50, 450, 1.0)
+    assert choose([a, d]).image_id == 1 and "smaller" in choose([a, d]).reason
     # the usual wrong suggestion: a later PNG re-encode is bigger than the original JPEG
-    jpeg = Image(id=5, width=4000, height=3000, bytes=3_000_000, mtime=100.0, format="JPEG")
-    png = Image(id=6, width=4000, height=3000, bytes=20_000_000, mtime=200.0, format="PNG")
-    assert choose_keeper([png, jpeg]).image_id == 5 and "oldest" in choose_keeper([png, jpeg]).reason
+    jpeg, png = c(5, 4000, 3000, 3_000_000, 100.0), c(6, 4000, 3000, 20_000_000, 200.0)
+    assert choose([png, jpeg]).image_id == 5 and "oldest" in choose([png, jpeg]).reason
     # camera metadata beats age: an export that lost its EXIF, but whose file is older
-    export = Image(id=7, width=4000, height=3000, bytes=3_000_000, mtime=50.0, camera_exif=False)
-    camera = Image(id=8, width=4000, height=3000, bytes=2_900_000, mtime=300.0, camera_exif=True)
-    assert choose_keeper([export, camera]).image_id == 8 and "EXIF" in choose_keeper([export, camera]).reason
+    export, camera = c(7, 4000, 3000, 3_000_000, 50.0), c(8, 4000, 3000, 2_900_000, 300.0, exif=True)
+    assert choose([export, camera]).image_id == 8 and "EXIF" in choose([export, camera]).reason
+
+
+def test_keeper_rule_with_a_member_never_measured() -> None:
+    """A photo indexed before the keeper evidence has none: the whole group goes by pixels, not the measured
+    members' effective pixels against the other's raw pixel count."""
+    measured = Attributes(detail_scale=0.05, border=0.0, colour=30.0, tint=0.5, clipped=0.0, noise=1.0,
+                          blockiness=1.0, analysed_side=1000)
+    big = Candidate(id=1, width=1000, height=800, mtime=5.0, attributes=measured)
+    old = Candidate(id=2, width=500, height=400, mtime=1.0)
+    assert choose([big, old]).image_id == 1

@@ -73,6 +73,18 @@ class Image(Base):
     # Similarity to its linkrule.CROWD_K-th nearest neighbour when it was last linked: how crowded its
     # neighbourhood is (a cosine-only link must stand above it)
     crowd: Mapped[float | None] = mapped_column(Float)
+    # What the photo holds of the original picture (``indexer/keeper.py`` Attributes), measured at decode;
+    # ``measured`` is keeper.VERSION of the measure (None: never measured, the keeper rule goes by pixels)
+    detail: Mapped[float | None] = mapped_column(Float)
+    border: Mapped[float | None] = mapped_column(Float)
+    colour: Mapped[float | None] = mapped_column(Float)
+    tint: Mapped[float | None] = mapped_column(Float)
+    clipped: Mapped[float | None] = mapped_column(Float)
+    noise: Mapped[float | None] = mapped_column(Float)
+    blockiness: Mapped[float | None] = mapped_column(Float)
+    jpeg_quality: Mapped[int | None] = mapped_column(Integer)
+    analysed_side: Mapped[int | None] = mapped_column(Integer)
+    measured: Mapped[int | None] = mapped_column(Integer)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

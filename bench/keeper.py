@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Keeper accuracy: how often the suggested keeper of a group is the photo its copies were made from.
+
+    python bench/keeper.py [--work DIR] [--fit]
+
+Three libraries, each 100 groups of an original and 5 copies (``../shared/eval/make_library.py``'s ``build``:
+one to three edits chained, files saved as JPEG, PNG or WebP at random qualities); ``truth.json``'s
+``groups[i][0]`` is the original:
+- ``public``: the public evaluation library (``make_library.py OUT --split eval``, seed 0, its edits);
+- ``fit``: our own recipes (``RECIPES``) on the train split, seed 1: the pairs ``--fit`` fits the weights on;
+- ``held-out``: our own recipes on the eval split, seed 2: never used to choose anything.
+Every member is measured as ingest measures it (``load_image`` with the decode workers' ``extra`` side, then
+``indexer.keeper.measure``) and the truth groups are ranked (grouping itself is measured by ``bench/ingest.py``).
+The files are written original first, so the original is always the oldest: each library has a row with the
+dates as written and a row with the dates shuffled within each group (file age tells nothing), for the old rule
+(most pixels first: ``old_rule``) and the new (``indexer.keeper.choose``).
+
+``--fit`` fits ``indexer.keeper.WEIGHTS`` on the ``fit`` library: a logistic regression on the evidence
+differences of (original, copy) pairs, both orders, and prints the weights to paste.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
+
+import make_library
+from edits import FAMILIES
+
+from indexer import keeper, verify
+from indexer.decode import load_image
+
+MODEL_SIDE = 224  # the model's input side: decides how far ingest drafts a JPEG before measuring
+
+
+# -- our own edit recipes (parameters differ from the public library's edits) ----------------------------
+def upscale(im: Image.Image, r: random.Random) -> Image.Image:
+    f = r.uniform(1.25, 3.0)
+    return im.resize((round(im.width * f), round(im.height * f)), r.choice([Image.BICUBIC, Image.LANCZOS]))
+
+
+def thumb_up(im: Image.Image, r: random.Random) -> Image.Image:
+    """A thumbnail blown back up to the photo's size."""
+    f = r.uniform(0.25, 0.6)
+    small = im.resize((max(16, round(im.width * f)), max(16, round(im.height * f))), Image.BILINEAR)
+    return small.resize(im.size, Image.BICUBIC)
+
+
+def pad_square(im: Image.Image, r: random.Random) -> Image.Image:
+    """Padded to a square, on a plain colour or on a blurred enlargement of itself."""
+    side = max(im.size)
+    if r.random() < 0.5:
+        canvas = Image.new("RGB", (side, side), r.choice([(0, 0, 0), (255, 255, 255), (24, 24, 24)]))
+    else:
+        canvas = im.resize((side, side)).filter(ImageFilter.GaussianBlur(side / 20))
+    canvas.paste(im, ((side - im.width) // 2, (side - im.height) // 2))
+    return canvas
+
+
+def frame(im: Image.Image, r: random.Random) -> Image.Image:
+    w = max(2, round(min(im.size) * r.uniform(0.03, 0.12)))
+    return ImageOps.expand(im, w, fill=(r.randint(0, 255), r.randint(0, 255), r.randint(0, 255)))
+
+
+def sepia(im: Image.Image, r: random.Random) -> Image.Image:
+    g = np.asarray(ImageOps.grayscale(im), np.float32)
+    tone = np.array(r.choice([(1.07, 0.74, 0.43), (1.0, 0.9, 0.7), (0.8, 0.9, 1.1)]), np.float32)
+    return Image.fromarray(np.clip(g[..., None] * tone, 0, 255).astype(np.uint8))
+
+
+def grey(im: Image.Image, r: random.Random) -> Image.Image:
+    return ImageOps.grayscale(im).convert("RGB")
+
+
+def crop(im: Image.Image, r: random.Random) -> Image.Image:
+    f = r.uniform(0.5, 0.85)
+    cw, ch = round(im.width * f), round(im.height * r.uniform(0.5, 0.85) if r.random() < 0.5 else im.height * f)
+    x, y = r.randint(0, im.width - cw), r.randint(0, im.height - ch)
+    out = im.crop((x, y, x + cw, y + ch))
+    return out.resize(im.size, Image.BICUBIC) if r.random() < 0.4 else out  # a zoomed crop keeps the size
+
+
+def recompress(im: Image.Image, r: random.Random) -> Image.Image:
+    for _ in range(r.randint(1, 3)):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=r.randint(15, 50))
+        im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return im
+
+
+def caption(im: Image.Image, r: random.Random) -> Image.Image:
+    im = im.copy()
+    d = ImageDraw.Draw(im)
+    w, h = im.size
+    bar = round(h * r.uniform(0.08, 0.2))
+    top = 0 if r.random() < 0.3 else h - bar
+    d.rectangle((0, top, w, top + bar), fill=r.choice([(0, 0, 0), (255, 255, 255), (200, 30, 30)]))
+    d.text((10, top + bar // 3), f"best day ever {r.randint(1, 99)}", fill=(128, 128, 128))
+    return im
+
+
+def rotate_fill(im: Image.Image, r: random.Random) -> Image.Image:
+    angle = r.choice([-1, 1]) * r.uniform(3, 20)
+    return im.rotate(angle, Image.BICUBIC, expand=r.random() < 0.5, fillcolor=r.choice([(0, 0, 0), (255, 255, 255)]))
+
+
+def screenshot(im: Image.Image, r: random.Random) -> Image.Image:
+    """The photo shown on a phone screen: scaled, on a plain screen with status and toolbar bars."""
+    sw = r.choice([720, 1080])
+    sh = round(sw * r.uniform(1.8, 2.2))
+    screen = Image.new("RGB", (sw, sh), r.choice([(0, 0, 0), (250, 250, 250)]))
+    d = ImageDraw.Draw(screen)
+    d.rectangle((0, 0, sw, sh // 20), fill=(40, 40, 40))
+    d.rectangle((0, sh - sh // 12, sw, sh), fill=(40, 40, 40))
+    pic = im.resize((sw, round(im.height * sw / im.width)), Image.BILINEAR)
+    screen.paste(pic, (0, (sh - pic.height) // 2))
+    return screen
+
+
+def fade(im: Image.Image, r: random.Random) -> Image.Image:
+    """An over- or under-exposed, clipped copy."""
+    a = np.asarray(im, np.float32) * r.choice([r.uniform(1.4, 2.0), r.uniform(0.4, 0.7)]) + r.uniform(-20, 20)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def mirror(im: Image.Image, r: random.Random) -> Image.Image:
+    return ImageOps.mirror(im)
+
+
+def vivid(im: Image.Image, r: random.Random) -> Image.Image:
+    """A "vivid" filter: saturation and contrast up."""
+    return ImageEnhance.Contrast(ImageEnhance.Color(im).enhance(r.uniform(1.5, 2.5))).enhance(r.uniform(1.0, 1.3))
+
+
+def grain(im: Image.Image, r: random.Random) -> Image.Image:
+    """Film grain: colour noise added."""
+    a = np.asarray(im, np.float32) + np.random.default_rng(r.randint(0, 2**31)).normal(0, r.uniform(4, 15), (im.height, im.width, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+RECIPES = {f.__name__: f for f in (upscale, thumb_up, pad_square, frame, sepia, grey, crop, recompress, caption,
+                                   rotate_fill, screenshot, fade, mirror, vivid, grain)}
+LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES)}
+
+
+# -- measuring and ranking ------------------------------------------------------------------------------
+def measure(path: Path) -> keeper.Candidate:
+    """A member as ingest would store it (the decode workers' side for the extra, then ``measure``)."""
+    data = path.read_bytes()
+    d = load_image(data, max_pixels=250_000_000, size=MODEL_SIDE, extra=keeper.measure, extra_side=verify.SIDE)
+    attrs = replace(d.extra, jpeg_quality=keeper.jpeg_quality(data))  # type: ignore[type-var]
+    st = path.stat()
+    return keeper.Candidate(id=0, width=d.width, height=d.height, bytes=st.st_size, mtime=st.st_mtime,
+                            camera_exif=d.camera, attributes=attrs)
+
+
+def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
+    """The library's truth groups, measured (cached as JSON beside it)."""
+    split, seed, families = LIBRARIES[name]
+    out = work / name
+    cache = out / "measured.json"
+    if cache.exists():
+        raw = json.loads(cache.read_text())
+        return [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**c["attributes"])}) for c in g]
+                for g in raw]
+    if out.exists():  # a rebuild into an old folder draws other names, and so other edits
+        shutil.rmtree(out)
+    truth = make_library.build(out, make_library.split(split), 100, 5, seed, families)
+    root = Path(truth["root"])
+    t0 = time.time()
+    groups = []
+    for gi, g in enumerate(truth["groups"]):
+        groups.append([replace(measure(root / p), id=gi * 10 + k, mtime=t0 + k) for k, p in enumerate(g)])
+    cache.write_text(json.dumps([[{**c.__dict__, "attributes": c.attributes.__dict__} for c in g] for g in groups]))
+    return groups
+
+
+def shuffled(groups: list[list[keeper.Candidate]], seed: int = 0) -> list[list[keeper.Candidate]]:
+    r = random.Random(seed)
+    out = []
+    for g in groups:
+        times = [c.mtime for c in g]
+        r.shuffle(times)
+        out.append([replace(c, mtime=t) for c, t in zip(g, times, strict=True)])
+    return out
+
+
+def old_rule(g: list[keeper.Candidate]) -> int:
+    """The rule before issue 27 (indexer/grouping.py): most pixels, then camera EXIF, oldest, largest file, id."""
+    return min(g, key=lambda c: (-c.width * c.height, not c.camera_exif, c.mtime, -c.bytes, c.id)).id
+
+
+def accuracy(groups: list[list[keeper.Candidate]], rule) -> float:
+    return sum(rule(g) == g[0].id for g in groups) / len(groups)
+
+
+def fit(groups: list[list[keeper.Candidate]], steps: int = 4000, l2: float = 1e-3) -> dict[str, float]:
+    """Logistic regression (no intercept) on evidence differences original - copy (label 1) and reversed, each
+    weight held to its sign (``keeper.SIGNS``: evidence that says "more of the picture" may not count against)."""
+    rows = []
+    for g in groups:
+        floor = keeper.noise_floor(g)
+        eo = keeper.evidence(g[0], floor)
+        for c in g[1:]:
+            ec = keeper.evidence(c, floor)
+            rows.append([eo[k] - ec[k] for k in keeper.EVIDENCE])
+    x = np.array(rows)
+    x = np.concatenate([x, -x])
+    y = np.concatenate([np.ones(len(rows)), np.zeros(len(rows))])
+    signs = np.array([keeper.SIGNS[k] for k in keeper.EVIDENCE])
+    w = np.zeros(x.shape[1])
+    for _ in range(steps):
+        p = 1 / (1 + np.exp(-x @ w))
+        w -= 0.5 * (x.T @ (p - y) / len(y) + l2 * w)
+        w = np.where(w * signs < 0, 0.0, w)
+    return {k: round(float(v), 2) for k, v in zip(keeper.EVIDENCE, w, strict=True)}
+
+
+def tie_width(groups: list[list[keeper.Candidate]], edits: list[list[str]], weights: dict[str, float]) -> float:
+    """The score difference that 90 % of (original, mirrored copy) pairs stay within: the same picture."""
+    diffs = [abs(keeper.score(g[0], weights, keeper.noise_floor(g)) - keeper.score(c, weights, keeper.noise_floor(g)))
+             for g, e in zip(groups, edits, strict=True) for c, ed in zip(g[1:], e[1:], strict=True) if ed == "mirror"]
+    return round(float(np.quantile(diffs, 0.9)), 2) if diffs else keeper.TIE
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", type=Path, default=None, help="keep the libraries here (default: a temp dir)")
+    ap.add_argument("--fit", action="store_true", help="fit the weights on the fit library and print them")
+    a = ap.parse_args()
+    work = a.work or Path(tempfile.mkdtemp(prefix="keeper-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    libs = {name: library(name, work) for name in LIBRARIES}
+    weights = keeper.WEIGHTS
+    if a.fit:
+        weights = fit(libs["fit"])
+        truth = json.loads((work / "fit" / "truth.json").read_text())
+        keeper.TIE = tie_width(libs["fit"], [[truth["edits"].get(p, "") for p in g] for g in truth["groups"]], weights)
+        print("WEIGHTS =", weights, "TIE =", keeper.TIE)
+    print(f"{'library':10} {'dates':9} {'old rule':>9} {'new rule':>9}")
+    for name, groups in libs.items():
+        for dates, gs in (("as made", groups), ("shuffled", shuffled(groups))):
+            new = accuracy(gs, lambda g: keeper.choose(g, weights).image_id)
+            print(f"{name:10} {dates:9} {accuracy(gs, old_rule):9.2f} {new:9.2f}")
+    if os.environ.get("KEEPER_BENCH_MISSES"):
+        for name, groups in libs.items():
+            truth = json.loads((work / name / "truth.json").read_text())
+            for g, paths in zip(groups, truth["groups"], strict=True):
+                ch = keeper.choose(g, weights)
+                if ch.image_id != g[0].id:
+                    k = ch.image_id % 10
+                    print(name, "kept", truth["edits"].get(paths[k]), "over the original;", ch.reason,
+                          {kk: round(v, 2) for kk, v in keeper.evidence(g[k]).items()},
+                          {kk: round(v, 2) for kk, v in keeper.evidence(g[0]).items()})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""Which member of a duplicate group holds the most of the original picture, and why.
+
+Copies are made *from* an original, and almost every edit loses some of the picture: an upscale adds pixels but
+no detail, padding and frames add margin but no picture, a crop or a thumbnail keeps less of it, grey or
+sepia drops the colour, a caption bar covers part of it, a re-compression or noise adds artefacts, an exposure
+change clips highlights or shadows. ``measure`` reads that evidence off a decoded photo once, at ingest (the
+decode workers call it beside the link features; the catalog keeps it in ``images``), so choosing a keeper never
+reads a file again. ``choose`` then ranks the members in a documented order:
+
+1. **Picture score**: a weighted sum of the evidence (``EVIDENCE``; ``WEIGHTS``, a logistic ranker fitted on
+   pairs of original and copy from our own edit recipes on the train split, each weight held to the sign in
+   ``SIGNS``: ``bench/keeper.py --fit``, never the eval split). Each term is one attribute a person can check:
+   effective pixels (the content box's pixels at the measured scale, scaled by the fine detail present), the
+   share of the frame that is padding, border or fill, colour (up to ``COLOUR_ENOUGH``), how much the picture
+   is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, and JPEG blockiness.
+2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
+   or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
+   (copies come after their original), then the largest file, then the lowest id.
+
+The reason stored with the group names the evidence that decided against the others, in words
+("the others are upscaled or padded copies", "only colour copy"). A user's choice at resolution still wins:
+this is only the suggestion.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image
+
+ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
+OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
+FINE_SCALE = 0.9  # the detail measure's shrink
+DETAIL_QUANTILE = 0.75  # the detail measure's block: most blocks have less (text strokes sit in the few above)
+FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
+PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
+SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
+FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
+INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
+CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
+VERSION = 7  # of what ``measure`` computes: photos measured by an older version are measured again
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """The evidence of one photo (``measure``); ``None`` on a photo that was never measured."""
+
+    detail_scale: float  # fine detail over contrast: falls on a copy enlarged, blurred or smoothed
+    border: float  # share of the frame that is uniform padding, border, letterbox or rotation fill
+    colour: float  # colourfulness (Hasler and Suesstrunk), 0 for grey
+    tint: float  # how much of the colour is one hue (1 = sepia or a tint, 0 = many hues)
+    clipped: float  # share of content pixels with a channel clipped at black or white
+    noise: float  # noise level (Immerkaer's estimate, grey levels)
+    blockiness: float  # JPEG 8x8 block edges over other edges (1 = none)
+    jpeg_quality: int | None = None  # from the file's quantisation tables; None when not a JPEG
+    analysed_side: int = 0  # long side of the picture measured (a JPEG decodes drafted: often under the file's)
+
+    def effective_pixels(self, width: int, height: int) -> float:
+        """Pixels of real picture: the content box's at the scale measured, scaled by the detail present there
+        (detail above that scale is not seen: an upscale beyond it is not told from the original)."""
+        scale = min(1.0, self.analysed_side / max(width, height, 1)) if self.analysed_side else 1.0
+        return width * height * scale ** 2 * (1.0 - self.border) * self.detail_scale ** 2
+
+
+def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
+    """Measure a decoded photo (any size; a drafted JPEG is measured at its decoded scale)."""
+    rgb = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
+    small = rgb.copy()
+    small.thumbnail((OVERVIEW_SIDE, OVERVIEW_SIDE), Image.Resampling.BOX)
+    arr = np.asarray(small, dtype=np.int16)
+    fill = fill_mask(arr) | margin_mask(arr)
+    border = float(fill.mean())
+    content = _inner(arr, fill)
+    colour, tint = colourfulness(content)
+    clipped = float(((content <= CLIP_LOW) | (content >= CLIP_HIGH)).any(axis=1).mean())
+    grey = _window(rgb, fill)
+    return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
+                      clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
+                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size))
+
+
+def _inner(arr: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """The (n, 3) content pixels colour and clipping are measured on: off the fill, inside the content box shrunk
+    by INNER_MARGIN a side (the blurred seam between a coloured frame and the picture is neither)."""
+    rows, cols = np.where(~fill)
+    if not len(rows):
+        return arr.reshape(-1, 3)
+    y0, y1, x0, x1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    dy, dx = int((y1 - y0) * INNER_MARGIN), int((x1 - x0) * INNER_MARGIN)
+    box, keep = arr[y0 + dy:y1 - dy, x0 + dx:x1 - dx], ~fill[y0 + dy:y1 - dy, x0 + dx:x1 - dx]
+    return box[keep] if keep.any() else arr[~fill]
+
+
+def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
+    """Grey float pixels of the content box (fill margins cut off), at most ANALYSIS_SIDE square, centred."""
+    w, h = rgb.size
+    rows, cols = np.where(~fill)
+    if len(rows):
+        sy, sx = h / fill.shape[0], w / fill.shape[1]
+        x0, x1 = int(cols.min() * sx), math.ceil((cols.max() + 1) * sx)
+        y0, y1 = int(rows.min() * sy), math.ceil((rows.max() + 1) * sy)
+    else:
+        x0, y0, x1, y1 = 0, 0, w, h
+    cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
+    cx, cy = (x0 + x1 - cw) // 2 // 8 * 8, (y0 + y1 - ch) // 2 // 8 * 8  # on the JPEG block grid
+    return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
+
+
+def margin_mask(arr: np.ndarray) -> np.ndarray:
+    """Margins: whole rows or columns at an edge that are one plain colour (letterbox, padding, a frame, a bar),
+    or smooth (padding with a blurred enlargement of the photo) when the opposite edge has a smooth margin of
+    about the same width too (a photo's own sky is smooth on one side only)."""
+    grey = arr.astype(np.float32).mean(axis=2)
+    h, w = grey.shape
+    mask = np.zeros((h, w), bool)
+    if min(h, w) < 3:
+        return mask
+    for axis in (0, 1):  # rows (top, bottom), then columns (left, right)
+        lines = grey if axis == 0 else grey.T
+        colour = arr if axis == 0 else arr.transpose(1, 0, 2)
+        plain = colour.std(axis=1).max(axis=1) <= PLAIN_STD
+        smooth = np.abs(np.diff(lines, axis=1)).mean(axis=1) <= SMOOTH_GRAD
+        n = len(lines)
+        runs = []
+        for order in (np.arange(n), np.arange(n)[::-1]):
+            ref = colour[order[0]].mean(axis=0)
+            p = _run(plain[order] & (np.abs(colour[order].mean(axis=1) - ref) <= FILL_TOL).all(axis=1))
+            runs.append((p, _run(smooth[order])))
+        (p0, s0), (p1, s1) = runs
+        if min(s0, s1) >= 2 and abs(s0 - s1) <= max(2, 0.15 * max(s0, s1)):
+            p0, p1 = max(p0, s0), max(p1, s1)
+        if p0 + p1 >= 0.95 * n:  # a plain picture: no content to tell from its margin
+            continue
+        sl = (slice(0, p0), slice(n - p1, n))
+        for part in sl:
+            if axis == 0:
+                mask[part, :] = True
+            else:
+                mask[:, part] = True
+    return mask
+
+
+def _run(flags: np.ndarray) -> int:
+    """How many leading entries are true."""
+    off = np.flatnonzero(~flags)
+    return int(off[0]) if len(off) else len(flags)
+
+
+def fill_mask(arr: np.ndarray) -> np.ndarray:
+    """Pixels of plain fill reached from the frame's edge: padding, borders, letterboxes, the corners a rotation
+    filled, a caption bar across the foot. Each edge's most common colour is flooded inwards (4-connected)
+    through pixels within FILL_TOL of it, and kept when the flooded pixels vary less than FILL_STD; an edge
+    with no dominant colour floods nothing."""
+    h, w, _ = arr.shape
+    mask = np.zeros((h, w), bool)
+    done: list[np.ndarray] = []
+    for line in (arr[0], arr[-1], arr[:, 0], arr[:, -1]):
+        q = (line // 8).astype(np.int32)
+        keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
+        vals, counts = np.unique(keys, return_counts=True)
+        if counts.max() < 0.25 * len(line):
+            continue
+        ref = np.median(line[keys == vals[counts.argmax()]], axis=0)
+        if any((np.abs(ref - r) <= 1).all() for r in done):  # a frame's other edges: flooded already
+            continue
+        done.append(ref)
+        near = (np.abs(arr - ref) <= FILL_TOL).all(axis=2)
+        flood = _flood(near)
+        if flood.any() and float(arr[flood].std(axis=0).max()) <= FILL_STD:  # a plain fill, not a smooth sky
+            mask |= flood
+    if mask.mean() > 0.97:  # a plain picture (a scan of a blank page): no content to tell from its margin
+        return np.zeros((h, w), bool)
+    return mask
+
+
+def _flood(near: np.ndarray) -> np.ndarray:
+    """The part of ``near`` connected to the frame's edge."""
+    import cv2  # imported late: only measuring needs it
+
+    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    return np.isin(labels, edge) & near
+
+
+def colourfulness(pixels: np.ndarray) -> tuple[float, float]:
+    """Hasler and Suesstrunk's colourfulness of (n, 3) pixels, and the share of the chroma that is one hue
+    (the length of the mean chroma vector over the mean chroma length: 1 for sepia or a tint)."""
+    p = pixels.astype(np.float32)
+    rg = p[:, 0] - p[:, 1]
+    yb = 0.5 * (p[:, 0] + p[:, 1]) - p[:, 2]
+    colour = float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+    length = float(np.hypot(rg, yb).mean())
+    tint = float(np.hypot(rg.mean(), yb.mean()) / length) if length > 1.0 else 0.0
+    return colour, tint
+
+
+def detail_scale(grey: np.ndarray) -> float:
+    """Fine detail: the grey levels a shrink to FINE_SCALE and back loses, over the picture's contrast (its grey
+    standard deviation, so a brightened or darkened copy measures alike). An original loses detail at once; a
+    copy enlarged k times, blurred or smoothed by compression barely changes. It depends on the picture, so
+    only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square."""
+    h, w = grey.shape
+    contrast = float(grey.std())
+    if min(h, w) < 32 or contrast < 1.0:  # too small to tell, or plain: nothing to lose
+        return 1.0
+    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / contrast))
+
+
+def _block_quantile(sq: np.ndarray, side: int = 16) -> float:
+    """The DETAIL_QUANTILE over side x side blocks of the mean of ``sq``: a caption's or watermark's sharp
+    strokes sit in a few blocks and do not count."""
+    h, w = (sq.shape[0] // side) * side, (sq.shape[1] // side) * side
+    if h == 0 or w == 0:
+        return float(np.nanmean(sq))
+    blocks = np.nanmean(sq[:h, :w].reshape(h // side, side, w // side, side), axis=(1, 3))
+    return float(np.quantile(blocks, DETAIL_QUANTILE))
+
+
+def _round_trip_loss(grey: np.ndarray, s: float) -> float:
+    """Grey levels lost (root of the DETAIL_QUANTILE block's mean square) by shrinking to ``s`` (Lanczos) and enlarging
+    back (bicubic)."""
+    h, w = grey.shape
+    im = Image.fromarray(grey, mode="F")
+    down = im.resize((max(2, round(w * s)), max(2, round(h * s))), Image.Resampling.LANCZOS)
+    back = np.asarray(down.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
+    sq = (grey - back) ** 2
+    # JPEG block edges (the window starts on the block grid) are compression, not picture: left out
+    on_grid = (np.arange(h) % 8 == 7) | (np.arange(h) % 8 == 0)
+    sq[on_grid, :] = np.nan
+    sq[:, (np.arange(w) % 8 == 7) | (np.arange(w) % 8 == 0)] = np.nan
+    m = 4  # the resampling's edge effects
+    return math.sqrt(_block_quantile(sq[m:-m, m:-m]))
+
+
+def noise_level(grey: np.ndarray) -> float:
+    """Immerkaer's fast noise estimate (sigma in grey levels) over the flattest half of the picture."""
+    import cv2  # imported late: only measuring needs it
+
+    if min(grey.shape) < 8:
+        return 0.0
+    k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    conv = np.abs(cv2.filter2D(grey, -1, k, borderType=cv2.BORDER_REFLECT))[1:-1, 1:-1]
+    grad = (np.abs(cv2.Sobel(grey, -1, 1, 0)) + np.abs(cv2.Sobel(grey, -1, 0, 1)))[1:-1, 1:-1]
+    flat = grad <= np.median(grad)
+    return float(math.sqrt(math.pi / 2) / 6 * conv[flat].mean()) if flat.any() else 0.0
+
+
+def blockiness(grey: np.ndarray) -> float:
+    """Mean step across 8-pixel block boundaries over the mean step elsewhere (about 1 without blocking)."""
+    if min(grey.shape) < 32:
+        return 1.0
+    dx = np.abs(np.diff(grey, axis=1))
+    dy = np.abs(np.diff(grey, axis=0))
+    on_x, on_y = dx[:, 7::8], dy[7::8, :]
+    rest = (dx.sum() - on_x.sum() + dy.sum() - on_y.sum()) / max(1, dx.size - on_x.size + dy.size - on_y.size)
+    on = (on_x.sum() + on_y.sum()) / max(1, on_x.size + on_y.size)
+    return float(on / rest) if rest > 1e-6 else 1.0
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """The JPEG quality (1-100) whose IJG luminance table is nearest the file's, None for other formats."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            tables = getattr(im, "quantization", None) if im.format in ("JPEG", "MPO") else None
+    except Exception:  # noqa: BLE001 - the decode reports a bad file; quality is only evidence
+        return None
+    if not tables or 0 not in tables:
+        return None
+    luma = np.asarray(tables[0], np.float32)
+    errs = [float(np.abs(_ijg_table(q) - luma).mean()) for q in range(1, 101)]
+    return int(np.argmin(errs)) + 1
+
+
+_IJG_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+                      14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113,
+                      92, 49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99], np.float32)
+
+
+def _ijg_table(q: int) -> np.ndarray:
+    scale = 5000 / q if q < 50 else 200 - 2 * q
+    return np.clip(np.floor((_IJG_LUMA * scale + 50) / 100), 1, 255)
+
+
+# -- choosing ------------------------------------------------------------------------------------
+EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
+# Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
+WEIGHTS = {"effective_pixels": 1.06, "border": -7.09, "colour": 2.15, "tint": -2.52, "clipped": -3.0, "noise": -3.64,
+           "blockiness": -1.01, "quality": 0.0}
+RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
+        "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
+        "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
+TIE = 0.57  # scores closer than this to the best: the same picture as far as pixels tell
+UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
+GREY = 2.0  # colourfulness below this: a grey picture
+COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
+# The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
+# clipping, noise, blocking hold less; a higher JPEG quality more
+SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
+         "quality": 1}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A member as the keeper rule sees it (from the catalog: no file is read)."""
+
+    id: int
+    width: int
+    height: int
+    bytes: int = 0
+    mtime: float = 0.0
+    camera_exif: bool = False
+    attributes: Attributes | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    image_id: int
+    reason: str
+    scores: dict[int, float]  # each member's picture score
+    decided_by: dict[int, str]  # each other member: the evidence it lost on most ("tie" within TIE)
+
+
+def comparable(members: Sequence[Candidate]) -> list[Candidate]:
+    """The members as they can be compared: when one was never measured (indexed before the keeper evidence, or
+    by an older ``measure``), every member goes by pixels alone, as that one must."""
+    if all(m.attributes is not None for m in members):
+        return list(members)
+    return [replace(m, attributes=None) for m in members]
+
+
+def noise_floor(members: Sequence[Candidate]) -> float:
+    """The group's usual noise (the upper quartile of log1p): copies shrunk, enlarged, blurred or compressed are
+    smoother than their original, so only noise beyond this counts against a member (grain, added noise)."""
+    levels = sorted(math.log1p(m.attributes.noise) for m in members if m.attributes is not None)
+    return levels[min(len(levels) - 1, (3 * len(levels)) // 4)] if levels else 0.0
+
+
+def evidence(c: Candidate, floor: float = 0.0) -> dict[str, float]:
+    """The terms of a member's picture score (logs where a ratio matters, not a difference); ``floor`` is the
+    group's ``noise_floor``."""
+    a = c.attributes
+    px = max(1, c.width * c.height)
+    if a is None:  # never measured (indexed before measuring): pixels only
+        return {k: (math.log(px) if k == "effective_pixels" else 0.0) for k in EVIDENCE}
+    return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
+            "border": a.border, "colour": math.log1p(min(a.colour, COLOUR_ENOUGH)), "tint": a.tint,
+            "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - floor), "blockiness": math.log(max(a.blockiness, 1e-3)),
+            "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY}
+
+
+def score(c: Candidate, weights: dict[str, float] = WEIGHTS, floor: float = 0.0) -> float:
+    e = evidence(c, floor)
+    return float(sum(weights[k] * e[k] for k in EVIDENCE))
+
+
+def choose(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) -> Choice:
+    """The member that holds the most of the original picture (module docstring), with the reason in words."""
+    if not members:
+        raise ValueError("a group has members")
+    members = comparable(members)
+    floor = noise_floor(members)
+    scores = {m.id: score(m, weights, floor) for m in members}
+    top = max(scores.values())
+    tied = [m for m in members if scores[m.id] >= top - TIE]
+    best = min(tied, key=lambda m: (not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id))
+    decided = {m.id: _lost_on(best, m, weights, floor) if scores[m.id] < top - TIE else "tie"
+               for m in members if m.id != best.id}
+    return Choice(best.id, _reason(best, members, decided), scores, decided)
+
+
+def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], floor: float) -> str:
+    """The term that counts most for ``best`` over ``other``."""
+    eb, eo = evidence(best, floor), evidence(other, floor)
+    return max(EVIDENCE, key=lambda k: weights[k] * (eb[k] - eo[k]))
+
+
+PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
+           "blockiness": "re-compressed", "quality": "more compressed"}  # what a member that lost on a term is
+
+
+def _phrase(best: Candidate, other: Candidate, term: str) -> str:
+    if term == "effective_pixels":
+        if other.width * other.height > best.width * best.height:
+            return "upscaled"
+        return "smaller" if other.width * other.height < best.width * best.height else "blurred"
+    if term == "colour":
+        a = other.attributes
+        return "grey" if a is not None and a.colour < GREY else "faded"
+    return PHRASES[term]
+
+
+def _tie_break(best: Candidate, tied: Sequence[Candidate]) -> str:
+    """Why ``best`` won over members holding the same picture."""
+    if best.camera_exif and not all(m.camera_exif for m in tied):
+        return "still carries the camera's EXIF metadata"
+    if all((best.mtime or 0.0) < (m.mtime or 0.0) for m in tied):
+        return "oldest file (copies come after their original)"
+    return "largest file, then lowest id"
+
+
+def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, str]) -> str:
+    """The deciding evidence in words: what the others are, and how ties with the same picture were broken."""
+    others = [m for m in members if m.id != best.id]
+    if not others:
+        return "only member"
+    tied = [m for m in others if decided[m.id] == "tie"]
+    lost = [m for m in others if decided[m.id] != "tie"]
+    if not lost:
+        return f"the same picture as the others; {_tie_break(best, tied)}"
+    counts: dict[str, int] = {}
+    for m in lost:
+        p = _phrase(best, m, decided[m.id])
+        counts[p] = counts.get(p, 0) + 1
+    if not tied and set(counts) == {"grey"}:
+        return "only colour copy"
+    words = sorted(counts, key=lambda p: (-counts[p], p))[:3]
+    text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    if not tied:
+        return f"the others are {text} copies"
+    return f"the others are {text} copies, or the same picture: {_tie_break(best, tied)}"
+
+
+# -- the catalog's columns (``images``) ------------------------------------------------------------------
+COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
+           "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality",
+           "analysed_side": "analysed_side"}
+
+
+def columns(a: Attributes | None) -> dict:
+    """The ``images`` columns of a measure (all None for a photo that could not be measured)."""
+    out = {col: (getattr(a, field) if a is not None else None) for col, field in COLUMNS.items()}
+    out["measured"] = VERSION if a is not None else None
+    return out
+
+
+def from_row(row: object) -> Attributes | None:
+    """The measure kept in a catalog row (``indexer.catalog.models.Image``), None if it was never measured."""
+    if getattr(row, "measured", None) != VERSION:
+        return None
+    return Attributes(**{field: getattr(row, col) for col, field in COLUMNS.items()})
+
+
+def candidate(row: object) -> Candidate:
+    """A catalog row as the keeper rule sees it."""
+    return Candidate(id=row.id, width=row.width or 0, height=row.height or 0, bytes=row.bytes or 0,  # type: ignore[attr-defined]
+                     mtime=row.mtime or 0.0, camera_exif=bool(row.camera_exif),  # type: ignore[attr-defined]
+                     attributes=from_row(row))
+
+
+def explain(keeper_id: int | None, members: Sequence[Candidate],
+            weights: dict[str, float] = WEIGHTS) -> dict[int, tuple[float, str | None]]:
+    """Each member's picture score and the evidence it lost to the keeper on (None for the keeper; "tie" when
+    the scores are within TIE, where EXIF, then file age decided)."""
+    members = comparable(members)
+    floor = noise_floor(members)
+    scores = {m.id: score(m, weights, floor) for m in members}
+    best = next((m for m in members if m.id == keeper_id), None)
+    out: dict[int, tuple[float, str | None]] = {}
+    for m in members:
+        if best is None or m.id == best.id:
+            out[m.id] = (scores[m.id], None)
+        elif scores[m.id] >= scores[best.id] - TIE:
+            out[m.id] = (scores[m.id], "tie")
+        else:
+            out[m.id] = (scores[m.id], _lost_on(best, m, weights, floor))
+    return out
+
+
+def winners(members: Sequence[Candidate]) -> dict[str, int]:
+    """For each shown attribute, the member with the best value (the page highlights it)."""
+    measured = [m for m in members if m.attributes is not None]
+    out: dict[str, int] = {}
+    if members:
+        out["pixels"] = max(members, key=lambda m: (m.width * m.height, -m.id)).id
+        out["age"] = min(members, key=lambda m: (m.mtime, m.id)).id
+    if any(m.camera_exif for m in members):
+        out["camera_exif"] = next(m.id for m in members if m.camera_exif)
+    if measured:
+        def attr(m: Candidate) -> Attributes:
+            return m.attributes  # type: ignore[return-value]
+
+        out["effective_pixels"] = max(measured, key=lambda m: attr(m).effective_pixels(m.width, m.height)).id
+        out["border"] = min(measured, key=lambda m: attr(m).border).id
+        out["colour"] = max(measured, key=lambda m: attr(m).colour).id
+        out["clipped"] = min(measured, key=lambda m: attr(m).clipped).id
+        out["noise"] = min(measured, key=lambda m: attr(m).noise).id
+        quality = [m for m in measured if attr(m).jpeg_quality]
+        if quality:
+            out["jpeg_quality"] = max(quality, key=lambda m: attr(m).jpeg_quality or 0).id
+    return out

@@ -55,7 +55,7 @@ class LinkRule:
     def describe(self) -> str:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g}, {verify.RULE}, agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/"
-                f"blur{verify.AGREE_BLUR:g}/std/clip{verify.AGREE_CLIP:g}; pixels: "
+                f"blur{verify.AGREE_BLUR:g}/gain/clip{verify.AGREE_CLIP:g}; pixels: "
                 f"{self.max_pixel_distance:g}; visual: under {self.inconclusive_below} keypoints, cosine "
                 f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}")
 

@@ -36,7 +36,7 @@ AGREE_GRID = 16
 AGREE_BLUR = 0.5
 AGREE_TEXTURE = 4.0
 AGREE_CORR = 0.5
-AGREE_SPREAD = 50.0  # both grey copies are brought to this standard deviation over their overlap first
+AGREE_GAIN_CELLS = 8  # textured cells needed to measure a copy's contrast change
 AGREE_CLIP = 8.0  # a flat cell within this of black or white is saturated: it counts neither way
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
@@ -176,8 +176,6 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
                             cv2.WARP_INVERSE_MAP, borderValue=0) > 0.5
     a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR).astype(np.float64)
     b = cv2.GaussianBlur(b, (0, 0), AGREE_BLUR).astype(np.float64)
-    raw_a, raw_b = a, b
-    a, b = _standardised(a, inside), _standardised(b, inside)  # an exposure or contrast change is undone
     ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)
     xs = np.linspace(0, w, AGREE_GRID + 1).astype(int)
     n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
@@ -187,9 +185,11 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     va = np.maximum(_cell_sums(a * a, ys, xs) / n - ma * ma, 0)
     vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)
     cov = _cell_sums(a * b, ys, xs) / n - ma * mb
-    ta, tb = np.sqrt(va) >= AGREE_TEXTURE, np.sqrt(vb) >= AGREE_TEXTURE
+    sa, sb = np.sqrt(va), np.sqrt(vb)
+    gain = _contrast_gain(sa, sb, ok)  # a darkened or flattened copy has less texture everywhere, not nowhere
+    ta, tb = sa >= AGREE_TEXTURE * min(1.0, 1.0 / gain), sb >= AGREE_TEXTURE * min(1.0, gain)
     # a flat cell blown out or crushed by an exposure change has lost its texture: it counts neither way
-    clipped = (~ta & _clipped(_cell_sums(raw_a, ys, xs) / n)) | (~tb & _clipped(_cell_sums(raw_b, ys, xs) / n))
+    clipped = (~ta & _clipped(ma)) | (~tb & _clipped(mb))
     counted = ok & (ta | tb) & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
@@ -198,12 +198,14 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     return float(agree.sum()) / cells if cells else None
 
 
-def _standardised(x: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``x`` shifted and scaled so that its pixels inside ``where`` have mean 128 and spread AGREE_SPREAD."""
-    inside = x[where]
-    if inside.size == 0:
-        return x
-    return (x - inside.mean()) * (AGREE_SPREAD / max(float(inside.std()), 1.0)) + 128.0
+def _contrast_gain(sa: np.ndarray, sb: np.ndarray, ok: np.ndarray) -> float:
+    """How much more texture ``b`` has than ``a`` where both have some: the median ratio of their cells'
+    spreads (1 when too few cells tell), so that the texture floor follows a global contrast change but not a
+    caption or a border, which changes a few cells only."""
+    both = ok & (sa >= AGREE_TEXTURE) & (sb >= AGREE_TEXTURE / 4)
+    if both.sum() < AGREE_GAIN_CELLS:
+        return 1.0
+    return float(np.clip(np.median(sb[both] / sa[both]), 0.25, 4.0))
 
 
 def _clipped(mean: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Mem
 from indexer import browse, ingest, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
+from indexer.fsnames import to_text
 from indexer.grouping import KEEPER_RULE
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
@@ -174,12 +175,13 @@ def job_out(s: Session, job: Job, failures: int = 50) -> JobOut:
         rate = round(job.done / secs, 2)
         if job.status in ("running", "queued") and job.total > job.done:
             eta = round((job.total - job.done) / rate, 1) if rate else None
-    fails = []
+    fails = [Failure(**f) for f in ((job.summary or {}).get("unreadable") or (job.params or {}).get("unreadable")
+                                    or [])][:failures]
     if job.failed or job.status == "done":
         paths = (job.params or {}).get("paths", [])
         conds = [or_(Image.path == p, under_prefix(Image.path, p.rstrip(os.sep) + os.sep)) for p in paths]
         if conds:
-            fails = [Failure(path=p, reason=r, message=m) for p, r, m in s.execute(
+            fails += [Failure(path=to_text(p), reason=r, message=m) for p, r, m in s.execute(
                 select(Image.path, Image.error_reason, Image.error_message)
                 .where(Image.status == ImageStatus.failed, or_(*conds)).limit(failures))]
 

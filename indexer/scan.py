@@ -19,11 +19,15 @@ from indexer.batching import chunks
 from indexer.catalog import Catalog, Image, ImageStatus, Root
 from indexer.catalog.models import utcnow
 from indexer.catalog.queries import scalars_in
+from indexer.fsnames import MAX_CHARS, storable
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff",
     ".heic", ".heif", ".avif",
 })
+
+
+UNSTORABLE = f"its path is longer than the catalog holds ({MAX_CHARS} characters, bytes that are not UTF-8 count 3)"
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class ScanResult:
     # (path, why) for folders we could not list and files we could not stat: the scan cannot tell what
     # is under them, so the catalog keeps every photo it knows there (``diff``)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # (path, why) for image files whose name the catalog cannot hold (``fsnames.storable``): each is one failure
+    unstorable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_image_name(name: str) -> bool:
@@ -71,6 +77,9 @@ def _walk(root: str, result: ScanResult) -> Iterator[FileStat]:
                 if not is_image_name(entry.name):
                     result.ignored += 1
                     continue
+                if not storable(entry.path):
+                    result.unstorable.append((entry.path, UNSTORABLE))
+                    continue
                 st = entry.stat(follow_symlinks=False)
                 yield FileStat(entry.path, st.st_size, st.st_mtime)
             except OSError as exc:
@@ -83,6 +92,9 @@ def scan(roots: Iterable[str]) -> ScanResult:
     seen: set[str] = set()
     for root in roots:
         if os.path.isfile(root):
+            if not storable(root):
+                result.unstorable.append((root, UNSTORABLE))
+                continue
             try:
                 st = os.stat(root)
             except OSError as exc:

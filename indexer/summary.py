@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SCAN_FAILURES = ("unreadable", "bad name")  # failures of files the catalog has no row for
+
 
 @dataclass
 class Timings:
@@ -46,5 +48,7 @@ class IngestSummary:
         queue's count from the catalog) since each failed file is a catalog row of its own."""
         out = self.as_dict()
         out["failed"] = len(self.failed) if failed is None else failed
+        # what the scan could not list or name has no catalog row to read the failure from
+        out["unreadable"] = [f for f in self.failed if f["reason"] in SCAN_FAILURES][:1000]
         out["timings"] = {k: round(v, 3) for k, v in out["timings"].items()}
         return out

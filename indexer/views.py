@@ -8,11 +8,12 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from indexer.catalog.models import DupGroup, Image
+from indexer.fsnames import to_text
 
 
 class MemberView(BaseModel):
     id: int
-    path: str
+    path: str  # fsnames.to_text: a byte that is not UTF-8 shows as U+FFFD and its two hex digits
     bytes: int
     width: int | None
     height: int | None
@@ -24,7 +25,7 @@ class MemberView(BaseModel):
 
     @classmethod
     def of(cls, m: Image) -> MemberView:
-        return cls(id=m.id, path=m.path, bytes=m.bytes, width=m.width, height=m.height, format=m.format,
+        return cls(id=m.id, path=to_text(m.path), bytes=m.bytes, width=m.width, height=m.height, format=m.format,
                    mtime=m.mtime, sha256=m.sha256, camera_exif=bool(m.camera_exif),
                    similarity_to_keeper=None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6))
 

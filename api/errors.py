@@ -14,6 +14,7 @@ from indexer.errors import (
     ModelError,
     StoreBusy,
 )
+from indexer.fsnames import to_text
 from indexer.resolution import GroupNotFound, ResolutionConflict, ResolutionError, UnknownAction
 
 
@@ -55,7 +56,7 @@ def status_for(exc: BaseException) -> int:
 
 def error_body(exc: BaseException) -> dict:
     """``{"detail": message}``, with the image error's ``reason`` tag (``empty``, ``corrupt``, ...)."""
-    body: dict = {"detail": MEMORY_MESSAGE if isinstance(exc, MemoryError) else str(exc)}
+    body: dict = {"detail": MEMORY_MESSAGE if isinstance(exc, MemoryError) else to_text(str(exc))}
     if isinstance(exc, ImageError):
         body["reason"] = exc.reason
     return body

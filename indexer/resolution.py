@@ -37,6 +37,7 @@ from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
 from indexer.errors import DupesiftError
 from indexer.grouping import regroup
 from indexer.locks import catalog_lock
+from indexer.safefile import check_unchanged
 from indexer.scan import under_root
 
 ACTIONS = ("keep_all", "move_others", "trash_others")
@@ -162,6 +163,7 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     others = [m for m in members if m.id not in set(keep) and not in_quarantine(m.path, quarantine_dir)]
     if not others:
         raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)")
+    _check_kept(group_id, [m for m in members if m.id in set(keep)])
     op = uuid.uuid4().hex
     base = Path(quarantine_dir) / ("trash" if action == "trash_others" else "") / op
     moves = [{"image_id": m.id, "src": m.path, "dst": str(base / f"{m.id}_{os.path.basename(m.path)}")}
@@ -174,6 +176,15 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
                    "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat()})
     _apply_moves(session, journal, moves, group, action, commit)
     return Outcome(group_id, action, op, sorted(keep), moves)
+
+
+def _check_kept(group_id: int, kept: list[Image]) -> None:
+    """Refuse (nothing moved) when a photo to keep is gone or no longer holds what was indexed: moving its
+    copies away would leave the library without the picture."""
+    why = [w for m in kept if (w := check_unchanged(m.path, size=m.bytes, mtime=m.mtime, sha256=m.sha256))]
+    if why:
+        raise ResolutionConflict(f"nothing was moved: a photo to keep in group {group_id} is not as indexed: "
+                                 f"{'; '.join(why)}. Run an ingest of its folder, then decide again")
 
 
 def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit) -> Outcome:

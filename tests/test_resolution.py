@@ -28,7 +28,7 @@ def lib(tmp_path: Path):
         for i in (1, 2, 3):
             p = root / f"p{i}.jpg"
             p.write_bytes(bytes([i]) * 10)
-            s.add(Image(id=i, path=str(p), bytes=10, sha256=f"{i:064x}", status=ImageStatus.indexed, group_id=g.id,
+            s.add(Image(id=i, path=str(p), bytes=10, mtime=p.stat().st_mtime, sha256=f"{i:064x}", status=ImageStatus.indexed, group_id=g.id,
                         width=10, height=10))
         s.flush()
         s.add_all([Pair(a_id=1, b_id=2, similarity=0.99), Pair(a_id=1, b_id=3, similarity=0.98)])

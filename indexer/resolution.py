@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
 from indexer.errors import DupesiftError
+from indexer.fsnames import to_text
 from indexer.grouping import regroup
 from indexer.locks import catalog_lock
 from indexer.safefile import check_unchanged
@@ -67,10 +68,14 @@ class Outcome:
     kept: list[int] = field(default_factory=list)
     moved: list[dict] = field(default_factory=list)  # {"image_id", "src", "dst"}
     groups_after: list[int] = field(default_factory=list)  # keep_all: groups the members still form
+    left: list[dict] = field(default_factory=list)  # {"image_id", "path", "why"}: changed since indexed, not moved
 
     def as_dict(self) -> dict:
+        """The outcome with paths in their printable form (``fsnames.to_text``)."""
         return {"group_id": self.group_id, "action": self.action, "op": self.op, "kept": self.kept,
-                "moved": self.moved, "groups_after": self.groups_after}
+                "moved": [{**m, "src": to_text(m["src"]), "dst": to_text(m["dst"])} for m in self.moved],
+                "groups_after": self.groups_after,
+                "left": [{**x, "path": to_text(x["path"]), "why": to_text(x["why"])} for x in self.left]}
 
 
 # -- journal ------------------------------------------------------------------------------------
@@ -164,18 +169,25 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     if not others:
         raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)")
     _check_kept(group_id, [m for m in members if m.id in set(keep)])
+    missing = [m.path for m in others if not os.path.lexists(m.path)]
+    if missing:
+        raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
+    # a copy overwritten since it was indexed is another picture now: never quarantine it as a duplicate
+    left = [{"image_id": m.id, "path": m.path, "why": why} for m in others
+            if (why := check_unchanged(m.path, size=m.bytes, mtime=m.mtime, sha256=m.sha256))]
+    others = [m for m in others if m.id not in {x["image_id"] for x in left}]
+    if not others:
+        raise ResolutionConflict(f"nothing was moved: every photo to move has changed since it was indexed: "
+                                 f"{'; '.join(x['why'] for x in left)}. Run an ingest of its folder first")
     op = uuid.uuid4().hex
     base = Path(quarantine_dir) / ("trash" if action == "trash_others" else "") / op
     moves = [{"image_id": m.id, "src": m.path, "dst": str(base / f"{m.id}_{os.path.basename(m.path)}")}
              for m in others]
-    missing = [mv["src"] for mv in moves if not os.path.isfile(mv["src"])]
-    if missing:
-        raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": group_id, "action": action,
                    "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat()})
     _apply_moves(session, journal, moves, group, action, commit)
-    return Outcome(group_id, action, op, sorted(keep), moves)
+    return Outcome(group_id, action, op, sorted(keep), moves, left=left)
 
 
 def _check_kept(group_id: int, kept: list[Image]) -> None:

@@ -127,7 +127,7 @@ def test_new_copy_reopens_a_resolved_group_and_moved_files_stay_put(lib) -> None
     with cat.session() as s:  # a new copy of photo 1 arrives and joins the group
         p = root / "p4.jpg"
         p.write_bytes(b"\x04" * 10)
-        s.add(Image(id=4, path=str(p), bytes=10, sha256=f"{4:064x}", status=ImageStatus.indexed, width=10, height=10))
+        s.add(Image(id=4, path=str(p), bytes=10, mtime=p.stat().st_mtime, sha256=f"{4:064x}", status=ImageStatus.indexed, width=10, height=10))
         s.flush()
         s.add(Pair(a_id=1, b_id=4, similarity=0.97))
         s.flush()

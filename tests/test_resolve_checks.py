@@ -64,3 +64,20 @@ def test_a_kept_file_with_a_new_mtime_but_the_same_bytes_is_still_kept(group) ->
     os.utime(keeper["path"], (1, 1))  # touched (a backup tool, a copy back): the content is what was indexed
     r = c.post(f"/groups/{g['id']}/resolve", json={"action": "move_others", "keep": [keeper["id"]]})
     assert r.status_code == 200 and len(r.json()["moved"]) == 4, r.text
+
+
+def test_a_copy_overwritten_by_another_photo_is_left_alone_and_reported(group) -> None:
+    c, g, base = group
+    root = base / "lib"
+    keeper = g["keeper"]
+    changed = next(m for m in g["members"] if m["id"] != keeper)
+    shutil.copy(base / "unrelated.jpg", changed["path"])
+    r = c.post(f"/groups/{g['id']}/resolve", json={"action": "trash_others", "keep": [keeper]})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert [x["image_id"] for x in out["left"]] == [changed["id"]] and "changed" in out["left"][0]["why"]
+    assert changed["id"] not in [m["image_id"] for m in out["moved"]] and len(out["moved"]) == 3
+    assert Path(changed["path"]).read_bytes() == (base / "unrelated.jpg").read_bytes()  # still in the library
+    assert sorted(p.name for p in root.iterdir()) == sorted([Path(changed["path"]).name,
+                                                              Path(next(m["path"] for m in g["members"]
+                                                                        if m["id"] == keeper)).name])

@@ -3,29 +3,49 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from indexer.config import Settings
 from indexer.index import Index
 
+T = TypeVar("T")
 
-def get_index(request: Request) -> Index:
+
+# The dependencies are async (no I/O): a sync one takes a worker thread per request just to run.
+async def get_index(request: Request) -> Index:
     return request.app.state.index
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(index: Annotated[Index, Depends(get_index)]) -> Iterator[Session]:
-    """A read session for one request; writers commit explicitly through ``index.catalog.session()``."""
+async def get_session(index: Annotated[Index, Depends(get_index)]) -> AsyncIterator[Session]:
+    """A read session for one request; writers commit explicitly through ``index.catalog.session()``.
+
+    An async generator on purpose: its exit (which returns the connection to the pool) then runs on the event
+    loop. A sync one exits on a worker thread, and with every thread waiting for a connection none was left to
+    give one back: /groups locked up above ~55 concurrent requests."""
     with index.catalog.session() as s:
         yield s
+
+
+async def read(index: Index, fn: Callable[..., T], *args: object, **kw: object) -> T:
+    """``fn(index, session, *args, **kw)`` on a worker thread, in a session that is closed (its connection back
+    in the pool) before the thread returns. JSON routes use this rather than ``SessionDep``: a sync route's
+    response is validated on another worker thread after it returns, and a request that held its connection
+    while waiting for that thread starved the threads that were waiting for a connection."""
+    def call() -> T:
+        with index.catalog.session() as s:
+            return fn(index, s, *args, **kw)
+
+    return await run_in_threadpool(call)
 
 
 IndexDep = Annotated[Index, Depends(get_index)]
@@ -45,7 +65,7 @@ def is_loopback(host: str) -> bool:
 TOKEN_COOKIE = "dupesift_token"
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Bearer auth, enforced whenever the server binds a non-loopback address.
 
     Browsers (the web UI) may carry the token in the ``dupesift_token`` cookie instead (see /ui/login).
@@ -63,7 +83,7 @@ def require_token(request: Request) -> None:
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def require_same_origin(request: Request) -> None:
+async def require_same_origin(request: Request) -> None:
     """Refuse a state-changing request that a browser sent from another site (CSRF).
 
     A loopback server needs no token, so without this any web page could post plain forms to

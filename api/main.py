@@ -7,6 +7,7 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
             resolution.recover(s, settings.quarantine_dir)
         close_orphans(index.catalog)  # ingests whose server process died are not "running" any more
         app.state.index = index
+        # sync routes run on this many threads, and the catalog's pool has a connection for each
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.upload_gate = asyncio.Semaphore(settings.upload_decodes)  # on the serving event loop
         # the first /similar would otherwise pay for loading the search copy of a Lite store
         threading.Thread(target=_warm, args=(index,), name="warm-search", daemon=True).start()

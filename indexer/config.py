@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 
+    # Worker threads of the API server for its sync routes; the catalog's connection pool holds as many (plus
+    # a few for the ingest and warm-up threads), so no request thread ever waits for a connection.
+    api_threads: int = Field(default=40, ge=1, le=1000)
     roots: str = ""  # ':'-separated library roots the API may ingest; empty = roots already ingested
     # Photos whose train split `dupesift calibrate` uses when it is given no folder (none by default: it then asks)
     photos_dir: Path | None = None

@@ -6,13 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import IndexDep, SessionDep
+from api.deps import IndexDep, read
 from api.errors import ApiError
 from api.schemas import Error
 from indexer.catalog.models import Image, ImageStatus
 from indexer.errors import UnreadableFile
+from indexer.index import Index
 from indexer.thumbnails import DEFAULT_SIZE, SIZES, thumbnail
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -22,7 +24,7 @@ MEDIA = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": 
 ERRORS = {404: {"model": Error}, 415: {"model": Error}}
 
 
-def indexed_image(s, image_id: int) -> Image:
+def indexed_image(_: Index, s: Session, image_id: int) -> Image:
     img = s.get(Image, image_id)
     if img is None or img.status != ImageStatus.indexed:
         raise ApiError(404, f"no indexed image with id {image_id}")
@@ -33,12 +35,12 @@ def indexed_image(s, image_id: int) -> Image:
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse, responses=ERRORS | {
     200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail"}})
-async def get_thumbnail(index: IndexDep, s: SessionDep, image_id: ImageId,
+async def get_thumbnail(index: IndexDep, image_id: ImageId,
                         size: Annotated[int, Query(description=f"longest side, one of {SIZES}")] = DEFAULT_SIZE
                         ) -> FileResponse:
     if size not in SIZES:
         raise ApiError(422, f"size must be one of {', '.join(map(str, SIZES))}")
-    img = indexed_image(s, image_id)
+    img = await read(index, indexed_image, image_id)
     st = index.settings
     try:
         out = await run_in_threadpool(thumbnail, img.path, sha256=img.sha256 or f"id{img.id}", size=size,
@@ -50,8 +52,8 @@ async def get_thumbnail(index: IndexDep, s: SessionDep, image_id: ImageId,
 
 @router.get("/{image_id}/file", response_class=FileResponse, responses=ERRORS | {
     200: {"content": {"image/*": {}}, "description": "the original file"}})
-def get_file(s: SessionDep, image_id: ImageId) -> FileResponse:
+async def get_file(index: IndexDep, image_id: ImageId) -> FileResponse:
     """The original file of an indexed photo (never any other path)."""
-    img = indexed_image(s, image_id)
+    img = await read(index, indexed_image, image_id)
     return FileResponse(img.path, media_type=MEDIA.get((img.format or "").upper(), "application/octet-stream"),
                         headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -23,8 +24,9 @@ def cache_path(thumbnails_dir: Path, sha256: str, size: int) -> Path:
     return Path(thumbnails_dir) / str(size) / sha256[:2] / f"{sha256}.jpg"
 
 
-def thumbnail(src: str | Path, *, sha256: str, size: int, thumbnails_dir: Path, max_pixels: int) -> Path:
-    """The cached JPEG thumbnail (longest side ``size``) of ``src``, made on first use.
+def thumbnail(src: str | Path | BinaryIO, *, sha256: str, size: int, thumbnails_dir: Path, max_pixels: int) -> Path:
+    """The cached JPEG thumbnail (longest side ``size``) of ``src`` (a path or a file open for reading), made on
+    first use.
 
     Raises the ``ImageError`` subclasses of ``indexer.decode.open_image`` / ``decode_rgb`` for a file that is
     gone, unreadable, not an image, corrupt or over ``max_pixels``.

@@ -87,3 +87,73 @@ def test_200_concurrent_group_listings_all_answer(server) -> None:
     bad = [s for s in statuses if s != 200]
     assert not bad, (len(bad), sorted(set(map(str, bad))), f"{took:.1f} s")
     assert took < 25, took  # under the pool's 30 s wait: nothing queued behind a held connection
+
+
+def _wait_job(url: str, job_id: str) -> dict:
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        job = httpx.get(f"{url}/jobs/{job_id}").json()
+        if job["status"] not in ("queued", "running"):
+            assert job["status"] == "done", job
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def _image_id(url: str, path: Path) -> int:
+    hits = httpx.post(f"{url}/similar", files={"file": ("q.jpg", path.read_bytes())}, params={"k": 1}).json()
+    (hit,) = hits["results"]
+    assert hit["path"] == str(path), hit
+    return hit["id"]
+
+
+def test_a_file_swapped_for_a_link_is_not_served(server) -> None:
+    url, root, base = server["url"], server["root"], server["base"]
+    photo = root / "s0.jpg"
+    iid = _image_id(url, photo)
+    original = photo.read_bytes()
+    secret = base / "secret.txt"
+    secret.write_text("root:$6$not-for-the-web\n")
+    outside = base / "outside.jpg"
+    shutil.copy(photo_files(1, offset=700)[0], outside)
+    inside_other = root / "s1.jpg"
+    try:
+        for target in (secret, outside, inside_other):
+            photo.unlink()
+            photo.symlink_to(target)
+            for what in ("file", "thumbnail?size=64"):
+                r = httpx.get(f"{url}/images/{iid}/{what}")
+                assert r.status_code == 404, (target.name, what, r.status_code, r.content[:80])
+                assert b"not-for-the-web" not in r.content
+        photo.unlink()
+        photo.write_bytes(outside.read_bytes())  # a regular file again, with other content
+        assert httpx.get(f"{url}/images/{iid}/file").status_code == 404
+        assert httpx.get(f"{url}/images/{iid}/thumbnail", params={"size": 64}).status_code == 404
+    finally:
+        if photo.is_symlink() or photo.exists():
+            photo.unlink()
+        photo.write_bytes(original)
+    os.utime(photo, (1, 1))  # same bytes, new mtime: still the indexed photo (its hash says so)
+    r = httpx.get(f"{url}/images/{iid}/file")
+    assert r.status_code == 200 and r.content == original
+    assert httpx.get(f"{url}/images/{iid}/thumbnail", params={"size": 64}).status_code == 200
+
+
+def test_a_folder_swapped_for_a_link_out_of_the_root_is_not_served(server) -> None:
+    url, root, base = server["url"], server["root"], server["base"]
+    sub = root / "sub"
+    sub.mkdir()
+    shutil.copy(photo_files(1, offset=710)[0], sub / "p.jpg")
+    r = httpx.post(f"{url}/ingest", json={"paths": [str(sub)]})
+    assert r.status_code == 202, r.text
+    _wait_job(url, r.json()["job_id"])
+    iid = _image_id(url, sub / "p.jpg")
+    moved = base / "elsewhere"
+    sub.rename(moved)
+    sub.symlink_to(moved, target_is_directory=True)  # same bytes, reached through a link out of the root
+    try:
+        assert httpx.get(f"{url}/images/{iid}/file").status_code == 404
+    finally:
+        sub.unlink()
+        moved.rename(sub)
+    assert httpx.get(f"{url}/images/{iid}/file").status_code == 200

@@ -1,20 +1,27 @@
-"""Indexed photos: metadata, cached thumbnails, the original file."""
+"""Indexed photos: cached thumbnails and the original file, only as the catalog knows it.
+
+A photo is served only while its file is a regular file (opened without following a link swapped in for it)
+under a library root or the quarantine, holding the indexed content (``indexer/safefile.py``); otherwise 404.
+"""
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, BinaryIO
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api import services
 from api.deps import IndexDep, read
 from api.errors import ApiError
 from api.schemas import Error
 from indexer.catalog.models import Image, ImageStatus
 from indexer.errors import UnreadableFile
 from indexer.index import Index
+from indexer.safefile import CHUNK, NotServable, open_indexed
 from indexer.thumbnails import DEFAULT_SIZE, SIZES, thumbnail
 
 router = APIRouter(prefix="/images", tags=["images"])
@@ -28,9 +35,23 @@ def indexed_image(_: Index, s: Session, image_id: int) -> Image:
     img = s.get(Image, image_id)
     if img is None or img.status != ImageStatus.indexed:
         raise ApiError(404, f"no indexed image with id {image_id}")
-    if not os.path.isfile(img.path):
-        raise ApiError(404, f"image {image_id} is no longer on disk at {img.path}")
     return img
+
+
+def open_photo(index: Index, img: Image) -> BinaryIO:
+    """The photo's file, open, when it may be served (see the module docstring); 404 otherwise."""
+    folders = [*services.library_roots(index), str(index.settings.quarantine_dir)]
+    try:
+        return open_indexed(img.path, size=img.bytes, mtime=img.mtime, sha256=img.sha256, folders=folders)
+    except NotServable as exc:
+        raise ApiError(404, f"image {img.id} cannot be served: {exc}") from None
+
+
+def _thumbnail(index: Index, img: Image, size: int) -> str:
+    st = index.settings
+    with open_photo(index, img) as f:
+        return str(thumbnail(f, sha256=img.sha256 or f"id{img.id}", size=size, thumbnails_dir=st.thumbnails_dir,
+                             max_pixels=st.max_pixels))
 
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse, responses=ERRORS | {
@@ -41,19 +62,26 @@ async def get_thumbnail(index: IndexDep, image_id: ImageId,
     if size not in SIZES:
         raise ApiError(422, f"size must be one of {', '.join(map(str, SIZES))}")
     img = await read(index, indexed_image, image_id)
-    st = index.settings
     try:
-        out = await run_in_threadpool(thumbnail, img.path, sha256=img.sha256 or f"id{img.id}", size=size,
-                                      thumbnails_dir=st.thumbnails_dir, max_pixels=st.max_pixels)
+        out = await run_in_threadpool(_thumbnail, index, img, size)
     except UnreadableFile as exc:
         raise ApiError(404, str(exc)) from exc
     return FileResponse(out, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})
 
 
-@router.get("/{image_id}/file", response_class=FileResponse, responses=ERRORS | {
+def _chunks(f: BinaryIO) -> Iterator[bytes]:
+    with f:
+        while block := f.read(CHUNK):
+            yield block
+
+
+@router.get("/{image_id}/file", response_class=StreamingResponse, responses=ERRORS | {
     200: {"content": {"image/*": {}}, "description": "the original file"}})
-async def get_file(index: IndexDep, image_id: ImageId) -> FileResponse:
-    """The original file of an indexed photo (never any other path)."""
+async def get_file(index: IndexDep, image_id: ImageId) -> StreamingResponse:
+    """The original file of an indexed photo (never any other path), streamed from the descriptor that was
+    checked, so a link swapped in after the check is never followed."""
     img = await read(index, indexed_image, image_id)
-    return FileResponse(img.path, media_type=MEDIA.get((img.format or "").upper(), "application/octet-stream"),
-                        headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    f = await run_in_threadpool(open_photo, index, img)
+    return StreamingResponse(_chunks(f), media_type=MEDIA.get((img.format or "").upper(), "application/octet-stream"),
+                             headers={"Content-Length": str(os.fstat(f.fileno()).st_size),
+                                      "Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"})

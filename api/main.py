@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors, services
-from api.deps import is_loopback, require_same_origin, require_token
+from api.guards import Guard, HostAllowList, is_loopback
 from api.metrics import Metrics
 from api.routes import groups, health, images, ingest, similar, web
 from api.uploads import BodyLimit
@@ -62,15 +62,17 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
             index.close()
 
     app = FastAPI(title="dupesift", version=__version__, lifespan=lifespan,
-                  description="Find duplicate and similar photos. Web UI at /ui/groups.",
-                  dependencies=[Depends(require_token), Depends(require_same_origin)])
+                  description="Find duplicate and similar photos. Web UI at /ui/groups.")
     app.state.settings, app.state.host = settings, host
     app.state.auth_required, app.state.max_upload_bytes = auth_required, max_upload_bytes
     app.state.metrics = Metrics()
     errors.install(app)
 
     app.state.metrics.install(app)
-    app.add_middleware(BodyLimit)  # outermost: counts bytes before any router, form parser or spool sees them
+    app.add_middleware(BodyLimit)  # counts bytes before any router, form parser or spool sees them
+    # outermost: Host, token and origin are checked before a byte of the body is read
+    app.add_middleware(Guard, hosts=HostAllowList(host, settings.allowed_hosts), token=settings.api_token,
+                       auth_required=auth_required)
     for r in (health.router, similar.router, groups.router, images.router, ingest.router, web.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

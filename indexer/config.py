@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Photos whose train split `dupesift calibrate` uses when it is given no folder (none by default: it then asks)
     photos_dir: Path | None = None
     api_token: str | None = None
+    # Host names (comma- or space-separated) the API answers to besides loopback names and the bound address,
+    # e.g. the machine's LAN name when serving on 0.0.0.0 (api/guards.py: DNS rebinding)
+    allowed_hosts: str = ""
     broker_url: str | None = None
     result_backend: str | None = None
 

@@ -157,3 +157,34 @@ def test_a_folder_swapped_for_a_link_out_of_the_root_is_not_served(server) -> No
         sub.unlink()
         moved.rename(sub)
     assert httpx.get(f"{url}/images/{iid}/file").status_code == 200
+
+
+def test_dns_rebinding_host_names_are_refused(server) -> None:
+    url = server["url"]
+    port = url.rsplit(":", 1)[1]
+    gid = httpx.get(f"{url}/groups").json()["groups"][0]["id"]
+    evil = f"rebind.evil.example:{port}"
+    for path in ("/images/1/file", "/groups", "/health", "/ui/groups"):
+        r = httpx.get(f"{url}{path}", headers={"Host": evil})
+        assert r.status_code == 421 and "DUPESIFT_ALLOWED_HOSTS" in r.json()["detail"], (path, r.status_code)
+    # a POST whose Origin matches the attacker's Host passed the old same-origin check
+    r = httpx.post(f"{url}/groups/{gid}/resolve", json={"action": "keep_all"},
+                   headers={"Host": evil, "Origin": f"http://{evil}"})
+    assert r.status_code == 421, r.text
+    # another site on this machine (another port) is another origin, even under a loopback name
+    r = httpx.post(f"{url}/groups/{gid}/resolve", json={"action": "keep_all"},
+                   headers={"Host": f"localhost:{port}", "Origin": "http://localhost:3000"})
+    assert r.status_code == 403, r.text
+    for name in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}", "localhost"):
+        assert httpx.get(f"{url}/health", headers={"Host": name}).status_code == 200, name
+    assert httpx.get(f"{url}/groups/{gid}").json()["resolution"] is None
+
+
+def test_configured_host_names_are_allowed(tmp_path: Path) -> None:
+    from api.guards import HostAllowList
+
+    assert HostAllowList("127.0.0.1").allows("127.0.0.1:8000") and not HostAllowList("127.0.0.1").allows("evil.example")
+    hosts = HostAllowList("0.0.0.0", "photos.lan, 192.168.1.5")
+    assert hosts.allows("photos.lan:8000") and hosts.allows("192.168.1.5") and not hosts.allows("evil.example:8000")
+    assert HostAllowList("0.0.0.0").allows("anything.example")  # token-only, as documented
+    assert HostAllowList("192.168.1.5").allows("192.168.1.5:8000")

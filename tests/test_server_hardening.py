@@ -188,3 +188,46 @@ def test_configured_host_names_are_allowed(tmp_path: Path) -> None:
     assert hosts.allows("photos.lan:8000") and hosts.allows("192.168.1.5") and not hosts.allows("evil.example:8000")
     assert HostAllowList("0.0.0.0").allows("anything.example")  # token-only, as documented
     assert HostAllowList("192.168.1.5").allows("192.168.1.5:8000")
+
+
+@pytest.fixture(scope="module")
+def token_server(server) -> Iterator[dict]:
+    """The same library served on every address, with a token."""
+    env = {"DUPESIFT_API_TOKEN": "s3cret-token"}
+    stop_process_group(server["proc"])  # Milvus Lite: one process per data dir
+    p, url = _start(server["data"], server["root"], "--host", "0.0.0.0", env=env)
+    try:
+        yield {"url": url, "pid": p.pid, "auth": _auth(env)}
+    finally:
+        stop_process_group(p)
+
+
+def _rss_mb(pid: int) -> float:
+    line = next(ln for ln in Path(f"/proc/{pid}/status").read_text().splitlines() if ln.startswith("VmRSS"))
+    return int(line.split()[1]) / 1024
+
+
+def test_the_token_is_checked_before_the_body_is_read(token_server) -> None:
+    url, pid = token_server["url"], token_server["pid"]
+    big = b'{"action": "keep_all", "keep": [' + b"1," * (24 * 1024 * 1024) + b'1]}'  # 49 MB of JSON
+    before = _rss_mb(pid)
+    for _ in range(5):
+        r = httpx.post(f"{url}/groups/1/resolve", content=big, headers={"content-type": "application/json"},
+                       timeout=60)
+        assert r.status_code == 401, r.text[:200]
+    assert _rss_mb(pid) - before < 100, (before, _rss_mb(pid))  # the bodies were never parsed
+    # with the token, a JSON body far below the upload limit is already too large
+    r = httpx.post(f"{url}/groups/1/resolve", content=big[: 2 * 1024 * 1024] + b"1]}", timeout=60,
+                   headers={"content-type": "application/json", **token_server["auth"]})
+    assert r.status_code == 413 and "JSON" in r.json()["detail"], r.text[:200]
+    ok = httpx.get(f"{url}/groups", headers=token_server["auth"])
+    assert ok.status_code == 200
+
+
+def test_serve_on_every_address_without_a_token_is_a_clear_refusal(server, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DUPESIFT_API_TOKEN"}
+    run = subprocess.run([str(BIN / "dupesift"), "--data-dir", str(tmp_path / "d"), "serve", "--host", "0.0.0.0",
+                          "--port", str(free_port())], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2, (run.returncode, run.stderr[-2000:])
+    assert run.stderr.startswith("error: ") and "DUPESIFT_API_TOKEN" in run.stderr, run.stderr[-2000:]
+    assert "Traceback" not in run.stderr

@@ -11,10 +11,17 @@ operation under ``<quarantine_dir>/.journal/``::
     {"event": "begin", "op", "kind", "group_id", "action", "moves": [{"image_id", "src", "dst"}]}
     {"event": "move", "i": 0}      # written (and fsynced) before moving moves[0]
     {"event": "moved", "i": 0}     # after the move
+    {"event": "committing"}        # every file moved; the catalog transaction is about to commit
     {"event": "commit"}            # after the catalog transaction committed
 
-``recover`` rolls back every operation that has no ``commit``: files go back to where they were
-and catalog paths to their source. ``keep_all`` touches no file, so it needs no journal.
+The catalog's commit is the point of no return, so the journal never claims a commit the catalog does not
+have. ``recover`` finishes every operation without ``commit``: one that reached ``committing`` and whose
+catalog rows point at the new places did commit, and gets its ``commit`` line (files, catalog and journal
+agree: the group is resolved, or restored); any other is rolled back: files go back to where they were and
+catalog paths to their source. ``keep_all`` touches no file, so it needs no journal.
+
+``DUPESIFT_FAULT_AT=<step>`` kills the process at that step (``begin``, ``move:<i>``, ``moved:<i>``,
+``committing``, ``db-committed``, ``commit``): the crash tests' fault-injection points.
 
 ``resolve`` and ``restore`` run under the catalog lock ``groups``, as an ingest's pair linking and
 regrouping do, so a decision never lands between an ingest reading the "not duplicates" list and
@@ -25,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import uuid
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -242,12 +250,17 @@ def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: D
             session.execute(update(Image).where(Image.id == mv["image_id"]).values(path=mv["dst"]))
         if group is not None:
             group.resolution, group.resolved_at = resolution, utcnow() if resolution else None
+        session.flush()
+        journal.write({"event": "committing"})
+        fault("committing")
         commit()
     except BaseException:
         session.rollback()
         _rollback(journal, journal.records())
         raise
+    fault("db-committed")
     journal.write({"event": "commit"})
+    fault("commit")
 
 
 def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
@@ -264,13 +277,22 @@ def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
     return last
 
 
+def fault(step: str) -> None:
+    """Die here, as a power cut would, when ``DUPESIFT_FAULT_AT`` names this step (crash tests only)."""
+    if os.environ.get("DUPESIFT_FAULT_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _do_moves(journal: Journal, moves: list[dict]) -> None:
+    fault("begin")
     for i, mv in enumerate(moves):
         journal.write({"event": "move", "i": i})
+        fault(f"move:{i}")
         Path(mv["dst"]).parent.mkdir(parents=True, exist_ok=True)
         if os.path.exists(mv["dst"]):
             raise ResolutionConflict(f"refusing to overwrite {mv['dst']}")
         shutil.move(mv["src"], mv["dst"])
+        fault(f"moved:{i}")
         journal.write({"event": "moved", "i": i})
 
 
@@ -290,14 +312,26 @@ def _rollback(journal: Journal, records: list[dict]) -> list[dict]:
     return undone
 
 
+def _catalog_committed(session: Session, moves: list[dict]) -> bool:
+    """Whether the catalog transaction of an operation committed: its photos' rows point at the new places."""
+    paths = dict(session.execute(select(Image.id, Image.path).where(
+        Image.id.in_([mv["image_id"] for mv in moves]))).all())
+    return bool(paths) and all(paths.get(mv["image_id"], mv["dst"]) == mv["dst"] for mv in moves)
+
+
 def recover(session: Session, quarantine_dir: Path) -> list[str]:
-    """Roll back operations a crash left half done (files and catalog paths). Returns their op ids."""
+    """Finish operations a crash interrupted: one whose catalog transaction committed is completed (its
+    ``commit`` line written), any other is rolled back (files and catalog paths). Returns their op ids."""
     out = []
     for j in _journals(quarantine_dir):
         recs = j.records()
         if _state(recs) != "incomplete":
             continue
         begin = recs[0]
+        if any(r.get("event") == "committing" for r in recs) and _catalog_committed(session, begin.get("moves", [])):
+            j.write({"event": "commit", "recovered": True})
+            out.append(begin["op"])
+            continue
         _rollback(j, recs)
         for mv in begin.get("moves", []):
             session.execute(update(Image).where(Image.id == mv["image_id"], Image.path == mv["dst"])

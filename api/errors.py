@@ -16,6 +16,7 @@ from indexer.errors import (
 )
 from indexer.fsnames import to_text
 from indexer.resolution import GroupNotFound, ResolutionConflict, ResolutionError, UnknownAction
+from indexer.thumbnails import ThumbnailsBusy
 
 
 class ApiError(DupesiftError):
@@ -40,6 +41,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (ImageError, 415),  # not an image, or unreadable
     (ModelError, 503),
     (StoreBusy, 503),
+    (ThumbnailsBusy, 503),
     (MemoryError, 503),
     (BadCursor, 400),
     (DupesiftError, 400),

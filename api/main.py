@@ -21,6 +21,7 @@ from indexer.config import Settings, get_settings
 from indexer.errors import DupesiftError
 from indexer.index import Index
 from indexer.jobs import close_orphans
+from indexer.thumbnails import PixelBudget
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
         # sync routes run on this many threads, and the catalog's pool has a connection for each
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.upload_gate = asyncio.Semaphore(settings.upload_decodes)  # on the serving event loop
+        app.state.thumbnail_budget = PixelBudget(settings.thumbnail_decode_pixels)
         # the first /similar would otherwise pay for loading the search copy of a Lite store
         threading.Thread(target=_warm, args=(index,), name="warm-search", daemon=True).start()
         app.state.ingest = services.IngestRunner(index)

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     upload_max_pixels: int = Field(default=40_000_000, gt=0)
     upload_decodes: int = Field(default=2, ge=1)
     upload_wait_s: float = Field(default=10.0, ge=0)
+    # Thumbnails: pixels decoded at once across requests (a larger photo decodes alone), and how long a
+    # thumbnail waits for room before 503
+    thumbnail_decode_pixels: int = Field(default=60_000_000, gt=0)
+    thumbnail_wait_s: float = Field(default=30.0, ge=0)
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     batch_size: int = Field(default=64, gt=0)
     decode_workers: int = Field(default=0, ge=0)  # 0 = one per core

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import Annotated, BinaryIO
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -22,7 +22,7 @@ from indexer.catalog.models import Image, ImageStatus
 from indexer.errors import UnreadableFile
 from indexer.index import Index
 from indexer.safefile import CHUNK, NotServable, open_indexed
-from indexer.thumbnails import DEFAULT_SIZE, SIZES, thumbnail
+from indexer.thumbnails import DEFAULT_SIZE, SIZES, PixelBudget, thumbnail
 
 router = APIRouter(prefix="/images", tags=["images"])
 ImageId = Annotated[int, Path(ge=1, le=2**62)]
@@ -47,23 +47,23 @@ def open_photo(index: Index, img: Image) -> BinaryIO:
         raise ApiError(404, f"image {img.id} cannot be served: {exc}") from None
 
 
-def _thumbnail(index: Index, img: Image, size: int) -> str:
+def _thumbnail(index: Index, img: Image, size: int, budget: PixelBudget) -> str:
     st = index.settings
     with open_photo(index, img) as f:
         return str(thumbnail(f, sha256=img.sha256 or f"id{img.id}", size=size, thumbnails_dir=st.thumbnails_dir,
-                             max_pixels=st.max_pixels))
+                             max_pixels=st.max_pixels, budget=budget, wait_s=st.thumbnail_wait_s))
 
 
 @router.get("/{image_id}/thumbnail", response_class=FileResponse, responses=ERRORS | {
     200: {"content": {"image/jpeg": {}}, "description": "JPEG thumbnail"}})
-async def get_thumbnail(index: IndexDep, image_id: ImageId,
+async def get_thumbnail(index: IndexDep, request: Request, image_id: ImageId,
                         size: Annotated[int, Query(description=f"longest side, one of {SIZES}")] = DEFAULT_SIZE
                         ) -> FileResponse:
     if size not in SIZES:
         raise ApiError(422, f"size must be one of {', '.join(map(str, SIZES))}")
     img = await read(index, indexed_image, image_id)
     try:
-        out = await run_in_threadpool(_thumbnail, index, img, size)
+        out = await run_in_threadpool(_thumbnail, index, img, size, request.app.state.thumbnail_budget)
     except UnreadableFile as exc:
         raise ApiError(404, str(exc)) from exc
     return FileResponse(out, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=86400"})

@@ -11,7 +11,8 @@ from api.deps import IndexDep, read
 from api.schemas import Error, GroupDetail, GroupsResponse, ResolveRequest, ResolveResponse
 
 router = APIRouter(prefix="/groups", tags=["groups"])
-GroupId = Annotated[int, Path(ge=1, le=2**62)]
+ID_MAX = 2**62  # ids above it (the catalog's are 64-bit) are refused with 422, never sent to the database
+GroupId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 ERRORS = {400: {"model": Error}, 404: {"model": Error}, 409: {"model": Error}}
 

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from api import decisions, services, uploads
 from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
 from api.errors import ApiError, status_for
+from api.routes.groups import ID_MAX, GroupId
 from api.schemas import ResolveRequest, ResolveResponse
 from indexer import browse
 from indexer.catalog.models import Image, ImageStatus, Job
@@ -55,10 +56,16 @@ def home() -> RedirectResponse:
 
 
 @router.get("/ui/login")
-def login(request: Request, token: str = "") -> Response:
+def login_form(request: Request) -> HTMLResponse:
+    """The login form; the token travels in a POST body, never in a URL (access logs, history, Referer)."""
+    return page(request, "login.html")
+
+
+@router.post("/ui/login")
+def login(request: Request, token: Annotated[str, Form(max_length=1000)] = "") -> Response:
     expected = request.app.state.settings.api_token or ""
     if request.app.state.auth_required and not secrets.compare_digest(token.encode(), expected.encode()):
-        return page(request, "_error.html", status=401, message="wrong token")
+        return page(request, "login.html", status=401, message="wrong token")
     r = RedirectResponse("/ui/groups", status_code=303)
     r.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
     return r
@@ -75,7 +82,7 @@ def groups_page(request: Request, index: IndexDep, s: SessionDep,
 
 
 @router.get("/ui/groups/{group_id}")
-def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int) -> HTMLResponse:
+def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: GroupId) -> HTMLResponse:
     try:
         g = services.group_detail(index, s, group_id)
     except ApiError as exc:
@@ -84,7 +91,7 @@ def group_page(request: Request, index: IndexDep, s: SessionDep, group_id: int) 
 
 
 @router.post("/ui/groups/{group_id}/resolve")
-async def group_resolve(request: Request, index: IndexDep, group_id: int,
+async def group_resolve(request: Request, index: IndexDep, group_id: GroupId,
                         action: Annotated[str, Form()], keep: Annotated[list[int] | None, Form()] = None
                         ) -> HTMLResponse:
     try:
@@ -96,7 +103,7 @@ async def group_resolve(request: Request, index: IndexDep, group_id: int,
 
 
 @router.post("/ui/groups/{group_id}/restore")
-async def group_restore(request: Request, index: IndexDep, group_id: int) -> HTMLResponse:
+async def group_restore(request: Request, index: IndexDep, group_id: GroupId) -> HTMLResponse:
     try:
         out = await run_in_threadpool(decisions.restore, index, group_id)
     except DupesiftError as exc:
@@ -117,8 +124,10 @@ def _after(request: Request, index: Index, group_id: int, out: ResolveResponse) 
 def compare(request: Request, s: SessionDep, ids: Annotated[str, Query(max_length=200)]) -> HTMLResponse:
     try:
         wanted = [int(x) for x in ids.split(",") if x.strip()][:4]
+        if any(not 1 <= i <= ID_MAX for i in wanted):
+            raise ValueError
     except ValueError:
-        return page(request, "_error.html", status=400, message="ids must be a comma-separated list", full=True)
+        return page(request, "_error.html", status=400, message=f"ids must be a comma-separated list of ids from 1 to {ID_MAX}", full=True)
     imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == ImageStatus.indexed))}
     return page(request, "compare.html", images=[imgs[i] for i in wanted if i in imgs])
 

@@ -100,6 +100,7 @@ def print_summary(summary: IngestSummary) -> None:
                  ("  of which byte-identical copies", summary.exact_copies), ("changed", summary.changed),
                  ("unchanged (skipped)", summary.unchanged), ("removed (deleted since last run)", summary.removed),
                  ("failed", len(summary.failed)), ("ignored (not image files)", summary.ignored),
+                 *((f"  {why}", n) for why, n in sorted(summary.ignored_why.items())),
                  ("kept (not found, but its folder was unreadable or its root empty)", summary.kept_unreadable),
                  ("healed (vector was missing: embedded again)", summary.healed),
                  ("duplicate groups", summary.groups), ("duplicates (beyond one keeper per group)", summary.duplicates),

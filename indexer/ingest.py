@@ -78,7 +78,7 @@ def prepare(ix: Parts, roots: list[str], summary: IngestSummary, *, prune_empty:
     result = scan(roots)
     unreadable = [{"path": to_text(p), "reason": "unreadable", "message": to_text(m)} for p, m in result.unreadable]
     unreadable += [{"path": to_text(p), "reason": "bad name", "message": m} for p, m in result.unstorable]
-    summary.seen, summary.ignored = len(result.files), result.ignored
+    summary.seen, summary.ignored, summary.ignored_why = len(result.files), result.ignored, dict(result.ignored_why)
     summary.failed.extend(unreadable)
     d = diff(ix.catalog, ix.spec.model_id, roots, root_ids, result.files,
              unreadable=[p for p, _ in result.unreadable], prune_empty=prune_empty)

@@ -25,7 +25,8 @@ class IngestSummary:
     changed: int = 0
     unchanged: int = 0
     removed: int = 0
-    ignored: int = 0  # files without an image extension
+    ignored: int = 0  # entries that are not image files: other names, links, FIFOs, ...
+    ignored_why: dict[str, int] = field(default_factory=dict)  # reason -> count
     failed: list[dict] = field(default_factory=list)  # {"path", "reason", "message"}
     kept_unreadable: int = 0  # not found, but under a folder it could not read (or an empty root): kept
     healed: int = 0  # marked indexed but missing from the vector store: reset to pending, embedded again

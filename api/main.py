@@ -25,6 +25,9 @@ from indexer.thumbnails import PixelBudget
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Seconds an idle keep-alive connection stays open (uvicorn's default is 5). Under load a client can take longer
+# than 5 s to send its next request, and one sent as the server closes the connection fails (no response).
+KEEP_ALIVE_S = 75
 
 
 def _warm(index: Index) -> None:

@@ -9,8 +9,8 @@ The catalog and store are built by ``bench/api.py``'s ``build`` through the real
 and reused between runs. 64 of the catalog's photos are pointed at real JPEGs under ``<work>/lib`` (the server's
 library root) so that thumbnails decode real files. The server is the real command, `dupesift serve`, on
 127.0.0.1. Each row sends ``--requests`` requests from ``--clients`` concurrent clients (one connection each)
-and prints p50/p99/max latency, requests/s and the errors by status; the floor row is ``/health``, the lightest
-route. Then ``--bursts`` bursts of ``--clients`` concurrent ``POST /similar`` uploads, with the server's resident
+and prints p50/p99/max latency, requests/s and the errors by status; the floor row is ``/docs`` (a static page:
+the server and client alone, no database). Then ``--bursts`` bursts of ``--clients`` concurrent ``POST /similar`` uploads, with the server's resident
 memory after each (does it level off?). Prints one table (Markdown) and writes JSON beside the data.
 """
 from __future__ import annotations
@@ -147,7 +147,8 @@ def main() -> None:
         httpx.get(f"{base}/similar", params={"image_id": 1}, timeout=900).raise_for_status()  # search copy loaded
         rows["rss_start"] = {"rss_mb": rss_mb(proc.pid)}
         scenarios = {
-            "GET /health (floor)": lambda i: ("GET", "/health", {}),
+            "GET /docs (floor: no database)": lambda i: ("GET", "/docs", {}),
+            "GET /health (one count)": lambda i: ("GET", "/health", {}),
             "GET /groups": lambda i: ("GET", "/groups", {}),
             "GET /groups/{id}": lambda i: ("GET", f"/groups/{int(gids[i])}", {}),
             "GET /similar?image_id=": lambda i: ("GET", "/similar", {"params": {"image_id": int(ids[i])}}),

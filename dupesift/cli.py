@@ -185,11 +185,12 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[in
     """Start the HTTP API (and web UI) on HOST:PORT."""
     import uvicorn
 
-    from api.main import create_app
+    from api.main import KEEP_ALIVE_S, create_app
 
     if state.data_dir:
         os.environ["DUPESIFT_DATA_DIR"] = str(state.data_dir)
-    uvicorn.run(create_app(settings(), host=host), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings(), host=host), host=host, port=port, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE_S)
 
 
 @app.command()

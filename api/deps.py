@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.guards import TOKEN_COOKIE  # noqa: F401 - the web login sets it; the checks are middleware (api/guards.py)
 from indexer.config import Settings
 from indexer.index import Index
 
@@ -48,7 +49,3 @@ async def read(index: Index, fn: Callable[..., T], *args: object, **kw: object) 
 IndexDep = Annotated[Index, Depends(get_index)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-
-
-# The request guards (Host allow-list, token, same origin) are ASGI middleware: api/guards.py.
-from api.guards import TOKEN_COOKIE  # noqa: F401 - the web login sets this cookie

@@ -17,7 +17,7 @@ from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Mem
 from indexer import browse, ingest, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
-from indexer.fsnames import to_text
+from indexer.fsnames import from_text, to_text
 from indexer.grouping import KEEPER_RULE
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
@@ -102,6 +102,7 @@ def check_paths(paths: list[str], roots: list[str]) -> list[str]:
         raise ApiError(403, "no library roots are configured: set DUPESIFT_ROOTS (':'-separated folders)")
     out = []
     for p in paths:
+        p = from_text(p)  # a name shown with its undecodable bytes escaped (fsnames) names the file it shows
         if not p or "\x00" in p or not os.path.isabs(p):
             raise ApiError(400, f"paths must be absolute: {p!r}")
         if ".." in Path(p).parts:

@@ -22,6 +22,7 @@ from indexer import browse
 from indexer.catalog.models import Image, ImageStatus, Job
 from indexer.errors import DupesiftError
 from indexer.index import Index
+from indexer.views import MemberView
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=str(FsPath(__file__).resolve().parents[1] / "templates"))
@@ -129,7 +130,7 @@ def compare(request: Request, s: SessionDep, ids: Annotated[str, Query(max_lengt
     except ValueError:
         return page(request, "_error.html", status=400, message=f"ids must be a comma-separated list of ids from 1 to {ID_MAX}", full=True)
     imgs = {i.id: i for i in s.scalars(select(Image).where(Image.id.in_(wanted), Image.status == ImageStatus.indexed))}
-    return page(request, "compare.html", images=[imgs[i] for i in wanted if i in imgs])
+    return page(request, "compare.html", images=[MemberView.of(imgs[i]) for i in wanted if i in imgs])  # printable paths
 
 
 @router.get("/ui/search")

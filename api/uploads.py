@@ -16,12 +16,14 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError
-from indexer import verify
-from indexer.decode import load_image, open_image
+from indexer.decode import load_image
 from indexer.errors import ImageTooLarge
 from indexer.index import Index
 
 BODY_SLACK = 64 * 1024  # multipart boundaries and headers around a file of exactly the limit
+# Every body that is not a multipart upload (JSON, web forms): far below the upload limit, since a JSON parser
+# holds several times the body's size in memory
+MAX_FORM_BYTES = 1024 * 1024
 
 
 def over_limit(limit: int) -> str:
@@ -57,43 +59,17 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
-def decoded_pixels(width: int, height: int, fmt: str | None, side: int) -> int:
-    """The pixels a photo decodes to when both its sides need only be ``side``: a JPEG draft-decodes at 1/2, 1/4
-    or 1/8 scale (the DCT does the shrinking), any other format at full size."""
-    if fmt != "JPEG":
-        return width * height
-    scale = 1
-    while scale < 8 and min(width, height) // (scale * 2) >= side:
-        scale *= 2
-    return -(-width // scale) * -(-height // scale)
-
-
-def check_upload_pixels(data: bytes, max_pixels: int, upload_max_pixels: int, side: int) -> None:
-    """The upload limit is on the pixels an upload decodes to, so memory bounds it, not the camera: a 48-200 MP
-    phone JPEG decodes at 1/8 scale. ``max_pixels`` (the bomb guard) still bounds the header's size."""
-    with open_image(data, max_pixels) as im:  # the header only
-        (w, h), fmt = im.size, (im.format or "").upper()
-    n = decoded_pixels(w, h, fmt, side)
-    if n > upload_max_pixels:
-        raise ImageTooLarge(f"{w}x{h} decodes to {n / 1e6:.0f} MP, over the {upload_max_pixels / 1e6:.0f} MP upload "
-                            "limit (DUPESIFT_UPLOAD_MAX_PIXELS): send a smaller copy, or a JPEG")
-
-
 def query_upload(index: Index, data: bytes, k: int) -> list[dict]:
-    """Decode an upload (under the upload pixel limit, on what it decodes to) and search with it."""
+    """Decode an upload (under the lower upload pixel limit) and search with it."""
     if not data:
         raise ApiError(400, "the upload is empty")
     if sniff(data[:32]) is None:
         raise ApiError(415, "not a recognised image format (JPEG, PNG, WebP, GIF, BMP, TIFF, HEIC or AVIF)")
     st = index.settings
     try:
-        # both decodes of the query (model pixels, keypoints) draft no larger than this
-        check_upload_pixels(data, st.max_pixels, st.upload_max_pixels, max(index.spec.input_size, verify.SIDE))
-        d = load_image(data, max_pixels=st.max_pixels, size=index.spec.input_size)
+        d = load_image(data, max_pixels=min(st.max_pixels, st.upload_max_pixels), size=index.spec.input_size)
     except ImageTooLarge as exc:
-        if "upload limit" in str(exc):
-            raise
-        raise ImageTooLarge(f"{exc} for uploads (DUPESIFT_MAX_PIXELS): send a smaller copy") from None
+        raise ImageTooLarge(f"{exc} for uploads (DUPESIFT_UPLOAD_MAX_PIXELS): send a smaller copy") from None
     except MemoryError:
         raise ApiError(503, "not enough memory to decode this upload now: retry later or send a smaller image",
                        {"Retry-After": "10"}) from None
@@ -120,7 +96,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Pure ASGI: refuse a request body over ``app.state.max_upload_bytes`` with 413.
+    """Pure ASGI: refuse a request body over ``app.state.max_upload_bytes`` (a multipart upload) or
+    ``MAX_FORM_BYTES`` (any other body) with 413.
 
     Checks Content-Length up front, then counts the bytes ``receive()`` hands over, so a chunked body
     (no Content-Length) or one longer than it claims is cut off at the limit instead of being spooled
@@ -134,10 +111,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope["app"].state.max_upload_bytes
-        message = over_limit(limit)
-        allowed = limit + BODY_SLACK
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit = scope["app"].state.max_upload_bytes
+            message, allowed = over_limit(limit), limit + BODY_SLACK
+        else:
+            limit = allowed = MAX_FORM_BYTES
+            message = f"request body is over the {limit // 1024} KB limit of JSON and form requests"
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > allowed:
             await _refuse(send, message)
             return

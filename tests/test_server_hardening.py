@@ -225,7 +225,7 @@ def test_the_token_is_checked_before_the_body_is_read(token_server) -> None:
     assert ok.status_code == 200
 
 
-def test_serve_on_every_address_without_a_token_is_a_clear_refusal(server, tmp_path: Path) -> None:
+def test_serve_on_every_address_without_a_token_is_a_clear_refusal(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DUPESIFT_API_TOKEN"}
     run = subprocess.run([str(BIN / "dupesift"), "--data-dir", str(tmp_path / "d"), "serve", "--host", "0.0.0.0",
                           "--port", str(free_port())], check=False, capture_output=True, text=True, env=env, timeout=120)

@@ -14,7 +14,9 @@ from indexer.errors import (
     ModelError,
     StoreBusy,
 )
+from indexer.fsnames import to_text
 from indexer.resolution import GroupNotFound, ResolutionConflict, ResolutionError, UnknownAction
+from indexer.thumbnails import ThumbnailsBusy
 
 
 class ApiError(DupesiftError):
@@ -39,6 +41,7 @@ STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (ImageError, 415),  # not an image, or unreadable
     (ModelError, 503),
     (StoreBusy, 503),
+    (ThumbnailsBusy, 503),
     (MemoryError, 503),
     (BadCursor, 400),
     (DupesiftError, 400),
@@ -55,7 +58,7 @@ def status_for(exc: BaseException) -> int:
 
 def error_body(exc: BaseException) -> dict:
     """``{"detail": message}``, with the image error's ``reason`` tag (``empty``, ``corrupt``, ...)."""
-    body: dict = {"detail": MEMORY_MESSAGE if isinstance(exc, MemoryError) else str(exc)}
+    body: dict = {"detail": MEMORY_MESSAGE if isinstance(exc, MemoryError) else to_text(str(exc))}
     if isinstance(exc, ImageError):
         body["reason"] = exc.reason
     return body

@@ -7,11 +7,12 @@ import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI
+import anyio.to_thread
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import errors, services
-from api.deps import is_loopback, require_same_origin, require_token
+from api.guards import Guard, HostAllowList, is_loopback
 from api.metrics import Metrics
 from api.routes import docs, groups, health, images, ingest, similar, web
 from api.uploads import BodyLimit
@@ -20,9 +21,13 @@ from indexer.config import Settings, get_settings
 from indexer.errors import DupesiftError
 from indexer.index import Index
 from indexer.jobs import close_orphans
+from indexer.thumbnails import PixelBudget
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+# Seconds an idle keep-alive connection stays open (uvicorn's default is 5). Under load a client can take longer
+# than 5 s to send its next request, and one sent as the server closes the connection fails (no response).
+KEEP_ALIVE_S = 75
 
 
 def _warm(index: Index) -> None:
@@ -48,7 +53,10 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
             resolution.recover(s, settings.quarantine_dir)
         close_orphans(index.catalog)  # ingests whose server process died are not "running" any more
         app.state.index = index
+        # sync routes run on this many threads, and the catalog's pool has a connection for each
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.upload_gate = asyncio.Semaphore(settings.upload_decodes)  # on the serving event loop
+        app.state.thumbnail_budget = PixelBudget(settings.thumbnail_decode_pixels)
         # the first /similar would otherwise pay for loading the search copy of a Lite store
         threading.Thread(target=_warm, args=(index,), name="warm-search", daemon=True).start()
         app.state.ingest = services.IngestRunner(index)
@@ -60,15 +68,17 @@ def create_app(settings: Settings | None = None, *, host: str = "127.0.0.1",
 
     app = FastAPI(title="dupesift", version=__version__, lifespan=lifespan,
                   description="Find duplicate and similar photos. Web UI at /ui/groups.",
-                  docs_url=None, redoc_url=None,  # api/routes/docs.py serves them without a CDN
-                  dependencies=[Depends(require_token), Depends(require_same_origin)])
+                  docs_url=None, redoc_url=None)  # api/routes/docs.py serves them without a CDN
     app.state.settings, app.state.host = settings, host
     app.state.auth_required, app.state.max_upload_bytes = auth_required, max_upload_bytes
     app.state.metrics = Metrics()
     errors.install(app)
 
     app.state.metrics.install(app)
-    app.add_middleware(BodyLimit)  # outermost: counts bytes before any router, form parser or spool sees them
+    app.add_middleware(BodyLimit)  # counts bytes before any router, form parser or spool sees them
+    # outermost: Host, token and origin are checked before a byte of the body is read
+    app.add_middleware(Guard, hosts=HostAllowList(host, settings.allowed_hosts), token=settings.api_token,
+                       auth_required=auth_required)
     for r in (health.router, similar.router, groups.router, images.router, ingest.router, docs.router, web.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

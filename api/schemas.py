@@ -94,6 +94,12 @@ class MovedFile(BaseModel):
     dst: str
 
 
+class LeftFile(BaseModel):
+    image_id: int
+    path: str
+    why: str
+
+
 class ResolveResponse(BaseModel):
     group_id: int
     action: str
@@ -101,6 +107,8 @@ class ResolveResponse(BaseModel):
     kept: list[int]
     moved: list[MovedFile]
     groups_after: list[int]
+    left: list[LeftFile] = Field(default_factory=list, description=(
+        "members not moved because their file changed since it was indexed (rescan them)"))
 
 
 # -- ingest and jobs -----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Mem
 from indexer import browse, ingest, keeper, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
+from indexer.fsnames import from_text, to_text
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
 from indexer.scan import under_root
@@ -109,6 +110,7 @@ def check_paths(paths: list[str], roots: list[str]) -> list[str]:
         raise ApiError(403, "no library roots are configured: set DUPESIFT_ROOTS (':'-separated folders)")
     out = []
     for p in paths:
+        p = from_text(p)  # a name shown with its undecodable bytes escaped (fsnames) names the file it shows
         if not p or "\x00" in p or not os.path.isabs(p):
             raise ApiError(400, f"paths must be absolute: {p!r}")
         if ".." in Path(p).parts:
@@ -182,12 +184,13 @@ def job_out(s: Session, job: Job, failures: int = 50) -> JobOut:
         rate = round(job.done / secs, 2)
         if job.status in ("running", "queued") and job.total > job.done:
             eta = round((job.total - job.done) / rate, 1) if rate else None
-    fails = []
+    fails = [Failure(**f) for f in ((job.summary or {}).get("unreadable") or (job.params or {}).get("unreadable")
+                                    or [])][:failures]
     if job.failed or job.status == "done":
         paths = (job.params or {}).get("paths", [])
         conds = [or_(Image.path == p, under_prefix(Image.path, p.rstrip(os.sep) + os.sep)) for p in paths]
         if conds:
-            fails = [Failure(path=p, reason=r, message=m) for p, r, m in s.execute(
+            fails += [Failure(path=to_text(p), reason=r, message=m) for p, r, m in s.execute(
                 select(Image.path, Image.error_reason, Image.error_message)
                 .where(Image.status == ImageStatus.failed, or_(*conds)).limit(failures))]
 

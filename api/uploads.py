@@ -22,6 +22,9 @@ from indexer.errors import ImageTooLarge
 from indexer.index import Index
 
 BODY_SLACK = 64 * 1024  # multipart boundaries and headers around a file of exactly the limit
+# Every body that is not a multipart upload (JSON, web forms): far below the upload limit, since a JSON parser
+# holds several times the body's size in memory
+MAX_FORM_BYTES = 1024 * 1024
 
 
 def over_limit(limit: int) -> str:
@@ -120,7 +123,8 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """Pure ASGI: refuse a request body over ``app.state.max_upload_bytes`` with 413.
+    """Pure ASGI: refuse a request body over ``app.state.max_upload_bytes`` (a multipart upload) or
+    ``MAX_FORM_BYTES`` (any other body) with 413.
 
     Checks Content-Length up front, then counts the bytes ``receive()`` hands over, so a chunked body
     (no Content-Length) or one longer than it claims is cut off at the limit instead of being spooled
@@ -134,10 +138,14 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = scope["app"].state.max_upload_bytes
-        message = over_limit(limit)
-        allowed = limit + BODY_SLACK
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        if headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            limit = scope["app"].state.max_upload_bytes
+            message, allowed = over_limit(limit), limit + BODY_SLACK
+        else:
+            limit = allowed = MAX_FORM_BYTES
+            message = f"request body is over the {limit // 1024} KB limit of JSON and form requests"
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > allowed:
             await _refuse(send, message)
             return

@@ -100,6 +100,7 @@ def print_summary(summary: IngestSummary) -> None:
                  ("  of which byte-identical copies", summary.exact_copies), ("changed", summary.changed),
                  ("unchanged (skipped)", summary.unchanged), ("removed (deleted since last run)", summary.removed),
                  ("failed", len(summary.failed)), ("ignored (not image files)", summary.ignored),
+                 *((f"  {why}", n) for why, n in sorted(summary.ignored_why.items())),
                  ("kept (not found, but its folder was unreadable or its root empty)", summary.kept_unreadable),
                  ("healed (vector was missing: embedded again)", summary.healed),
                  ("duplicate groups", summary.groups), ("duplicates (beyond one keeper per group)", summary.duplicates),
@@ -185,11 +186,12 @@ def serve(host: Annotated[str, typer.Option()] = "127.0.0.1", port: Annotated[in
     """Start the HTTP API (and web UI) on HOST:PORT."""
     import uvicorn
 
-    from api.main import create_app
+    from api.main import KEEP_ALIVE_S, create_app
 
     if state.data_dir:
         os.environ["DUPESIFT_DATA_DIR"] = str(state.data_dir)
-    uvicorn.run(create_app(settings(), host=host), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings(), host=host), host=host, port=port, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE_S)
 
 
 @app.command()

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     upload_max_pixels: int = Field(default=40_000_000, gt=0)
     upload_decodes: int = Field(default=2, ge=1)
     upload_wait_s: float = Field(default=10.0, ge=0)
+    # Thumbnails: pixels decoded at once across requests (a larger photo decodes alone), and how long a
+    # thumbnail waits for room before 503
+    thumbnail_decode_pixels: int = Field(default=60_000_000, gt=0)
+    thumbnail_wait_s: float = Field(default=30.0, ge=0)
     max_file_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
     batch_size: int = Field(default=64, gt=0)
     decode_workers: int = Field(default=0, ge=0)  # 0 = one per core
@@ -60,10 +64,16 @@ class Settings(BaseSettings):
     neighbour_k: int = Field(default=64, gt=1)  # Milvus top-k per new photo when linking incrementally
     bulk_fraction: float = Field(default=0.2, gt=0, le=1)  # new/total above which linking uses faiss all-pairs
 
+    # Worker threads of the API server for its sync routes; the catalog's connection pool holds as many (plus
+    # a few for the ingest and warm-up threads), so no request thread ever waits for a connection.
+    api_threads: int = Field(default=40, ge=1, le=1000)
     roots: str = ""  # ':'-separated library roots the API may ingest; empty = roots already ingested
     # Photos whose train split `dupesift calibrate` uses when it is given no folder (none by default: it then asks)
     photos_dir: Path | None = None
     api_token: str | None = None
+    # Host names (comma- or space-separated) the API answers to besides loopback names and the bound address,
+    # e.g. the machine's LAN name when serving on 0.0.0.0 (api/guards.py: DNS rebinding)
+    allowed_hosts: str = ""
     broker_url: str | None = None
     result_backend: str | None = None
 

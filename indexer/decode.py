@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
@@ -143,8 +144,9 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im.convert("RGB") if im.mode != "RGB" else im
 
 
-def open_image(source: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
-    """Open a photo (a path or its bytes) lazily: only the header is read, nothing is decoded yet.
+def open_image(source: str | os.PathLike | bytes | BinaryIO, max_pixels: int) -> Image.Image:
+    """Open a photo (a path, its bytes or an open binary file) lazily: only the header is read, nothing is
+    decoded yet.
 
     Raises EmptyFile (zero bytes), UnreadableFile (missing or unreadable path), NotAnImage (no known
     format), CorruptImage (bad header or dimensions) or ImageTooLarge (over ``max_pixels``, checked from
@@ -152,7 +154,11 @@ def open_image(source: str | os.PathLike | bytes, max_pixels: int) -> Image.Imag
     """
     data = source if isinstance(source, (bytes, bytearray)) else None
     try:
-        if (len(data) if data is not None else os.stat(source).st_size) == 0:
+        if data is not None:
+            size = len(data)
+        else:
+            size = os.fstat(source.fileno()).st_size if hasattr(source, "fileno") else os.stat(source).st_size
+        if size == 0:
             raise EmptyFile("zero-byte file")
         im = Image.open(io.BytesIO(data) if data is not None else source)
     except ImageError:

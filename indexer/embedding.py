@@ -19,6 +19,7 @@ from indexer.catalog import Image, ImageStatus
 from indexer.catalog.models import utcnow
 from indexer.catalog.queries import paths_of, rows_in
 from indexer.decodepool import CRASH_LIMIT, CRASHED, DecodePool, DecodeResult
+from indexer.fsnames import to_text
 from indexer.pairstore import delete_pairs_of, store_exact_pairs
 from indexer.parts import Parts
 from indexer.progress import Progress, Quiet
@@ -148,5 +149,5 @@ def _store_batch(ix: Parts, batch: list[tuple[int, DecodeResult]], summary: Inge
         store_exact_pairs(ix, exact_pairs)
     summary.indexed += len(ok)
     summary.exact_copies += len(copies)
-    summary.failed.extend({"path": r.path, "reason": r.reason, "message": r.message} for _, r in bad)
+    summary.failed.extend({"path": to_text(r.path), "reason": r.reason, "message": r.message} for _, r in bad)
     return len(ok), len(bad)

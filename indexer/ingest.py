@@ -26,6 +26,7 @@ from indexer.catalog import Root
 from indexer.catalog.models import utcnow
 from indexer.embedding import OnBatch, embed_batches
 from indexer.errors import DupesiftError
+from indexer.fsnames import to_text
 from indexer.linking import LinkPlan
 from indexer.linking import link as link_step
 from indexer.modelswitch import (
@@ -76,8 +77,9 @@ def prepare(ix: Parts, roots: list[str], summary: IngestSummary, *, prune_empty:
             "(vector store replaced or lost?): they are embedded again")
     root_ids = register_roots(ix.catalog, roots)
     result = scan(roots)
-    unreadable = [{"path": p, "reason": "unreadable", "message": m} for p, m in result.unreadable]
-    summary.seen, summary.ignored = len(result.files), result.ignored
+    unreadable = [{"path": to_text(p), "reason": "unreadable", "message": to_text(m)} for p, m in result.unreadable]
+    unreadable += [{"path": to_text(p), "reason": "bad name", "message": m} for p, m in result.unstorable]
+    summary.seen, summary.ignored, summary.ignored_why = len(result.files), result.ignored, dict(result.ignored_why)
     summary.failed.extend(unreadable)
     d = diff(ix.catalog, ix.spec.model_id, roots, root_ids, result.files,
              unreadable=[p for p, _ in result.unreadable], prune_empty=prune_empty)

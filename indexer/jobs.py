@@ -18,6 +18,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from indexer.catalog import Catalog, Image, ImageStatus, Job
 from indexer.catalog.models import utcnow
+from indexer.fsnames import to_text
 
 FINISHED = ("done", "failed", "interrupted")
 
@@ -200,7 +201,7 @@ def failures(catalog: Catalog, job_id: str, limit: int = 1000) -> list[dict]:
         for chunk in _range_chunks(ranges):
             for path, reason, msg in s.execute(select(Image.path, Image.error_reason, Image.error_message).where(
                     in_ranges(Image.id, chunk), Image.status == ImageStatus.failed).limit(limit)):
-                out.append({"path": path, "reason": reason, "message": msg})
+                out.append({"path": to_text(path), "reason": reason, "message": msg})
         return out[:limit]
 
 

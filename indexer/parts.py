@@ -19,7 +19,7 @@ class Parts:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.ensure_dirs()
-        self.catalog = Catalog(settings.sqlalchemy_url)
+        self.catalog = Catalog(settings.sqlalchemy_url, threads=settings.api_threads)
         self._embedder: OnnxEmbedder | None = None
         self.spec = self.embedder.spec
         self.store = VectorStore(settings.milvus_target, alias=settings.collection, dim=self.spec.dim,

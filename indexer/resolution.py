@@ -11,12 +11,19 @@ operation under ``<quarantine_dir>/.journal/``::
     {"event": "begin", "op", "kind", "group_id", "action", "moves": [{"image_id", "src", "dst"}]}
     {"event": "move", "i": 0}      # written (and fsynced) before moving moves[0]
     {"event": "moved", "i": 0}     # after the move
+    {"event": "committing"}        # every file moved; the catalog transaction is about to commit
     {"event": "commit"}            # after the catalog transaction committed
 
-``recover`` rolls back every operation that has no ``commit``: files go back to where they were
-and catalog paths to their source. ``keep_all`` touches no file; its journal holds the pairs it dropped and the
+The catalog's commit is the point of no return, so the journal never claims a commit the catalog does not
+have. ``recover`` finishes every operation without ``commit``: one that reached ``committing`` and whose
+catalog rows point at the new places did commit, and gets its ``commit`` line (files, catalog and journal
+agree: the group is resolved, or restored); any other is rolled back: files go back to where they were and
+catalog paths to their source. ``keep_all`` touches no file; its journal holds the pairs it dropped and the
 "not duplicates" rows it added, so that ``restore`` can undo it as it undoes a move. A ``batch`` id in the begin
 record ties the operations of one bulk decision together (``indexer/bulk.py``).
+
+``DUPESIFT_FAULT_AT=<step>`` kills the process at that step (``begin``, ``move:<i>``, ``moved:<i>``,
+``committing``, ``db-committed``, ``commit``): the crash tests' fault-injection points.
 
 ``resolve`` and ``restore`` run under the catalog lock ``groups``, as an ingest's pair linking and
 regrouping do, so a decision never lands between an ingest reading the "not duplicates" list and
@@ -27,8 +34,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import uuid
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
 
@@ -37,8 +46,10 @@ from sqlalchemy.orm import Session
 
 from indexer.catalog.models import DupGroup, Image, NotDuplicate, Pair, utcnow
 from indexer.errors import DupesiftError
+from indexer.fsnames import to_text
 from indexer.grouping import regroup
 from indexer.locks import catalog_lock
+from indexer.safefile import check_unchanged
 from indexer.scan import under_root
 
 ACTIONS = ("keep_all", "move_others", "trash_others")
@@ -68,10 +79,14 @@ class Outcome:
     kept: list[int] = field(default_factory=list)
     moved: list[dict] = field(default_factory=list)  # {"image_id", "src", "dst"}
     groups_after: list[int] = field(default_factory=list)  # keep_all: groups the members still form
+    left: list[dict] = field(default_factory=list)  # {"image_id", "path", "why"}: changed since indexed, not moved
 
     def as_dict(self) -> dict:
+        """The outcome with paths in their printable form (``fsnames.to_text``)."""
         return {"group_id": self.group_id, "action": self.action, "op": self.op, "kept": self.kept,
-                "moved": self.moved, "groups_after": self.groups_after}
+                "moved": [{**m, "src": to_text(m["src"]), "dst": to_text(m["dst"])} for m in self.moved],
+                "groups_after": self.groups_after,
+                "left": [{**x, "path": to_text(x["path"]), "why": to_text(x["why"])} for x in self.left]}
 
 
 # -- journal ------------------------------------------------------------------------------------
@@ -153,8 +168,17 @@ def committed(quarantine_dir: Path) -> list[dict]:
 
 
 def in_quarantine(path: str, quarantine_dir: Path) -> bool:
-    """True for a file a decision moved into the quarantine (or its trash)."""
-    return under_root(os.path.realpath(path), os.path.realpath(quarantine_dir))
+    """True for a file a decision moved into the quarantine (or its trash).
+
+    A string test, no file system call: moves write ``quarantine_dir``-prefixed paths into the catalog (a
+    /groups page asks this of every member, and resolving both paths each time was 40 % of its CPU)."""
+    q = str(quarantine_dir)
+    return under_root(path, q) or under_root(path, _real(q))
+
+
+@lru_cache(maxsize=8)
+def _real(folder: str) -> str:
+    return os.path.realpath(folder)
 
 
 # -- actions ------------------------------------------------------------------------------------
@@ -191,18 +215,35 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     others = [m for m in members if m.id not in set(keep) and not in_quarantine(m.path, quarantine_dir)]
     if not others:
         raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)")
+    _check_kept(group_id, [m for m in members if m.id in set(keep)])
+    missing = [m.path for m in others if not os.path.lexists(m.path)]
+    if missing:
+        raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
+    # a copy overwritten since it was indexed is another picture now: never quarantine it as a duplicate
+    left = [{"image_id": m.id, "path": m.path, "why": why} for m in others
+            if (why := check_unchanged(m.path, size=m.bytes, mtime=m.mtime, sha256=m.sha256))]
+    others = [m for m in others if m.id not in {x["image_id"] for x in left}]
+    if not others:
+        raise ResolutionConflict(f"nothing was moved: every photo to move has changed since it was indexed: "
+                                 f"{'; '.join(x['why'] for x in left)}. Run an ingest of its folder first")
     op = uuid.uuid4().hex
     base = Path(quarantine_dir) / ("trash" if action == "trash_others" else "") / op
     moves = [{"image_id": m.id, "src": m.path, "dst": str(base / f"{m.id}_{os.path.basename(m.path)}")}
              for m in others]
-    missing = [mv["src"] for mv in moves if not os.path.isfile(mv["src"])]
-    if missing:
-        raise ResolutionConflict(f"files no longer on disk (rescan first): {', '.join(missing)}")
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": group_id, "action": action,
                    "keep": sorted(keep), "moves": moves, "at": utcnow().isoformat(), "batch": batch})
     _apply_moves(session, journal, moves, group, action, commit)
-    return Outcome(group_id, action, op, sorted(keep), moves)
+    return Outcome(group_id, action, op, sorted(keep), moves, left=left)
+
+
+def _check_kept(group_id: int, kept: list[Image]) -> None:
+    """Refuse (nothing moved) when a photo to keep is gone or no longer holds what was indexed: moving its
+    copies away would leave the library without the picture."""
+    why = [w for m in kept if (w := check_unchanged(m.path, size=m.bytes, mtime=m.mtime, sha256=m.sha256))]
+    if why:
+        raise ResolutionConflict(f"nothing was moved: a photo to keep in group {group_id} is not as indexed: "
+                                 f"{'; '.join(why)}. Run an ingest of its folder, then decide again")
 
 
 def restore(session: Session, *, group_id: int, quarantine_dir: Path, commit, vectors_fn=None,
@@ -291,12 +332,17 @@ def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: D
             session.execute(update(Image).where(Image.id == mv["image_id"]).values(path=mv["dst"]))
         if group is not None:
             group.resolution, group.resolved_at = resolution, utcnow() if resolution else None
+        session.flush()
+        journal.write({"event": "committing"})
+        fault("committing")
         commit()
     except BaseException:
         session.rollback()
         _rollback(journal, journal.records())
         raise
+    fault("db-committed")
     journal.write({"event": "commit"})
+    fault("commit")
 
 
 def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
@@ -327,13 +373,22 @@ def latest_decisions(quarantine_dir: Path) -> dict[int, dict]:
     return last
 
 
+def fault(step: str) -> None:
+    """Die here, as a power cut would, when ``DUPESIFT_FAULT_AT`` names this step (crash tests only)."""
+    if os.environ.get("DUPESIFT_FAULT_AT") == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _do_moves(journal: Journal, moves: list[dict]) -> None:
+    fault("begin")
     for i, mv in enumerate(moves):
         journal.write({"event": "move", "i": i})
+        fault(f"move:{i}")
         Path(mv["dst"]).parent.mkdir(parents=True, exist_ok=True)
         if os.path.exists(mv["dst"]):
             raise ResolutionConflict(f"refusing to overwrite {mv['dst']}")
         shutil.move(mv["src"], mv["dst"])
+        fault(f"moved:{i}")
         journal.write({"event": "moved", "i": i})
 
 
@@ -353,14 +408,26 @@ def _rollback(journal: Journal, records: list[dict]) -> list[dict]:
     return undone
 
 
+def _catalog_committed(session: Session, moves: list[dict]) -> bool:
+    """Whether the catalog transaction of an operation committed: its photos' rows point at the new places."""
+    paths = dict(session.execute(select(Image.id, Image.path).where(
+        Image.id.in_([mv["image_id"] for mv in moves]))).all())
+    return bool(paths) and all(paths.get(mv["image_id"], mv["dst"]) == mv["dst"] for mv in moves)
+
+
 def recover(session: Session, quarantine_dir: Path) -> list[str]:
-    """Roll back operations a crash left half done (files and catalog paths). Returns their op ids."""
+    """Finish operations a crash interrupted: one whose catalog transaction committed is completed (its
+    ``commit`` line written), any other is rolled back (files and catalog paths). Returns their op ids."""
     out = []
     for j in _journals(quarantine_dir):
         recs = j.records()
         if _state(recs) != "incomplete":
             continue
         begin = recs[0]
+        if any(r.get("event") == "committing" for r in recs) and _catalog_committed(session, begin.get("moves", [])):
+            j.write({"event": "commit", "recovered": True})
+            out.append(begin["op"])
+            continue
         _rollback(j, recs)
         for mv in begin.get("moves", []):
             session.execute(update(Image).where(Image.id == mv["image_id"], Image.path == mv["dst"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,11 +20,15 @@ from indexer.batching import chunks
 from indexer.catalog import Catalog, Image, ImageStatus, Root
 from indexer.catalog.models import utcnow
 from indexer.catalog.queries import scalars_in
+from indexer.fsnames import MAX_CHARS, storable
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff",
     ".heic", ".heif", ".avif",
 })
+
+
+UNSTORABLE = f"its path is longer than the catalog holds ({MAX_CHARS} characters, bytes that are not UTF-8 count 3)"
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,13 @@ class FileStat:
 @dataclass
 class ScanResult:
     files: list[FileStat] = field(default_factory=list)
-    ignored: int = 0  # files without an image extension
+    ignored: int = 0  # entries that are not image files (``ignored_why`` says what they were)
+    ignored_why: Counter = field(default_factory=Counter)  # reason -> count
     # (path, why) for folders we could not list and files we could not stat: the scan cannot tell what
     # is under them, so the catalog keeps every photo it knows there (``diff``)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
+    # (path, why) for image files whose name the catalog cannot hold (``fsnames.storable``): each is one failure
+    unstorable: list[tuple[str, str]] = field(default_factory=list)
 
 
 def is_image_name(name: str) -> bool:
@@ -49,6 +57,27 @@ def is_image_name(name: str) -> bool:
 def normalise_root(path: str | Path) -> str:
     """Absolute path with symlinks resolved, so the same file is never registered twice."""
     return os.path.realpath(os.path.abspath(os.path.expanduser(str(path))))
+
+
+NOT_AN_IMAGE = "not an image file name"
+
+
+def _not_a_file(entry: os.DirEntry) -> str:
+    """Why a folder entry that is not a regular file is skipped: links and special files are never followed."""
+    if entry.is_symlink():
+        try:
+            os.stat(entry.path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return "symbolic link loop"
+            return "broken symbolic link"
+        return "symbolic link (not followed)"
+    mode = entry.stat(follow_symlinks=False).st_mode
+    if stat.S_ISFIFO(mode):
+        return "FIFO (named pipe)"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device or other special file"
 
 
 def _walk(root: str, result: ScanResult) -> Iterator[FileStat]:
@@ -66,10 +95,16 @@ def _walk(root: str, result: ScanResult) -> Iterator[FileStat]:
                     if not entry.name.startswith("."):
                         stack.append(entry.path)
                     continue
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # symlinks and specials: the real file is indexed where it lives
+                if not entry.is_file(follow_symlinks=False):  # the real file is indexed where it lives
+                    result.ignored += 1
+                    result.ignored_why[_not_a_file(entry)] += 1
+                    continue
                 if not is_image_name(entry.name):
                     result.ignored += 1
+                    result.ignored_why[NOT_AN_IMAGE] += 1
+                    continue
+                if not storable(entry.path):
+                    result.unstorable.append((entry.path, UNSTORABLE))
                     continue
                 st = entry.stat(follow_symlinks=False)
                 yield FileStat(entry.path, st.st_size, st.st_mtime)
@@ -83,6 +118,9 @@ def scan(roots: Iterable[str]) -> ScanResult:
     seen: set[str] = set()
     for root in roots:
         if os.path.isfile(root):
+            if not storable(root):
+                result.unstorable.append((root, UNSTORABLE))
+                continue
             try:
                 st = os.stat(root)
             except OSError as exc:

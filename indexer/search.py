@@ -14,6 +14,7 @@ from sqlalchemy import or_, select
 from indexer.catalog import Image, Pair
 from indexer.features import PhotoFeatures
 from indexer.featurestore import FeatureSource, of_file
+from indexer.fsnames import to_text
 from indexer.linkrule import CROWD_K, decide
 from indexer.parts import Parts
 
@@ -57,7 +58,7 @@ def similar_to_vector(ix: Parts, vec: np.ndarray, k: int = 10, exclude: int | No
             candidates = [(i, sim) for i, sim in hits if i in rows and sim >= rule.floor][:st.verify_per_photo]
             if candidates:
                 confirmed = _decide_query(ix, s, query_features, candidates, rows, crowd)
-    return [{"id": i, "path": rows[i].path, "similarity": round(sim, 6),
+    return [{"id": i, "path": to_text(rows[i].path), "similarity": round(sim, 6),
              "is_duplicate": i in confirmed, "group_id": rows[i].group_id}
             for i, sim in hits if i in rows]
 

@@ -22,7 +22,7 @@ from indexer.locks import catalog_lock
 from indexer.parts import Parts
 from indexer.summary import IngestSummary
 
-PLANNED = ("seen", "ignored", "unchanged", "changed", "removed", "kept_unreadable", "healed", "warnings")
+PLANNED = ("seen", "ignored", "ignored_why", "unchanged", "changed", "removed", "kept_unreadable", "healed", "warnings")
 RECOUNTED = ("removed", "changed", "healed")  # a redelivered plan adds to what the first run saw
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SCAN_FAILURES = ("unreadable", "bad name")  # failures of files the catalog has no row for
+
 
 @dataclass
 class Timings:
@@ -23,7 +25,8 @@ class IngestSummary:
     changed: int = 0
     unchanged: int = 0
     removed: int = 0
-    ignored: int = 0  # files without an image extension
+    ignored: int = 0  # entries that are not image files: other names, links, FIFOs, ...
+    ignored_why: dict[str, int] = field(default_factory=dict)  # reason -> count
     failed: list[dict] = field(default_factory=list)  # {"path", "reason", "message"}
     kept_unreadable: int = 0  # not found, but under a folder it could not read (or an empty root): kept
     healed: int = 0  # marked indexed but missing from the vector store: reset to pending, embedded again
@@ -46,5 +49,7 @@ class IngestSummary:
         queue's count from the catalog) since each failed file is a catalog row of its own."""
         out = self.as_dict()
         out["failed"] = len(self.failed) if failed is None else failed
+        # what the scan could not list or name has no catalog row to read the failure from
+        out["unreadable"] = [f for f in self.failed if f["reason"] in SCAN_FAILURES][:1000]
         out["timings"] = {k: round(v, 3) for k, v in out["timings"].items()}
         return out

@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from indexer import keeper
 from indexer.catalog.models import DupGroup, Image
+from indexer.fsnames import to_text
 
 
 class MemberView(BaseModel):
     id: int
-    path: str
+    path: str  # fsnames.to_text: a byte that is not UTF-8 shows as U+FFFD and its two hex digits
     bytes: int
     width: int | None
     height: int | None
@@ -47,7 +48,7 @@ class MemberView(BaseModel):
             "blockiness": round(a.blockiness, 3), "jpeg_quality": a.jpeg_quality}
         if explained is not None:
             facts |= {"keeper_score": round(explained[0], 4), "decided_by": explained[1]}
-        return cls(id=m.id, path=m.path, bytes=m.bytes, width=m.width, height=m.height, format=m.format,
+        return cls(id=m.id, path=to_text(m.path), bytes=m.bytes, width=m.width, height=m.height, format=m.format,
                    mtime=m.mtime, sha256=m.sha256, camera_exif=bool(m.camera_exif),
                    similarity_to_keeper=None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6),
                    **facts)

@@ -23,6 +23,8 @@ SHARED = REPO.parent / "shared"
 PHOTOS = SHARED / "data" / "photos"
 REALDUP = SHARED / "data" / "realdup"
 BIN = Path(sys.executable).parent  # the venv's console scripts (dupesift, milvus-lite, celery)
+# TestClient addresses the app as http://testserver: a name the Host allow-list (api/guards.py) must know
+os.environ.setdefault("DUPESIFT_ALLOWED_HOSTS", "testserver")
 PG_ADMIN_URL = os.environ.get("DUPESIFT_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 

@@ -477,9 +477,25 @@ def test_auth_on_non_loopback(tmp_path) -> None:
         assert c.get("/groups", headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert c.get("/ui/groups").status_code == 401
         assert c.get("/health", headers={"Authorization": "Bearer s3cret"}).status_code == 200
-        assert c.get("/ui/login", params={"token": "nope"}).status_code == 401
-        r = c.get("/ui/login", params={"token": "s3cret"}, follow_redirects=False)
+        assert c.get("/ui/login").status_code == 200 and 'method="post"' in c.get("/ui/login").text
+        assert c.post("/ui/login", data={"token": "nope"}).status_code == 401
+        c.get("/ui/login", params={"token": "s3cret"})  # a token in the URL logs nobody in
+        assert c.get("/ui/groups").status_code == 401
+        r = c.post("/ui/login", data={"token": "s3cret"}, follow_redirects=False)
         assert r.status_code == 303
         assert c.get("/ui/groups").status_code == 200  # the cookie now carries the token
     local = create_app(Settings(data_dir=tmp_path / "d3"), host="::1")
     assert local.state.auth_required is False
+
+
+def test_web_routes_bound_ids_like_the_json_routes(env) -> None:
+    c = env["client"]
+    big = "99999999999999999999999"
+    for method, url in (("GET", f"/ui/groups/{big}"), ("GET", f"/ui/groups/{2**63}"),
+                        ("POST", f"/ui/groups/{big}/resolve"), ("POST", f"/ui/groups/{big}/restore"),
+                        ("GET", f"/groups/{big}")):
+        r = c.request(method, url, data={"action": "keep_all"} if method == "POST" else None)
+        assert r.status_code == 422, (url, r.status_code, r.text[:200])
+    for ids in (big, f"1,{2**63}", "-5"):
+        r = c.get("/ui/compare", params={"ids": ids})
+        assert r.status_code == 400, (ids, r.status_code)

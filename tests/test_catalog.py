@@ -74,3 +74,24 @@ def test_upgrade_from_0001_keeps_rows(pg_url) -> None:
         idx = {i["name"] for i in inspect(conn).get_indexes("dup_groups")}
     engine.dispose()
     assert {"ix_dup_groups_size_id", "ix_dup_groups_reclaimable_bytes_id"} <= idx
+
+
+def test_upgrade_to_0006_keeps_paths_with_a_replacement_character(tmp_path) -> None:
+    """A path stored before 0006 that holds U+FFFD reads back unchanged through the lossless path column."""
+    from sqlalchemy import create_engine, select, text
+
+    from indexer.catalog.models import Image
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0004")
+    odd = "/lib/x\ufffdAB.jpg"  # would read as a byte 0xAB under the new form without the migration
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
+                          "decode_crashes) VALUES (1, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0)"), {"p": odd})
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert s.scalar(select(Image.path)) == odd
+        assert s.scalar(select(Image.id).where(Image.path == odd)) == 1
+    cat.dispose()

@@ -28,7 +28,7 @@ def lib(tmp_path: Path):
         for i in (1, 2, 3):
             p = root / f"p{i}.jpg"
             p.write_bytes(bytes([i]) * 10)
-            s.add(Image(id=i, path=str(p), bytes=10, sha256=f"{i:064x}", status=ImageStatus.indexed, group_id=g.id,
+            s.add(Image(id=i, path=str(p), bytes=10, mtime=p.stat().st_mtime, sha256=f"{i:064x}", status=ImageStatus.indexed, group_id=g.id,
                         width=10, height=10))
         s.flush()
         s.add_all([Pair(a_id=1, b_id=2, similarity=0.99), Pair(a_id=1, b_id=3, similarity=0.98)])
@@ -94,7 +94,7 @@ def test_resolve_then_restore_and_keep_all(lib) -> None:
                                  vectors_fn=_vectors, commit=s.commit)
     assert len(out.moved) == 2 and not (root / "p2.jpg").exists()
     recs = [json.loads(x) for x in (journal_dir(q) / f"{out.op}.jsonl").read_text().splitlines()]
-    assert [r["event"] for r in recs] == ["begin", "move", "moved", "move", "moved", "commit"]
+    assert [r["event"] for r in recs] == ["begin", "move", "moved", "move", "moved", "committing", "commit"]
     with cat.session() as s, pytest.raises(ResolutionError) as e:
         resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
                            commit=s.commit)
@@ -127,7 +127,7 @@ def test_new_copy_reopens_a_resolved_group_and_moved_files_stay_put(lib) -> None
     with cat.session() as s:  # a new copy of photo 1 arrives and joins the group
         p = root / "p4.jpg"
         p.write_bytes(b"\x04" * 10)
-        s.add(Image(id=4, path=str(p), bytes=10, sha256=f"{4:064x}", status=ImageStatus.indexed, width=10, height=10))
+        s.add(Image(id=4, path=str(p), bytes=10, mtime=p.stat().st_mtime, sha256=f"{4:064x}", status=ImageStatus.indexed, width=10, height=10))
         s.flush()
         s.add(Pair(a_id=1, b_id=4, similarity=0.97))
         s.flush()
@@ -254,3 +254,56 @@ def test_restore_one_file_keeps_the_rest_restorable(lib) -> None:
     assert (root / "p3.jpg").exists()
     with cat.session() as s:
         assert s.get(DupGroup, gid).resolution is None
+
+
+RESOLVE = """
+import sys
+from pathlib import Path
+from indexer import resolution
+from indexer.catalog import Catalog
+
+url, gid, q = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+cat = Catalog(url)
+with cat.session() as s:
+    resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q, vectors_fn=lambda ids: {},
+                       commit=s.commit)
+"""
+STEPS = ["begin", "move:0", "moved:0", "move:1", "moved:1", "committing", "db-committed", "commit"]
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_resolve_killed_at_any_step_recovers_to_agreement(lib, step) -> None:
+    """SIGKILL at each step of a resolve, then the server's start-up recovery: catalog, journal and files agree
+    (all moved, resolved and committed, or nothing moved, open and rolled back), and the group can be decided
+    again or restored."""
+    import os
+    import subprocess
+    import sys
+
+    cat, root, q, gid = lib
+    env = {**os.environ, "DUPESIFT_FAULT_AT": step}
+    run = subprocess.run([sys.executable, "-c", RESOLVE, cat.url, str(gid), str(q)], env=env, check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, (run.returncode, run.stderr[-2000:])
+    with cat.session() as s:
+        resolution.recover(s, q)
+    (journal,) = list(journal_dir(q).glob("*.jsonl"))
+    state = resolution.history(q, gid)[0]["state"]
+    begin = Journal(journal).records()[0]
+    with cat.session() as s:
+        paths = {i.id: i.path for i in s.scalars(select(Image).where(Image.id.in_([2, 3])))}
+        resolved = s.get(DupGroup, gid).resolution
+    moved = {mv["image_id"]: mv["dst"] for mv in begin["moves"]}
+    if STEPS.index(step) >= STEPS.index("db-committed"):  # the catalog committed: the decision stands
+        assert state == "committed" and resolved == "move_others" and paths == moved
+        assert all(os.path.exists(d) for d in moved.values()) and sorted(p.name for p in root.iterdir()) == ["p1.jpg"]
+        with cat.session() as s:
+            resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit)
+    else:
+        assert state == "rolledback" and resolved is None, (state, resolved)
+        assert paths == {i: str(root / f"p{i}.jpg") for i in (2, 3)}
+        assert not any(os.path.exists(d) for d in moved.values())
+        with cat.session() as s:
+            resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
+                               vectors_fn=_vectors, commit=s.commit)
+    assert sorted(p.name for p in root.iterdir()) in (["p1.jpg"], ["p1.jpg", "p2.jpg", "p3.jpg"])

@@ -7,30 +7,31 @@ from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
 from api import decisions, services
-from api.deps import IndexDep, SessionDep
+from api.deps import IndexDep, read
 from api.schemas import Error, GroupDetail, GroupsResponse, ResolveRequest, ResolveResponse
 
 router = APIRouter(prefix="/groups", tags=["groups"])
-GroupId = Annotated[int, Path(ge=1, le=2**62)]
+ID_MAX = 2**62  # ids above it (the catalog's are 64-bit) are refused with 422, never sent to the database
+GroupId = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 ERRORS = {400: {"model": Error}, 404: {"model": Error}, 409: {"model": Error}}
 
 
 @router.get("", response_model=GroupsResponse, responses={400: {"model": Error}})
-def list_groups(index: IndexDep, s: SessionDep,
+async def list_groups(index: IndexDep,
                 sort: Annotated[Literal["size", "reclaimable", "newest", "spread"], Query(
                     description="newest: most recently formed or changed first; spread: weakest link first")] = "size",
                 unresolved: bool = False,
                 min_size: Annotated[int, Query(ge=2, le=1_000_000)] = 2,
                 cursor: Annotated[str | None, Query(max_length=200)] = None,
                 limit: Annotated[int, Query(ge=1, le=200)] = 50) -> GroupsResponse:
-    return services.group_page(index, s, sort=sort, unresolved=unresolved, min_size=min_size, cursor=cursor,
+    return await read(index, services.group_page, sort=sort, unresolved=unresolved, min_size=min_size, cursor=cursor,
                                limit=limit)
 
 
 @router.get("/{group_id}", response_model=GroupDetail, responses={404: {"model": Error}})
-def get_group(index: IndexDep, s: SessionDep, group_id: GroupId) -> GroupDetail:
-    return services.group_detail(index, s, group_id)
+async def get_group(index: IndexDep, group_id: GroupId) -> GroupDetail:
+    return await read(index, services.group_detail, group_id)
 
 
 @router.post("/{group_id}/resolve", response_model=ResolveResponse, responses=ERRORS)

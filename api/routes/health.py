@@ -4,7 +4,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from api.deps import IndexDep, SessionDep
+from api.deps import IndexDep, read
 from api.schemas import Health, Stats
 from indexer import report
 
@@ -12,13 +12,14 @@ router = APIRouter(tags=["service"])
 
 
 @router.get("/health", response_model=Health)
-def health(index: IndexDep, s: SessionDep) -> Health:
-    return Health(status="ok", model=index.spec.model_id, images=report.indexed_count(s))
+async def health(index: IndexDep) -> Health:
+    images = await read(index, lambda _, s: report.indexed_count(s))
+    return Health(status="ok", model=index.spec.model_id, images=images)
 
 
 @router.get("/stats", response_model=Stats)
-def stats(index: IndexDep, s: SessionDep) -> Stats:
-    return Stats(**report.stats(index, s))
+async def stats(index: IndexDep) -> Stats:
+    return Stats(**await read(index, report.stats))
 
 
 @router.get("/metrics", response_class=PlainTextResponse, responses={

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, Request
 from sqlalchemy import select
 
 from api import services
-from api.deps import IndexDep, SessionDep
+from api.deps import IndexDep, read
 from api.errors import ApiError
 from api.schemas import Error, IngestAccepted, IngestRequest, JobOut, JobsResponse
 from indexer.catalog.models import Job
@@ -25,14 +25,20 @@ def ingest(index: IndexDep, request: Request, req: IngestRequest) -> IngestAccep
 
 
 @router.get("/jobs", response_model=JobsResponse)
-def list_jobs(s: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobsResponse:
-    jobs = s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit))
-    return JobsResponse(jobs=[services.job_out(s, j, failures=0) for j in jobs])
+async def list_jobs(index: IndexDep, limit: Annotated[int, Query(ge=1, le=100)] = 20) -> JobsResponse:
+    def jobs(_, s) -> JobsResponse:
+        rows = s.scalars(select(Job).order_by(Job.created_at.desc()).limit(limit))
+        return JobsResponse(jobs=[services.job_out(s, j, failures=0) for j in rows])
+
+    return await read(index, jobs)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses={404: {"model": Error}})
-def get_job(s: SessionDep, job_id: Annotated[str, Path(max_length=64)]) -> JobOut:
-    job = s.get(Job, job_id)
-    if job is None:
-        raise ApiError(404, f"no job with id {job_id}")
-    return services.job_out(s, job)
+async def get_job(index: IndexDep, job_id: Annotated[str, Path(max_length=64)]) -> JobOut:
+    def job(_, s) -> JobOut:
+        row = s.get(Job, job_id)
+        if row is None:
+            raise ApiError(404, f"no job with id {job_id}")
+        return services.job_out(s, row)
+
+    return await read(index, job)

@@ -39,10 +39,16 @@ def home() -> RedirectResponse:
 
 
 @router.get("/ui/login")
-def login(request: Request, token: str = "") -> Response:
+def login_form(request: Request) -> HTMLResponse:
+    """The login form; the token travels in a POST body, never in a URL (access logs, history, Referer)."""
+    return page(request, "login.html")
+
+
+@router.post("/ui/login")
+def login(request: Request, token: Annotated[str, Form(max_length=1000)] = "") -> Response:
     expected = request.app.state.settings.api_token or ""
     if request.app.state.auth_required and not secrets.compare_digest(token.encode(), expected.encode()):
-        return error_page(request, 401, "wrong token")
+        return page(request, "login.html", status=401, message="wrong token")
     r = RedirectResponse("/ui/groups", status_code=303)
     r.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict")
     return r

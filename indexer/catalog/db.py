@@ -24,14 +24,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def make_engine(url: str) -> Engine:
+POOL_SPARE = 8  # connections beyond the caller's threads: background ingest, warm-up, a CLI's helpers
+
+
+def make_engine(url: str, threads: int = 5) -> Engine:
+    """An engine whose pool holds a connection for each of ``threads`` threads (plus ``POOL_SPARE``)."""
+    pool = {"pool_size": threads, "max_overflow": POOL_SPARE}
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
 def migrate(url: str, revision: str = "head") -> None:
@@ -62,13 +67,13 @@ def safe_url(url: str) -> str:
 class Catalog:
     """A migrated database plus a session factory."""
 
-    def __init__(self, url: str, *, auto_migrate: bool = True) -> None:
+    def __init__(self, url: str, *, auto_migrate: bool = True, threads: int = 5) -> None:
         if url.startswith("sqlite:///"):
             Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         if auto_migrate:
             migrate(url)
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, threads)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager

@@ -20,6 +20,9 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from indexer.fsnames import MAX_CHARS, from_text, to_text
 
 
 def utcnow() -> datetime:
@@ -28,6 +31,30 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+class FsPath(TypeDecorator):
+    """A file path: stored in its UTF-8-safe form (``indexer/fsnames.py``), read back as ``os.fsdecode`` gives it,
+    so a name that is not UTF-8 is stored and opened byte for byte."""
+
+    impl = String(MAX_CHARS)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return None if value is None else to_text(value)
+
+    def process_result_value(self, value: str | None, dialect) -> str | None:
+        return None if value is None else from_text(value)
+
+
+class SafeText(TypeDecorator):
+    """A message that may quote a file name: any byte that is not UTF-8 is written as ``fsnames.to_text`` does."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect) -> str | None:
+        return None if value is None else to_text(value)
 
 
 class ImageStatus(str, enum.Enum):
@@ -41,7 +68,7 @@ class Root(Base):
 
     __tablename__ = "roots"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath(), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_scan_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -49,7 +76,7 @@ class Root(Base):
 class Image(Base):
     __tablename__ = "images"
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
-    path: Mapped[str] = mapped_column(String(4096), unique=True)
+    path: Mapped[str] = mapped_column(FsPath(), unique=True)
     root_id: Mapped[int | None] = mapped_column(ForeignKey("roots.id", ondelete="SET NULL"), index=True)
     bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     mtime: Mapped[float] = mapped_column(Float, default=0.0)
@@ -65,7 +92,7 @@ class Image(Base):
         Enum(ImageStatus, name="image_status", native_enum=False, length=16), default=ImageStatus.pending, index=True
     )
     error_reason: Mapped[str | None] = mapped_column(String(32))
-    error_message: Mapped[str | None] = mapped_column(Text)
+    error_message: Mapped[str | None] = mapped_column(SafeText)
     model_id: Mapped[str | None] = mapped_column(String(128))
     linked: Mapped[bool] = mapped_column(Boolean, default=False, index=True)  # neighbours searched for
     group_id: Mapped[int | None] = mapped_column(ForeignKey("dup_groups.id", ondelete="SET NULL"), index=True)
@@ -160,7 +187,7 @@ class Job(Base):
     failed: Mapped[int] = mapped_column(Integer, default=0)
     summary: Mapped[dict | None] = mapped_column(JSON)
     phases: Mapped[dict | None] = mapped_column(JSON)  # indexer/phases.py: the phase now and each one's progress
-    message: Mapped[str | None] = mapped_column(Text)
+    message: Mapped[str | None] = mapped_column(SafeText)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,14 +1,14 @@
 """Job phases: what an ingest is doing now (scan, decode and embed, link and group, finish) and how far it is
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-05
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0007'
-down_revision = '0005'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 

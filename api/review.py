@@ -16,6 +16,32 @@ from indexer.catalog.models import Image, Pair
 MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
 
 
+LOST_ON = {  # keeper.choose's ``decided_by``, in a user's words
+    "effective_pixels": "less real detail (upscaled, shrunk or cropped)", "border": "a border, padding or caption",
+    "colour": "less colour (grey or faded)", "tint": "a colour cast (sepia or tint)",
+    "clipped": "blown-out or crushed areas", "noise": "added noise or grain", "blockiness": "JPEG blocking",
+    "quality": "lower JPEG quality", "tie": "the same picture; file age or camera data decided"}
+
+
+def member_facts(g: GroupDetail, m: Member) -> list[tuple[str, bool]]:
+    """The keeper evidence of a member as short phrases, each with whether this member holds the group's best
+    value of it (``g.best``)."""
+    best = lambda key: g.best.get(key) == m.id and len(g.members) > 1
+    facts = []
+    if m.effective_pixels is not None:
+        facts.append((f"{m.effective_pixels / 1e6:.2f} MP of real detail", best("effective_pixels")))
+    if m.border is not None:
+        facts.append(("no border" if m.border < 0.01 else f"border {m.border:.0%}", best("border")))
+    if m.colour is not None:
+        facts.append(("grey" if m.colour < 1 else "colour", best("colour")))
+    if m.jpeg_quality is not None:
+        facts.append((f"JPEG quality {m.jpeg_quality}", best("jpeg_quality")))
+    if m.camera_exif:
+        facts.append(("camera data", best("camera_exif")))
+    facts.append(("oldest file", True) if best("age") else ("", False))
+    return [f for f in facts if f[0]]
+
+
 def keeper_first(g: GroupDetail) -> list[Member]:
     """The keeper, then the others from most to least similar to it (ties by id)."""
     return sorted(g.members, key=lambda m: (not m.is_keeper, -(m.similarity_to_keeper or 0.0), m.id))

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageOps
 
+from api.main import create_app
 from indexer import keeper, resolution
 from indexer.index import Index
 from tests.conftest import photo_files
@@ -105,6 +108,22 @@ def test_grey_copy_reason_and_user_keep_overrides(tmp_path: Path, settings_facto
                                commit=s.commit)
     assert copy.exists() and not original.exists()
     assert any(p.is_file() for p in index.settings.quarantine_dir.rglob("*"))  # moved, not deleted
+
+
+def test_group_page_shows_why_the_keeper_won(tmp_path: Path, settings_factory) -> None:
+    """The review page puts the keeper first, marks the best value of each attribute, and says what each copy
+    lost on, in words."""
+    _pair(tmp_path / "lib", grey)
+    settings = settings_factory()
+    with Index(settings) as index:
+        index.ingest([str(tmp_path / "lib")])
+        gid = _only_group(index)["id"]
+    with TestClient(create_app(settings)) as c:
+        html = c.get(f"/ui/groups/{gid}").text
+    cards = re.split(r'<div class="member(?: keeper)?" data-id=', html)[1:]
+    assert "original.jpg" in cards[0] and "suggested keeper" in cards[0]
+    assert '<li class="top">colour' in cards[0] and "<li>grey</li>" in cards[1]
+    assert "not kept: less colour (grey or faded)" in cards[1]
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 50), (16, 16), (300, 200), (40, 3000)])

@@ -18,12 +18,13 @@ from api.deps import TOKEN_COOKIE, IndexDep, SessionDep
 from api.errors import ApiError
 from api.routes import web_bulk, web_quarantine
 from api.schemas import ResolveRequest, ResolveResponse
-from api.webpage import PageRoute, error_for, error_page, is_htmx, page
+from api.webpage import PageRoute, error_for, error_page, is_htmx, page, templates
 from indexer import browse, bulk, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job
 from indexer.errors import DupesiftError
 from indexer.index import Index
 
+templates.env.globals.update(member_facts=review.member_facts, lost_on=review.LOST_ON)  # the group cards
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 Sort = Literal["reclaimable", "size", "spread", "newest"]

@@ -21,6 +21,7 @@ from http.cookies import CookieError, SimpleCookie
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback", "localhost.localdomain"})
@@ -78,6 +79,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         status, message, extra = refusal
+        if scope["path"].startswith("/ui"):  # the web UI's refusals are pages, as its other errors are
+            from api.webpage import error_page  # late: the templates are not needed for the JSON API
+
+            headers = {k.decode(): v.decode() for k, v in extra} | {"connection": "close"}
+            await error_page(Request(scope), status, message, headers=headers)(scope, receive, send)
+            return
         body = json.dumps({"detail": message}).encode()
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),

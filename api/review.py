@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.schemas import GroupDetail, Member
 from api.webpage import human_bytes
 from indexer.catalog.models import Image, Pair
+from indexer.views import MemberView
 
 MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
 
@@ -86,7 +87,7 @@ def _when(t: float | None) -> str:
     return datetime.fromtimestamp(t or 0, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-def compare_rows(images: list[Image], keeper: int | None) -> list[Row]:
+def compare_rows(images: list[Image] | list[MemberView], keeper: int | None) -> list[Row]:
     """The attribute table of the compare view; ``differs`` marks a row whose values are not all the same."""
     spec = [
         ("file name", lambda m: os.path.basename(m.path)),
@@ -114,7 +115,7 @@ class Evidence:
     text: str
 
 
-def pair_evidence(s: Session, images: list[Image], threshold: float, vectors: dict) -> list[Evidence]:
+def pair_evidence(s: Session, images: list[Image] | list[MemberView], threshold: float, vectors: dict) -> list[Evidence]:
     """Why each two of ``images`` are grouped: the stored pair's evidence, or the cosine when no pair links them."""
     ids = [m.id for m in images]
     names = {m.id: os.path.basename(m.path) for m in images}

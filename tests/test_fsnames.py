@@ -80,7 +80,7 @@ def test_api_ingest_serves_non_utf8_names(tmp_path: Path) -> None:
         assert r.status_code == 200 and r.content == Path(os.fsdecode(names["copy"])).read_bytes()
         assert c.get(f"/images/{member['id']}/thumbnail").status_code == 200
         page = c.get("/ui/compare", params={"ids": ",".join(str(m["id"]) for m in group["members"])})
-        assert page.status_code == 200 and member["path"] in page.text
+        assert page.status_code == 200 and os.path.basename(member["path"]) in page.text  # its printable name
         assert c.get(f"/ui/groups/{group['id']}").status_code == 200
         # the printed form of a path names the file in requests too
         r = c.post("/ingest", json={"paths": [to_text(os.fsdecode(names["bad"]))]})

@@ -23,6 +23,7 @@ from indexer import browse, bulk, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job
 from indexer.errors import DupesiftError
 from indexer.index import Index
+from indexer.views import MemberView
 
 templates.env.globals.update(member_facts=review.member_facts, lost_on=review.LOST_ON)  # the group cards
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -188,8 +189,9 @@ def compare(request: Request, index: IndexDep, s: SessionDep, ids: Annotated[str
     grp = s.get(DupGroup, gid) if gid is not None else None
     keeper = grp.keeper_id if grp else None
     resolved = grp is None or bool(grp.resolution)
-    evidence = review.pair_evidence(s, images, index.threshold, index.store.get(wanted))
-    return page(request, "compare.html", images=images, rows=review.compare_rows(images, keeper), evidence=evidence,
+    views = [MemberView.of(m) for m in images]  # printable paths (indexer/fsnames.py)
+    evidence = review.pair_evidence(s, views, index.threshold, index.store.get(wanted))
+    return page(request, "compare.html", images=views, rows=review.compare_rows(views, keeper), evidence=evidence,
                 group_id=gid, keeper=keeper, can_keep=gid is not None and not resolved)
 
 

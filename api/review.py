@@ -24,23 +24,30 @@ LOST_ON = {  # keeper.choose's ``decided_by``, in a user's words
     "quality": "lower JPEG quality", "tie": "the same picture; file age or camera data decided"}
 
 
+FACTS = (  # (g.best key, the phrase of a member's value, or None when it has none)
+    ("border", lambda m: None if m.border is None else ("no border" if m.border < 0.01 else f"border {m.border:.0%}")),
+    ("colour", lambda m: None if m.colour is None else ("grey" if m.colour < 1 else "colour")),
+    ("jpeg_quality", lambda m: None if m.jpeg_quality is None else f"JPEG quality {m.jpeg_quality}"),
+    ("camera_exif", lambda m: "camera data" if m.camera_exif else None),
+)
+
+
 def member_facts(g: GroupDetail, m: Member) -> list[tuple[str, bool]]:
     """The keeper evidence of a member as short phrases, each with whether this member holds the group's best
-    value of it (``g.best``)."""
-    best = lambda key: g.best.get(key) == m.id and len(g.members) > 1
+    value of it (``g.best``); no mark where every member reads the same."""
     facts = []
-    if m.effective_pixels is not None:
-        facts.append((f"{m.effective_pixels / 1e6:.2f} MP of real detail", best("effective_pixels")))
-    if m.border is not None:
-        facts.append(("no border" if m.border < 0.01 else f"border {m.border:.0%}", best("border")))
-    if m.colour is not None:
-        facts.append(("grey" if m.colour < 1 else "colour", best("colour")))
-    if m.jpeg_quality is not None:
-        facts.append((f"JPEG quality {m.jpeg_quality}", best("jpeg_quality")))
-    if m.camera_exif:
-        facts.append(("camera data", best("camera_exif")))
-    facts.append(("oldest file", True) if best("age") else ("", False))
-    return [f for f in facts if f[0]]
+    most = max((o.effective_pixels or 0 for o in g.members), default=0)
+    if m.effective_pixels is not None and most > 0:  # a score, so shown against the group's best
+        share = round(100 * m.effective_pixels / most)
+        facts.append((f"real detail {share} %", share == 100 and any((o.effective_pixels or 0) < most for o in g.members)))
+    for key, phrase in FACTS:
+        text = phrase(m)
+        if text is not None:
+            differs = len({phrase(o) for o in g.members}) > 1
+            facts.append((text, differs and g.best.get(key) == m.id))
+    if g.best.get("age") == m.id and len(g.members) > 1:
+        facts.append(("oldest file", True))
+    return facts
 
 
 def keeper_first(g: GroupDetail) -> list[Member]:

@@ -36,6 +36,7 @@ import os
 import shutil
 import signal
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import combinations
@@ -301,7 +302,8 @@ def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": gid, "undoes": begin["op"],
                    "moves": [], "at": utcnow().isoformat()})
-    try:
+
+    def change() -> set[int]:
         for sa, sb in begin.get("declined", []):
             session.execute(delete(NotDuplicate).where(NotDuplicate.sha_a == sa, NotDuplicate.sha_b == sb))
         for a, b, sim, kind, inliers, agreement in begin.get("pairs", []):
@@ -312,14 +314,24 @@ def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_
             session.flush()
             session.execute(update(Image).where(Image.id.in_(ids), Image.group_id.is_(None)).values(group_id=gid))
         session.flush()
-        live = regroup(session, ids, vectors_fn)
+        return regroup(session, ids, vectors_fn)
+
+    live = _commit_catalog_only(session, journal, change, commit)
+    return Outcome(gid, "restore", op, sorted(ids), [], sorted(live))
+
+
+def _commit_catalog_only(session: Session, journal: Journal, change: Callable[[], set[int]], commit) -> set[int]:
+    """Run ``change`` (catalog writes of an operation that moves no file) and commit it; on any failure roll the
+    session back and journal that. The commit line is written last. Returns what ``change`` returned."""
+    try:
+        live = change()
         commit()
     except BaseException:
         session.rollback()
         journal.write({"event": "rolledback", "undone": 0})
         raise
     journal.write({"event": "commit"})
-    return Outcome(gid, "restore", op, sorted(ids), [], sorted(live))
+    return live
 
 
 def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: DupGroup | None,
@@ -473,14 +485,8 @@ def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: lis
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": gid, "action": "keep_all",
                    "keep": ids, "moves": [], "pairs": dropped, "declined": [list(d) for d in added],
                    "at": utcnow().isoformat(), "batch": batch})
-    try:
-        live = regroup(session, [m.id for m in members], vectors_fn)
-        commit()
-    except BaseException:
-        session.rollback()
-        journal.write({"event": "rolledback", "undone": 0})
-        raise
-    journal.write({"event": "commit"})
+    live = _commit_catalog_only(session, journal, lambda: regroup(session, [m.id for m in members], vectors_fn),
+                                commit)
     return Outcome(gid, "keep_all", op, ids, [], sorted(live))
 
 

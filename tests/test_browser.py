@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from api.main import create_app
 from indexer.config import Settings
-from tests.conftest import REPO, mild_copies, photo_files
+from tests.conftest import REPO, mild_copies, photo_files, served_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DUPESIFT_TEST_ARTIFACTS", REPO / "var" / "test-artifacts")) / "browser"
@@ -26,16 +22,8 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     base = tmp_path_factory.mktemp("browser")
     root = base / "lib"
     root.mkdir()
@@ -44,23 +32,8 @@ def server(tmp_path_factory):
         mild_copies(src, root, f"o{n}")
     shutil.copy(photo_files(1, offset=990)[0], root / "single.jpg")
     app = create_app(Settings(data_dir=base / "data", decode_workers=1, roots=str(root)), host="127.0.0.1")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    base_url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    try:
+    with served_app(app) as base_url:
         yield base_url, root
-    finally:
-        srv.should_exit = True
-        th.join(timeout=60)
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +15,7 @@ from PIL import Image
 
 from api.main import create_app
 from indexer.config import Settings
-from tests.conftest import REPO, photo_files
+from tests.conftest import REPO, photo_files, served_app
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("DUPESIFT_TEST_ARTIFACTS", REPO / "var" / "test-artifacts")) / "review"
@@ -29,12 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: apt-get install -y chromium"),
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _library(root: Path) -> None:
@@ -54,32 +45,15 @@ def _library(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    import uvicorn
-
     base = tmp_path_factory.mktemp("review")
     root = base / "lib"
     _library(root)
     settings = Settings(data_dir=base / "data", decode_workers=1, roots=str(root))
     app = create_app(settings, host="127.0.0.1")
-    port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    th = threading.Thread(target=srv.run, daemon=True)
-    th.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    app.state.index.ingest([str(root)])
-    app_of[url] = app
-    try:
+    with served_app(app) as url:
+        app.state.index.ingest([str(root)])
+        app_of[url] = app
         yield url, root, settings
-    finally:
-        srv.should_exit = True
-        th.join(timeout=60)
 
 
 @pytest.fixture(scope="module")

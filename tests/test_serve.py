@@ -13,13 +13,7 @@ import httpx
 
 from indexer.config import Settings
 from indexer.index import Index
-from tests.conftest import mild_copies, photo_files
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port, mild_copies, photo_files
 
 
 def _chunked_upload(port: int, total: int, chunk: int = 256 * 1024) -> tuple[int, bytes]:
@@ -88,7 +82,7 @@ def test_serve_health_groups_similar(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with Index(Settings(data_dir=data)) as index:
         index.ingest([str(root)])
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "dupesift", "--data-dir", str(data), "serve", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
     base = f"http://127.0.0.1:{port}"

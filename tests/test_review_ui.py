@@ -283,6 +283,7 @@ def test_compare_fits_the_screen_and_says_why(server, page) -> None:
     for width, height in ((1366, 900), (390, 844)):
         page.set_viewport_size({"width": width, "height": height})
         page.goto(f"{url}/ui/compare?ids={ids}")
+        assert page.title() == "Compare · dupesift"  # the zoom script sits in the page, not in its title
         page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         _shot(page, f"compare-{width}")

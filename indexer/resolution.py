@@ -19,7 +19,8 @@ have. ``recover`` finishes every operation without ``commit``: one that reached 
 catalog rows point at the new places did commit, and gets its ``commit`` line (files, catalog and journal
 agree: the group is resolved, or restored); any other is rolled back: files go back to where they were and
 catalog paths to their source. ``keep_all`` touches no file; its journal holds the pairs it dropped and the
-"not duplicates" rows it added, so that ``restore`` can undo it as it undoes a move. A ``batch`` id in the begin
+"not duplicates" rows it added, so that ``restore`` can undo it as it undoes a move and ``recover`` can tell
+whether its catalog transaction committed (it journals ``committing`` too). A ``batch`` id in the begin
 record ties the operations of one bulk decision together (``indexer/bulk.py``).
 
 ``DUPESIFT_FAULT_AT=<step>`` kills the process at that step (``begin``, ``move:<i>``, ``moved:<i>``,
@@ -301,7 +302,8 @@ def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_
     op = uuid.uuid4().hex
     journal = Journal(journal_dir(quarantine_dir) / f"{op}.jsonl")
     journal.write({"event": "begin", "op": op, "kind": "restore", "group_id": gid, "undoes": begin["op"],
-                   "moves": [], "at": utcnow().isoformat()})
+                   "moves": [], "pairs": begin.get("pairs", []), "declined": begin.get("declined", []),
+                   "at": utcnow().isoformat()})
 
     def change() -> set[int]:
         for sa, sb in begin.get("declined", []):
@@ -325,12 +327,17 @@ def _commit_catalog_only(session: Session, journal: Journal, change: Callable[[]
     session back and journal that. The commit line is written last. Returns what ``change`` returned."""
     try:
         live = change()
+        session.flush()
+        journal.write({"event": "committing"})
+        fault("committing")
         commit()
     except BaseException:
         session.rollback()
         journal.write({"event": "rolledback", "undone": 0})
         raise
+    fault("db-committed")
     journal.write({"event": "commit"})
+    fault("commit")
     return live
 
 
@@ -427,6 +434,21 @@ def _catalog_committed(session: Session, moves: list[dict]) -> bool:
     return bool(paths) and all(paths.get(mv["image_id"], mv["dst"]) == mv["dst"] for mv in moves)
 
 
+def _catalog_only_committed(session: Session, begin: dict) -> bool:
+    """Whether the catalog transaction of an operation that moves no file (a keep-all or its undo) committed:
+    its "not duplicates" rows and its pairs are as that operation leaves them."""
+    declined = {tuple(d) for d in begin.get("declined", [])}
+    have = {tuple(d) for d in session.execute(select(NotDuplicate.sha_a, NotDuplicate.sha_b).where(
+        NotDuplicate.sha_a.in_([a for a, _ in declined]))).all()} & declined
+    pairs = {(p[0], p[1]) for p in begin.get("pairs", [])}
+    ids = {i for pair in pairs for i in pair}
+    stored = {(a, b) for a, b in session.execute(select(Pair.a_id, Pair.b_id).where(
+        Pair.a_id.in_(ids), Pair.b_id.in_(ids))).all()} & pairs
+    if begin.get("kind") == "restore":  # an undone keep-all: its rows gone, its pairs back
+        return not have and (bool(stored) or not pairs)
+    return have == declined and not stored
+
+
 def recover(session: Session, quarantine_dir: Path) -> list[str]:
     """Finish operations a crash interrupted: one whose catalog transaction committed is completed (its
     ``commit`` line written), any other is rolled back (files and catalog paths). Returns their op ids."""
@@ -436,7 +458,9 @@ def recover(session: Session, quarantine_dir: Path) -> list[str]:
         if _state(recs) != "incomplete":
             continue
         begin = recs[0]
-        if any(r.get("event") == "committing" for r in recs) and _catalog_committed(session, begin.get("moves", [])):
+        moves = begin.get("moves", [])
+        if any(r.get("event") == "committing" for r in recs) and (
+                _catalog_committed(session, moves) if moves else _catalog_only_committed(session, begin)):
             j.write({"event": "commit", "recovered": True})
             out.append(begin["op"])
             continue

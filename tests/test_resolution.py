@@ -307,3 +307,59 @@ def test_a_resolve_killed_at_any_step_recovers_to_agreement(lib, step) -> None:
             resolution.resolve(s, group_id=gid, action="move_others", keep=[1], quarantine_dir=q,
                                vectors_fn=_vectors, commit=s.commit)
     assert sorted(p.name for p in root.iterdir()) in (["p1.jpg"], ["p1.jpg", "p2.jpg", "p3.jpg"])
+
+
+KEEP_ALL = """
+import sys
+from pathlib import Path
+import numpy as np
+from indexer import resolution
+from indexer.catalog import Catalog
+
+url, gid, q, what = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
+cat = Catalog(url)
+vectors = lambda ids: {i: np.ones(4, dtype=np.float32) / 2 for i in ids}
+with cat.session() as s:
+    if what == "keep_all":
+        resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=vectors,
+                           commit=s.commit)
+    else:
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=vectors)
+"""
+CATALOG_ONLY_STEPS = ["committing", "db-committed", "commit"]
+
+
+@pytest.mark.parametrize("step", CATALOG_ONLY_STEPS)
+@pytest.mark.parametrize("what", ["keep_all", "undo"])
+def test_a_keep_all_or_its_undo_killed_at_any_step_can_still_be_undone(lib, what, step) -> None:
+    """SIGKILL around the catalog commit of a keep-all (or of its undo), then start-up recovery: the journal
+    agrees with the catalog (a committed keep-all stays committed, so it can still be undone; an uncommitted
+    one is rolled back and the group is whole)."""
+    import os
+    import subprocess
+    import sys
+
+    cat, _root, q, gid = lib
+    if what == "undo":
+        with cat.session() as s:
+            resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
+                               commit=s.commit)
+    env = {**os.environ, "DUPESIFT_FAULT_AT": step}
+    run = subprocess.run([sys.executable, "-c", KEEP_ALL, cat.url, str(gid), str(q), what], env=env, check=False,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == -9, (run.returncode, run.stderr[-2000:])
+    with cat.session() as s:
+        assert bool(resolution.recover(s, q)) == (step != "commit")  # "commit": the journal was already whole
+        s.commit()
+    states = [h["state"] for h in resolution.history(q, gid)]
+    committed = CATALOG_ONLY_STEPS.index(step) >= CATALOG_ONLY_STEPS.index("db-committed")
+    assert states[-1] == ("committed" if committed else "rolledback"), states
+    with cat.session() as s:
+        declined = len(s.scalars(select(NotDuplicate)).all())
+        pairs = len(s.scalars(select(Pair)).all())
+    kept_apart = (what == "keep_all") == committed  # a committed keep-all, or an undo that did not commit
+    assert (declined, pairs) == ((3, 0) if kept_apart else (0, 2)), (declined, pairs)
+    if kept_apart:  # the decision stands and can still be undone
+        with cat.session() as s:
+            back = resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=_vectors)
+        assert back.groups_after == [gid]

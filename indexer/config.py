@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     verify_band: float = Field(default=0.35, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
     verify_min_agreement: float = Field(default=0.6, ge=0, le=1)
+    # Two pages (documents, slides, clip art on white: indexer/pagecheck.py) also need page_min_agreement of
+    # their small textured cells found in each other at the keypoints' frame: the text must agree too.
+    page_min_agreement: float = Field(default=0.92, ge=0, le=1)
     verify_per_photo: int = Field(default=12, ge=1)
     pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
     inconclusive_below: int = Field(default=30, ge=0)

@@ -2,7 +2,8 @@
 
 ``extract`` turns a decoded photo into ``PhotoFeatures``: its SIFT keypoints (``indexer/verify.py``), a small grey
 copy in the keypoints' frame (to check that the photo content agrees under a fitted transform) and a colour
-thumbnail (to compare low-texture pictures, which give no keypoints). The decode workers compute them beside
+thumbnail (to compare low-texture pictures, which give no keypoints); for a page (``indexer/pagecheck.py``) also
+its grey copy at the keypoints' frame, to compare text. The decode workers compute them beside
 the model pixels, the batch store keeps them in the catalog (``features`` table, ``pack``), and the link step
 reads them back instead of decoding the file again.
 """
@@ -14,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from indexer import verify
+from indexer import pagecheck, verify
 
 GREY_SIDE = 240  # long side of the grey copy content agreement compares (half the keypoints' frame)
 THUMB = 32  # side of the colour thumbnail low-texture pictures are compared by
 LOW_TEXTURE = 50  # fewer keypoints than this: a picture geometry cannot check (sky, gradient, blur)
 FLAT_STD = 3.0  # colour thumbnail standard deviation below this, without keypoints: a flat picture
-VERSION = 1  # of the packed format and of what ``extract`` computes: a change recomputes them
+VERSION = 2  # of the packed format and of what ``extract`` computes: a change recomputes them
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class PhotoFeatures:
     keypoints: verify.Keypoints
     grey: np.ndarray  # uint8 (h, w), long side GREY_SIDE (or less), the keypoints' frame scaled
     thumb: np.ndarray  # uint8 (THUMB, THUMB, 3), the whole picture squashed
+    page: np.ndarray | None = None  # uint8, the keypoints' frame: only for a page (``pagecheck.is_paper``)
 
     @property
     def texture(self) -> int:
@@ -50,7 +52,9 @@ def extract(rgb: Image.Image) -> PhotoFeatures:
     g = rgb.convert("L")
     g = g.resize(_fit(kp.size, GREY_SIDE), Image.Resampling.BILINEAR)
     thumb = rgb.convert("RGB").resize((THUMB, THUMB), Image.Resampling.BILINEAR)
-    return PhotoFeatures(kp, np.asarray(g, dtype=np.uint8), np.asarray(thumb, dtype=np.uint8))
+    grey = np.asarray(g, dtype=np.uint8)
+    page = pagecheck.page_of(rgb, kp.size) if pagecheck.is_paper(grey) else None
+    return PhotoFeatures(kp, grey, np.asarray(thumb, dtype=np.uint8), page)
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -65,7 +69,8 @@ def pack(f: PhotoFeatures) -> bytes:
     xy, des = f.keypoints.views[0]
     buf = io.BytesIO()
     np.savez_compressed(buf, version=np.int32(VERSION), size=np.int32(f.keypoints.size), xy=xy.astype(np.float16),
-                        des=des, grey=f.grey, thumb=f.thumb)
+                        des=des, grey=f.grey, thumb=f.thumb,
+                        page=f.page if f.page is not None else np.zeros((0, 0), np.uint8))
     return buf.getvalue()
 
 
@@ -76,4 +81,5 @@ def unpack(data: bytes) -> PhotoFeatures:
         xy, des = z["xy"].astype(np.float32), z["des"]
         size = tuple(int(v) for v in z["size"])
         kp = verify.Keypoints(((xy, des), (xy, verify.mirrored(des))), size)  # type: ignore[arg-type]
-        return PhotoFeatures(kp, z["grey"], z["thumb"])
+        page = z["page"]
+        return PhotoFeatures(kp, z["grey"], z["thumb"], page if page.size else None)

@@ -8,7 +8,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 - ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
   transform that only a shared overlay explains fails the second test, and that failure is final: geometry said
-  the two pictures differ.
+  the two pictures differ. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white) must also
+  agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
   threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``).
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
@@ -16,7 +17,7 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
   the crowd around it: ``cosine - max(crowd_a, crowd_b) >= crowd_margin``, a photo's crowd being its similarity to
   its ``CROWD_K``-th nearest neighbour (score normalisation as in copy detection: a look-alike among many
-  look-alikes needs more than its cosine).
+  look-alikes needs more than its cosine). Never for a page: to the embedding, every page of a template looks alike.
 
 Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
 """
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer import verify
+from indexer import pagecheck, verify
 from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
@@ -42,6 +43,7 @@ class LinkRule:
     band: float
     min_inliers: int
     min_agreement: float
+    page_min_agreement: float
     max_pixel_distance: float
     inconclusive_below: int
     visual_min_cosine: float
@@ -55,16 +57,19 @@ class LinkRule:
     def describe(self) -> str:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g}, {verify.RULE}, agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/"
-                f"blur{verify.AGREE_BLUR:g}/gain/clip{verify.AGREE_CLIP:g}; pixels: "
+                f"blur{verify.AGREE_BLUR:g}/gain/clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of "
+                f"{pagecheck.CELL}px cells at {pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper "
+                f"{pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g}; visual: under {self.inconclusive_below} keypoints, cosine "
-                f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}")
+                f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
 
 
 def rule_of(settings: Settings, threshold: float) -> LinkRule:
     """The rule that ``settings`` set at ``threshold`` (the model's calibrated one unless overridden)."""
     st = settings
     return LinkRule(threshold=threshold, band=st.verify_band, min_inliers=st.verify_min_inliers,
-                    min_agreement=st.verify_min_agreement, max_pixel_distance=st.pixel_max_distance,
+                    min_agreement=st.verify_min_agreement, page_min_agreement=st.page_min_agreement,
+                    max_pixel_distance=st.pixel_max_distance,
                     inconclusive_below=st.inconclusive_below, visual_min_cosine=st.visual_min_cosine,
                     crowd_margin=st.crowd_margin)
 
@@ -86,9 +91,9 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         return None
     check = geometry(rule, a, b)
     if check is not None:
-        inliers, agree = check
+        inliers, agree, fits = check
         if inliers >= rule.min_inliers:
-            if agree is not None and agree >= rule.min_agreement:
+            if agree is not None and agree >= rule.min_agreement and same_text(rule, a, b, fits):
                 return Evidence("verified", cosine, inliers, round(agree, 4))
             return None  # one transform, but the photos under it differ: a shared overlay, a burst, a template
     if cosine < rule.threshold:
@@ -97,6 +102,8 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         if pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance:
             return Evidence("pixels", cosine)
         return None
+    if a.page is not None or b.page is not None:
+        return None  # the embedding sees every page of a template alike: a page links on its text only
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
         if cosine - crowd >= rule.crowd_margin:
@@ -104,20 +111,36 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     return None
 
 
-def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> tuple[int, float | None] | None:
-    """(inliers both ways, content agreement both ways) of the best affine fits, or None when either photo
-    has too few keypoints to try. Agreement is only measured once the inliers are enough."""
+def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures
+             ) -> tuple[int, float | None, tuple[verify.Fit, verify.Fit] | None] | None:
+    """(inliers both ways, content agreement both ways, the fits a to b and b to a) of the best affine fits, or
+    None when either photo has too few keypoints to try. Agreement (and the fits) only once the inliers are
+    enough."""
     if a.texture < verify.MIN_MATCHES or b.texture < verify.MIN_MATCHES:
         return None
     enough = ENOUGH_INLIERS * rule.min_inliers
     ab = verify.fit(a.keypoints, b.keypoints, enough)
     if ab is None or ab.inliers < rule.min_inliers:
-        return (ab.inliers if ab is not None else 0), None
+        return (ab.inliers if ab is not None else 0), None, None
     ba = verify.fit(b.keypoints, a.keypoints, enough)
     if ba is None or ba.inliers < rule.min_inliers:
-        return (ba.inliers if ba is not None else 0), None
+        return (ba.inliers if ba is not None else 0), None, None
     agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
-    return min(ab.inliers, ba.inliers), (min(agree) if agree else None)
+    return min(ab.inliers, ba.inliers), (min(agree) if agree else None), (ab, ba)
+
+
+def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
+              fits: tuple[verify.Fit, verify.Fit] | None) -> bool:
+    """For two pages, whether their text agrees under the fits both ways (``pagecheck.agreement``); any other
+    pair passes."""
+    if a.page is None or b.page is None:
+        return True
+    if fits is None:
+        return False
+    ka, kb = a.keypoints.size, b.keypoints.size
+    found = [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
+             pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]
+    return all(f is not None and f >= rule.page_min_agreement for f in found)
 
 
 def _turns(x: np.ndarray):

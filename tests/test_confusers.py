@@ -130,3 +130,26 @@ def test_a_weak_bridge_does_not_merge_two_clusters(tmp_path: Path, settings_fact
     assert any(clusters["ant"] <= g for g in groups) and any(clusters["cock"] <= g for g in groups), groups
     assert not together(groups, clusters["ant"], clusters["cock"]), \
         (groups, cos[("ant.jpg", "collage.jpg")], cos[("cock.jpg", "collage.jpg")])
+
+
+def test_two_invoices_of_one_template_stay_apart_and_a_scan_groups(tmp_path: Path, settings_factory) -> None:
+    """Two invoices of one template differ only in their text: their keypoints agree on one transform and the
+    coarse content check agrees too, so only the page check (text-scale cells, indexer/pagecheck.py) tells them
+    apart. A scan of one (grey, a small turn, noise) still groups with it."""
+    from indexer import featurestore
+    from indexer.linkrule import geometry
+
+    lib, r = tmp_path / "lib", random.Random(3)
+    one, two = C.doc_invoice(0, r), C.doc_invoice(1, r)
+    save(lib, "invoice1.png", one)
+    save(lib, "invoice2.png", two)
+    save(lib, "invoice1_scan.jpg", C._doc_copy(one, random.Random(4), "tune"), quality=90)
+    groups, cos, thr, band = ingest(lib, settings_factory)
+    with Index(settings_factory()) as index:
+        fa, fb = (featurestore.of_file(lib / n, 10**9) for n in ("invoice1.png", "invoice2.png"))
+        inliers, agree, _ = geometry(index.rule, fa, fb)
+        assert fa.page is not None and fb.page is not None
+        assert inliers >= index.rule.min_inliers and agree >= index.rule.min_agreement  # geometry alone would link
+    assert cos[("invoice1.png", "invoice2.png")] >= thr - band
+    assert not together(groups, {"invoice1.png", "invoice1_scan.jpg"}, {"invoice2.png"}), groups
+    assert {"invoice1.png", "invoice1_scan.jpg"} in groups, groups

@@ -1,0 +1,75 @@
+"""Pages: pictures on paper (documents, receipts, slides, clip art on white) compared at the scale of their text.
+
+Two pages of one manual, or two invoices of one template, are *different* pictures that share almost all of
+their structure: the template, the margins, the lines of text at the same places. Keypoints agree on one
+transform and the coarse content check (``indexer.verify.agreement``, at 240 px) agrees too, because at that scale
+a line of text is a grey stripe whatever it says. What tells them apart is the text itself, so for two pages the
+link rule also asks the fine check here: under the fitted transform, at the keypoints' own 480 px frame, each
+small textured cell of one page must find itself in the other (normalised correlation, after a local search of a
+few pixels that absorbs a scan's small warp). A copy of a page finds nearly every cell; another page of the
+same template misses the cells where its words and numbers differ.
+
+A picture is a page when most of it is one flat tone (``PAPER_SHARE`` of its pixels within ``PAPER_SPREAD`` of
+the most common grey): the decode workers keep its grey copy at the keypoints' frame (``page_of``) only then.
+"""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+PAPER_SHARE = 0.6  # share of the pixels within PAPER_SPREAD of the commonest grey that makes a picture a page
+PAPER_SPREAD = 8
+CELL = 16  # side of the cells compared, in pixels of the keypoints' frame (long side verify.SIDE)
+SEARCH = 4  # each cell is looked for this many pixels around where the transform puts it
+CELL_TEXTURE = 12.0  # grey standard deviation of a cell with something written in it
+CELL_MATCH = 0.8  # normalised correlation at which a cell counts as found
+
+
+def is_paper(grey: np.ndarray) -> bool:
+    """Whether a grey picture (uint8) is mostly one flat tone: paper, a slide's background, clip art on white."""
+    if grey.size == 0:
+        return False
+    hist = np.bincount(grey.ravel(), minlength=256)
+    m = int(hist.argmax())
+    return float(hist[max(0, m - PAPER_SPREAD):m + PAPER_SPREAD + 1].sum()) / grey.size >= PAPER_SHARE
+
+
+def page_of(rgb: Image.Image, size: tuple[int, int]) -> np.ndarray:
+    """The grey copy of a page in the keypoints' frame (``size``: its width and height there), or at the
+    page's own size where that is smaller (a small copy is compared at the detail it has)."""
+    scale = min(1.0, max(rgb.size) / max(size))
+    return np.asarray(rgb.convert("L").resize(_scaled(size, scale), Image.Resampling.BILINEAR), dtype=np.uint8)
+
+
+def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def agreement(page_a: np.ndarray, page_b: np.ndarray, matrix: np.ndarray, frame_a: tuple[int, int],
+              frame_b: tuple[int, int]) -> float | None:
+    """Share of ``page_a``'s textured cells found in ``page_b`` under ``matrix`` (2 x 3, a's keypoint frame to
+    b's; ``frame_a``/``frame_b`` their sizes), each within ``SEARCH`` pixels, compared at the scale of the
+    smaller page; None when no textured cell of ``a`` lies inside ``b``."""
+    import cv2  # imported late, as in indexer.verify: only linking needs it
+
+    scale = min(max(page_a.shape) / max(frame_a), max(page_b.shape) / max(frame_b))
+    a = cv2.resize(page_a, _scaled(frame_a, scale), interpolation=cv2.INTER_AREA).astype(np.float32)
+    b = cv2.resize(page_b, _scaled(frame_b, scale), interpolation=cv2.INTER_AREA).astype(np.float32)
+    m = np.asarray(matrix, np.float64).copy()
+    m[:, 2] *= scale  # both frames scaled alike: the linear part stays, the shift scales
+    warped = cv2.warpAffine(b, m, (a.shape[1], a.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
+    found = total = 0
+    for y in range(SEARCH, a.shape[0] - CELL - SEARCH + 1, CELL):
+        for x in range(SEARCH, a.shape[1] - CELL - SEARCH + 1, CELL):
+            cell = a[y:y + CELL, x:x + CELL]
+            if cell.std() < CELL_TEXTURE:
+                continue
+            region = warped[y - SEARCH:y + CELL + SEARCH, x - SEARCH:x + CELL + SEARCH]
+            if (region < 0).any():  # partly outside b: not compared
+                continue
+            total += 1
+            if region.std() >= 1.0 and \
+                    float(cv2.matchTemplate(region, cell, cv2.TM_CCOEFF_NORMED).max()) >= CELL_MATCH:
+                found += 1
+    return found / total if total else None

@@ -10,7 +10,10 @@ one to three edits chained, files saved as JPEG, PNG or WebP at random qualities
 - ``fit``: our own recipes (``RECIPES``) on the train split, seed 1: the pairs ``--fit`` fits the weights on;
 - ``held-out``: our own recipes on the eval split, seed 2: never used to choose anything.
 Every member is measured as ingest measures it (``load_image`` with the decode workers' ``extra`` side, then
-``indexer.keeper.measure``) and the truth groups are ranked (grouping itself is measured by ``bench/ingest.py``).
+``indexer.keeper.measure``; its link features as ``indexer.decodepool.photo_features`` keeps them), each truth
+group's ``held`` is set as ``indexer.grouping`` sets it (``keeper.holdings``), and the truth groups are ranked
+(grouping itself is measured by ``bench/ingest.py``). ``KEEPER_BENCH_MISSES=1`` lists the misses of ``fit`` and
+``public`` (never of ``held-out``).
 The files are written original first, so the original is always the oldest: each library has a row with the
 dates as written and a row with the dates shuffled within each group (file age tells nothing), for the old rule
 (most pixels first: ``old_rule``) and the new (``indexer.keeper.choose``).
@@ -42,8 +45,9 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 import make_library
 from edits import FAMILIES
 
-from indexer import keeper, verify
+from indexer import features, keeper, verify
 from indexer.decode import load_image
+from indexer.decodepool import photo_features
 
 MODEL_SIDE = 224  # the model's input side: decides how far ingest drafts a JPEG before measuring
 
@@ -159,35 +163,62 @@ LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "hel
 
 
 # -- measuring and ranking ------------------------------------------------------------------------------
+def decoded(path: Path, extra):
+    return load_image(path.read_bytes(), max_pixels=250_000_000, size=MODEL_SIDE, extra=extra,
+                      extra_side=verify.SIDE)
+
+
 def measure(path: Path) -> keeper.Candidate:
     """A member as ingest would store it (the decode workers' side for the extra, then ``measure``)."""
-    data = path.read_bytes()
-    d = load_image(data, max_pixels=250_000_000, size=MODEL_SIDE, extra=keeper.measure, extra_side=verify.SIDE)
-    attrs = replace(d.extra, jpeg_quality=keeper.jpeg_quality(data))  # type: ignore[type-var]
+    d = decoded(path, keeper.measure)
+    attrs = replace(d.extra, jpeg_quality=keeper.jpeg_quality(path.read_bytes()))  # type: ignore[type-var]
     st = path.stat()
     return keeper.Candidate(id=0, width=d.width, height=d.height, bytes=st.st_size, mtime=st.st_mtime,
                             camera_exif=d.camera, attributes=attrs)
 
 
+def link_features(paths: list[Path], cache: Path) -> list[features.PhotoFeatures]:
+    """The link features ingest keeps of each file (decodepool's ``photo_features``), cached in ``cache``."""
+    if cache.exists():
+        with np.load(cache) as z:
+            return [features.unpack(z[str(k)].tobytes()) for k in range(len(paths))]
+    packed = [decoded(p, photo_features).extra for p in paths]
+    np.savez(cache, **{str(k): np.frombuffer(b, np.uint8) for k, b in enumerate(packed)})
+    return [features.unpack(b) for b in packed]
+
+
 def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
-    """The library's truth groups, measured (cached as JSON beside it)."""
+    """The library's truth groups, measured (cached beside it: the measures as JSON, redone when
+    ``keeper.VERSION`` changes; the link features), each member with its share of the group's picture
+    (``keeper.holdings``, as grouping finds it)."""
     split, seed, families = LIBRARIES[name]
     out = work / name
     cache = out / "measured.json"
-    if cache.exists():
-        raw = json.loads(cache.read_text())
-        return [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**c["attributes"])}) for c in g]
-                for g in raw]
-    if out.exists():  # a rebuild into an old folder draws other names, and so other edits
-        shutil.rmtree(out)
-    truth = make_library.build(out, make_library.split(split), 100, 5, seed, families)
+    if not (out / "truth.json").exists():
+        if out.exists():  # a rebuild into an old folder draws other names, and so other edits
+            shutil.rmtree(out)
+        make_library.build(out, make_library.split(split), 100, 5, seed, families)
+    truth = json.loads((out / "truth.json").read_text())
     root = Path(truth["root"])
-    t0 = time.time()
-    groups = []
-    for gi, g in enumerate(truth["groups"]):
-        groups.append([replace(measure(root / p), id=gi * 10 + k, mtime=t0 + k) for k, p in enumerate(g)])
-    cache.write_text(json.dumps([[{**c.__dict__, "attributes": c.attributes.__dict__} for c in g] for g in groups]))
-    return groups
+    raw = json.loads(cache.read_text()) if cache.exists() else {}
+    if isinstance(raw, dict) and raw.get("version") == keeper.VERSION:
+        groups = [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**c["attributes"])}) for c in g]
+                  for g in raw["groups"]]
+    else:
+        t0 = time.time()
+        groups = [[replace(measure(root / p), id=gi * 10 + k, mtime=t0 + k) for k, p in enumerate(g)]
+                  for gi, g in enumerate(truth["groups"])]
+        cache.write_text(json.dumps({"version": keeper.VERSION, "groups": [
+            [{**c.__dict__, "attributes": c.attributes.__dict__} for c in g] for g in groups]}))
+    paths = [root / p for g in truth["groups"] for p in g]
+    feats = iter(link_features(paths, out / "features.npz"))
+    return [with_holdings(g, [next(feats) for _ in g]) for g in groups]
+
+
+def with_holdings(g: list[keeper.Candidate], feats: list[features.PhotoFeatures]) -> list[keeper.Candidate]:
+    """The members with ``held`` set as ``indexer.grouping`` sets it."""
+    held = keeper.holdings({c.id: f.keypoints for c, f in zip(g, feats, strict=True)}, keeper.order(g))
+    return [replace(c, held=held.get(c.id)) for c in g]
 
 
 def shuffled(groups: list[list[keeper.Candidate]], seed: int = 0) -> list[list[keeper.Candidate]]:
@@ -214,10 +245,10 @@ def fit(groups: list[list[keeper.Candidate]], steps: int = 4000, l2: float = 1e-
     weight held to its sign (``keeper.SIGNS``: evidence that says "more of the picture" may not count against)."""
     rows = []
     for g in groups:
-        floor = keeper.noise_floor(g)
-        eo = keeper.evidence(g[0], floor)
+        usual = keeper.usual(g)
+        eo = keeper.evidence(g[0], usual)
         for c in g[1:]:
-            ec = keeper.evidence(c, floor)
+            ec = keeper.evidence(c, usual)
             rows.append([eo[k] - ec[k] for k in keeper.EVIDENCE])
     x = np.array(rows)
     x = np.concatenate([x, -x])
@@ -233,7 +264,7 @@ def fit(groups: list[list[keeper.Candidate]], steps: int = 4000, l2: float = 1e-
 
 def tie_width(groups: list[list[keeper.Candidate]], edits: list[list[str]], weights: dict[str, float]) -> float:
     """The score difference that 90 % of (original, mirrored copy) pairs stay within: the same picture."""
-    diffs = [abs(keeper.score(g[0], weights, keeper.noise_floor(g)) - keeper.score(c, weights, keeper.noise_floor(g)))
+    diffs = [abs(keeper.score(g[0], weights, keeper.usual(g)) - keeper.score(c, weights, keeper.usual(g)))
              for g, e in zip(groups, edits, strict=True) for c, ed in zip(g[1:], e[1:], strict=True) if ed == "mirror"]
     return round(float(np.quantile(diffs, 0.9)), 2) if diffs else keeper.TIE
 
@@ -259,14 +290,16 @@ def main() -> None:
             print(f"{name:10} {dates:9} {accuracy(gs, old_rule):9.2f} {new:9.2f}")
     if os.environ.get("KEEPER_BENCH_MISSES"):
         for name, groups in libs.items():
+            if name == "held-out":  # measured, never looked at: its misses would steer the design
+                continue
             truth = json.loads((work / name / "truth.json").read_text())
             for g, paths in zip(groups, truth["groups"], strict=True):
                 ch = keeper.choose(g, weights)
                 if ch.image_id != g[0].id:
                     k = ch.image_id % 10
                     print(name, "kept", truth["edits"].get(paths[k]), "over the original;", ch.reason,
-                          {kk: round(v, 2) for kk, v in keeper.evidence(g[k]).items()},
-                          {kk: round(v, 2) for kk, v in keeper.evidence(g[0]).items()})
+                          {kk: round(v, 2) for kk, v in keeper.evidence(g[k], keeper.usual(g)).items()},
+                          {kk: round(v, 2) for kk, v in keeper.evidence(g[0], keeper.usual(g)).items()})
 
 
 if __name__ == "__main__":

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 import numpy as np
 from disjoint_set import DisjointSet
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from indexer import featurestore, keeper
 from indexer.catalog.models import DupGroup, Image, Pair, utcnow
 from indexer.catalog.queries import execute_in, rows_in, scalars_in
-from indexer.keeper import candidate, choose
 
 VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
 # The chain guard (module docstring); chosen on our own libraries: bench/README.md, "Link rule"
@@ -134,14 +135,16 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
                             .values(resolution=None, resolved_at=None))
     in_group = {m for c in comps for m in c}
     loners = [m for m in members if m not in in_group and current.get(m) is not None]
-    execute_in(session, update(Image).values(group_id=None, similarity_to_keeper=None), Image.id, loners)
+    execute_in(session, update(Image).values(group_id=None, similarity_to_keeper=None, held=None), Image.id, loners)
     execute_in(session, delete(DupGroup), DupGroup.id, old_gids - live)
     refresh_groups(session, live, vectors)
     return live
 
 
 def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) -> None:
-    """Recompute size, keeper, bytes, similarity to keeper and max_distance of the given groups."""
+    """Recompute size, keeper, bytes, similarity to keeper and max_distance of the given groups, and the share of
+    its group's picture each member holds (``keeper.holdings``, from the link features kept in the catalog: no
+    file is read)."""
     gids = sorted(set(gids))
     for gid in gids:
         members = list(session.scalars(select(Image).where(Image.group_id == gid)))
@@ -150,21 +153,26 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
             continue
         if len(members) < 2:
             for m in members:
-                m.group_id, m.similarity_to_keeper = None, None
+                m.group_id, m.similarity_to_keeper, m.held = None, None, None
             session.delete(group)
             continue
-        keeper = choose([candidate(m) for m in members])
+        cands = [keeper.candidate(m) for m in members]
+        kps = {i: f.keypoints for i, f in featurestore.load(session, [m.id for m in members]).items()}
+        held = keeper.holdings(kps, keeper.order(cands))
+        for m in members:
+            m.held = held.get(m.id)
+        chosen = keeper.choose([replace(c, held=held.get(c.id)) for c in cands])
         vecs = vectors([m.id for m in members])
-        kv = vecs.get(keeper.image_id)
+        kv = vecs.get(chosen.image_id)
         for m in members:
             v = vecs.get(m.id)
-            m.similarity_to_keeper = 1.0 if m.id == keeper.image_id else (
+            m.similarity_to_keeper = 1.0 if m.id == chosen.image_id else (
                 float(np.clip(kv @ v, -1, 1)) if kv is not None and v is not None else None)
         mat = np.stack([vecs[m.id] for m in members if m.id in vecs]) if vecs else np.zeros((0, 1))
         group.max_distance = float(max(0.0, 1.0 - float((mat @ mat.T).min()))) if len(mat) > 1 else 0.0
         group.size = len(members)
-        group.keeper_id, group.keeper_reason = keeper.image_id, keeper.reason
+        group.keeper_id, group.keeper_reason = chosen.image_id, chosen.reason
         group.total_bytes = sum(m.bytes or 0 for m in members)
-        kept = next(m for m in members if m.id == keeper.image_id)
+        kept = next(m for m in members if m.id == chosen.image_id)
         group.reclaimable_bytes = group.total_bytes - (kept.bytes or 0)
         group.updated_at = utcnow()

@@ -12,24 +12,29 @@ reads a file again. ``choose`` then ranks the members in a documented order:
    ``SIGNS``: ``bench/keeper.py --fit``, never the eval split). Each term is one attribute a person can check:
    effective pixels (the content box's pixels at the measured scale, scaled by the fine detail present), the
    share of the frame that is padding, border or fill, colour (up to ``COLOUR_ENOUGH``), how much the picture
-   is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, and JPEG blockiness.
+   is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, JPEG blockiness, the
+   share of the group's picture it does not hold (a crop: ``holdings``, from the verified transform between
+   members' keypoints, set where groups are formed) and colour pushed beyond the group's usual (a "vivid" or
+   saturated copy).
 2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
    or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
    (copies come after their original), then the largest file, then the lowest id.
 
 The reason stored with the group names the evidence that decided against the others, in words
-("the others are upscaled or padded copies", "only colour copy"). A user's choice at resolution still wins:
+("the others are upscaled or padded copies", "only colour copy", "the others are crops of it"). A user's choice at resolution still wins:
 this is only the suggestion.
 """
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
+
+from indexer import verify
 
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
@@ -285,22 +290,69 @@ def _ijg_table(q: int) -> np.ndarray:
     return np.clip(np.floor((_IJG_LUMA * scale + 50) / 100), 1, 255)
 
 
+# -- containment: whose frame holds the others' pictures (from the link features' keypoints) --------------
+HOLD_REFS = 6  # each member is compared with the first this many members (best scored first): 15 fits for 6
+HOLD_MIN_INLIERS = 15  # a transform with fewer inliers than this is not trusted to say what lies where
+HOLD_TOL = 0.03  # of a frame's side: a keypoint mapped this far outside the frame still counts inside (fit error)
+
+
+def holdings(keypoints: Mapping[int, verify.Keypoints], order: Sequence[int]) -> dict[int, float]:
+    """Share of the group's picture each member holds: for a member m, the least, over the members it is
+    compared with, of the share of the other's keypoints that the affine transform between the two
+    (``indexer.verify.fit``) lays inside m's frame. The original holds all of a crop's points, a crop only part
+    of its original's; padded, framed, turned or re-saved copies hold all of each other's. Each member is
+    compared with the first HOLD_REFS of ``order`` (the best scored first), so a large group costs a few fits a
+    member. A pair with no trusted transform (too few points, linked on pixels or cosine) tells nothing; a member
+    no pair tells about is left out (not known)."""
+    ids = [i for i in order if i in keypoints and keypoints[i].count]
+    refs = set(ids[:HOLD_REFS])
+    held: dict[int, float] = {}
+    for x, a in enumerate(ids):
+        for b in ids[x + 1:]:
+            if a not in refs and b not in refs:
+                continue
+            try:
+                f = verify.fit(keypoints[a], keypoints[b])
+            except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
+                f = None
+            if f is None or f.inliers < HOLD_MIN_INLIERS:
+                continue
+            m = np.vstack([f.matrix.astype(np.float64), [0.0, 0.0, 1.0]])  # a's frame -> b's
+            held[b] = min(held.get(b, 1.0), _inside(keypoints[a], m, keypoints[b].size))
+            held[a] = min(held.get(a, 1.0), _inside(keypoints[b], np.linalg.inv(m), keypoints[a].size))
+    return held
+
+
+def _inside(kp: verify.Keypoints, m: np.ndarray, size: tuple[int, int]) -> float:
+    """Share of ``kp``'s points that the 3x3 affine ``m`` lays inside a frame of ``size`` (HOLD_TOL outside
+    counts inside)."""
+    xy = kp.views[0][0].astype(np.float64)
+    p = xy @ m[:2, :2].T + m[:2, 2]
+    w, h = size
+    tx, ty = HOLD_TOL * w, HOLD_TOL * h
+    ok = (p[:, 0] >= -tx) & (p[:, 0] <= w + tx) & (p[:, 1] >= -ty) & (p[:, 1] <= h + ty)
+    return float(ok.mean()) if len(p) else 1.0
+
+
 # -- choosing ------------------------------------------------------------------------------------
-EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality")
+EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality", "cropped",
+            "saturated")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 1.06, "border": -7.09, "colour": 2.15, "tint": -2.52, "clipped": -3.0, "noise": -3.64,
-           "blockiness": -1.01, "quality": 0.0}
+WEIGHTS = {"effective_pixels": 0.99, "border": -6.97, "colour": 2.55, "tint": -2.49, "clipped": -1.95, "noise": -3.22,
+           "blockiness": -1.46, "quality": 0.0, "cropped": -2.99, "saturated": -2.96}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
-        "present in the content box), padding and borders, colour, tint, clipping, noise and compression; "
+        "present in the content box), padding and borders, colour, tint, clipping, noise, compression, "
+        "cropping (the share of the group's picture it holds) and colour pushed beyond the group's; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.57  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.55  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
-# clipping, noise, blocking hold less; a higher JPEG quality more
+# clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
+# colour pushed beyond the group's usual hold less
 SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
-         "quality": 1}
+         "quality": 1, "cropped": -1, "saturated": -1}
 
 
 @dataclass(frozen=True)
@@ -314,6 +366,7 @@ class Candidate:
     mtime: float = 0.0
     camera_exif: bool = False
     attributes: Attributes | None = None
+    held: float | None = None  # share of the group's picture it holds (``holdings``); None: not known
 
 
 @dataclass(frozen=True)
@@ -332,28 +385,51 @@ def comparable(members: Sequence[Candidate]) -> list[Candidate]:
     return [replace(m, attributes=None) for m in members]
 
 
-def noise_floor(members: Sequence[Candidate]) -> float:
-    """The group's usual noise (the upper quartile of log1p): copies shrunk, enlarged, blurred or compressed are
-    smoother than their original, so only noise beyond this counts against a member (grain, added noise)."""
-    levels = sorted(math.log1p(m.attributes.noise) for m in members if m.attributes is not None)
-    return levels[min(len(levels) - 1, (3 * len(levels)) // 4)] if levels else 0.0
+@dataclass(frozen=True)
+class Usual:
+    """What a group's members usually measure (``usual``): some evidence counts only beyond it."""
+
+    noise: float = 0.0  # log1p of the noise level, upper quartile
+    colour: float | None = None  # log1p of the colourfulness, upper median; None: not known
 
 
-def evidence(c: Candidate, floor: float = 0.0) -> dict[str, float]:
-    """The terms of a member's picture score (logs where a ratio matters, not a difference); ``floor`` is the
-    group's ``noise_floor``."""
+def _quantile(values: Sequence[float], q: int) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, (q * len(v)) // 4)]
+
+
+def usual(members: Sequence[Candidate]) -> Usual:
+    """The group's usual noise (upper quartile): copies shrunk, enlarged, blurred or compressed are smoother than
+    their original, so only noise beyond it counts against a member (grain, added noise); and its usual
+    colourfulness (upper median): most edits keep the colour, so a member far more colourful than that had its
+    colour pushed ("vivid", saturation up). In a group of two the upper quartile is the noisier member's: noise
+    then never counts."""
+    measured = [m.attributes for m in members if m.attributes is not None]
+    if not measured:
+        return Usual()
+    return Usual(noise=_quantile([math.log1p(a.noise) for a in measured], 3),
+                 colour=_quantile([math.log1p(a.colour) for a in measured], 2))
+
+
+def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
+    """The terms of a member's picture score (logs where a ratio matters, not a difference); ``group`` is the
+    group's ``usual``."""
     a = c.attributes
     px = max(1, c.width * c.height)
-    if a is None:  # never measured (indexed before measuring): pixels only
-        return {k: (math.log(px) if k == "effective_pixels" else 0.0) for k in EVIDENCE}
+    cropped = 1.0 - c.held if c.held is not None else 0.0
+    if a is None:  # never measured (indexed before measuring): pixels (and containment) only
+        return {k: (math.log(px) if k == "effective_pixels" else cropped if k == "cropped" else 0.0)
+                for k in EVIDENCE}
     return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
             "border": a.border, "colour": math.log1p(min(a.colour, COLOUR_ENOUGH)), "tint": a.tint,
-            "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - floor), "blockiness": math.log(max(a.blockiness, 1e-3)),
-            "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY}
+            "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - group.noise),
+            "blockiness": math.log(max(a.blockiness, 1e-3)),
+            "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
+            "saturated": max(0.0, math.log1p(a.colour) - group.colour) if group.colour is not None else 0.0}
 
 
-def score(c: Candidate, weights: dict[str, float] = WEIGHTS, floor: float = 0.0) -> float:
-    e = evidence(c, floor)
+def score(c: Candidate, weights: dict[str, float] = WEIGHTS, group: Usual = Usual()) -> float:
+    e = evidence(c, group)
     return float(sum(weights[k] * e[k] for k in EVIDENCE))
 
 
@@ -362,24 +438,33 @@ def choose(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) ->
     if not members:
         raise ValueError("a group has members")
     members = comparable(members)
-    floor = noise_floor(members)
-    scores = {m.id: score(m, weights, floor) for m in members}
+    group = usual(members)
+    scores = {m.id: score(m, weights, group) for m in members}
     top = max(scores.values())
     tied = [m for m in members if scores[m.id] >= top - TIE]
     best = min(tied, key=lambda m: (not m.camera_exif, m.mtime or 0.0, -(m.bytes or 0), m.id))
-    decided = {m.id: _lost_on(best, m, weights, floor) if scores[m.id] < top - TIE else "tie"
+    decided = {m.id: _lost_on(best, m, weights, group) if scores[m.id] < top - TIE else "tie"
                for m in members if m.id != best.id}
     return Choice(best.id, _reason(best, members, decided), scores, decided)
 
 
-def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], floor: float) -> str:
+def order(members: Sequence[Candidate], weights: dict[str, float] = WEIGHTS) -> list[int]:
+    """The members' ids, the best scored first leaving containment out: ``holdings`` compares each member with
+    the first few."""
+    members = comparable([replace(m, held=None) for m in members])
+    group = usual(members)
+    return [m.id for m in sorted(members, key=lambda m: (-score(m, weights, group), m.id))]
+
+
+def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], group: Usual) -> str:
     """The term that counts most for ``best`` over ``other``."""
-    eb, eo = evidence(best, floor), evidence(other, floor)
+    eb, eo = evidence(best, group), evidence(other, group)
     return max(EVIDENCE, key=lambda k: weights[k] * (eb[k] - eo[k]))
 
 
 PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
-           "blockiness": "re-compressed", "quality": "more compressed"}  # what a member that lost on a term is
+           "blockiness": "re-compressed", "quality": "more compressed", "cropped": "cropped",
+           "saturated": "over-saturated"}  # what a member that lost on a term is
 
 
 def _phrase(best: Candidate, other: Candidate, term: str) -> str:
@@ -417,6 +502,8 @@ def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, st
         counts[p] = counts.get(p, 0) + 1
     if not tied and set(counts) == {"grey"}:
         return "only colour copy"
+    if not tied and set(counts) == {"cropped"}:
+        return "the others are crops of it"
     words = sorted(counts, key=lambda p: (-counts[p], p))[:3]
     text = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
     if not tied:
@@ -448,7 +535,7 @@ def candidate(row: object) -> Candidate:
     """A catalog row as the keeper rule sees it."""
     return Candidate(id=row.id, width=row.width or 0, height=row.height or 0, bytes=row.bytes or 0,  # type: ignore[attr-defined]
                      mtime=row.mtime or 0.0, camera_exif=bool(row.camera_exif),  # type: ignore[attr-defined]
-                     attributes=from_row(row))
+                     attributes=from_row(row), held=getattr(row, "held", None))
 
 
 def explain(keeper_id: int | None, members: Sequence[Candidate],
@@ -456,8 +543,8 @@ def explain(keeper_id: int | None, members: Sequence[Candidate],
     """Each member's picture score and the evidence it lost to the keeper on (None for the keeper; "tie" when
     the scores are within TIE, where EXIF, then file age decided)."""
     members = comparable(members)
-    floor = noise_floor(members)
-    scores = {m.id: score(m, weights, floor) for m in members}
+    group = usual(members)
+    scores = {m.id: score(m, weights, group) for m in members}
     best = next((m for m in members if m.id == keeper_id), None)
     out: dict[int, tuple[float, str | None]] = {}
     for m in members:
@@ -466,7 +553,7 @@ def explain(keeper_id: int | None, members: Sequence[Candidate],
         elif scores[m.id] >= scores[best.id] - TIE:
             out[m.id] = (scores[m.id], "tie")
         else:
-            out[m.id] = (scores[m.id], _lost_on(best, m, weights, floor))
+            out[m.id] = (scores[m.id], _lost_on(best, m, weights, group))
     return out
 
 

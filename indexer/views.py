@@ -35,6 +35,7 @@ class MemberView(BaseModel):
     noise: float | None = None
     blockiness: float | None = None  # JPEG block edges over other edges (about 1 = none)
     jpeg_quality: int | None = None  # from the quantisation tables; None when not a JPEG
+    held: float | None = None  # share of the group's picture it holds (a crop holds part); None when not known
     keeper_score: float | None = None  # the picture score the keeper rule ranks by
     decided_by: str | None = None  # the evidence this member lost to the keeper on; None for the keeper
 
@@ -46,6 +47,8 @@ class MemberView(BaseModel):
             "detail": round(a.detail_scale, 4), "border": round(a.border, 4), "colour": round(a.colour, 2),
             "tint": round(a.tint, 3), "clipped": round(a.clipped, 4), "noise": round(a.noise, 3),
             "blockiness": round(a.blockiness, 3), "jpeg_quality": a.jpeg_quality}
+        if m.held is not None:
+            facts["held"] = round(m.held, 4)
         if explained is not None:
             facts |= {"keeper_score": round(explained[0], 4), "decided_by": explained[1]}
         return cls(id=m.id, path=to_text(m.path), bytes=m.bytes, width=m.width, height=m.height, format=m.format,

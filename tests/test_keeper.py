@@ -12,12 +12,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageOps
 
 from api.main import create_app
-from indexer import keeper, resolution
+from indexer import features, keeper, resolution
 from indexer.index import Index
 from tests.conftest import photo_files
 
@@ -60,6 +61,18 @@ def upscaled(im: Image.Image) -> Image.Image:
     return im.resize((im.width * 2, im.height * 2), Image.BICUBIC)
 
 
+def cropped(im: Image.Image) -> Image.Image:
+    """The middle 70 % of each side, not enlarged: the original's frame holds all of it."""
+    w, h = im.size
+    return im.crop((w * 3 // 20, h * 3 // 20, w * 17 // 20, h * 17 // 20))
+
+
+def grainy(im: Image.Image) -> Image.Image:
+    """Film grain: noise that must not read as detail."""
+    a = np.asarray(im, np.float32) + np.random.default_rng(0).normal(0, 12, (im.height, im.width, 3))
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
 def _pair(root: Path, edit: Callable[[Image.Image], Image.Image]) -> tuple[Path, Path]:
     """The original and its copy in ``root``, both JPEG quality 92; the copy's file is the older one."""
     root.mkdir(parents=True)
@@ -78,7 +91,7 @@ def _only_group(index: Index) -> dict:
     return groups[0]
 
 
-@pytest.mark.parametrize("edit", [upscaled, padded, grey, zoomed_crop, recompressed, captioned],
+@pytest.mark.parametrize("edit", [upscaled, padded, grey, zoomed_crop, recompressed, captioned, cropped],
                          ids=lambda f: f.__name__)
 def test_copy_loses_to_its_original(tmp_path: Path, settings_factory, edit) -> None:
     original, copy = _pair(tmp_path / "lib", edit)
@@ -131,3 +144,64 @@ def test_measure_takes_tiny_thin_and_plain_pictures(size: tuple[int, int]) -> No
     a = keeper.measure(Image.new("RGB", size, (40, 40, 40)))
     assert a.detail_scale == 1.0 and a.border == 0.0 and a.analysed_side == max(size)
     assert a.effective_pixels(*size) == size[0] * size[1]
+
+
+def test_crop_holds_less_of_the_picture(tmp_path: Path, settings_factory) -> None:
+    """Where the group is formed, the verified transform between the members' stored keypoints says the
+    original's frame holds all of the crop and the crop only part of the original; both are shown."""
+    original, copy = _pair(tmp_path / "lib", cropped)
+    with Index(settings_factory()) as index:
+        index.ingest([str(tmp_path / "lib")])
+        g = _only_group(index)
+    by_path = {m["path"]: m for m in g["members"]}
+    assert by_path[str(original)]["held"] > 0.95
+    assert 0.3 < by_path[str(copy)]["held"] < 0.8  # 70 % of each side: about half the picture
+    assert g["keeper"] == by_path[str(original)]["id"]
+
+
+def _cand(i: int, held: float | None = None, colour: float = 30.0, noise: float = 1.0) -> keeper.Candidate:
+    a = keeper.Attributes(detail_scale=0.1, border=0.0, colour=colour, tint=0.3, clipped=0.0, noise=noise,
+                          blockiness=1.0, jpeg_quality=90, analysed_side=500)
+    return keeper.Candidate(id=i, width=500, height=400, mtime=float(i), attributes=a, held=held)
+
+
+def test_containment_decides_between_otherwise_equal_members() -> None:
+    """Same pixels, same evidence, the crops dated first: the member whose frame holds the others wins, and
+    the reason says so."""
+    members = [_cand(1, held=0.5), _cand(2, held=0.6), _cand(3, held=1.0)]
+    ch = keeper.choose(members)
+    assert ch.image_id == 3 and ch.reason == "the others are crops of it"
+    assert ch.decided_by == {1: "cropped", 2: "cropped"}
+    assert keeper.choose([_cand(1), _cand(2)]).decided_by == {2: "tie"}  # not known: the dates decide
+
+
+def test_holdings_of_a_crop() -> None:
+    """``holdings`` on keypoints as the link features keep them: the crop holds about its share."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    kps = {1: features.extract(im).keypoints, 2: features.extract(cropped(im)).keypoints}
+    held = keeper.holdings(kps, [2, 1])
+    assert held[1] > 0.95 and 0.3 < held[2] < 0.8
+
+
+def test_colour_beyond_the_groups_usual_counts_against() -> None:
+    """A copy far more colourful than the rest of its group had its colour pushed; one far noisier, grain."""
+    usual = [_cand(i) for i in (1, 2, 3, 4, 5)]  # the usual level is an upper quartile: six members tell one out
+    assert keeper.choose([*usual, _cand(6, colour=90.0)]).decided_by[6] == "saturated"
+    assert keeper.choose([*usual, _cand(6, noise=12.0)]).decided_by[6] == "noise"
+
+
+def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
+    """Grain added to a copy, measured as ingest measures it, in a group of six: the grain does not win as
+    detail, and counts against the copy (the usual noise is the group's upper quartile: in a group of two to
+    four the noisiest member sets it and noise cannot count there, bench/README.md "Keeper")."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    members = []
+    for i, edit in enumerate((lambda x: x, grainy, recompressed, padded, upscaled, captioned)):
+        buf = io.BytesIO()
+        edit(im).save(buf, "JPEG", quality=92)
+        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        w, h = edit(im).size
+        members.append(keeper.Candidate(id=i + 1, width=w, height=h, mtime=float(10 - i), attributes=a))
+    ch = keeper.choose(members)
+    assert ch.image_id == 1, ch.reason
+    assert ch.decided_by[2] != "tie"

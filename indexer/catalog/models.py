@@ -112,6 +112,9 @@ class Image(Base):
     jpeg_quality: Mapped[int | None] = mapped_column(Integer)
     analysed_side: Mapped[int | None] = mapped_column(Integer)
     measured: Mapped[int | None] = mapped_column(Integer)
+    # Share of its group's picture it holds (``keeper.holdings``: a crop holds part of its original), set when its
+    # group is refreshed; None when not in a group or not known
+    held: Mapped[float | None] = mapped_column(Float)
     first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

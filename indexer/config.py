@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # their small textured cells found in each other at the keypoints' frame: the text must agree too.
     page_min_agreement: float = Field(default=0.92, ge=0, le=1)
     verify_per_photo: int = Field(default=12, ge=1)
+    # A page (indexer/pagecheck.py) gets this many: to the embedding all pages of a template look alike, and a
+    # scan of one ranks far down among them.
+    verify_per_page: int = Field(default=48, ge=1)
     pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
     inconclusive_below: int = Field(default=30, ge=0)
     visual_min_cosine: float = Field(default=0.8, ge=-1, le=1)

@@ -74,6 +74,12 @@ def pack(f: PhotoFeatures) -> bytes:
     return buf.getvalue()
 
 
+def packed_page(data: bytes) -> bool:
+    """Whether packed features are a page's (reads only that part)."""
+    with np.load(io.BytesIO(data)) as z:
+        return "page" in z.files and z["page"].size > 0
+
+
 def unpack(data: bytes) -> PhotoFeatures:
     with np.load(io.BytesIO(data)) as z:
         if int(z["version"]) != VERSION:

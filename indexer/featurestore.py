@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from indexer import features, verify
 from indexer.catalog import Features, Image
-from indexer.catalog.queries import execute_in, rows_in
+from indexer.catalog.queries import execute_in, rows_in, scalars_in
 from indexer.decode import check_size, decode_rgb, open_image
 from indexer.errors import ImageError, ImageTooLarge, UnreadableFile
 from indexer.features import PhotoFeatures
@@ -32,7 +32,15 @@ def save(s: Session, rows: Iterable[tuple[int, str, bytes]]) -> None:
     if not rows:
         return
     execute_in(s, delete(Features), Features.image_id, [i for i, _, _ in rows])
-    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d} for i, h, d in rows])
+    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d, "page": features.packed_page(d)}
+                                 for i, h, d in rows])
+
+
+def pages(s: Session, ids: Iterable[int]) -> set[int]:
+    """Those of ``ids`` whose kept features are a page's (``indexer/pagecheck.py``)."""
+    stmt = select(Features.image_id).join(Image, Image.id == Features.image_id).where(
+        Image.sha256 == Features.sha256, Features.page.is_(True))
+    return set(scalars_in(s, stmt, Features.image_id, set(ids)))
 
 
 def load(s: Session, ids: Iterable[int]) -> dict[int, PhotoFeatures]:

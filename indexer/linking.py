@@ -2,7 +2,7 @@
 evidence, and their groups updated.
 
 Each unlinked photo's candidates are its ``verify_per_photo`` most similar neighbours down to ``verify_band``
-below the threshold (so the work grows with the library, not with its square); ``indexer/linkrule.py`` decides
+below the threshold (so the work grows with the library, not with its square; a page, ``verify_per_page``); ``indexer/linkrule.py`` decides
 each from the two photos' link features (kept in the catalog by the decode that embedded them:
 ``indexer/featurestore.py``) and their crowds. Candidates are decided most similar first, and a pair whose two
 photos are already joined (one group before, or by a pair linked in this step) is not checked: it would change
@@ -23,6 +23,7 @@ from disjoint_set import DisjointSet
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from indexer import featurestore
 from indexer.catalog import Image, ImageStatus
 from indexer.catalog.queries import execute_in, rows_in
 from indexer.featurestore import FeatureSource
@@ -155,14 +156,34 @@ def _write(ix: Parts, summary: IngestSummary, plan: LinkPlan) -> int:
 
 def neighbours(ix: Parts, ids: list[int], total: int) -> tuple[PairList, dict[int, float]]:
     """The candidate pairs of ``ids`` (each one's ``verify_per_photo`` most similar photos down to the rule's
-    floor) and the crowd of each (its similarity to its ``CROWD_K``-th nearest other photo). ``total``: the
-    indexed photos; a large share of them new is searched in bulk, by faiss over all vectors."""
+    floor; a page's ``verify_per_page``) and the crowd of each (its similarity to its ``CROWD_K``-th nearest
+    other photo). ``total``: the indexed photos; a large share of them new is searched in bulk, by faiss over
+    all vectors."""
     if not ids:
         return [], {}
+    with ix.catalog.session() as s:
+        pages = featurestore.pages(s, ids)
+    st = ix.settings
+    found: dict[tuple[int, int], float] = {}
+    crowd: dict[int, float] = {}
+    every = ix.store.all_vectors() if len(ids) >= st.bulk_fraction * max(total, 1) else None
+    for part, band_k in (([i for i in ids if i not in pages], st.verify_per_photo),
+                         ([i for i in ids if i in pages], st.verify_per_page)):
+        if part:
+            pairs, crowds = _neighbours(ix, part, band_k, every)
+            found.update(((a, b), c) for a, b, c in pairs)
+            crowd.update(crowds)
+    return [(a, b, c) for (a, b), c in sorted(found.items())], crowd
+
+
+def _neighbours(ix: Parts, ids: list[int], band_k: int, every: tuple[np.ndarray, np.ndarray] | None
+                ) -> tuple[PairList, dict[int, float]]:
+    """``neighbours`` of ``ids`` with ``band_k`` candidates each: by faiss over ``every`` (all ids and vectors)
+    when given, else by Milvus search."""
     st, floor = ix.settings, ix.rule.floor
-    cap = {"sure": UNCAPPED, "band_k": st.verify_per_photo}
-    if len(ids) >= st.bulk_fraction * max(total, 1):
-        all_ids, all_vecs = ix.store.all_vectors()
+    cap = {"sure": UNCAPPED, "band_k": band_k}
+    if every is not None:
+        all_ids, all_vecs = every
         pos = {int(i): n for n, i in enumerate(all_ids)}
         q = np.array([i for i in ids if i in pos], dtype=np.int64)
         qv = all_vecs[[pos[int(i)] for i in q]] if len(q) else all_vecs[:0]

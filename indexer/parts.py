@@ -51,7 +51,7 @@ class Parts:
     @property
     def link_rule(self) -> str:
         """What decides a pair besides the threshold (stored with the pairs: a change relinks)."""
-        return f"{self.rule.describe()}; {self.settings.verify_per_photo} per photo; features v{features.VERSION}"
+        return f"{self.rule.describe()}; {self.settings.verify_per_photo} per photo, {self.settings.verify_per_page} per page; features v{features.VERSION}"
 
     def close(self) -> None:
         self.store.close()

@@ -153,3 +153,34 @@ def test_two_invoices_of_one_template_stay_apart_and_a_scan_groups(tmp_path: Pat
     assert cos[("invoice1.png", "invoice2.png")] >= thr - band
     assert not together(groups, {"invoice1.png", "invoice1_scan.jpg"}, {"invoice2.png"}), groups
     assert {"invoice1.png", "invoice1_scan.jpg"} in groups, groups
+
+
+PER_PAGE = 48
+
+
+def test_a_page_gets_more_candidates_than_a_photo(tmp_path: Path, settings_factory) -> None:
+    """To the embedding every invoice of a template looks alike, so a scan can rank far down among its
+    original's neighbours: pages get ``verify_per_page`` candidates, photos ``verify_per_photo``."""
+    from indexer import featurestore, linking
+
+    lib, r = tmp_path / "lib", random.Random(5)
+    invoices = [C.doc_invoice(k, r) for k in range(6)]
+    for k, im in enumerate(invoices):
+        save(lib, f"invoice{k}.png", im)
+    save(lib, "invoice0_scan.jpg", C._doc_copy(invoices[0], random.Random(6), "tune"), quality=90)
+    for name, path in (("jeep", JEEP), ("van", VAN), ("boat", BOAT)):
+        save(lib, f"{name}.jpg", C.photo(path), quality=90)
+
+    def settings():
+        return settings_factory(verify_per_photo=1, verify_per_page=PER_PAGE)
+
+    groups = ingest(lib, settings)[0]
+    with Index(settings()) as index, index.catalog.session() as s:
+        ids = {Path(p).name: i for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
+        assert featurestore.pages(s, ids.values()) == {ids[n] for n in ids if n.startswith("invoice")}
+        found, _ = linking.neighbours(index, list(ids.values()), len(ids))
+    partners = {i: {b if a == i else a for a, b, _ in found if i in (a, b)} for i in ids.values()}
+    assert len(partners[ids["invoice0_scan.jpg"]]) >= 6  # every other page within the band
+    photos = {ids["jeep.jpg"], ids["van.jpg"], ids["boat.jpg"]}
+    assert len([1 for a, b, _ in found if a in photos and b in photos]) <= 3  # one candidate per photo at most
+    assert {"invoice0.png", "invoice0_scan.jpg"} in groups, groups

@@ -145,6 +145,7 @@ class Features(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
+    page: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # a page's (linking gives it more candidates)
 
 
 class DupGroup(Base):

@@ -217,8 +217,7 @@ def _distances(a: Keypoints, b: Keypoints, view: int) -> np.ndarray:
 def _product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     fx, fy = x.astype(np.float32), y.astype(np.float32)
     with _one_blas_thread():
-        d = fx @ fy.T
-    d *= -2
+        d = fx @ (-2 * fy).T
     d += np.einsum("ij,ij->i", fy, fy)[None, :]
     d += np.einsum("ij,ij->i", fx, fx)[:, None]
     return d

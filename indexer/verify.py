@@ -6,7 +6,7 @@ fitted by RANSAC, both ways round (``fit``). Two copies of one photo have many m
 transform explains, spread over both photos; two different photos that merely look alike (two cars, two
 beetles) do not. Two different photos that share an overlay (the same caption, frame, logo or app window) can:
 the overlay's points agree on one transform. So ``agreement`` then compares the photo content itself under the
-transform, cell by cell. No model, no torch: OpenCV only. The link rule that uses these is
+transform, cell by cell. No model, no torch: OpenCV and numpy. The link rule that uses these is
 ``indexer/linkrule.py``; how its thresholds were chosen is in bench/README.md ("Link rule").
 """
 from __future__ import annotations

@@ -453,12 +453,12 @@ def test_link_features_apply_the_file_size_limit_and_odd_keypoints_link_nothing(
         of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size - 1)
     ant = of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size)
     assert ant.texture > 0
-    # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the link step catches it per pair
+    # descriptors of the wrong length make the matcher raise (numpy's product): the link step catches it per pair
     rng = np.random.default_rng(2)
     xy, des = rng.uniform(0, 400, (30, 2)).astype(np.float32), rng.integers(0, 255, (30, 64)).astype(np.uint8)
     odd = PhotoFeatures(Keypoints(((xy, des), (xy, des)), (480, 360)), ant.grey, ant.thumb)
     rule = rule_of(Settings(data_dir=tmp_path), 0.6)
-    with pytest.raises(Exception):  # noqa: B017 - OpenCV raises its own cv2.error
+    with pytest.raises(Exception):  # noqa: B017 - a ValueError from numpy (cv2.error from OpenCV before)
         decide(rule, 0.5, odd, ant)
     assert decide(rule, 0.99, ant, ant).kind == "verified"
 

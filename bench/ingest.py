@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ingest throughput on this machine, with the time split into decode / embed / store / pairs / groups.
 
-    python bench/ingest.py [--big 200] [--work var/bench] [--skip-peers]
+    python bench/ingest.py [--big 200] [--work var/bench] [--sets both|big|library] [--library DIR] [--skip-peers]
 
 (a) a folder of 12-megapixel JPEGs generated from ../shared photos, (b) the public eval library from
 ../shared/eval/make_library.py. Prints one table; then pair F1 of our default model and of phash on (b).
@@ -136,16 +136,24 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=REPO / "var" / "bench")
     ap.add_argument("--fastdup", default="", metavar="PYTHON", help="a Python with fastdup installed (bench only)")
     ap.add_argument("--skip-peers", action="store_true")
+    ap.add_argument("--sets", choices=("both", "big", "library"), default="both",
+                    help="the 12 MP folder, the public eval library, or both (default)")
+    ap.add_argument("--library", type=Path, default=None, metavar="DIR",
+                    help="a make_library.py output (library/ and truth.json) to use instead of WORK/eval-lib")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    big = make_big(a.work / "big12mp", a.big)
-    print(f"prepared {a.big} 12 MP JPEGs in {time.perf_counter() - t:.0f}s", file=sys.stderr)
-    lib = a.work / "eval-lib"
-    if not (lib / "truth.json").exists():
-        subprocess.run([sys.executable, str(SHARED / "eval" / "make_library.py"), str(lib)], check=True,
-                       stdout=subprocess.DEVNULL)
-    sets = [("12MP JPEG folder", big, None), ("public eval library", lib / "library", lib / "truth.json")]
+    sets = []
+    if a.sets in ("both", "big"):
+        t = time.perf_counter()
+        big = make_big(a.work / "big12mp", a.big)
+        print(f"prepared {a.big} 12 MP JPEGs in {time.perf_counter() - t:.0f}s", file=sys.stderr)
+        sets.append(("12MP JPEG folder", big, None))
+    if a.sets in ("both", "library"):
+        lib = a.library or a.work / "eval-lib"
+        if not (lib / "truth.json").exists():
+            subprocess.run([sys.executable, str(SHARED / "eval" / "make_library.py"), str(lib)], check=True,
+                           stdout=subprocess.DEVNULL)
+        sets.append(("public eval library", lib / "library", lib / "truth.json"))
     rows = []
     for name, folder, truth in sets:
         fl = floor(folder)

@@ -6,12 +6,17 @@ fitted by RANSAC, both ways round (``fit``). Two copies of one photo have many m
 transform explains, spread over both photos; two different photos that merely look alike (two cars, two
 beetles) do not. Two different photos that share an overlay (the same caption, frame, logo or app window) can:
 the overlay's points agree on one transform. So ``agreement`` then compares the photo content itself under the
-transform, cell by cell. No model, no torch: OpenCV only. The link rule that uses these is
+transform, cell by cell. No model, no torch: OpenCV and numpy. The link rule that uses these is
 ``indexer/linkrule.py``; how its thresholds were chosen is in bench/README.md ("Link rule").
 """
 from __future__ import annotations
 
+import functools
+import glob
 import logging
+import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +24,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "inliers", "keypoints", "mirrored", "one_way",
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "inliers", "keypoints", "matches", "mirrored", "one_way",
            "same_picture"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
@@ -129,21 +134,14 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
     xa, da = a.views[0]
     if len(da) < 2:
         return None
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
     best: Fit | None = None
-    for xb, db in b.views:
+    for view, (xb, db) in enumerate(b.views):
         if len(db) < 2 or (enough is not None and best is not None and best.inliers >= enough):
             continue
-        knn = matcher.knnMatch(da.astype(np.float32), db.astype(np.float32), k=2)
-        good: dict[int, cv2.DMatch] = {}
-        for m in knn:  # the ratio test, then one match per point of b (the closest)
-            if len(m) == 2 and m[0].distance < RATIO * m[1].distance and \
-                    (m[0].trainIdx not in good or m[0].distance < good[m[0].trainIdx].distance):
-                good[m[0].trainIdx] = m[0]
-        if len(good) < MIN_MATCHES:
+        qi, ti = matches(_distances(a, b, view))
+        if len(qi) < MIN_MATCHES:
             continue
-        src = xa[[m.queryIdx for m in good.values()]]
-        dst = xb[[m.trainIdx for m in good.values()]]
+        src, dst = xa[qi], xb[ti]
         affine, mask = cv2.estimateAffine2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=REPROJ_PX)
         if affine is None or mask is None or not mask.any():
             continue
@@ -155,7 +153,131 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
         if _spread(src[keep]) >= MIN_SPREAD * a.size[0] * a.size[1] and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
             best = Fit(n, affine)
+    pair = getattr(_last, "pair", None)
+    if pair is not None and pair[0] is b and pair[1] is a:  # both ways done: the pair's matrices are not needed
+        _last.pair, _last.d = None, {}
     return best
+
+
+def matches(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The matches that ``fit`` keeps from ``d``, the squared descriptor distances of query points (rows) to
+    train points (columns): (query indices, train indices). Each query's nearest train point, if it passes
+    Lowe's ratio test against the second nearest (on the distances, not their squares), then one match per
+    train point: the closest query (the first on a tie). In the order in which a loop over the queries would
+    first meet each train point: RANSAC draws its samples by position, so the order is part of the result.
+
+    This is what OpenCV's brute-force ``knnMatch(k=2)`` and a loop over its matches give, to the bit: the
+    distances of uint8 descriptors are exact in float32 (``_distances``) and are rooted in float32 as OpenCV's
+    are. ``d`` is read, and restored after its row minima are masked in place."""
+    rows = np.arange(d.shape[0])
+    near = d.argmin(axis=1)
+    first = d[rows, near]
+    d[rows, near] = np.inf
+    try:
+        second = d.min(axis=1)
+    finally:
+        d[rows, near] = first
+    dist = np.sqrt(first)  # float32, as OpenCV reports a match's distance
+    ok = np.flatnonzero(dist.astype(np.float64) < RATIO * np.sqrt(second).astype(np.float64))
+    train, dist = near[ok], dist[ok]
+    order = np.lexsort((ok, dist, train))  # by train point, then distance, then query: the winner first
+    train_sorted = train[order]
+    head = np.ones(len(order), bool)
+    head[1:] = train_sorted[1:] != train_sorted[:-1]
+    _, met = np.unique(train, return_index=True)  # where each train point is first met (the same order)
+    seq = np.argsort(met)
+    return ok[order][head][seq], train_sorted[head][seq]
+
+
+_last = threading.local()  # per thread: the last pair's distance matrices (``_distances``)
+
+
+def _distances(a: Keypoints, b: Keypoints, view: int) -> np.ndarray:
+    """Squared L2 distances (float32, ``|x|² + |y|² - 2 x·y``) of ``a``'s descriptors (rows) to ``b``'s as in
+    ``b.views[view]`` (columns). SIFT descriptors are uint8, so every sum here is an integer below 2²⁴ and
+    float32 holds it exactly, in any order of summation: the distances are exact, the same as OpenCV's.
+
+    The pair's matrices (1.4 MB each at 600 keypoints) are kept per thread until the next pair or until
+    ``fit(b, a)`` after ``fit(a, b)`` (the link rule's two directions) has read them, transposed: the mirrored
+    view's too, since ``mirrored`` permutes descriptor entries by an involution (``a · mirrored(b) ==
+    mirrored(a) · b``)."""
+    pair = getattr(_last, "pair", None)
+    if pair is not None and pair[0] is a and pair[1] is b and view in _last.d:
+        return _last.d[view]
+    if pair is not None and pair[0] is b and pair[1] is a and (view == 0 or _mirrors(a) and _mirrors(b)):
+        if view not in _last.d:
+            _last.d[view] = _product(b.views[0][1], a.views[view][1])
+        return _last.d[view].T
+    if pair is None or not (pair[0] is a and pair[1] is b):
+        _last.pair, _last.d = (a, b), {}
+    _last.d[view] = d = _product(a.views[0][1], b.views[view][1])
+    return d
+
+
+def _product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    fx, fy = x.astype(np.float32), y.astype(np.float32)
+    with _one_blas_thread():
+        d = fx @ (-2 * fy).T
+    d += np.einsum("ij,ij->i", fy, fy)[None, :]
+    d += np.einsum("ij,ij->i", fx, fx)[:, None]
+    return d
+
+
+_blas = threading.Lock()
+_blas_users = 0
+_blas_threads: int | None = None  # BLAS's own thread count while a product runs here
+
+
+@contextmanager
+def _one_blas_thread():
+    """BLAS on one thread while any ``_product`` runs: linking already runs one check per core, and OpenBLAS's
+    own threads on top of them (or of other work on a shared machine) make a 600 × 600 product 5-20 times slower
+    than on one thread. Best effort: numpy's bundled OpenBLAS only; other BLAS libraries are left alone."""
+    global _blas_users, _blas_threads
+    ctl = _openblas()
+    if ctl is None:
+        yield
+        return
+    get, put = ctl
+    with _blas:
+        if _blas_users == 0:
+            _blas_threads = get()
+            if _blas_threads != 1:
+                put(1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_threads not in (None, 1):
+                put(_blas_threads)
+
+
+@functools.cache
+def _openblas():
+    """(get, set) of the thread count of the OpenBLAS that a numpy wheel carries, or None (another BLAS)."""
+    import ctypes
+
+    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
+    if not libs:
+        return None
+    try:
+        lib = ctypes.CDLL(libs[0])
+    except OSError:
+        return None
+    for suffix in ("64_", ""):
+        for prefix in ("scipy_openblas", "openblas"):
+            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+            if get is not None and put is not None:
+                return get, put
+    return None
+
+
+def _mirrors(k: Keypoints) -> bool:
+    """Whether ``k``'s second view is ``mirrored`` of its first (as ``keypoints`` and the catalog make it)."""
+    return len(k.views) == 2 and np.array_equal(k.views[1][1], mirrored(k.views[0][1]))
 
 
 def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:

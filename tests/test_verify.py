@@ -9,13 +9,14 @@ import pytest
 from PIL import Image, ImageEnhance, ImageOps
 from sqlalchemy import select
 
+from indexer import verify
 from indexer.augment import open_photo
 from indexer.catalog import Image as CatalogImage
 from indexer.catalog import Pair
 from indexer.config import Settings
 from indexer.features import extract
 from indexer.index import Index
-from indexer.verify import Keypoints, agreement, fit, keypoints, mirrored, one_way
+from indexer.verify import RATIO, Keypoints, agreement, fit, keypoints, matches, mirrored, one_way
 from indexer.verify import inliers as count_inliers
 from tests.conftest import PHOTOS
 
@@ -104,6 +105,80 @@ def test_the_count_does_not_depend_on_the_order() -> None:
     ant, jeep, van = open_photo(ANT), open_photo(JEEP), open_photo(VAN)
     for x, y in ((ant, heavy_copy(ant)), (jeep, van), (ant, van)):
         assert inliers(x, y) == inliers(y, x)
+
+
+def brute_force_matches(da: np.ndarray, db: np.ndarray) -> tuple[list[int], list[int]]:
+    """The matching rule written plainly, one query point at a time: exact squared distances, rooted in float32
+    (as OpenCV's matcher reports them), the ratio test on the two nearest, then the closest query per train
+    point, in the order the loop first meets each train point."""
+    good: dict[int, tuple[float, int]] = {}
+    train = db.astype(np.int64)
+    for i, q in enumerate(da.astype(np.int64)):
+        dist = np.sqrt(((train - q) ** 2).sum(axis=1).astype(np.float32))
+        j, k = np.argsort(dist, kind="stable")[:2]
+        if float(dist[j]) < RATIO * float(dist[k]) and (j not in good or dist[j] < good[j][0]):
+            good[int(j)] = (dist[j], i)
+    return [i for _, i in good.values()], list(good)
+
+
+def opencv_matches(da: np.ndarray, db: np.ndarray) -> tuple[list[int], list[int]]:
+    """The same rule on OpenCV's brute-force matcher (``fit`` before the distance matrix)."""
+    import cv2
+
+    good: dict[int, cv2.DMatch] = {}
+    for m in cv2.BFMatcher(cv2.NORM_L2).knnMatch(da.astype(np.float32), db.astype(np.float32), k=2):
+        if len(m) == 2 and m[0].distance < RATIO * m[1].distance and \
+                (m[0].trainIdx not in good or m[0].distance < good[m[0].trainIdx].distance):
+            good[m[0].trainIdx] = m[0]
+    return [m.queryIdx for m in good.values()], [m.trainIdx for m in good.values()]
+
+
+def test_matches_are_the_brute_force_matches_in_the_same_order() -> None:
+    """One distance matrix per pair gives the brute-force matcher's matches exactly, order included (RANSAC
+    samples by position): a copy (both views, both ways) and two look-alikes."""
+    ant, jeep, van = open_photo(ANT), open_photo(JEEP), open_photo(VAN)
+    checked = 0
+    for x, y in ((ant, heavy_copy(ant)), (ant, ImageOps.mirror(ant)), (jeep, van)):
+        kx, ky = keypoints(x), keypoints(y)
+        for a, b in ((kx, ky), (ky, kx)):
+            for view in (0, 1):
+                q, t = matches(verify._distances(a, b, view))
+                expected = brute_force_matches(a.views[0][1], b.views[view][1])
+                assert (q.tolist(), t.tolist()) == expected == opencv_matches(a.views[0][1], b.views[view][1])
+                checked += len(q)
+    assert checked > 1000
+
+
+def test_distances_are_exact_and_reused_transposed_for_the_other_direction() -> None:
+    ant = open_photo(ANT)
+    a, b = keypoints(ant), keypoints(heavy_copy(ant))
+    da, db = a.views[0][1].astype(np.int64), b.views[1][1].astype(np.int64)
+    exact = ((da[:, None, :] - db[None, :, :]) ** 2).sum(axis=2)
+    assert np.array_equal(verify._distances(a, b, 1), exact.astype(np.float32))
+    both = [fit(a, b), fit(b, a)]  # the second reads the first's matrices, transposed
+    verify._last.pair = None  # forget them
+    afresh = fit(b, a)
+    assert both[1] is not None and afresh is not None
+    assert both[1].inliers == afresh.inliers and np.array_equal(both[1].matrix, afresh.matrix)
+
+
+def test_fits_on_threads_are_the_fits_in_turn_and_blas_threads_are_restored() -> None:
+    """Each thread keeps its own pair's matrices; BLAS runs on one thread while products run, then as before."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ant, jeep, van = open_photo(ANT), open_photo(JEEP), open_photo(VAN)
+    kps = [keypoints(x) for x in (ant, heavy_copy(ant), ImageOps.mirror(ant), jeep, van)]
+    jobs = [(x, y) for x in kps for y in kps if x is not y] * 2
+
+    def both(p: tuple[Keypoints, Keypoints]) -> tuple[int, int]:
+        return one_way(*p), one_way(p[1], p[0])
+
+    ctl = verify._openblas()
+    before = ctl[0]() if ctl else None
+    in_turn = [both(p) for p in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(both, jobs)) == in_turn
+    assert (ctl[0]() if ctl else None) == before
 
 
 def _library(root: Path) -> dict[str, Path]:
@@ -378,12 +453,12 @@ def test_link_features_apply_the_file_size_limit_and_odd_keypoints_link_nothing(
         of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size - 1)
     ant = of_file(ANT, max_pixels=10**9, max_bytes=ANT.stat().st_size)
     assert ant.texture > 0
-    # descriptors of the wrong length make OpenCV's matcher raise cv2.error: the link step catches it per pair
+    # descriptors of the wrong length make the matcher raise (numpy's product): the link step catches it per pair
     rng = np.random.default_rng(2)
     xy, des = rng.uniform(0, 400, (30, 2)).astype(np.float32), rng.integers(0, 255, (30, 64)).astype(np.uint8)
     odd = PhotoFeatures(Keypoints(((xy, des), (xy, des)), (480, 360)), ant.grey, ant.thumb)
     rule = rule_of(Settings(data_dir=tmp_path), 0.6)
-    with pytest.raises(Exception):  # noqa: B017 - OpenCV raises its own cv2.error
+    with pytest.raises(Exception):  # noqa: B017 - a ValueError from numpy (cv2.error from OpenCV before)
         decide(rule, 0.5, odd, ant)
     assert decide(rule, 0.99, ant, ant).kind == "verified"
 

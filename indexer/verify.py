@@ -12,9 +12,7 @@ transform, cell by cell. No model, no torch: OpenCV and numpy. The link rule tha
 from __future__ import annotations
 
 import functools
-import glob
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -225,54 +223,36 @@ def _product(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 _blas = threading.Lock()
 _blas_users = 0
-_blas_threads: int | None = None  # BLAS's own thread count while a product runs here
+_blas_limit = None  # threadpoolctl's limiter while any product runs here
 
 
 @contextmanager
 def _one_blas_thread():
-    """BLAS on one thread while any ``_product`` runs: linking already runs one check per core, and OpenBLAS's
-    own threads on top of them (or of other work on a shared machine) make a 600 × 600 product 5-20 times slower
-    than on one thread. Best effort: numpy's bundled OpenBLAS only; other BLAS libraries are left alone."""
-    global _blas_users, _blas_threads
-    ctl = _openblas()
-    if ctl is None:
-        yield
-        return
-    get, put = ctl
+    """BLAS on one thread while any ``_product`` runs: linking already runs one check per core, and BLAS's own
+    threads on top of them (or of other work on a shared machine) make a 600 × 600 product 5-20 times slower
+    than on one thread. BLAS thread counts are process-wide, so the limit is set by the first product running
+    and lifted by the last (threadpoolctl)."""
+    global _blas_users, _blas_limit
     with _blas:
         if _blas_users == 0:
-            _blas_threads = get()
-            if _blas_threads != 1:
-                put(1)
+            _blas_limit = _blas_controller().limit(limits=1, user_api="blas")
         _blas_users += 1
     try:
         yield
     finally:
         with _blas:
             _blas_users -= 1
-            if _blas_users == 0 and _blas_threads not in (None, 1):
-                put(_blas_threads)
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
 
 
 @functools.cache
-def _openblas():
-    """(get, set) of the thread count of the OpenBLAS that a numpy wheel carries, or None (another BLAS)."""
-    import ctypes
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries (scanned once: a scan costs far more than a limit)."""
+    from threadpoolctl import ThreadpoolController
 
-    libs = glob.glob(os.path.join(os.path.dirname(np.__file__) + ".libs", "*openblas*"))
-    if not libs:
-        return None
-    try:
-        lib = ctypes.CDLL(libs[0])
-    except OSError:
-        return None
-    for suffix in ("64_", ""):
-        for prefix in ("scipy_openblas", "openblas"):
-            get = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
-            put = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
-            if get is not None and put is not None:
-                return get, put
-    return None
+    return ThreadpoolController()
 
 
 def _mirrors(k: Keypoints) -> bool:

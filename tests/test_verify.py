@@ -173,12 +173,18 @@ def test_fits_on_threads_are_the_fits_in_turn_and_blas_threads_are_restored() ->
     def both(p: tuple[Keypoints, Keypoints]) -> tuple[int, int]:
         return one_way(*p), one_way(p[1], p[0])
 
-    ctl = verify._openblas()
-    before = ctl[0]() if ctl else None
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
     in_turn = [both(p) for p in jobs]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(both, jobs)) == in_turn
-    assert (ctl[0]() if ctl else None) == before
+    assert blas_threads() == before
+    with verify._one_blas_thread():
+        assert set(blas_threads()) <= {1}
 
 
 def _library(root: Path) -> dict[str, Path]:

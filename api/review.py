@@ -22,7 +22,9 @@ LOST_ON = {  # keeper.choose's ``decided_by``, in a user's words
     "colour": "less colour (grey or faded)", "tint": "a colour cast (sepia or tint)",
     "clipped": "blown-out or crushed areas", "noise": "added noise or grain", "blockiness": "JPEG blocking",
     "quality": "lower JPEG quality", "cropped": "a crop: the keeper holds more of the picture",
-    "saturated": "colour pushed beyond the others' (saturation or a vivid filter)", "tie": "the same picture; file age or camera data decided"}
+    "saturated": "colour pushed beyond the others' (saturation or a vivid filter)",
+    "levels": "brightness or contrast moved from the others' (an exposure or levels edit)",
+    "tie": "the same picture; file age or camera data decided"}
 
 
 FACTS = (  # (g.best key, the phrase of a member's value, or None when it has none)

@@ -202,7 +202,7 @@ def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
     root = Path(truth["root"])
     raw = json.loads(cache.read_text()) if cache.exists() else {}
     if isinstance(raw, dict) and raw.get("version") == keeper.VERSION:
-        groups = [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**c["attributes"])}) for c in g]
+        groups = [[keeper.Candidate(**{**c, "attributes": keeper.Attributes(**{**c["attributes"], "tones": tuple(c["attributes"]["tones"])})}) for c in g]
                   for g in raw["groups"]]
     else:
         t0 = time.time()

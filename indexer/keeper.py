@@ -15,7 +15,8 @@ reads a file again. ``choose`` then ranks the members in a documented order:
    is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, JPEG blockiness, the
    share of the group's picture it does not hold (a crop: ``holdings``, from the verified transform between
    members' keypoints, set where groups are formed) and colour pushed beyond the group's usual (a "vivid" or
-   saturated copy).
+   saturated copy), and a tone curve moved away from the group's (``levels``: an exposure, brightness, contrast
+   or levels edit that need not clip).
 2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
    or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
    (copies come after their original), then the largest file, then the lowest id.
@@ -46,7 +47,10 @@ SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixel
 FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
-VERSION = 7  # of what ``measure`` computes: photos measured by an older version are measured again
+TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
+TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
+LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
+VERSION = 8  # of what ``measure`` computes: photos measured by an older version are measured again
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Attributes:
     blockiness: float  # JPEG 8x8 block edges over other edges (1 = none)
     jpeg_quality: int | None = None  # from the file's quantisation tables; None when not a JPEG
     analysed_side: int = 0  # long side of the picture measured (a JPEG decodes drafted: often under the file's)
+    tones: tuple[float, ...] = ()  # grey levels of the content at TONE_QUANTILES (its tone curve); () not known
 
     def effective_pixels(self, width: int, height: int) -> float:
         """Pixels of real picture: the content box's at the scale measured, scaled by the detail present there
@@ -84,7 +89,15 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
     grey = _window(rgb, fill)
     return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
                       clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
-                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size))
+                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size), tones=tone_curve(content))
+
+
+def tone_curve(pixels: np.ndarray) -> tuple[float, ...]:
+    """The grey levels of (n, 3) pixels at TONE_QUANTILES: where its shadows, mid-tones and highlights lie."""
+    if not len(pixels):
+        return ()
+    grey = pixels.astype(np.float32) @ np.array(LUMA, np.float32)
+    return tuple(round(float(v), 2) for v in np.percentile(grey, TONE_QUANTILES))
 
 
 def _inner(arr: np.ndarray, fill: np.ndarray) -> np.ndarray:
@@ -336,23 +349,24 @@ def _inside(kp: verify.Keypoints, m: np.ndarray, size: tuple[int, int]) -> float
 
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality", "cropped",
-            "saturated")
+            "saturated", "levels")
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
-WEIGHTS = {"effective_pixels": 0.99, "border": -6.97, "colour": 2.55, "tint": -2.49, "clipped": -1.95, "noise": -3.22,
-           "blockiness": -1.46, "quality": 0.0, "cropped": -2.99, "saturated": -2.96}
+WEIGHTS = {"effective_pixels": 0.97, "border": -6.56, "colour": 2.09, "tint": -1.54, "clipped": -0.63, "noise": -3.19,
+           "blockiness": -1.21, "quality": 0.0, "cropped": -1.98, "saturated": -2.42, "levels": -5.02}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise, compression, "
-        "cropping (the share of the group's picture it holds) and colour pushed beyond the group's; "
+        "cropping (the share of the group's picture it holds), colour pushed beyond the group's and a tone "
+        "curve moved from the group's (brightness or contrast changed); "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
-TIE = 0.55  # scores closer than this to the best: the same picture as far as pixels tell
+TIE = 0.54  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
 # clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
-# colour pushed beyond the group's usual hold less
+# colour pushed beyond the group's usual hold less, and so does a tone curve moved away from the group's
 SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
-         "quality": 1, "cropped": -1, "saturated": -1}
+         "quality": 1, "cropped": -1, "saturated": -1, "levels": -1}
 
 
 @dataclass(frozen=True)
@@ -391,6 +405,7 @@ class Usual:
 
     noise: float = 0.0  # log1p of the noise level, upper quartile
     colour: float | None = None  # log1p of the colourfulness, upper median; None: not known
+    tones: tuple[float, ...] = ()  # the median of the members' tone curves, point by point; (): not known
 
 
 def _quantile(values: Sequence[float], q: int) -> float:
@@ -398,17 +413,26 @@ def _quantile(values: Sequence[float], q: int) -> float:
     return v[min(len(v) - 1, (q * len(v)) // 4)]
 
 
+def _median_curve(curves: Sequence[tuple[float, ...]]) -> tuple[float, ...]:
+    """The median of tone curves point by point (of those with every point); () when none has."""
+    full = [c for c in curves if len(c) == len(TONE_QUANTILES)]
+    return tuple(float(v) for v in np.median(np.array(full), axis=0)) if full else ()
+
+
 def usual(members: Sequence[Candidate]) -> Usual:
     """The group's usual noise (upper quartile): copies shrunk, enlarged, blurred or compressed are smoother than
     their original, so only noise beyond it counts against a member (grain, added noise); and its usual
     colourfulness (upper median): most edits keep the colour, so a member far more colourful than that had its
-    colour pushed ("vivid", saturation up). In a group of two the upper quartile is the noisier member's: noise
-    then never counts."""
+    colour pushed ("vivid", saturation up); and its usual tone curve (the median, point by point): most edits
+    keep the tones too, so the original lies near it and a brightened, darkened or contrast-changed copy away
+    from it. In a group of two the upper quartile is the noisier member's: noise then never counts (nor tones:
+    both members lie as far from their median)."""
     measured = [m.attributes for m in members if m.attributes is not None]
     if not measured:
         return Usual()
     return Usual(noise=_quantile([math.log1p(a.noise) for a in measured], 3),
-                 colour=_quantile([math.log1p(a.colour) for a in measured], 2))
+                 colour=_quantile([math.log1p(a.colour) for a in measured], 2),
+                 tones=_median_curve([a.tones for a in measured]))
 
 
 def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
@@ -425,7 +449,16 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
             "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - group.noise),
             "blockiness": math.log(max(a.blockiness, 1e-3)),
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
-            "saturated": max(0.0, math.log1p(a.colour) - group.colour) if group.colour is not None else 0.0}
+            "saturated": max(0.0, math.log1p(a.colour) - group.colour) if group.colour is not None else 0.0,
+            "levels": levels(a.tones, group.tones)}
+
+
+def levels(tones: tuple[float, ...], usual_tones: tuple[float, ...]) -> float:
+    """How far a tone curve lies from the group's usual one: the mean distance of its points, in TONE_UNITs
+    (0 when either is not known)."""
+    if len(tones) != len(TONE_QUANTILES) or len(usual_tones) != len(TONE_QUANTILES):
+        return 0.0
+    return float(np.mean(np.abs(np.subtract(tones, usual_tones)))) / TONE_UNIT
 
 
 def score(c: Candidate, weights: dict[str, float] = WEIGHTS, group: Usual = Usual()) -> float:
@@ -464,7 +497,7 @@ def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], group
 
 PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
            "blockiness": "re-compressed", "quality": "more compressed", "cropped": "cropped",
-           "saturated": "over-saturated"}  # what a member that lost on a term is
+           "saturated": "over-saturated", "levels": "re-toned"}  # what a member that lost on a term is
 
 
 def _phrase(best: Candidate, other: Candidate, term: str) -> str:
@@ -514,12 +547,14 @@ def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, st
 # -- the catalog's columns (``images``) ------------------------------------------------------------------
 COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
            "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality",
-           "analysed_side": "analysed_side"}
+           "analysed_side": "analysed_side", "tones": "tones"}
 
 
 def columns(a: Attributes | None) -> dict:
-    """The ``images`` columns of a measure (all None for a photo that could not be measured)."""
+    """The ``images`` columns of a measure (all None for a photo that could not be measured; ``tones`` a list)."""
     out = {col: (getattr(a, field) if a is not None else None) for col, field in COLUMNS.items()}
+    if a is not None:
+        out["tones"] = list(a.tones)
     out["measured"] = VERSION if a is not None else None
     return out
 
@@ -528,7 +563,9 @@ def from_row(row: object) -> Attributes | None:
     """The measure kept in a catalog row (``indexer.catalog.models.Image``), None if it was never measured."""
     if getattr(row, "measured", None) != VERSION:
         return None
-    return Attributes(**{field: getattr(row, col) for col, field in COLUMNS.items()})
+    values = {field: getattr(row, col) for col, field in COLUMNS.items()}
+    values["tones"] = tuple(values["tones"] or ())
+    return Attributes(**values)
 
 
 def candidate(row: object) -> Candidate:

@@ -10,12 +10,13 @@ import io
 import os
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from api.main import create_app
 from indexer import features, keeper, resolution
@@ -71,6 +72,16 @@ def grainy(im: Image.Image) -> Image.Image:
     """Film grain: noise that must not read as detail."""
     a = np.asarray(im, np.float32) + np.random.default_rng(0).normal(0, 12, (im.height, im.width, 3))
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def darkened(im: Image.Image) -> Image.Image:
+    """Under-exposed with the contrast lowered: nothing clips, every tone moves."""
+    return ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(0.6)).enhance(0.8)
+
+
+def stretched(im: Image.Image) -> Image.Image:
+    """A levels edit: the contrast stretched about mid-grey by 1.3 (little clips)."""
+    return ImageEnhance.Contrast(im).enhance(1.3)
 
 
 def _pair(root: Path, edit: Callable[[Image.Image], Image.Image]) -> tuple[Path, Path]:
@@ -205,3 +216,42 @@ def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
     ch = keeper.choose(members)
     assert ch.image_id == 1, ch.reason
     assert ch.decided_by[2] != "tie"
+
+
+def _cand_tones(i: int, tones: tuple[float, ...]) -> keeper.Candidate:
+    return replace(_cand(i), attributes=replace(_cand(i).attributes, tones=tones))  # type: ignore[arg-type]
+
+
+def test_tone_curve_away_from_the_groups_counts_against() -> None:
+    """Most edits keep the tones: a member whose tone curve lies away from the group's median had its brightness
+    or contrast changed, and loses on ``levels``; in a group of two neither lies nearer the median."""
+    base = (10.0, 60.0, 110.0, 160.0, 230.0)
+    usual = [_cand_tones(i, base) for i in (1, 2, 3)]
+    bright = _cand_tones(4, tuple(min(255.0, v * 1.3) for v in base))
+    ch = keeper.choose([*usual, bright])
+    assert ch.decided_by[4] == "levels" and "re-toned" in ch.reason
+    assert keeper.evidence(usual[0], keeper.usual([*usual, bright]))["levels"] == 0.0
+    two = [_cand_tones(1, base), _cand_tones(2, tuple(v * 0.8 for v in base))]
+    e = [keeper.evidence(m, keeper.usual(two))["levels"] for m in two]
+    assert e[0] == pytest.approx(e[1])
+
+
+@pytest.mark.parametrize("edit", [darkened, stretched], ids=lambda f: f.__name__)
+def test_exposure_copy_loses_in_its_group(edit: Callable[[Image.Image], Image.Image]) -> None:
+    """A darkened or contrast-stretched copy, measured as ingest measures it beside an original and copies that
+    keep its tones (a re-save, padding, a caption), loses to the original on its tone curve, though the file
+    is older and nothing in it clips."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    members = []
+    for i, e in enumerate((lambda x: x, edit, recompressed, padded, captioned)):
+        buf = io.BytesIO()
+        e(im).save(buf, "JPEG", quality=92)
+        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        w, h = e(im).size
+        members.append(keeper.Candidate(id=i + 1, width=w, height=h, mtime=float(10 - i), attributes=a))
+    assert len(members[0].attributes.tones) == len(keeper.TONE_QUANTILES)  # type: ignore[union-attr]
+    ch = keeper.choose(members)
+    assert ch.image_id == 1, ch.reason
+    group = keeper.usual(members)
+    assert keeper.evidence(members[1], group)["levels"] > 4 * keeper.evidence(members[0], group)["levels"]
+    assert ch.decided_by[2] == "levels"

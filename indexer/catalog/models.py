@@ -111,6 +111,7 @@ class Image(Base):
     blockiness: Mapped[float | None] = mapped_column(Float)
     jpeg_quality: Mapped[int | None] = mapped_column(Integer)
     analysed_side: Mapped[int | None] = mapped_column(Integer)
+    tones: Mapped[list | None] = mapped_column(JSON)  # grey levels at keeper.TONE_QUANTILES
     measured: Mapped[int | None] = mapped_column(Integer)
     # Share of its group's picture it holds (``keeper.holdings``: a crop holds part of its original), set when its
     # group is refreshed; None when not in a group or not known

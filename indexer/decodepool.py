@@ -110,6 +110,20 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
                         features=feats, attributes=attrs)
 
 
+def measure_file(path: str, max_pixels: int, max_bytes: int, size: int) -> tuple[str | None, keeper.Attributes | None]:
+    """(content hash, keeper evidence) of one file, decoded and measured as ``decode_file`` does; (None, None)
+    when it cannot be read or decoded now."""
+    try:
+        data, facts = read_file(Path(path), max_bytes)
+        d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_attributes, extra_side=verify.SIDE)
+    except (ImageError, MemoryError):
+        return None, None
+    attrs = d.extra
+    if not isinstance(attrs, keeper.Attributes):
+        return facts.sha256, None
+    return facts.sha256, replace(attrs, jpeg_quality=keeper.jpeg_quality(data))
+
+
 def _worker_init() -> None:
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the CPU limit's timer must kill, not be caught
 

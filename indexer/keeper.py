@@ -50,7 +50,7 @@ CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
-VERSION = 8  # of what ``measure`` computes: photos measured by an older version are measured again
+VERSION = 8  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)

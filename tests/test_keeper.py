@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from sqlalchemy import select, update
 
 from api.main import create_app
 from indexer import features, keeper, resolution
+from indexer.catalog import Image as CatalogImage
+from indexer.grouping import refresh_groups
 from indexer.index import Index
 from tests.conftest import photo_files
 
@@ -255,3 +258,24 @@ def test_exposure_copy_loses_in_its_group(edit: Callable[[Image.Image], Image.Im
     group = keeper.usual(members)
     assert keeper.evidence(members[1], group)["levels"] > 4 * keeper.evidence(members[0], group)["levels"]
     assert ch.decided_by[2] == "levels"
+
+
+def test_photos_measured_by_an_older_measure_are_measured_again(tmp_path: Path, settings_factory) -> None:
+    """After an upgrade of the measure, photos indexed before it have no evidence the rule can use (it falls back
+    to most pixels first: the upscaled copy). The next ingest reads the grouped ones again, measures them and
+    chooses the keeper again, though no file changed."""
+    original, copy = _pair(tmp_path / "lib", upscaled)
+    with Index(settings_factory()) as index:
+        index.ingest([str(tmp_path / "lib")])
+        with index.catalog.session() as s:  # as an older version left them
+            s.execute(update(CatalogImage).values(measured=keeper.VERSION - 1))
+        gid = _only_group(index)["id"]
+        with index.catalog.session() as s:
+            refresh_groups(s, [gid], index.store.get)
+        assert {m["path"]: m["id"] for m in _only_group(index)["members"]}[str(copy)] == _only_group(index)["keeper"]
+        s2 = index.ingest([str(tmp_path / "lib")])
+        assert s2.indexed == 0  # nothing was embedded again
+        g = _only_group(index)
+    assert {m["path"]: m["id"] for m in g["members"]}[str(original)] == g["keeper"], g["keeper_reason"]
+    with Index(settings_factory()) as index, index.catalog.session() as s:
+        assert set(s.scalars(select(CatalogImage.measured))) == {keeper.VERSION}

@@ -35,19 +35,35 @@ FACTS = (  # (g.best key, the phrase of a member's value, or None when it has no
 )
 
 
-def member_facts(g: GroupDetail, m: Member) -> list[tuple[str, bool]]:
+@dataclass(frozen=True)
+class GroupFacts:
+    """What every member's facts are measured against, computed once per group page (not once per card)."""
+
+    most_detail: int  # the group's most effective pixels
+    detail_differs: bool
+    differs: frozenset[str]  # FACTS keys whose phrase is not the same for every member
+
+
+def group_facts(g: GroupDetail) -> GroupFacts:
+    detail = [o.effective_pixels or 0 for o in g.members]
+    most = max(detail, default=0)
+    return GroupFacts(most, any(d < most for d in detail),
+                      frozenset(key for key, phrase in FACTS if len({phrase(o) for o in g.members}) > 1))
+
+
+def member_facts(g: GroupDetail, m: Member, ctx: GroupFacts | None = None) -> list[tuple[str, bool]]:
     """The keeper evidence of a member as short phrases, each with whether this member holds the group's best
-    value of it (``g.best``); no mark where every member reads the same."""
+    value of it (``g.best``); no mark where every member reads the same. ``ctx``: ``group_facts(g)``, made once
+    for a page of cards."""
+    ctx = ctx or group_facts(g)
     facts = []
-    most = max((o.effective_pixels or 0 for o in g.members), default=0)
-    if m.effective_pixels is not None and most > 0:  # a score, so shown against the group's best
-        share = round(100 * m.effective_pixels / most)
-        facts.append((f"real detail {share} %", share == 100 and any((o.effective_pixels or 0) < most for o in g.members)))
+    if m.effective_pixels is not None and ctx.most_detail > 0:  # a score, so shown against the group's best
+        share = round(100 * m.effective_pixels / ctx.most_detail)
+        facts.append((f"real detail {share} %", share == 100 and ctx.detail_differs))
     for key, phrase in FACTS:
         text = phrase(m)
         if text is not None:
-            differs = len({phrase(o) for o in g.members}) > 1
-            facts.append((text, differs and g.best.get(key) == m.id))
+            facts.append((text, key in ctx.differs and g.best.get(key) == m.id))
     if g.best.get("age") == m.id and len(g.members) > 1:
         facts.append(("oldest file", True))
     return facts

@@ -25,7 +25,8 @@ from indexer.errors import DupesiftError
 from indexer.index import Index
 from indexer.views import MemberView
 
-templates.env.globals.update(member_facts=review.member_facts, lost_on=review.LOST_ON)  # the group cards
+templates.env.globals.update(member_facts=review.member_facts, group_facts=review.group_facts,
+                             lost_on=review.LOST_ON)  # the group cards
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 Sort = Literal["reclaimable", "size", "spread", "newest"]

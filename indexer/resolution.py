@@ -318,39 +318,16 @@ def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_
         session.flush()
         return regroup(session, ids, vectors_fn)
 
-    live = _commit_catalog_only(session, journal, change, commit)
+    live = _commit(session, journal, change, commit)
     return Outcome(gid, "restore", op, sorted(ids), [], sorted(live))
 
 
-def _commit_catalog_only(session: Session, journal: Journal, change: Callable[[], set[int]], commit) -> set[int]:
-    """Run ``change`` (catalog writes of an operation that moves no file) and commit it; on any failure roll the
-    session back and journal that. The commit line is written last. Returns what ``change`` returned."""
+def _commit(session: Session, journal: Journal, change: Callable[[], set[int]], commit) -> set[int]:
+    """Run ``change`` (the operation's file moves, journalled, and catalog writes) and commit it, journalling
+    ``committing`` first and ``commit`` last; on any failure roll the session back and the files back from the
+    journal (``_rollback``, which journals that). Returns what ``change`` returned."""
     try:
         live = change()
-        session.flush()
-        journal.write({"event": "committing"})
-        fault("committing")
-        commit()
-    except BaseException:
-        session.rollback()
-        journal.write({"event": "rolledback", "undone": 0})
-        raise
-    fault("db-committed")
-    journal.write({"event": "commit"})
-    fault("commit")
-    return live
-
-
-def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: DupGroup | None,
-                 resolution: str | None, commit) -> None:
-    """Move the files (journalled), point the catalog at the new paths, set the group's resolution and
-    commit; on any failure roll the files back from the journal. The commit line is written last."""
-    try:
-        _do_moves(journal, moves)
-        for mv in moves:
-            session.execute(update(Image).where(Image.id == mv["image_id"]).values(path=mv["dst"]))
-        if group is not None:
-            group.resolution, group.resolved_at = resolution, utcnow() if resolution else None
         session.flush()
         journal.write({"event": "committing"})
         fault("committing")
@@ -362,6 +339,22 @@ def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: D
     fault("db-committed")
     journal.write({"event": "commit"})
     fault("commit")
+    return live
+
+
+def _apply_moves(session: Session, journal: Journal, moves: list[dict], group: DupGroup | None,
+                 resolution: str | None, commit) -> None:
+    """Move the files (journalled), point the catalog at the new paths, set the group's resolution and
+    commit (``_commit``)."""
+    def change() -> set[int]:
+        _do_moves(journal, moves)
+        for mv in moves:
+            session.execute(update(Image).where(Image.id == mv["image_id"]).values(path=mv["dst"]))
+        if group is not None:
+            group.resolution, group.resolved_at = resolution, utcnow() if resolution else None
+        return set()
+
+    _commit(session, journal, change, commit)
 
 
 def _last_resolve(quarantine_dir: Path, group_id: int) -> dict | None:
@@ -509,7 +502,7 @@ def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: lis
     journal.write({"event": "begin", "op": op, "kind": "resolve", "group_id": gid, "action": "keep_all",
                    "keep": ids, "moves": [], "pairs": dropped, "declined": [list(d) for d in added],
                    "at": utcnow().isoformat(), "batch": batch})
-    live = _commit_catalog_only(session, journal, lambda: regroup(session, [m.id for m in members], vectors_fn),
+    live = _commit(session, journal, lambda: regroup(session, [m.id for m in members], vectors_fn),
                                 commit)
     return Outcome(gid, "keep_all", op, ids, [], sorted(live))
 

@@ -51,11 +51,10 @@ def group_facts(g: GroupDetail) -> GroupFacts:
                       frozenset(key for key, phrase in FACTS if len({phrase(o) for o in g.members}) > 1))
 
 
-def member_facts(g: GroupDetail, m: Member, ctx: GroupFacts | None = None) -> list[tuple[str, bool]]:
+def member_facts(g: GroupDetail, m: Member, ctx: GroupFacts) -> list[tuple[str, bool]]:
     """The keeper evidence of a member as short phrases, each with whether this member holds the group's best
     value of it (``g.best``); no mark where every member reads the same. ``ctx``: ``group_facts(g)``, made once
     for a page of cards."""
-    ctx = ctx or group_facts(g)
     facts = []
     if m.effective_pixels is not None and ctx.most_detail > 0:  # a score, so shown against the group's best
         share = round(100 * m.effective_pixels / ctx.most_detail)

@@ -104,10 +104,8 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
         return DecodeResult(path, False, size=facts.size, sha256=facts.sha256, reason="too-large",
                             message="ran out of memory decoding this file")
     feats, attrs = d.extra  # type: ignore[misc]
-    if attrs is not None:
-        attrs = replace(attrs, jpeg_quality=keeper.jpeg_quality(data))
     return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera,
-                        features=feats, attributes=attrs)
+                        features=feats, attributes=_with_quality(attrs, data))
 
 
 def measure_file(path: str, max_pixels: int, max_bytes: int, size: int) -> tuple[str | None, keeper.Attributes | None]:
@@ -118,10 +116,12 @@ def measure_file(path: str, max_pixels: int, max_bytes: int, size: int) -> tuple
         d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_attributes, extra_side=verify.SIDE)
     except (ImageError, MemoryError):
         return None, None
-    attrs = d.extra
-    if not isinstance(attrs, keeper.Attributes):
-        return facts.sha256, None
-    return facts.sha256, replace(attrs, jpeg_quality=keeper.jpeg_quality(data))
+    return facts.sha256, _with_quality(d.extra, data)  # type: ignore[arg-type]
+
+
+def _with_quality(attrs: keeper.Attributes | None, data: bytes) -> keeper.Attributes | None:
+    """The keeper evidence with the JPEG quality read from the file's tables (the decoded picture has none)."""
+    return replace(attrs, jpeg_quality=keeper.jpeg_quality(data)) if attrs is not None else None
 
 
 def _worker_init() -> None:

@@ -26,7 +26,6 @@ No network: the model comes from the repository, packages from what is installed
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -44,11 +43,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
+from bench import bigset
+
 PARTS = ("embed", "decode", "pairs", "fp16", "ingest")
-BIG_SIZE = (4000, 3000)  # the 12 MP set, as bench/ingest.py's make_big
 QUICK_SIZE = (1600, 1200)  # --quick: small stand-ins, so the CPU test stays short
-JPEG_QUALITY = 90  # as bench/ingest.py's make_big
-GRAIN = 6  # +-grain on every pixel, as bench/ingest.py's make_big
 
 # (full run, --quick) sizes of each sweep
 EMBED_BATCHES = ((1, 16, 64, 128, 256, 512), (1, 8))
@@ -122,38 +120,16 @@ def model_path(given: Path | None) -> Path:
 # ---------------------------------------------------------------------------------------------------- 12 MP set
 
 
-def _synthetic_one(args: tuple[Path, int, tuple[int, int]]) -> None:
-    """One noisy JPEG: a seeded low-resolution colour field, upscaled, with make_big's grain and quality."""
-    from PIL import Image
-
-    path, seed, (w, h) = args
-    rng = np.random.default_rng(seed)
-    small = Image.fromarray(rng.integers(0, 256, size=(12, 16, 3), dtype=np.uint8))
-    arr = np.asarray(small.resize((w, h), Image.BICUBIC), dtype=np.int16)
-    grain = rng.integers(-GRAIN, GRAIN + 1, size=(h, w, 1), dtype=np.int16)
-    Image.fromarray(np.clip(arr + grain, 0, 255).astype(np.uint8)).save(path, quality=JPEG_QUALITY)
-
-
 def big_set(work: Path, n: int, quick: bool) -> tuple[Path, str]:
-    """``n`` 12 MP JPEGs (small stand-ins with ``quick``), made once: bench/ingest.py's ``make_big`` from the
-    shared photos when it can run here, else synthetic ones (a GPU machine has no ../shared)."""
+    """``n`` 12 MP JPEGs (small stand-ins with ``quick``), made once (``bench/bigset.py``): from the shared
+    photos where they are, else synthetic ones (a GPU machine has no ../shared)."""
     photos = SHARED / "data" / "photos"
     if not quick and any(photos.glob("*.JPEG")):
-        try:
-            spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench" / "ingest.py")
-            mod = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(mod)
-            return mod.make_big(work / "big12mp", n), f"{n} × 4000×3000 q90 from ../shared photos (make_big)"
-        except ImportError as exc:
-            print(f"bench/ingest.py cannot run here ({exc}): synthetic 12 MP set instead", file=sys.stderr)
-    w, h = QUICK_SIZE if quick else BIG_SIZE
-    out = work / f"synthetic-{w}x{h}"
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [(out / f"big_{i:04d}.jpg", i, (w, h)) for i in range(n) if not (out / f"big_{i:04d}.jpg").exists()]
-    if todo:
-        with ProcessPoolExecutor(min(len(todo), os.cpu_count() or 1)) as pool:
-            list(pool.map(_synthetic_one, todo))
-    return out, f"{n} × {w}×{h} q{JPEG_QUALITY} synthetic noisy JPEGs"
+        w, h = bigset.SIZE
+        return bigset.make_big(work / "big12mp", n, photos), f"{n} × {w}×{h} q{bigset.QUALITY} from ../shared photos"
+    w, h = QUICK_SIZE if quick else bigset.SIZE
+    out = bigset.make_synthetic(work / f"synthetic-{w}x{h}", n, (w, h))
+    return out, f"{n} × {w}×{h} q{bigset.QUALITY} synthetic noisy JPEGs"
 
 
 def jpegs(folder: Path) -> list[Path]:

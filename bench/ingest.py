@@ -27,13 +27,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 sys.path.insert(0, str(REPO))
 
+from bench import bigset
 from indexer.config import Settings
 from indexer.index import Index
 
@@ -94,22 +94,6 @@ def peak_mb() -> tuple[float, float]:
     return own, child
 
 
-def make_big(out: Path, n: int) -> Path:
-    """n distinct 4000×3000 JPEGs (12 MP, quality 90), made once and reused."""
-    out.mkdir(parents=True, exist_ok=True)
-    photos = sorted((SHARED / "data" / "photos").glob("*.JPEG"))
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        p = out / f"big_{i:04d}.jpg"
-        if p.exists():
-            continue
-        im = Image.open(photos[i % len(photos)]).convert("RGB").resize((4000, 3000), Image.BICUBIC)
-        grain = rng.integers(-6, 7, size=(3000, 4000, 1), dtype=np.int16)
-        arr = np.clip(np.asarray(im, dtype=np.int16) + grain, 0, 255).astype(np.uint8)
-        Image.fromarray(arr).save(p, quality=90)
-    return out
-
-
 def run(folder: Path, data: Path) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     with Index(Settings(data_dir=data)) as index:
@@ -145,7 +129,7 @@ def main() -> None:
     sets = []
     if a.sets in ("both", "big"):
         t = time.perf_counter()
-        big = make_big(a.work / "big12mp", a.big)
+        big = bigset.make_big(a.work / "big12mp", a.big, SHARED / "data" / "photos")
         print(f"prepared {a.big} 12 MP JPEGs in {time.perf_counter() - t:.0f}s", file=sys.stderr)
         sets.append(("12MP JPEG folder", big, None))
     if a.sets in ("both", "library"):

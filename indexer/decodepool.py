@@ -16,6 +16,8 @@ limit: past it the process itself is stopped. The catalog then names the culprit
 """
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import multiprocessing as mp
 import os
@@ -128,9 +130,24 @@ def _worker_init() -> None:
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the CPU limit's timer must kill, not be caught
 
 
+WARM_SIZE = (640, 480)  # the synthetic photo a process decodes once before its first file under the limit
+
+
+@functools.cache
+def _warm(size: int) -> None:
+    """Decode, measure and extract features of one synthetic photo, once per process: the first file must not
+    be charged the process's one-time costs (lazy imports, first allocations) under the per-file limit."""
+    colours = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(colours).resize(WARM_SIZE, Image.Resampling.BICUBIC).save(buf, "JPEG")
+    load_image(buf.getvalue(), max_pixels=WARM_SIZE[0] * WARM_SIZE[1], size=size, extra=photo_extra,
+               extra_side=verify.SIDE)
+
+
 def _decode_limited(path: str, max_pixels: int, max_bytes: int, size: int, cpu_seconds: float) -> DecodeResult:
     """``decode_file`` in a worker under a CPU-time limit: past it the kernel kills the process (SIGPROF)."""
     if cpu_seconds > 0:
+        _warm(size)
         signal.setitimer(signal.ITIMER_PROF, cpu_seconds)
     try:
         return decode_file(path, max_pixels, max_bytes, size)

@@ -50,12 +50,18 @@ class Settings(BaseSettings):
     # each photo's verify_per_photo most similar neighbours down to verify_band below the threshold, so that
     # the work grows with the library, not with its square. A candidate is linked when keypoints agree on one
     # transform (verify_min_inliers both ways) and the photo content agrees under it (verify_min_agreement of
-    # the textured overlap); or, at or above the threshold, when two low-texture pictures' colour thumbnails
-    # match (pixel_max_distance); or, where a photo has under inconclusive_below keypoints, by a cosine of at
+    # the textured overlap), or on a weaker fit (verify_weak_inliers, as a blurred or tiny copy gives) under which
+    # it agrees more closely (verify_weak_agreement), or, where an affine fit's content disagreed, under a
+    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the threshold, when two low-texture pictures' colour thumbnails
+    # match (pixel_max_distance), or match more closely once one's brightness gain is undone (pixel_max_gain_distance);
+    # or, where a photo has under inconclusive_below keypoints, by a cosine of at
     # least visual_min_cosine that stands crowd_margin above the photos' crowds. A change relinks.
     verify_band: float = Field(default=0.35, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
     verify_min_agreement: float = Field(default=0.6, ge=0, le=1)
+    verify_weak_inliers: int = Field(default=8, ge=3)
+    verify_weak_agreement: float = Field(default=0.75, ge=0, le=1)
+    verify_perspective_agreement: float = Field(default=0.95, ge=0, le=1)
     # Two pages (documents, slides, clip art on white: indexer/pagecheck.py) also need page_min_agreement of
     # their small textured cells found in each other at the keypoints' frame: the text must agree too.
     page_min_agreement: float = Field(default=0.92, ge=0, le=1)
@@ -64,6 +70,7 @@ class Settings(BaseSettings):
     # scan of one ranks far down among them.
     verify_per_page: int = Field(default=48, ge=1)
     pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
+    pixel_max_gain_distance: float = Field(default=5.0, ge=0, le=255)
     inconclusive_below: int = Field(default=30, ge=0)
     visual_min_cosine: float = Field(default=0.8, ge=-1, le=1)
     crowd_margin: float = Field(default=0.1, ge=-2, le=2)

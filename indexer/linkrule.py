@@ -8,7 +8,11 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 - ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
   transform that only a shared overlay explains fails the second test, and that failure is final: geometry said
-  the two pictures differ. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white) must also
+  the two pictures differ. A weaker fit (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few
+  keypoints) links when the content agrees more closely (``weak_agreement``); when it does not, the pair is left
+  to the tests below, as a pair with no fit is. Where an affine fit's content disagrees, a perspective fit is
+  tried (a copy photographed at an angle: a keystone): it links only when the content agrees almost everywhere
+  (``perspective_agreement``), since a perspective fit also lays two shots of one scene closely over each other. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white) must also
   agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
   threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``).
@@ -33,6 +37,9 @@ from indexer.features import PhotoFeatures
 
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
 ENOUGH_INLIERS = 3  # times min_inliers: a fit this good is not tried again with the photo mirrored
+GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes
+GAIN_CLIP = 8  # thumbnail values within this of black or white are clipped by a gain: not compared
+GAIN_SHARE = 0.5  # of the thumbnail's values that must be unclipped in both for a gain to be measured
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,12 @@ class LinkRule:
     band: float
     min_inliers: int
     min_agreement: float
+    weak_inliers: int
+    weak_agreement: float
+    perspective_agreement: float
     page_min_agreement: float
     max_pixel_distance: float
+    max_gain_distance: float
     inconclusive_below: int
     visual_min_cosine: float
     crowd_margin: float
@@ -56,11 +67,13 @@ class LinkRule:
 
     def describe(self) -> str:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
-                f"{self.min_agreement:g}, {verify.RULE}, agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/"
-                f"blur{verify.AGREE_BLUR:g}/gain/clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of "
-                f"{pagecheck.CELL}px cells at {pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper "
-                f"{pagecheck.PAPER_SHARE:g}; pixels: "
-                f"{self.max_pixel_distance:g}; visual: under {self.inconclusive_below} keypoints, cosine "
+                f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
+                f"{self.perspective_agreement:g}), {verify.RULE}, "
+                f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/gain/"
+                f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
+                f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
+                f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
+                f"{GAIN_RANGE[1]:g}; visual: under {self.inconclusive_below} keypoints, cosine "
                 f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
 
 
@@ -68,8 +81,10 @@ def rule_of(settings: Settings, threshold: float) -> LinkRule:
     """The rule that ``settings`` set at ``threshold`` (the model's calibrated one unless overridden)."""
     st = settings
     return LinkRule(threshold=threshold, band=st.verify_band, min_inliers=st.verify_min_inliers,
-                    min_agreement=st.verify_min_agreement, page_min_agreement=st.page_min_agreement,
-                    max_pixel_distance=st.pixel_max_distance,
+                    min_agreement=st.verify_min_agreement,
+                    weak_inliers=st.verify_weak_inliers, weak_agreement=st.verify_weak_agreement,
+                    perspective_agreement=st.verify_perspective_agreement, page_min_agreement=st.page_min_agreement,
+                    max_pixel_distance=st.pixel_max_distance, max_gain_distance=st.pixel_max_gain_distance,
                     inconclusive_below=st.inconclusive_below, visual_min_cosine=st.visual_min_cosine,
                     crowd_margin=st.crowd_margin)
 
@@ -95,11 +110,19 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement and same_text(rule, a, b, fits):
                 return Evidence("verified", cosine, inliers, round(agree, 4))
-            return None  # one transform, but the photos under it differ: a shared overlay, a burst, a template
+            # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
+            return keystone(rule, cosine, a, b)
+        if inliers >= rule.weak_inliers:
+            if agree is not None and agree >= rule.weak_agreement and same_text(rule, a, b, fits):
+                return Evidence("verified", cosine, inliers, round(agree, 4))
+            found = keystone(rule, cosine, a, b)
+            if found is not None:
+                return found
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
-        if pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance:
+        if pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance or \
+                gain_distance(a.thumb, b.thumb) <= rule.max_gain_distance:
             return Evidence("pixels", cosine)
         return None
     if a.page is not None or b.page is not None:
@@ -115,18 +138,33 @@ def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures
              ) -> tuple[int, float | None, tuple[verify.Fit, verify.Fit] | None] | None:
     """(inliers both ways, content agreement both ways, the fits a to b and b to a) of the best affine fits, or
     None when either photo has too few keypoints to try. Agreement (and the fits) only once the inliers are
-    enough."""
+    enough for the weaker test."""
     if a.texture < verify.MIN_MATCHES or b.texture < verify.MIN_MATCHES:
         return None
-    enough = ENOUGH_INLIERS * rule.min_inliers
+    enough, least = ENOUGH_INLIERS * rule.min_inliers, min(rule.min_inliers, rule.weak_inliers)
     ab = verify.fit(a.keypoints, b.keypoints, enough)
-    if ab is None or ab.inliers < rule.min_inliers:
+    if ab is None or ab.inliers < least:
         return (ab.inliers if ab is not None else 0), None, None
     ba = verify.fit(b.keypoints, a.keypoints, enough)
-    if ba is None or ba.inliers < rule.min_inliers:
+    if ba is None or ba.inliers < least:
         return (ba.inliers if ba is not None else 0), None, None
     agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
     return min(ab.inliers, ba.inliers), (min(agree) if agree else None), (ab, ba)
+
+
+def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) -> Evidence | None:
+    """``verified`` evidence from perspective fits both ways (``verify.fit_perspective``: a copy photographed at
+    an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
+    ab = verify.fit_perspective(a.keypoints, b.keypoints)
+    if ab is None or ab.inliers < rule.min_inliers:
+        return None
+    ba = verify.fit_perspective(b.keypoints, a.keypoints)
+    if ba is None or ba.inliers < rule.min_inliers:
+        return None
+    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
+    if agree and min(agree) >= rule.perspective_agreement and same_text(rule, a, b, (ab, ba)):
+        return Evidence("verified", cosine, min(ab.inliers, ba.inliers), round(min(agree), 4))
+    return None
 
 
 def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
@@ -155,3 +193,20 @@ def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     fa = a.astype(np.float32)
     return min(float(np.abs(fa - t.astype(np.float32)).mean()) for t in _turns(b))
 
+
+
+def gain_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two colour thumbnails (0-255) once ``b`` is scaled by the gain that matches
+    ``a`` best (one gain for all channels, within ``GAIN_RANGE``), over the values clipped in neither, under the
+    best of the eight turns and flips; infinite when no turn has a measurable gain."""
+    fa = a.astype(np.float32)
+    best = float("inf")
+    for t in _turns(b):
+        fb = t.astype(np.float32)
+        ok = (fa > GAIN_CLIP) & (fa < 255 - GAIN_CLIP) & (fb > GAIN_CLIP) & (fb < 255 - GAIN_CLIP)
+        if ok.mean() < GAIN_SHARE:
+            continue
+        gain = float(fa[ok].sum() / max(float(fb[ok].sum()), 1e-6))
+        if GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
+            best = min(best, float(np.abs(fa[ok] - gain * fb[ok]).mean()))
+    return best

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from indexer import verify
+
 PAPER_SHARE = 0.6  # share of the pixels within PAPER_SPREAD of the commonest grey that makes a picture a page
 PAPER_SPREAD = 8
 CELL = 16  # side of the cells compared, in pixels of the keypoints' frame (long side verify.SIDE)
@@ -47,29 +49,30 @@ def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def agreement(page_a: np.ndarray, page_b: np.ndarray, matrix: np.ndarray, frame_a: tuple[int, int],
               frame_b: tuple[int, int]) -> float | None:
-    """Share of ``page_a``'s textured cells found in ``page_b`` under ``matrix`` (2 x 3, a's keypoint frame to
-    b's; ``frame_a``/``frame_b`` their sizes), each within ``SEARCH`` pixels, compared at the scale of the
+    """Share of ``page_a``'s textured cells found in ``page_b`` under ``matrix`` (a fit's, affine or perspective: a's
+    keypoint frame to b's; ``frame_a``/``frame_b`` their sizes), each within ``SEARCH`` pixels, compared at the scale of the
     smaller page; None when no textured cell of ``a`` lies inside ``b``."""
     import cv2  # imported late, as in indexer.verify: only linking needs it
 
     scale = min(max(page_a.shape) / max(frame_a), max(page_b.shape) / max(frame_b))
     a = cv2.resize(page_a, _scaled(frame_a, scale), interpolation=cv2.INTER_AREA).astype(np.float32)
     b = cv2.resize(page_b, _scaled(frame_b, scale), interpolation=cv2.INTER_AREA).astype(np.float32)
-    m = np.asarray(matrix, np.float64).copy()
-    m[:, 2] *= scale  # both frames scaled alike: the linear part stays, the shift scales
-    warped = cv2.warpAffine(b, m, (a.shape[1], a.shape[0]), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                            borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0)
-    found = total = 0
-    for y in range(SEARCH, a.shape[0] - CELL - SEARCH + 1, CELL):
-        for x in range(SEARCH, a.shape[1] - CELL - SEARCH + 1, CELL):
-            cell = a[y:y + CELL, x:x + CELL]
-            if cell.std() < CELL_TEXTURE:
-                continue
-            region = warped[y - SEARCH:y + CELL + SEARCH, x - SEARCH:x + CELL + SEARCH]
-            if (region < 0).any():  # partly outside b: not compared
-                continue
-            total += 1
-            if region.std() >= 1.0 and \
-                    float(cv2.matchTemplate(region, cell, cv2.TM_CCOEFF_NORMED).max()) >= CELL_MATCH:
-                found += 1
-    return found / total if total else None
+    warped = verify.warp(b, verify.scaled(matrix, scale), (a.shape[1], a.shape[0]),
+                         cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, -1.0)
+    ny, nx = ((n - CELL - 2 * SEARCH) // CELL + 1 for n in a.shape)
+    if ny <= 0 or nx <= 0:
+        return None
+    cells = a[SEARCH:SEARCH + ny * CELL, SEARCH:SEARCH + nx * CELL].reshape(ny, CELL, nx, CELL).swapaxes(1, 2)
+    side = CELL + 2 * SEARCH
+    regions = np.lib.stride_tricks.sliding_window_view(warped, (side, side))[::CELL, ::CELL][:ny, :nx]
+    # a cell with something written in it, wholly inside b (a region partly outside b is not compared)
+    compared = (cells.std(axis=(2, 3)) >= CELL_TEXTURE) & ~(regions < 0).any(axis=(2, 3))
+    total = int(compared.sum())
+    if not total:
+        return None
+    found = 0
+    for i, j in zip(*np.nonzero(compared & (regions.std(axis=(2, 3)) >= 1.0)), strict=True):
+        region = np.ascontiguousarray(regions[i, j])
+        if float(cv2.matchTemplate(region, np.ascontiguousarray(cells[i, j]), cv2.TM_CCOEFF_NORMED).max()) >= CELL_MATCH:
+            found += 1
+    return found / total

@@ -22,8 +22,8 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "inliers", "keypoints", "matches", "mirrored", "one_way",
-           "same_picture"]
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "fit_perspective", "inliers", "keypoints", "matches",
+           "mirrored", "one_way", "same_picture", "scaled", "warp"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
 FEATURES = 600  # SIFT keypoints kept per photo (strongest first)
@@ -118,7 +118,7 @@ class Fit:
     """The affine transform that maps most of ``a``'s matched keypoints onto ``b`` (frames of long side SIDE)."""
 
     inliers: int
-    matrix: np.ndarray  # 2 x 3, a's frame -> b's frame
+    matrix: np.ndarray  # a's frame -> b's frame: 2 x 3 (``fit``, affine) or 3 x 3 (``fit_perspective``)
 
 
 def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
@@ -155,6 +155,59 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
     if pair is not None and pair[0] is b and pair[1] is a:  # both ways done: the pair's matrices are not needed
         _last.pair, _last.d = None, {}
     return best
+
+
+def fit_perspective(a: Keypoints, b: Keypoints) -> Fit | None:
+    """The best homography of ``a``'s keypoints onto ``b``'s (the matches ``fit`` uses, RANSAC), for a copy
+    photographed at an angle: a keystone that no affine transform lays flat. None when no transform holds: too
+    few matches, a frame that does not map to a convex quadrilateral or whose area changes more than
+    ``MAX_AREA_RATIO``, or inliers bunched in under ``MIN_SPREAD`` of either photo."""
+    cv2 = _cv2()
+    xa, da = a.views[0]
+    if len(da) < 2:
+        return None
+    w, h = a.size
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])[None]
+    best: Fit | None = None
+    for view, (xb, db) in enumerate(b.views):
+        if len(db) < 2:
+            continue
+        qi, ti = matches(_distances(a, b, view))
+        if len(qi) < max(MIN_MATCHES, 4):
+            continue
+        src, dst = xa[qi], xb[ti]
+        hom, mask = cv2.findHomography(src, dst, cv2.RANSAC, REPROJ_PX)
+        if hom is None or mask is None or not mask.any():
+            continue
+        quad = cv2.perspectiveTransform(corners, hom)[0]
+        area = abs(float(cv2.contourArea(quad))) / (w * h)
+        if not cv2.isContourConvex(quad) or not 1 / MAX_AREA_RATIO <= area <= MAX_AREA_RATIO:
+            continue
+        keep = mask.ravel().astype(bool)
+        n = int(keep.sum())
+        if _spread(src[keep]) >= MIN_SPREAD * w * h and \
+                _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
+            best = Fit(n, hom)
+    return best
+
+
+def scaled(matrix: np.ndarray, s: float) -> np.ndarray:
+    """A fit's matrix for both frames scaled by ``s`` (the linear part stays; shifts scale by ``s``, the
+    perspective terms by ``1/s``)."""
+    m = np.asarray(matrix, np.float64).copy()
+    m[:2, 2] *= s
+    if m.shape[0] == 3:
+        m[2, :2] /= s
+    return m
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: int, border: float) -> np.ndarray:
+    """``image`` laid over a frame of ``size`` (w, h) by a fit's ``matrix`` (frame -> image with
+    ``WARP_INVERSE_MAP`` in ``flags``), affine or perspective."""
+    cv2 = _cv2()
+    if matrix.shape[0] == 3:
+        return cv2.warpPerspective(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+    return cv2.warpAffine(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
 def matches(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -270,12 +323,9 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     The grey copies are the keypoints' frames scaled down alike (``indexer.features.GREY_SIDE``)."""
     cv2 = _cv2()
     h, w = grey_a.shape
-    m = f.matrix.astype(np.float64).copy()
-    m[:, 2] *= max(h, w) / SIDE  # frame pixels -> grey copy pixels (both copies have the same long side)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    b = cv2.warpAffine(grey_b.astype(np.float32), m, (w, h), flags=flags, borderValue=0)
-    inside = cv2.warpAffine(np.ones(grey_b.shape, np.float32), m, (w, h), flags=cv2.INTER_NEAREST |
-                            cv2.WARP_INVERSE_MAP, borderValue=0) > 0.5
+    m = scaled(f.matrix, max(h, w) / SIDE)  # frame pixels -> grey copy pixels (both have the same long side)
+    b = warp(grey_b.astype(np.float32), m, (w, h), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, 0)
+    inside = warp(np.ones(grey_b.shape, np.float32), m, (w, h), cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, 0) > 0.5
     a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR).astype(np.float64)
     b = cv2.GaussianBlur(b, (0, 0), AGREE_BLUR).astype(np.float64)
     ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)

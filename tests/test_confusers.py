@@ -11,14 +11,19 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
 from bench import confusers as C
+from indexer import featurestore, linkrule
 from indexer.catalog import Image as CatalogImage
+from indexer.config import Settings
 from indexer.index import Index
-from tests.conftest import PHOTOS
+from tests.conftest import PHOTOS, SHARED
 
+HARVESTMAN, HOUND = PHOTOS / "n01770081_harvestman.JPEG", PHOTOS / "n02089078_black-and-tan_coonhound.JPEG"
+UKBENCH = SHARED / "data" / "realdup" / "simbench" / "ukbench"
 JEEP, VAN = PHOTOS / "n03594945_jeep.JPEG", PHOTOS / "n03977966_police_van.JPEG"
 ANT, COCK = PHOTOS / "n02219486_ant.JPEG", PHOTOS / "n01514668_cock.JPEG"
 BOAT = PHOTOS / "n02951358_canoe.JPEG"
@@ -39,6 +44,19 @@ def shrunk(im: Image.Image, f: float = 0.6) -> Image.Image:
 def cropped(im: Image.Image, keep: float = 0.9) -> Image.Image:
     w, h = im.size
     return im.crop((int(w * (1 - keep) / 2), int(h * (1 - keep) / 2), int(w * (1 + keep) / 2), int(h * (1 + keep) / 2)))
+
+
+def keystoned(im: Image.Image, k: float) -> Image.Image:
+    """``im`` as photographed from below: its top edge narrowed by ``k`` of the width at each end (a perspective
+    transform), stretched back to the full frame."""
+    w, h = im.size
+    src, dst = [(k * w, 0), (w - k * w, 0), (w, h), (0, h)], [(0, 0), (w, 0), (w, h), (0, h)]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(dst, src, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BICUBIC)
 
 
 def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str, str], float], float, float]:
@@ -91,23 +109,75 @@ def test_the_same_photo_with_different_captions_groups(tmp_path: Path, settings_
 
 def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, settings_factory) -> None:
     """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
-    does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP).
-    A brightened copy of a smooth picture is a known miss: matching pixels up to a brightness change also
-    matched different gradients on the confuser benchmark (bench/README.md)."""
+    does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP, and
+    darkened: every pixel moved, which only the thumbnails compared up to one brightness gain see through)."""
     lib = tmp_path / "lib"
     names = {}
     for k in (0, 1):
         sky = C.low_sky(random.Random(k), None)
         sky.thumbnail((1600, 1600))
-        names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_resaved.webp"}
+        names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_resaved.webp",
+                    f"sky{k}_dark.jpg"}
         save(lib, f"sky{k}.png", sky)
+        save(lib, f"sky{k}_dark.jpg", ImageEnhance.Brightness(sky).enhance(0.8), quality=90)
         save(lib, f"sky{k}_small.jpg", shrunk(sky, 0.5), quality=80)
         save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
         save(lib, f"sky{k}_resaved.webp", sky, quality=85)
+    for k in (0, 1):  # the darkened copy is no pixel match as it is
+        a, b = (featurestore.of_file(lib / n, 10**8) for n in (f"sky{k}.png", f"sky{k}_dark.jpg"))
+        assert a.low_texture and b.low_texture
+        assert linkrule.pixel_distance(a.thumb, b.thumb) > Settings().pixel_max_distance
     groups, cos, thr, _ = ingest(lib, settings_factory)
     assert cos[("sky0.png", "sky1.png")] >= thr - 0.1  # look-alikes to the embedding, not an easy pair
     assert not together(groups, names[0], names[1]), (groups, cos[("sky0.png", "sky1.png")])
     assert names[0] in groups and names[1] in groups, groups
+
+
+def test_a_soft_small_copy_groups_on_a_weaker_fit(tmp_path: Path, settings_factory) -> None:
+    """A blurred, shrunk copy keeps few keypoints: fewer inliers than a sharp copy gives, too many keypoints for
+    the cosine alone to decide. It groups on a weaker fit under which the photo agrees closely; two such
+    copies of different photos stay apart."""
+    lib, st = tmp_path / "lib", Settings()
+    copies = {}
+    for name, path, blur, f in (("harvestman", HARVESTMAN, 2.0, 0.35), ("hound", HOUND, 2.0, 0.35)):
+        im = Image.open(path).convert("RGB")
+        save(lib, f"{name}.jpg", im, quality=92)
+        save(lib, f"{name}_soft.jpg", shrunk(im.filter(ImageFilter.GaussianBlur(blur)), f), quality=80)
+        copies[name] = {f"{name}.jpg", f"{name}_soft.jpg"}
+        a, b = (featurestore.of_file(lib / n, 10**8) for n in sorted(copies[name]))
+        rule = linkrule.rule_of(st, 0.6)  # geometry does not depend on the threshold
+        inliers, _, _ = linkrule.geometry(rule, a, b)
+        assert st.verify_weak_inliers <= inliers < st.verify_min_inliers, inliers  # a weak fit, not a strong one
+        assert min(a.texture, b.texture) >= st.inconclusive_below  # the cosine alone may not link it
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    assert copies["harvestman"] in groups and copies["hound"] in groups, (groups, cos)
+    assert not together(groups, copies["harvestman"], copies["hound"]), groups
+
+
+def test_a_copy_photographed_at_an_angle_groups_and_shots_of_one_object_stay_apart(
+        tmp_path: Path, settings_factory) -> None:
+    """A keystoned copy (a photo of the photo, taken from below) is no affine transform of it: under the best
+    affine fit the content disagrees, and only a perspective fit lays it flat. Four shots of one object from
+    other angles (UKBench) also fit one transform, but the photo under it differs: they stay apart."""
+    lib, st = tmp_path / "lib", Settings()
+    rule = linkrule.rule_of(st, 0.6)  # geometry does not depend on the threshold
+    copies = {}
+    for name, path in (("ant", ANT), ("jeep", JEEP)):
+        im = Image.open(path).convert("RGB")
+        save(lib, f"{name}.jpg", im, quality=92)
+        save(lib, f"{name}_angle.jpg", keystoned(im, 0.15), quality=90)
+        copies[name] = {f"{name}.jpg", f"{name}_angle.jpg"}
+        a, b = (featurestore.of_file(lib / n, 10**8) for n in sorted(copies[name]))
+        inliers, agree, _ = linkrule.geometry(rule, a, b)
+        assert inliers >= st.verify_min_inliers and agree < st.verify_min_agreement, (inliers, agree)
+    shots = [f"ukbench{n:05d}.jpg" for n in range(4, 8)]
+    for n in shots:
+        save(lib, n, Image.open(UKBENCH / n))
+    a, b = (featurestore.of_file(UKBENCH / n, 10**8) for n in shots[:2])
+    assert linkrule.geometry(rule, a, b)[0] >= st.verify_min_inliers  # one transform: the perspective fit is tried
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    assert copies["ant"] in groups and copies["jeep"] in groups, (groups, cos)
+    assert not any(len(g & set(shots)) > 1 for g in groups), groups
 
 
 def test_a_weak_bridge_does_not_merge_two_clusters(tmp_path: Path, settings_factory) -> None:

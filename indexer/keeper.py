@@ -289,8 +289,7 @@ def jpeg_quality(data: bytes) -> int | None:
     if not tables or 0 not in tables:
         return None
     luma = np.asarray(tables[0], np.float32)
-    errs = [float(np.abs(_ijg_table(q) - luma).mean()) for q in range(1, 101)]
-    return int(np.argmin(errs)) + 1
+    return int(np.argmin(np.abs(_IJG_TABLES - luma).mean(axis=1))) + 1
 
 
 _IJG_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
@@ -301,6 +300,9 @@ _IJG_LUMA = np.array([16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60
 def _ijg_table(q: int) -> np.ndarray:
     scale = 5000 / q if q < 50 else 200 - 2 * q
     return np.clip(np.floor((_IJG_LUMA * scale + 50) / 100), 1, 255)
+
+
+_IJG_TABLES = np.stack([_ijg_table(q) for q in range(1, 101)])  # row q - 1: quality q
 
 
 # -- containment: whose frame holds the others' pictures (from the link features' keypoints) --------------

@@ -8,14 +8,19 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 - ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
   transform that only a shared overlay explains fails the second test, and that failure is final: geometry said
-  the two pictures differ. A weaker fit (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few
-  keypoints) links when the content agrees more closely (``weak_agreement``); when it does not, the pair is left
-  to the tests below, as a pair with no fit is. Where an affine fit's content disagrees, a perspective fit is
-  tried (a copy photographed at an angle: a keystone): it links only when the content agrees almost everywhere
-  (``perspective_agreement``), since a perspective fit also lays two shots of one scene closely over each other. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white) must also
-  agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere else.
+  the two pictures differ. Where the content disagrees, a perspective fit is tried first (a copy photographed at
+  an angle: a keystone): it links only when the content agrees almost everywhere (``perspective_agreement``),
+  since a perspective fit also lays two shots of one scene closely over each other. A weaker fit
+  (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few keypoints) links when the content
+  agrees more closely (``weak_agreement``) or under a perspective fit; otherwise the pair is left to the tests
+  below, as a pair with no fit is. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white)
+  must also agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere
+  else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
-  threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``).
+  threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``), or match
+  more closely once a brightness gain between them is undone (``max_gain_distance``: a brightened or darkened
+  copy of a gradient changes every pixel; its colours keep their ratios). Likewise two textured pictures (not
+  pages) on which geometry found no fit even for the weaker test: a repeating pattern's keypoints match nothing.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -73,8 +78,8 @@ class LinkRule:
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
-                f"{GAIN_RANGE[1]:g}; visual: under {self.inconclusive_below} keypoints, cosine "
-                f"{self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
+                f"{GAIN_RANGE[1]:g}, or textured without a fit; visual: under {self.inconclusive_below} "
+                f"keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
 
 
 def rule_of(settings: Settings, threshold: float) -> LinkRule:
@@ -121,12 +126,11 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
-        if pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance or \
-                gain_distance(a.thumb, b.thumb) <= rule.max_gain_distance:
-            return Evidence("pixels", cosine)
-        return None
+        return Evidence("pixels", cosine) if thumbs_match(rule, a, b) else None
     if a.page is not None or b.page is not None:
         return None  # the embedding sees every page of a template alike: a page links on its text only
+    if (check is None or check[0] < rule.weak_inliers) and thumbs_match(rule, a, b):
+        return Evidence("pixels", cosine)  # no fit to judge by (a repeating pattern matches nothing), same pixels
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
         if cosine - crowd >= rule.crowd_margin:
@@ -186,6 +190,13 @@ def _turns(x: np.ndarray):
     for k in range(8):
         t = np.rot90(x, k % 4)
         yield t[:, ::-1] if k >= 4 else t
+
+
+def thumbs_match(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """Whether the colour thumbnails match as they are (``max_pixel_distance``) or up to one brightness gain
+    (``max_gain_distance``)."""
+    return pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance or \
+        gain_distance(a.thumb, b.thumb) <= rule.max_gain_distance
 
 
 def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:

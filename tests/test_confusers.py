@@ -180,6 +180,34 @@ def test_a_copy_photographed_at_an_angle_groups_and_shots_of_one_object_stay_apa
     assert not any(len(g & set(shots)) > 1 for g in groups), groups
 
 
+def tiled(seed: int, tile: int = 48, n: tuple[int, int] = (20, 12)) -> Image.Image:
+    """A wallpaper of one random motif repeated: plenty of keypoints, each with many look-alikes."""
+    rng = np.random.default_rng(seed)
+    motif = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize((tile, tile), Image.Resampling.BICUBIC)
+    im = Image.new("RGB", (tile * n[0], tile * n[1]))
+    for x in range(n[0]):
+        for y in range(n[1]):
+            im.paste(motif, (x * tile, y * tile))
+    return im
+
+
+def test_a_repeating_pattern_groups_with_its_copy_by_pixels(tmp_path: Path, settings_factory) -> None:
+    """A repeating pattern gives keypoints that the ratio test cannot match (each has many look-alikes), so no
+    transform is fitted; its shrunk copy still groups by its thumbnail, and another pattern stays apart."""
+    lib, st = tmp_path / "lib", Settings()
+    for k in (0, 1):
+        save(lib, f"pattern{k}.jpg", tiled(k), quality=90)
+        save(lib, f"pattern{k}_small.jpg", shrunk(tiled(k), 0.6), quality=85)
+    a, b = (featurestore.of_file(lib / n, 10**8) for n in ("pattern0.jpg", "pattern0_small.jpg"))
+    assert min(a.texture, b.texture) >= 50 and a.page is None  # textured: not the low-texture rule
+    check = linkrule.geometry(linkrule.rule_of(st, 0.6), a, b)
+    assert check is None or check[0] < st.verify_weak_inliers  # no fit to verify by
+    groups, cos, thr, _ = ingest(lib, settings_factory)
+    assert cos[("pattern0.jpg", "pattern0_small.jpg")] >= thr
+    assert {"pattern0.jpg", "pattern0_small.jpg"} in groups and {"pattern1.jpg", "pattern1_small.jpg"} in groups, \
+        (groups, cos)
+
+
 def test_a_weak_bridge_does_not_merge_two_clusters(tmp_path: Path, settings_factory) -> None:
     """Two photos with their copies, and one collage that shows both side by side: the collage shares keypoints
     with each photo, but it must not chain the two photos' clusters into one group."""

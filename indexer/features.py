@@ -82,10 +82,20 @@ def packed_page(data: bytes) -> bool:
 
 def unpack(data: bytes) -> PhotoFeatures:
     with np.load(io.BytesIO(data)) as z:
-        if int(z["version"]) != VERSION:
-            raise ValueError(f"features version {int(z['version'])}, expected {VERSION}")
-        xy, des = z["xy"].astype(np.float32), z["des"]
-        size = tuple(int(v) for v in z["size"])
-        kp = verify.Keypoints(((xy, des), (xy, verify.mirrored(des))), size)  # type: ignore[arg-type]
+        kp = _keypoints(z)
         page = z["page"]
         return PhotoFeatures(kp, z["grey"], z["thumb"], page if page.size else None)
+
+
+def unpack_keypoints(data: bytes) -> verify.Keypoints:
+    """The keypoints of packed features, without decompressing the rest."""
+    with np.load(io.BytesIO(data)) as z:
+        return _keypoints(z)
+
+
+def _keypoints(z: np.lib.npyio.NpzFile) -> verify.Keypoints:
+    if int(z["version"]) != VERSION:
+        raise ValueError(f"features version {int(z['version'])}, expected {VERSION}")
+    xy, des = z["xy"].astype(np.float32), z["des"]
+    size = tuple(int(v) for v in z["size"])
+    return verify.Keypoints(((xy, des), (xy, verify.mirrored(des))), size)  # type: ignore[arg-type]

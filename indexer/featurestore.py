@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from indexer.errors import ImageError, ImageTooLarge, UnreadableFile
 from indexer.features import PhotoFeatures
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def save(s: Session, rows: Iterable[tuple[int, str, bytes]]) -> None:
@@ -45,12 +47,21 @@ def pages(s: Session, ids: Iterable[int]) -> set[int]:
 
 def load(s: Session, ids: Iterable[int]) -> dict[int, PhotoFeatures]:
     """The kept features of ``ids`` that match each photo's current content."""
-    out: dict[int, PhotoFeatures] = {}
+    return _load(s, ids, features.unpack)
+
+
+def keypoints(s: Session, ids: Iterable[int]) -> dict[int, verify.Keypoints]:
+    """The keypoints alone of ``load``."""
+    return _load(s, ids, features.unpack_keypoints)
+
+
+def _load(s: Session, ids: Iterable[int], unpack: Callable[[bytes], T]) -> dict[int, T]:
+    out: dict[int, T] = {}
     stmt = select(Features.image_id, Features.data).join(Image, Image.id == Features.image_id).where(
         Image.sha256 == Features.sha256)
     for i, data in rows_in(s, stmt, Features.image_id, set(ids)):
         try:
-            out[i] = features.unpack(data)
+            out[i] = unpack(data)
         except (ValueError, KeyError, OSError):  # an older format: computed again from the file
             log.info("features of image %s are in an old format: read again", i)
     return out

@@ -157,7 +157,7 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
             session.delete(group)
             continue
         cands = [keeper.candidate(m) for m in members]
-        kps = {i: f.keypoints for i, f in featurestore.load(session, [m.id for m in members]).items()}
+        kps = featurestore.keypoints(session, [m.id for m in members])
         held = keeper.holdings(kps, keeper.order(cands))
         for m in members:
             m.held = held.get(m.id)

@@ -254,6 +254,18 @@ def _tilt(im: Image.Image, angle: float) -> Image.Image:
     return out.crop((dx, dy, w - dx, h - dy)) if w > 2 * dx + 8 and h > 2 * dy + 8 else out
 
 
+def perspective(im: Image.Image, quad: list[tuple[float, float]]) -> Image.Image:
+    """The part of ``im`` inside ``quad`` (its corners: top left, top right, bottom right, bottom left, in pixels)
+    stretched by one perspective transform onto the whole frame: a photo of the photo taken at an angle."""
+    w, h = im.size
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip([(0, 0), (w, 0), (w, h), (0, h)], quad, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
+    return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BICUBIC)
+
+
 def copy_of(lib: Library, im: Image.Image, family: str, source: str, prefix: str = "") -> str:
     """One real copy of ``im`` (one or two of the split's copy edits) added to the picture ``source``."""
     edits = COPY_EDITS[lib.split]

@@ -47,16 +47,9 @@ def cropped(im: Image.Image, keep: float = 0.9) -> Image.Image:
 
 
 def keystoned(im: Image.Image, k: float) -> Image.Image:
-    """``im`` as photographed from below: its top edge narrowed by ``k`` of the width at each end (a perspective
-    transform), stretched back to the full frame."""
+    """``im`` as photographed from below: its top edge narrowed by ``k`` of the width at each end."""
     w, h = im.size
-    src, dst = [(k * w, 0), (w - k * w, 0), (w, h), (0, h)], [(0, 0), (w, 0), (w, h), (0, h)]
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(dst, src, strict=True):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    coeffs = np.linalg.solve(np.array(rows, float), np.array(rhs, float))
-    return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BICUBIC)
+    return C.perspective(im, [(k * w, 0), (w - k * w, 0), (w, h), (0, h)])
 
 
 def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str, str], float], float, float]:

@@ -101,6 +101,45 @@ def test_a_collapsed_fit_is_not_one_picture() -> None:
     assert one_way(a, a) == 40  # the same points on both sides: the identity, every match an inlier
 
 
+def test_a_keystone_is_fitted_by_a_perspective_fit_and_laid_flat() -> None:
+    """A photo of the photo taken from below: the homography explains many more matches than any affine fit,
+    maps the frame's top corners inwards as the keystone did, and under it the content agrees almost everywhere;
+    the affine fit's content disagrees. Different photos get no perspective fit either."""
+    from bench.confusers import perspective
+
+    im = open_photo(ANT)
+    w, h = im.size
+    k = 0.15
+    tilted = perspective(im, [(k * w, 0), (w - k * w, 0), (w, h), (0, h)])
+    a, b = extract(im), extract(tilted)
+    affine, hom = fit(a.keypoints, b.keypoints), verify.fit_perspective(a.keypoints, b.keypoints)
+    assert affine is not None and hom is not None and hom.matrix.shape == (3, 3)
+    assert hom.inliers > 1.25 * affine.inliers
+    # the copy's top corners show the original's points k of the width in: those map onto the copy's corners
+    sw = a.keypoints.size[0]
+    top = np.array([[k * sw, 0, 1], [sw - k * sw, 0, 1]]) @ hom.matrix.T
+    assert np.allclose(top[:, :2] / top[:, 2:], [[0, 0], [sw, 0]], atol=0.03 * sw)
+    assert agreement(a.grey, b.grey, hom) >= 0.95 > agreement(a.grey, b.grey, affine)
+    jeep, van = extract(open_photo(JEEP)), extract(open_photo(VAN))
+    other = verify.fit_perspective(jeep.keypoints, van.keypoints)
+    assert other is None or other.inliers < MIN_INLIERS
+
+
+def test_a_fit_scaled_to_other_frames_maps_the_scaled_points() -> None:
+    """``scaled`` turns a fit between two frames into the fit between both frames scaled alike, affine or
+    perspective."""
+    rng = np.random.default_rng(0)
+    pts = rng.uniform(0, 400, (20, 2))
+    def apply(m: np.ndarray, xy: np.ndarray) -> np.ndarray:
+        full = np.vstack([m, [0, 0, 1]]) if m.shape[0] == 2 else m
+        p = np.c_[xy, np.ones(len(xy))] @ full.T
+        return p[:, :2] / p[:, 2:]
+
+    for m in (np.array([[1.1, 0.2, 5.0], [-0.1, 0.9, -3.0]]),
+              np.array([[1.1, 0.2, 5.0], [-0.1, 0.9, -3.0], [1e-4, -2e-4, 1.0]])):
+        assert np.allclose(apply(verify.scaled(m, 0.5), pts * 0.5), apply(m, pts) * 0.5)
+
+
 def test_the_count_does_not_depend_on_the_order() -> None:
     ant, jeep, van = open_photo(ANT), open_photo(JEEP), open_photo(VAN)
     for x, y in ((ant, heavy_copy(ant)), (jeep, van), (ant, van)):

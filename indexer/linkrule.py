@@ -18,8 +18,9 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
   threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``), or match
-  more closely once a brightness gain between them is undone (``max_gain_distance``: a brightened or darkened
-  copy of a gradient changes every pixel; its colours keep their ratios). Likewise two textured pictures (not
+  more closely once a brightness gain and colour cast between them are undone (``max_gain_distance``: a
+  brightened, darkened or white-balanced copy of a gradient changes every pixel; its colours keep their ratios
+  up to a small cast). Likewise two textured pictures (not
   pages) on which geometry found no fit even for the weaker test: a repeating pattern's keypoints match nothing.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
@@ -42,9 +43,10 @@ from indexer.features import PhotoFeatures
 
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
 ENOUGH_INLIERS = 3  # times min_inliers: a fit this good is not tried again with the photo mirrored
-GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes
+GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean of the three channels')
+GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
 GAIN_CLIP = 8  # thumbnail values within this of black or white are clipped by a gain: not compared
-GAIN_SHARE = 0.5  # of the thumbnail's values that must be unclipped in both for a gain to be measured
+GAIN_SHARE = 0.5  # of the thumbnail's values that must be unclipped in both for gains to be measured
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class LinkRule:
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
-                f"{GAIN_RANGE[1]:g}, or textured without a fit; visual: under {self.inconclusive_below} "
+                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit; visual: under {self.inconclusive_below} "
                 f"keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
 
 
@@ -207,9 +209,10 @@ def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def gain_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two colour thumbnails (0-255) once ``b`` is scaled by the gain that matches
-    ``a`` best (one gain for all channels, within ``GAIN_RANGE``), over the values clipped in neither, under the
-    best of the eight turns and flips; infinite when no turn has a measurable gain."""
+    """Mean absolute difference of two colour thumbnails (0-255) once ``b`` is scaled to match ``a``, by one gain
+    for all channels or by one gain per channel (their mean within ``GAIN_RANGE``: a brightness change; their
+    spread within ``GAIN_CAST``: a white-balance shift, not another colour), the better of the two, over the values
+    clipped in neither, under the best of the eight turns and flips; infinite when no turn has a measurable gain."""
     fa = a.astype(np.float32)
     best = float("inf")
     for t in _turns(b):
@@ -217,7 +220,12 @@ def gain_distance(a: np.ndarray, b: np.ndarray) -> float:
         ok = (fa > GAIN_CLIP) & (fa < 255 - GAIN_CLIP) & (fb > GAIN_CLIP) & (fb < 255 - GAIN_CLIP)
         if ok.mean() < GAIN_SHARE:
             continue
-        gain = float(fa[ok].sum() / max(float(fb[ok].sum()), 1e-6))
-        if GAIN_RANGE[0] <= gain <= GAIN_RANGE[1]:
-            best = min(best, float(np.abs(fa[ok] - gain * fb[ok]).mean()))
+        sa, sb = (fa * ok).sum(axis=(0, 1)), (fb * ok).sum(axis=(0, 1))
+        tries = [np.full(3, sa.sum() / max(float(sb.sum()), 1e-6))]  # the same gain for all channels
+        if ok.any(axis=(0, 1)).all():  # and one each, where every channel has values to measure it on
+            tries.append(sa / np.maximum(sb, 1e-6))
+        for gains in tries:
+            if GAIN_RANGE[0] <= float(gains.mean()) <= GAIN_RANGE[1] and \
+                    float(gains.max() / gains.min()) <= GAIN_CAST:
+                best = min(best, float(np.abs(fa - gains * fb)[ok].mean()))
     return best

@@ -102,24 +102,28 @@ def test_the_same_photo_with_different_captions_groups(tmp_path: Path, settings_
 
 def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, settings_factory) -> None:
     """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
-    does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP, and
-    darkened: every pixel moved, which only the thumbnails compared up to one brightness gain see through)."""
+    does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP,
+    darkened and white-balanced: every pixel moved, which only the thumbnails compared up to a brightness gain and
+    colour cast see through)."""
     lib = tmp_path / "lib"
     names = {}
     for k in (0, 1):
         sky = C.low_sky(random.Random(k), None)
         sky.thumbnail((1600, 1600))
         names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_resaved.webp",
-                    f"sky{k}_dark.jpg"}
+                    f"sky{k}_dark.jpg", f"sky{k}_warm.jpg"}
         save(lib, f"sky{k}.png", sky)
         save(lib, f"sky{k}_dark.jpg", ImageEnhance.Brightness(sky).enhance(0.8), quality=90)
+        warm = Image.merge("RGB", [c.point(lambda v, g=g: min(255, round(v * g))) for c, g in
+                                   zip(sky.convert("RGB").split(), (1.1, 1.0, 0.88), strict=True)])
+        save(lib, f"sky{k}_warm.jpg", warm, quality=90)
         save(lib, f"sky{k}_small.jpg", shrunk(sky, 0.5), quality=80)
         save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
         save(lib, f"sky{k}_resaved.webp", sky, quality=85)
-    for k in (0, 1):  # the darkened copy is no pixel match as it is
-        a, b = (featurestore.of_file(lib / n, 10**8) for n in (f"sky{k}.png", f"sky{k}_dark.jpg"))
+    for k, copy in ((0, "dark"), (1, "dark"), (0, "warm"), (1, "warm")):  # no pixel match as they are
+        a, b = (featurestore.of_file(lib / n, 10**8) for n in (f"sky{k}.png", f"sky{k}_{copy}.jpg"))
         assert a.low_texture and b.low_texture
-        assert linkrule.pixel_distance(a.thumb, b.thumb) > Settings().pixel_max_distance
+        assert linkrule.pixel_distance(a.thumb, b.thumb) > Settings().pixel_max_distance, copy
     groups, cos, thr, _ = ingest(lib, settings_factory)
     assert cos[("sky0.png", "sky1.png")] >= thr - 0.1  # look-alikes to the embedding, not an easy pair
     assert not together(groups, names[0], names[1]), (groups, cos[("sky0.png", "sky1.png")])

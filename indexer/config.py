@@ -52,11 +52,11 @@ class Settings(BaseSettings):
     # transform (verify_min_inliers both ways) and the photo content agrees under it (verify_min_agreement of
     # the textured overlap), or on a weaker fit (verify_weak_inliers, as a blurred or tiny copy gives) under which
     # it agrees more closely (verify_weak_agreement), or, where an affine fit's content disagreed, under a
-    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the threshold, when two low-texture pictures' colour thumbnails
-    # match (pixel_max_distance), or match more closely once a brightness gain and colour cast are undone
-    # (pixel_max_gain_distance);
-    # or, where a photo has under inconclusive_below keypoints, by a cosine of at
-    # least visual_min_cosine that stands crowd_margin above the photos' crowds. A change relinks.
+    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the
+    # threshold, when two low-texture pictures' colour thumbnails match (pixel_max_distance), or match more
+    # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, where a photo has
+    # under inconclusive_below keypoints, by a cosine of at least visual_min_cosine that stands crowd_margin
+    # above the photos' crowds. A change relinks.
     verify_band: float = Field(default=0.35, ge=0, le=1)
     verify_min_inliers: int = Field(default=15, ge=3)
     verify_min_agreement: float = Field(default=0.6, ge=0, le=1)

@@ -308,7 +308,6 @@ _IJG_TABLES = np.stack([_ijg_table(q) for q in range(1, 101)])  # row q - 1: qua
 # -- containment: whose frame holds the others' pictures (from the link features' keypoints) --------------
 HOLD_REFS = 6  # each member is compared with the first this many members (best scored first): 15 fits for 6
 HOLD_MIN_INLIERS = 15  # a transform with fewer inliers than this is not trusted to say what lies where
-HOLD_ENOUGH = 3 * HOLD_MIN_INLIERS  # a fit this good is not tried again with the photo mirrored
 HOLD_TOL = 0.03  # of a frame's side: a keypoint mapped this far outside the frame still counts inside (fit error)
 
 
@@ -328,7 +327,7 @@ def holdings(keypoints: Mapping[int, verify.Keypoints], order: Sequence[int]) ->
             if a not in refs and b not in refs:
                 continue
             try:
-                f = verify.fit(keypoints[a], keypoints[b], HOLD_ENOUGH)
+                f = verify.fit(keypoints[a], keypoints[b], verify.ENOUGH * HOLD_MIN_INLIERS)
             except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
                 f = None
             if f is None or f.inliers < HOLD_MIN_INLIERS:

@@ -20,8 +20,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``), or match
   more closely once a brightness gain and colour cast between them are undone (``max_gain_distance``: a
   brightened, darkened or white-balanced copy of a gradient changes every pixel; its colours keep their ratios
-  up to a small cast). Likewise two textured pictures (not
-  pages) on which geometry found no fit even for the weaker test: a repeating pattern's keypoints match nothing.
+  up to a small cast). Likewise two textured pictures (not pages) on which geometry found no fit even for the
+  weaker test: a repeating pattern's keypoints match nothing.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -33,6 +33,7 @@ Flat pictures (no content at all) are linked to byte-identical copies only (``ex
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,7 +43,6 @@ from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
-ENOUGH_INLIERS = 3  # times min_inliers: a fit this good is not tried again with the photo mirrored
 GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean of the three channels')
 GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
 GAIN_CLIP = 8  # thumbnail values within this of black or white are clipped by a gain: not compared
@@ -80,8 +80,9 @@ class LinkRule:
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
-                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit; visual: under {self.inconclusive_below} "
-                f"keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin {self.crowd_margin:g}, no pages")
+                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit; visual: under "
+                f"{self.inconclusive_below} keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin "
+                f"{self.crowd_margin:g}, no pages")
 
 
 def rule_of(settings: Settings, threshold: float) -> LinkRule:
@@ -147,30 +148,31 @@ def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures
     enough for the weaker test."""
     if a.texture < verify.MIN_MATCHES or b.texture < verify.MIN_MATCHES:
         return None
-    enough, least = ENOUGH_INLIERS * rule.min_inliers, min(rule.min_inliers, rule.weak_inliers)
-    ab = verify.fit(a.keypoints, b.keypoints, enough)
-    if ab is None or ab.inliers < least:
-        return (ab.inliers if ab is not None else 0), None, None
-    ba = verify.fit(b.keypoints, a.keypoints, enough)
-    if ba is None or ba.inliers < least:
-        return (ba.inliers if ba is not None else 0), None, None
-    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
-    return min(ab.inliers, ba.inliers), (min(agree) if agree else None), (ab, ba)
+    enough = verify.ENOUGH * rule.min_inliers
+    return _both_ways(lambda x, y: verify.fit(x, y, enough), a, b, min(rule.min_inliers, rule.weak_inliers))
 
 
 def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) -> Evidence | None:
     """``verified`` evidence from perspective fits both ways (``verify.fit_perspective``: a copy photographed at
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
-    ab = verify.fit_perspective(a.keypoints, b.keypoints)
-    if ab is None or ab.inliers < rule.min_inliers:
-        return None
-    ba = verify.fit_perspective(b.keypoints, a.keypoints)
-    if ba is None or ba.inliers < rule.min_inliers:
-        return None
-    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
-    if agree and min(agree) >= rule.perspective_agreement and same_text(rule, a, b, (ab, ba)):
-        return Evidence("verified", cosine, min(ab.inliers, ba.inliers), round(min(agree), 4))
+    inliers, agree, fits = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
+    if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits):
+        return Evidence("verified", cosine, inliers, round(agree, 4))
     return None
+
+
+def _both_ways(fitter: Callable[[verify.Keypoints, verify.Keypoints], verify.Fit | None], a: PhotoFeatures,
+               b: PhotoFeatures, least: int) -> tuple[int, float | None, tuple[verify.Fit, verify.Fit] | None]:
+    """(inliers, agreement, fits) of ``fitter`` a to b and b to a, as ``geometry`` returns them; the second
+    direction, the agreement and the fits only once a direction has ``least`` inliers."""
+    ab = fitter(a.keypoints, b.keypoints)
+    if ab is None or ab.inliers < least:
+        return (ab.inliers if ab is not None else 0), None, None
+    ba = fitter(b.keypoints, a.keypoints)
+    if ba is None or ba.inliers < least:
+        return (ba.inliers if ba is not None else 0), None, None
+    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
+    return min(ab.inliers, ba.inliers), (min(agree) if agree else None), (ab, ba)
 
 
 def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
@@ -195,8 +197,8 @@ def _turns(x: np.ndarray):
 
 
 def thumbs_match(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
-    """Whether the colour thumbnails match as they are (``max_pixel_distance``) or up to one brightness gain
-    (``max_gain_distance``)."""
+    """Whether the colour thumbnails match as they are (``max_pixel_distance``) or up to a brightness gain and
+    colour cast (``max_gain_distance``)."""
     return pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance or \
         gain_distance(a.thumb, b.thumb) <= rule.max_gain_distance
 
@@ -205,7 +207,6 @@ def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two colour thumbnails (0-255), under the best of the eight turns and flips."""
     fa = a.astype(np.float32)
     return min(float(np.abs(fa - t.astype(np.float32)).mean()) for t in _turns(b))
-
 
 
 def gain_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -49,9 +49,9 @@ def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 def agreement(page_a: np.ndarray, page_b: np.ndarray, matrix: np.ndarray, frame_a: tuple[int, int],
               frame_b: tuple[int, int]) -> float | None:
-    """Share of ``page_a``'s textured cells found in ``page_b`` under ``matrix`` (a fit's, affine or perspective: a's
-    keypoint frame to b's; ``frame_a``/``frame_b`` their sizes), each within ``SEARCH`` pixels, compared at the scale of the
-    smaller page; None when no textured cell of ``a`` lies inside ``b``."""
+    """Share of ``page_a``'s textured cells found in ``page_b`` under ``matrix`` (a fit's, affine or perspective:
+    a's keypoint frame to b's; ``frame_a``/``frame_b`` their sizes), each within ``SEARCH`` pixels, compared at
+    the scale of the smaller page; None when no textured cell of ``a`` lies inside ``b``."""
     import cv2  # imported late, as in indexer.verify: only linking needs it
 
     scale = min(max(page_a.shape) / max(frame_a), max(page_b.shape) / max(frame_b))
@@ -72,7 +72,7 @@ def agreement(page_a: np.ndarray, page_b: np.ndarray, matrix: np.ndarray, frame_
         return None
     found = 0
     for i, j in zip(*np.nonzero(compared & (regions.std(axis=(2, 3)) >= 1.0)), strict=True):
-        region = np.ascontiguousarray(regions[i, j])
-        if float(cv2.matchTemplate(region, np.ascontiguousarray(cells[i, j]), cv2.TM_CCOEFF_NORMED).max()) >= CELL_MATCH:
+        region, cell = np.ascontiguousarray(regions[i, j]), np.ascontiguousarray(cells[i, j])
+        if float(cv2.matchTemplate(region, cell, cv2.TM_CCOEFF_NORMED).max()) >= CELL_MATCH:
             found += 1
     return found / total

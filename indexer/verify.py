@@ -30,6 +30,7 @@ FEATURES = 600  # SIFT keypoints kept per photo (strongest first)
 RATIO = 0.75  # Lowe's ratio test: best match closer than RATIO × the second best
 REPROJ_PX = 4.0  # RANSAC inlier distance, in pixels at SIDE
 MIN_MATCHES = 5  # fewer ratio-test matches than this: no transform is fitted
+ENOUGH = 3  # times the inliers a caller needs: a fit this good is not tried again with the photo mirrored
 # The inliers' bounding box must cover this share of the first photo: matches bunched in one spot (a logo or
 # watermark that two different photos share) are not one picture.
 MIN_SPREAD = 0.05
@@ -115,7 +116,8 @@ def one_way(a: Keypoints, b: Keypoints) -> int:
 
 @dataclass(frozen=True)
 class Fit:
-    """The affine transform that maps most of ``a``'s matched keypoints onto ``b`` (frames of long side SIDE)."""
+    """The transform (affine, or perspective) that maps most of ``a``'s matched keypoints onto ``b`` (frames of
+    long side SIDE)."""
 
     inliers: int
     matrix: np.ndarray  # a's frame -> b's frame: 2 x 3 (``fit``, affine) or 3 x 3 (``fit_perspective``)
@@ -206,7 +208,8 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int], flags: in
     ``WARP_INVERSE_MAP`` in ``flags``), affine or perspective."""
     cv2 = _cv2()
     if matrix.shape[0] == 3:
-        return cv2.warpPerspective(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+        return cv2.warpPerspective(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT,
+                                   borderValue=border)
     return cv2.warpAffine(image, matrix, size, flags=flags, borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 

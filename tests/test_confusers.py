@@ -19,6 +19,7 @@ from bench import confusers as C
 from indexer import featurestore, linkrule
 from indexer.catalog import Image as CatalogImage
 from indexer.config import Settings
+from indexer.features import LOW_TEXTURE
 from indexer.index import Index
 from tests.conftest import PHOTOS, SHARED
 
@@ -103,8 +104,8 @@ def test_the_same_photo_with_different_captions_groups(tmp_path: Path, settings_
 def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, settings_factory) -> None:
     """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
     does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP,
-    darkened and white-balanced: every pixel moved, which only the thumbnails compared up to a brightness gain and
-    colour cast see through)."""
+    darkened and white-balanced: every pixel moved, which only the thumbnails compared up to a brightness gain
+    and colour cast see through)."""
     lib = tmp_path / "lib"
     names = {}
     for k in (0, 1):
@@ -180,7 +181,8 @@ def test_a_copy_photographed_at_an_angle_groups_and_shots_of_one_object_stay_apa
 def tiled(seed: int, tile: int = 48, n: tuple[int, int] = (20, 12)) -> Image.Image:
     """A wallpaper of one random motif repeated: plenty of keypoints, each with many look-alikes."""
     rng = np.random.default_rng(seed)
-    motif = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8)).resize((tile, tile), Image.Resampling.BICUBIC)
+    motif = Image.fromarray(rng.integers(0, 255, (6, 6, 3), dtype=np.uint8))
+    motif = motif.resize((tile, tile), Image.Resampling.BICUBIC)
     im = Image.new("RGB", (tile * n[0], tile * n[1]))
     for x in range(n[0]):
         for y in range(n[1]):
@@ -196,7 +198,7 @@ def test_a_repeating_pattern_groups_with_its_copy_by_pixels(tmp_path: Path, sett
         save(lib, f"pattern{k}.jpg", tiled(k), quality=90)
         save(lib, f"pattern{k}_small.jpg", shrunk(tiled(k), 0.6), quality=85)
     a, b = (featurestore.of_file(lib / n, 10**8) for n in ("pattern0.jpg", "pattern0_small.jpg"))
-    assert min(a.texture, b.texture) >= 50 and a.page is None  # textured: not the low-texture rule
+    assert min(a.texture, b.texture) >= LOW_TEXTURE and a.page is None  # textured: not the low-texture rule
     check = linkrule.geometry(linkrule.rule_of(st, 0.6), a, b)
     assert check is None or check[0] < st.verify_weak_inliers  # no fit to verify by
     groups, cos, thr, _ = ingest(lib, settings_factory)

@@ -76,7 +76,7 @@ class LinkRule:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}), {verify.RULE}, "
-                f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/gain/"
+                f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"

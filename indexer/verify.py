@@ -39,6 +39,9 @@ MIN_SPREAD = 0.05
 AGREE_GRID = 16
 AGREE_BLUR = 0.5
 AGREE_TEXTURE = 4.0
+# A cell counts only where it has texture at this coarser blur too: grain or sensor noise on a plain background
+# has a spread, but no two encodings of it correlate, so it would count against a copy.
+AGREE_COARSE = 3.0
 AGREE_CORR = 0.5
 AGREE_GAIN_CELLS = 8  # textured cells needed to measure a copy's contrast change
 AGREE_CLIP = 8.0  # a flat cell within this of black or white is saturated: it counts neither way
@@ -319,7 +322,8 @@ def _mirrors(k: Keypoints) -> bool:
 def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     """Whether the photo content agrees where ``f`` lays ``b`` over ``a``: ``b``'s grey copy is warped into
     ``a``'s frame, both are cut into a grid of ``AGREE_GRID`` cells, and the answer is the share of the cells
-    with texture in either photo (inside the overlap) whose pixels correlate above ``AGREE_CORR``. A copy with a
+    with texture in either photo (inside the overlap; texture that a coarser blur, ``AGREE_COARSE``, keeps: not
+    grain alone) whose pixels correlate above ``AGREE_CORR``. A copy with a
     caption, a border or a sticker agrees outside them; two different photos under the same caption, frame or
     app window agree only there. None when no cell of the overlap has texture (nothing to compare).
 
@@ -329,28 +333,39 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     m = scaled(f.matrix, max(h, w) / SIDE)  # frame pixels -> grey copy pixels (both have the same long side)
     b = warp(grey_b.astype(np.float32), m, (w, h), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, 0)
     inside = warp(np.ones(grey_b.shape, np.float32), m, (w, h), cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, 0) > 0.5
-    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR).astype(np.float64)
-    b = cv2.GaussianBlur(b, (0, 0), AGREE_BLUR).astype(np.float64)
     ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)
     xs = np.linspace(0, w, AGREE_GRID + 1).astype(int)
     n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
     ok = (n >= 4) & (_cell_sums(inside.astype(np.float64), ys, xs) >= 0.9 * n)
     n = np.maximum(n, 1)
-    ma, mb = _cell_sums(a, ys, xs) / n, _cell_sums(b, ys, xs) / n
-    va = np.maximum(_cell_sums(a * a, ys, xs) / n - ma * ma, 0)
-    vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)
-    cov = _cell_sums(a * b, ys, xs) / n - ma * mb
+    ma, mb, va, vb, cov = _cell_moments(grey_a, b, AGREE_BLUR, ys, xs, n)
     sa, sb = np.sqrt(va), np.sqrt(vb)
     gain = _contrast_gain(sa, sb, ok)  # a darkened or flattened copy has less texture everywhere, not nowhere
-    ta, tb = sa >= AGREE_TEXTURE * min(1.0, 1.0 / gain), sb >= AGREE_TEXTURE * min(1.0, gain)
+    floor_a, floor_b = AGREE_TEXTURE * min(1.0, 1.0 / gain), AGREE_TEXTURE * min(1.0, gain)
+    ta, tb = sa >= floor_a, sb >= floor_b
+    _, _, coarse_a, coarse_b, _ = _cell_moments(grey_a, b, AGREE_COARSE, ys, xs, n)
+    coarse = (np.sqrt(coarse_a) >= floor_a) | (np.sqrt(coarse_b) >= floor_b)
     # a flat cell blown out or crushed by an exposure change has lost its texture: it counts neither way
     clipped = (~ta & _clipped(ma)) | (~tb & _clipped(mb))
-    counted = ok & (ta | tb) & ~clipped  # flat in both: no evidence either way
+    counted = ok & (ta | tb) & coarse & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
     agree = counted & ta & tb & (corr > AGREE_CORR)
     cells = int(counted.sum())
     return float(agree.sum()) / cells if cells else None
+
+
+def _cell_moments(grey_a: np.ndarray, b: np.ndarray, blur: float, ys: np.ndarray, xs: np.ndarray, n: np.ndarray
+                  ) -> tuple[np.ndarray, ...]:
+    """Per grid cell, after a Gaussian blur of ``blur`` pixels: the means of ``a`` and ``b``, their variances and
+    their covariance."""
+    cv2 = _cv2()
+    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), blur).astype(np.float64)
+    b = cv2.GaussianBlur(b, (0, 0), blur).astype(np.float64)
+    ma, mb = _cell_sums(a, ys, xs) / n, _cell_sums(b, ys, xs) / n
+    va = np.maximum(_cell_sums(a * a, ys, xs) / n - ma * ma, 0)
+    vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)
+    return ma, mb, va, vb, _cell_sums(a * b, ys, xs) / n - ma * mb
 
 
 def _contrast_gain(sa: np.ndarray, sb: np.ndarray, ok: np.ndarray) -> float:

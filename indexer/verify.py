@@ -156,9 +156,6 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
         if _spread(src[keep]) >= MIN_SPREAD * a.size[0] * a.size[1] and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
             best = Fit(n, affine)
-    pair = getattr(_last, "pair", None)
-    if pair is not None and pair[0] is b and pair[1] is a:  # both ways done: the pair's matrices are not needed
-        _last.pair, _last.d = None, {}
     return best
 
 
@@ -254,10 +251,10 @@ def _distances(a: Keypoints, b: Keypoints, view: int) -> np.ndarray:
     ``b.views[view]`` (columns). SIFT descriptors are uint8, so every sum here is an integer below 2²⁴ and
     float32 holds it exactly, in any order of summation: the distances are exact, the same as OpenCV's.
 
-    The pair's matrices (1.4 MB each at 600 keypoints) are kept per thread until the next pair or until
-    ``fit(b, a)`` after ``fit(a, b)`` (the link rule's two directions) has read them, transposed: the mirrored
-    view's too, since ``mirrored`` permutes descriptor entries by an involution (``a · mirrored(b) ==
-    mirrored(a) · b``)."""
+    The pair's matrices (1.4 MB each at 600 keypoints) are kept per thread until the next pair: ``fit(b, a)``
+    after ``fit(a, b)`` (the link rule's two directions) reads them transposed, the mirrored view's too, since
+    ``mirrored`` permutes descriptor entries by an involution (``a · mirrored(b) == mirrored(a) · b``), and the
+    perspective fits tried after the affine ones read them again."""
     pair = getattr(_last, "pair", None)
     if pair is not None and pair[0] is a and pair[1] is b and view in _last.d:
         return _last.d[view]

@@ -213,10 +213,17 @@ def test_distances_are_exact_and_reused_transposed_for_the_other_direction() -> 
     exact = ((da[:, None, :] - db[None, :, :]) ** 2).sum(axis=2)
     assert np.array_equal(verify._distances(a, b, 1), exact.astype(np.float32))
     both = [fit(a, b), fit(b, a)]  # the second reads the first's matrices, transposed
+    kept = [verify.fit_perspective(a, b), verify.fit_perspective(b, a)]  # and so do perspective fits after them
+    assert verify._last.pair[0] is a and verify._last.pair[1] is b and set(verify._last.d) == {0, 1}
     verify._last.pair = None  # forget them
     afresh = fit(b, a)
     assert both[1] is not None and afresh is not None
     assert both[1].inliers == afresh.inliers and np.array_equal(both[1].matrix, afresh.matrix)
+    for x, y, known in [(a, b, kept[0]), (b, a, kept[1])]:
+        verify._last.pair = None
+        again = verify.fit_perspective(x, y)
+        assert known is not None and again is not None and known.inliers == again.inliers
+        assert np.array_equal(known.matrix, again.matrix)
 
 
 def test_fits_on_threads_are_the_fits_in_turn_and_blas_threads_are_restored() -> None:

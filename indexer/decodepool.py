@@ -35,7 +35,7 @@ from typing import Self
 import numpy as np
 from PIL import Image
 
-from indexer import features, keeper, verify
+from indexer import features, keeper, margins, verify
 from indexer.decode import load_image, read_file
 from indexer.errors import DupesiftError, ImageError
 
@@ -66,29 +66,34 @@ class DecodeResult:
     attributes: keeper.Attributes | None = None  # what it holds of the original picture, for the keeper rule
 
 
-def photo_features(rgb: Image.Image) -> bytes | None:
+def photo_features(rgb: Image.Image, overview: margins.Overview | None = None) -> bytes | None:
     """The packed link features of a decoded photo; None (logged) when they cannot be computed: the link step
     then reads the file for them."""
     try:
-        return features.pack(features.extract(rgb))
+        return features.pack(features.extract(rgb, overview))
     except Exception:
         log.warning("no link features for a photo", exc_info=True)
         return None
 
 
-def photo_attributes(rgb: Image.Image) -> keeper.Attributes | None:
+def photo_attributes(rgb: Image.Image, overview: margins.Overview | None = None) -> keeper.Attributes | None:
     """The keeper evidence of a decoded photo; None (logged) when it cannot be measured: the keeper rule then
     goes by its pixels."""
     try:
-        return keeper.measure(rgb)
+        return keeper.measure(rgb, overview=overview)
     except Exception:
         log.warning("no keeper evidence for a photo", exc_info=True)
         return None
 
 
 def photo_extra(rgb: Image.Image) -> tuple[bytes | None, keeper.Attributes | None]:
-    """What the decode workers compute of a decoded photo besides the model pixels."""
-    return photo_features(rgb), photo_attributes(rgb)
+    """What the decode workers compute of a decoded photo besides the model pixels (its margins once, for both)."""
+    try:
+        overview = margins.look(rgb)
+    except Exception:
+        log.warning("no overview of a photo", exc_info=True)
+        overview = None
+    return photo_features(rgb, overview), photo_attributes(rgb, overview)
 
 
 def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> DecodeResult:

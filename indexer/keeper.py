@@ -36,15 +36,11 @@ import numpy as np
 from PIL import Image
 
 from indexer import verify
+from indexer.margins import Overview, content_box, look
 
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
-OVERVIEW_SIDE = 256  # borders, colour and clipping are measured on the picture shrunk to this long side
 FINE_SCALE = 0.9  # the detail measure's shrink
 DETAIL_QUANTILE = 0.75  # the detail measure's block: most blocks have less (text strokes sit in the few above)
-FILL_TOL = 6  # a margin pixel within this of the margin's colour (per channel) is fill
-PLAIN_STD = 3.0  # a margin line varies less than this (per channel)
-SMOOTH_GRAD = 1.0  # a smooth margin line's mean step between neighbouring pixels (grey levels, overview scale)
-FILL_STD = 1.5  # ... and the whole fill varies less than this (per channel): padding is one colour, a sky is not
 INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
@@ -75,13 +71,12 @@ class Attributes:
         return width * height * scale ** 2 * (1.0 - self.border) * self.detail_scale ** 2
 
 
-def measure(rgb: Image.Image, jpeg_quality: int | None = None) -> Attributes:
-    """Measure a decoded photo (any size; a drafted JPEG is measured at its decoded scale)."""
+def measure(rgb: Image.Image, jpeg_quality: int | None = None, overview: Overview | None = None) -> Attributes:
+    """Measure a decoded photo (any size; a drafted JPEG is measured at its decoded scale); ``overview`` is its
+    ``margins.look`` where the caller has it already."""
     rgb = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
-    small = rgb.copy()
-    small.thumbnail((OVERVIEW_SIDE, OVERVIEW_SIDE), Image.Resampling.BOX)
-    arr = np.asarray(small, dtype=np.int16)
-    fill = fill_mask(arr) | margin_mask(arr)
+    ov = overview if overview is not None else look(rgb)
+    arr, fill = ov.arr, ov.fill
     border = float(fill.mean())
     content = _inner(arr, fill)
     colour, tint = colourfulness(content)
@@ -114,94 +109,10 @@ def _inner(arr: np.ndarray, fill: np.ndarray) -> np.ndarray:
 
 def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
     """Grey float pixels of the content box (fill margins cut off), at most ANALYSIS_SIDE square, centred."""
-    w, h = rgb.size
-    rows, cols = np.where(~fill)
-    if len(rows):
-        sy, sx = h / fill.shape[0], w / fill.shape[1]
-        x0, x1 = int(cols.min() * sx), math.ceil((cols.max() + 1) * sx)
-        y0, y1 = int(rows.min() * sy), math.ceil((rows.max() + 1) * sy)
-    else:
-        x0, y0, x1, y1 = 0, 0, w, h
+    x0, y0, x1, y1 = content_box(fill, rgb.size)
     cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
     cx, cy = (x0 + x1 - cw) // 2 // 8 * 8, (y0 + y1 - ch) // 2 // 8 * 8  # on the JPEG block grid
     return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
-
-
-def margin_mask(arr: np.ndarray) -> np.ndarray:
-    """Margins: whole rows or columns at an edge that are one plain colour (letterbox, padding, a frame, a bar),
-    or smooth (padding with a blurred enlargement of the photo) when the opposite edge has a smooth margin of
-    about the same width too (a photo's own sky is smooth on one side only)."""
-    grey = arr.astype(np.float32).mean(axis=2)
-    h, w = grey.shape
-    mask = np.zeros((h, w), bool)
-    if min(h, w) < 3:
-        return mask
-    for axis in (0, 1):  # rows (top, bottom), then columns (left, right)
-        lines = grey if axis == 0 else grey.T
-        colour = arr if axis == 0 else arr.transpose(1, 0, 2)
-        plain = colour.std(axis=1).max(axis=1) <= PLAIN_STD
-        smooth = np.abs(np.diff(lines, axis=1)).mean(axis=1) <= SMOOTH_GRAD
-        n = len(lines)
-        runs = []
-        for order in (np.arange(n), np.arange(n)[::-1]):
-            ref = colour[order[0]].mean(axis=0)
-            p = _run(plain[order] & (np.abs(colour[order].mean(axis=1) - ref) <= FILL_TOL).all(axis=1))
-            runs.append((p, _run(smooth[order])))
-        (p0, s0), (p1, s1) = runs
-        if min(s0, s1) >= 2 and abs(s0 - s1) <= max(2, 0.15 * max(s0, s1)):
-            p0, p1 = max(p0, s0), max(p1, s1)
-        if p0 + p1 >= 0.95 * n:  # a plain picture: no content to tell from its margin
-            continue
-        sl = (slice(0, p0), slice(n - p1, n))
-        for part in sl:
-            if axis == 0:
-                mask[part, :] = True
-            else:
-                mask[:, part] = True
-    return mask
-
-
-def _run(flags: np.ndarray) -> int:
-    """How many leading entries are true."""
-    off = np.flatnonzero(~flags)
-    return int(off[0]) if len(off) else len(flags)
-
-
-def fill_mask(arr: np.ndarray) -> np.ndarray:
-    """Pixels of plain fill reached from the frame's edge: padding, borders, letterboxes, the corners a rotation
-    filled, a caption bar across the foot. Each edge's most common colour is flooded inwards (4-connected)
-    through pixels within FILL_TOL of it, and kept when the flooded pixels vary less than FILL_STD; an edge
-    with no dominant colour floods nothing."""
-    h, w, _ = arr.shape
-    mask = np.zeros((h, w), bool)
-    done: list[np.ndarray] = []
-    for line in (arr[0], arr[-1], arr[:, 0], arr[:, -1]):
-        q = (line // 8).astype(np.int32)
-        keys = q[:, 0] * 1024 + q[:, 1] * 32 + q[:, 2]
-        vals, counts = np.unique(keys, return_counts=True)
-        if counts.max() < 0.25 * len(line):
-            continue
-        ref = np.median(line[keys == vals[counts.argmax()]], axis=0)
-        if any((np.abs(ref - r) <= 1).all() for r in done):  # a frame's other edges: flooded already
-            continue
-        done.append(ref)
-        near = (np.abs(arr - ref) <= FILL_TOL).all(axis=2)
-        flood = _flood(near)
-        if flood.any() and float(arr[flood].std(axis=0).max()) <= FILL_STD:  # a plain fill, not a smooth sky
-            mask |= flood
-    if mask.mean() > 0.97:  # a plain picture (a scan of a blank page): no content to tell from its margin
-        return np.zeros((h, w), bool)
-    return mask
-
-
-def _flood(near: np.ndarray) -> np.ndarray:
-    """The part of ``near`` connected to the frame's edge."""
-    import cv2  # imported late: only measuring needs it
-
-    _, labels = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
-    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    edge = edge[edge > 0]
-    return np.isin(labels, edge) & near
 
 
 def colourfulness(pixels: np.ndarray) -> tuple[float, float]:

@@ -17,11 +17,12 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   must also agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere
   else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
-  threshold whose colour thumbnails match under one of the eight turns/flips (``max_pixel_distance``), or match
-  more closely once a brightness gain and colour cast between them are undone (``max_gain_distance``: a
-  brightened, darkened or white-balanced copy of a gradient changes every pixel; its colours keep their ratios
-  up to a small cast). Likewise two textured pictures (not pages) on which geometry found no fit even for the
-  weaker test: a repeating pattern's keypoints match nothing.
+  threshold whose colour thumbnails of their content (plain padding, bars and frames cut off: a letterboxed copy)
+  match under one of the eight turns/flips (``max_pixel_distance``), or match more closely once a brightness gain
+  and colour cast between them are undone (``max_gain_distance``: a brightened, darkened or white-balanced copy of
+  a gradient changes every pixel; its colours keep their ratios up to a small cast). Likewise the whole thumbnails
+  of two textured pictures (not pages) on which geometry found no fit even for the weaker test: a repeating
+  pattern's keypoints match nothing.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -129,10 +130,10 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
-        return Evidence("pixels", cosine) if thumbs_match(rule, a, b) else None
+        return Evidence("pixels", cosine) if thumbs_match(rule, a.content_thumb, b.content_thumb) else None
     if a.page is not None or b.page is not None:
         return None  # the embedding sees every page of a template alike: a page links on its text only
-    if (check is None or check[0] < rule.weak_inliers) and thumbs_match(rule, a, b):
+    if (check is None or check[0] < rule.weak_inliers) and thumbs_match(rule, a.thumb, b.thumb):
         return Evidence("pixels", cosine)  # no fit to judge by (a repeating pattern matches nothing), same pixels
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
@@ -196,11 +197,10 @@ def _turns(x: np.ndarray):
         yield t[:, ::-1] if k >= 4 else t
 
 
-def thumbs_match(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
-    """Whether the colour thumbnails match as they are (``max_pixel_distance``) or up to a brightness gain and
+def thumbs_match(rule: LinkRule, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two colour thumbnails match as they are (``max_pixel_distance``) or up to a brightness gain and
     colour cast (``max_gain_distance``)."""
-    return pixel_distance(a.thumb, b.thumb) <= rule.max_pixel_distance or \
-        gain_distance(a.thumb, b.thumb) <= rule.max_gain_distance
+    return pixel_distance(a, b) <= rule.max_pixel_distance or gain_distance(a, b) <= rule.max_gain_distance
 
 
 def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -19,7 +19,7 @@ from bench import confusers as C
 from indexer import featurestore, linkrule
 from indexer.catalog import Image as CatalogImage
 from indexer.config import Settings
-from indexer.features import LOW_TEXTURE
+from indexer.features import LOW_TEXTURE, THUMB
 from indexer.index import Index
 from tests.conftest import PHOTOS, SHARED
 
@@ -66,6 +66,13 @@ def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str,
         return groups, cos, index.threshold, index.settings.verify_band
 
 
+def padded(im: Image.Image, x: int, y: int, colour: tuple[int, int, int]) -> Image.Image:
+    """``im`` on a canvas of ``colour``, ``x`` wider and ``y`` taller on each side."""
+    canvas = Image.new("RGB", (im.width + 2 * x, im.height + 2 * y), colour)
+    canvas.paste(im.convert("RGB"), (x, y))
+    return canvas
+
+
 def together(groups: list[set[str]], a: set[str], b: set[str]) -> bool:
     """True when one group holds a file of ``a`` and a file of ``b``."""
     return any(g & a and g & b for g in groups)
@@ -105,14 +112,14 @@ def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, s
     """Two different skies (soft gradient, other clouds): the embedding puts them above the threshold, as it
     does most smooth pictures; each still groups with its own copies (shrunk, cropped, re-saved as WebP,
     darkened and white-balanced: every pixel moved, which only the thumbnails compared up to a brightness gain
-    and colour cast see through)."""
+    and colour cast see through; letterboxed and framed: the thumbnails leave the bars and the frame out)."""
     lib = tmp_path / "lib"
     names = {}
     for k in (0, 1):
         sky = C.low_sky(random.Random(k), None)
         sky.thumbnail((1600, 1600))
         names[k] = {f"sky{k}.png", f"sky{k}_small.jpg", f"sky{k}_crop.jpg", f"sky{k}_resaved.webp",
-                    f"sky{k}_dark.jpg", f"sky{k}_warm.jpg"}
+                    f"sky{k}_dark.jpg", f"sky{k}_warm.jpg", f"sky{k}_letterbox.jpg", f"sky{k}_framed.png"}
         save(lib, f"sky{k}.png", sky)
         save(lib, f"sky{k}_dark.jpg", ImageEnhance.Brightness(sky).enhance(0.8), quality=90)
         warm = Image.merge("RGB", [c.point(lambda v, g=g: min(255, round(v * g))) for c, g in
@@ -121,14 +128,21 @@ def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, s
         save(lib, f"sky{k}_small.jpg", shrunk(sky, 0.5), quality=80)
         save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
         save(lib, f"sky{k}_resaved.webp", sky, quality=85)
+        w, h = sky.size
+        save(lib, f"sky{k}_letterbox.jpg", padded(sky, 0, h // 6, (0, 0, 0)), quality=90)
+        save(lib, f"sky{k}_framed.png", padded(sky, w // 12, w // 12, (255, 255, 255)))
     for k, copy in ((0, "dark"), (1, "dark"), (0, "warm"), (1, "warm")):  # no pixel match as they are
         a, b = (featurestore.of_file(lib / n, 10**8) for n in (f"sky{k}.png", f"sky{k}_{copy}.jpg"))
         assert a.low_texture and b.low_texture
         assert linkrule.pixel_distance(a.thumb, b.thumb) > Settings().pixel_max_distance, copy
+    for k, copy in ((0, "letterbox.jpg"), (1, "framed.png")):  # nor do padded copies, squashed whole
+        a, b = (np.asarray(Image.open(lib / n).convert("RGB").resize((THUMB, THUMB), Image.Resampling.BILINEAR))
+                for n in (f"sky{k}.png", f"sky{k}_{copy}"))
+        assert linkrule.pixel_distance(a, b) > Settings().pixel_max_distance, copy
     groups, cos, thr, _ = ingest(lib, settings_factory)
     assert cos[("sky0.png", "sky1.png")] >= thr - 0.1  # look-alikes to the embedding, not an easy pair
     assert not together(groups, names[0], names[1]), (groups, cos[("sky0.png", "sky1.png")])
-    assert names[0] in groups and names[1] in groups, groups
+    assert names[0] in groups and names[1] in groups, [sorted(g ^ names[k]) for g in groups for k in (0, 1) if g & names[k]]
 
 
 def test_a_soft_small_copy_groups_on_a_weaker_fit(tmp_path: Path, settings_factory) -> None:

@@ -27,8 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import confusers as C
-from indexer.config import Settings
-from indexer.index import Index
+from bench.copies import run
 
 QUALITY = 85
 RECIPES = ("linear", "sky", "night")
@@ -69,20 +68,6 @@ def build(out: Path, per_recipe: int, seed: int) -> dict[str, dict[str, str]]:
                 padded(im, kind, r).save(out / copy, quality=QUALITY)
                 groups[name][kind] = copy
     return groups
-
-
-def run(lib: Path, data: Path, groups: dict[str, dict[str, str]]) -> dict:
-    """Ingest ``lib`` into a fresh ``data`` dir at defaults and score it."""
-    shutil.rmtree(data, ignore_errors=True)
-    with Index(Settings(data_dir=data)) as index:
-        index.ingest([str(lib)])
-        group_of = {Path(m["path"]).name: g["id"] for g in index.groups() for m in g["members"]}
-    owner = {c: o for o, copies in groups.items() for c in copies.values()} | {o: o for o in groups}
-    pred = [(a, b) for a in group_of for b in group_of if a < b and group_of[a] == group_of[b]]
-    false = sum(owner[a] != owner[b] for a, b in pred)
-    recall = {k: sum(group_of.get(o) is not None and group_of.get(o) == group_of.get(c[k]) for o, c in groups.items())
-              / len(groups) for k in PADS}
-    return {"pairs": len(pred), "false": false, "precision": 1 - false / len(pred) if pred else 1.0, "recall": recall}
 
 
 def main() -> int:

@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import confusers as C
-from indexer.config import Settings
-from indexer.index import Index
+from bench.copies import run
 
 QUALITY = 85
 
@@ -50,21 +49,6 @@ def build(out: Path, strengths: list[float], photos: int, seed: int) -> dict[str
             C.perspective(im, quad).save(out / copy, quality=QUALITY)
             groups[name][k] = copy
     return groups
-
-
-def run(lib: Path, data: Path, groups: dict[str, dict[float, str]], **settings: float) -> dict:
-    """Ingest ``lib`` into a fresh ``data`` dir with ``settings`` and score it."""
-    shutil.rmtree(data, ignore_errors=True)
-    with Index(Settings(data_dir=data, **settings)) as index:
-        index.ingest([str(lib)])
-        group_of = {Path(m["path"]).name: g["id"] for g in index.groups() for m in g["members"]}
-    owner = {c: o for o, copies in groups.items() for c in copies.values()} | {o: o for o in groups}
-    pred = [(a, b) for a in group_of for b in group_of if a < b and group_of[a] == group_of[b]]
-    false = sum(owner[a] != owner[b] for a, b in pred)
-    strengths = sorted({k for copies in groups.values() for k in copies})
-    recall = {k: sum(group_of.get(o) is not None and group_of.get(o) == group_of.get(c[k]) for o, c in groups.items())
-              / len(groups) for k in strengths}
-    return {"pairs": len(pred), "false": false, "precision": 1 - false / len(pred) if pred else 1.0, "recall": recall}
 
 
 def main() -> int:

@@ -28,7 +28,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
   the crowd around it: ``cosine - max(crowd_a, crowd_b) >= crowd_margin``, a photo's crowd being its similarity to
   its ``CROWD_K``-th nearest neighbour (score normalisation as in copy detection: a look-alike among many
-  look-alikes needs more than its cosine). Never for a page: to the embedding, every page of a template looks alike.
+  look-alikes needs more than its cosine). Never for two pages: to the embedding, every page of a template looks
+  alike (a photo and a page may: an exposure edit can crush or blow out a photo until it looks like paper).
 
 Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
 """
@@ -83,7 +84,7 @@ class LinkRule:
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
                 f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit; visual: under "
                 f"{self.inconclusive_below} keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin "
-                f"{self.crowd_margin:g}, no pages")
+                f"{self.crowd_margin:g}, not two pages")
 
 
 def rule_of(settings: Settings, threshold: float) -> LinkRule:
@@ -131,9 +132,10 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         return None
     if a.low_texture and b.low_texture:
         return Evidence("pixels", cosine) if thumbs_match(rule, a.content_thumb, b.content_thumb) else None
-    if a.page is not None or b.page is not None:
-        return None  # the embedding sees every page of a template alike: a page links on its text only
-    if (check is None or check[0] < rule.weak_inliers) and thumbs_match(rule, a.thumb, b.thumb):
+    if a.page is not None and b.page is not None:
+        return None  # the embedding sees every page of a template alike: two pages link on their text only
+    if a.page is None and b.page is None and (check is None or check[0] < rule.weak_inliers) and \
+            thumbs_match(rule, a.thumb, b.thumb):
         return Evidence("pixels", cosine)  # no fit to judge by (a repeating pattern matches nothing), same pixels
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)

@@ -221,6 +221,26 @@ def test_a_repeating_pattern_groups_with_its_copy_by_pixels(tmp_path: Path, sett
         (groups, cos)
 
 
+def test_a_photo_darkened_until_it_looks_like_paper_groups_with_its_original(tmp_path: Path,
+                                                                           settings_factory) -> None:
+    """An underexposed copy (brightness 0.35, contrast 0.6) keeps almost no keypoints and is mostly one flat tone,
+    so it counts as a page; a photo and a page may still link on the cosine alone (two pages may not). The hen's
+    look-alike, the cock, stays apart."""
+    lib = tmp_path / "lib"
+    hen, fish = PHOTOS / "n01514859_hen.JPEG", PHOTOS / "n01443537_goldfish.JPEG"
+    for name, path in (("hen", hen), ("fish", fish)):
+        im = C.photo(path)
+        save(lib, f"{name}.jpg", im, quality=90)
+        dark = ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(0.35)).enhance(0.6)
+        save(lib, f"{name}_dark.jpg", dark, quality=85)
+        f = featurestore.of_file(lib / f"{name}_dark.jpg", 10**8)
+        assert f.page is not None and f.texture < Settings().inconclusive_below, (name, f.texture)
+    save(lib, "cock.jpg", C.photo(COCK), quality=90)
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    assert {"hen.jpg", "hen_dark.jpg"} in groups and {"fish.jpg", "fish_dark.jpg"} in groups, groups
+    assert not together(groups, {"hen.jpg", "hen_dark.jpg"}, {"cock.jpg"}), (groups, cos[("hen.jpg", "cock.jpg")])
+
+
 def test_a_weak_bridge_does_not_merge_two_clusters(tmp_path: Path, settings_factory) -> None:
     """Two photos with their copies, and one collage that shows both side by side: the collage shares keypoints
     with each photo, but it must not chain the two photos' clusters into one group."""

@@ -207,6 +207,13 @@ def photo(path: Path) -> Image.Image:
 
 # --- copy edits (real copies; moderate, as a library holds them) -----------------------------------------
 
+def pad(im: Image.Image, x: int, y: int, colour: tuple[int, int, int]) -> Image.Image:
+    """``im`` on a canvas of ``colour``, ``x`` wider and ``y`` taller on each side (a letterbox, a plain frame)."""
+    canvas = Image.new("RGB", (im.width + 2 * x, im.height + 2 * y), colour)
+    canvas.paste(im.convert("RGB"), (x, y))
+    return canvas
+
+
 def _jpeg(im: Image.Image, q: int) -> Image.Image:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=q)

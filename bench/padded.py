@@ -44,9 +44,7 @@ def padded(im: Image.Image, kind: str, r: random.Random) -> Image.Image:
         colour = (255, 255, 255)
     else:
         x, y, colour = int(w * r.uniform(0.05, 0.2)), 0, (r.randint(0, 255), r.randint(0, 255), r.randint(0, 255))
-    canvas = Image.new("RGB", (w + 2 * x, h + 2 * y), colour)
-    canvas.paste(im.convert("RGB"), (x, y))
-    return canvas
+    return C.pad(im, x, y, colour)
 
 
 def build(out: Path, per_recipe: int, seed: int) -> dict[str, dict[str, str]]:

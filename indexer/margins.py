@@ -8,6 +8,7 @@ overview computed once per photo by the decode workers.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -98,22 +99,26 @@ def _flood(near: np.ndarray) -> np.ndarray:
     return np.isin(labels, edge) & near
 
 
-@dataclass(frozen=True)
+@dataclass
 class Overview:
     """A picture shrunk to OVERVIEW_SIDE (int16 RGB) and its margins (True where padding, border or fill)."""
 
     arr: np.ndarray
     plain: np.ndarray  # plain fill flooded in from an edge (``fill_mask``): padding of one colour, a frame
-    fill: np.ndarray  # that and plain or smoothly padded edge lines (``margin_mask``)
+
+    @functools.cached_property
+    def fill(self) -> np.ndarray:
+        """``plain`` and plain or smoothly padded edge lines (``margin_mask``): measured only when asked (the
+        keeper asks; the link features need ``plain`` alone)."""
+        return self.plain | margin_mask(self.arr)
 
 
 def look(rgb: Image.Image) -> Overview:
-    """The overview of a decoded picture (any mode, any size) and its margins."""
+    """The overview of a decoded picture (any mode, any size) and its plain fill."""
     small = rgb.convert("RGB") if rgb.mode != "RGB" else rgb.copy()
     small.thumbnail((OVERVIEW_SIDE, OVERVIEW_SIDE), Image.Resampling.BOX)
     arr = np.asarray(small, dtype=np.int16)
-    plain = fill_mask(arr)
-    return Overview(arr, plain, plain | margin_mask(arr))
+    return Overview(arr, fill_mask(arr))
 
 
 def content_box(fill: np.ndarray, size: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -66,13 +66,6 @@ def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str,
         return groups, cos, index.threshold, index.settings.verify_band
 
 
-def padded(im: Image.Image, x: int, y: int, colour: tuple[int, int, int]) -> Image.Image:
-    """``im`` on a canvas of ``colour``, ``x`` wider and ``y`` taller on each side."""
-    canvas = Image.new("RGB", (im.width + 2 * x, im.height + 2 * y), colour)
-    canvas.paste(im.convert("RGB"), (x, y))
-    return canvas
-
-
 def together(groups: list[set[str]], a: set[str], b: set[str]) -> bool:
     """True when one group holds a file of ``a`` and a file of ``b``."""
     return any(g & a and g & b for g in groups)
@@ -129,8 +122,8 @@ def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, s
         save(lib, f"sky{k}_crop.jpg", cropped(sky, 0.9), quality=85)
         save(lib, f"sky{k}_resaved.webp", sky, quality=85)
         w, h = sky.size
-        save(lib, f"sky{k}_letterbox.jpg", padded(sky, 0, h // 6, (0, 0, 0)), quality=90)
-        save(lib, f"sky{k}_framed.png", padded(sky, w // 12, w // 12, (255, 255, 255)))
+        save(lib, f"sky{k}_letterbox.jpg", C.pad(sky, 0, h // 6, (0, 0, 0)), quality=90)
+        save(lib, f"sky{k}_framed.png", C.pad(sky, w // 12, w // 12, (255, 255, 255)))
     for k, copy in ((0, "dark"), (1, "dark"), (0, "warm"), (1, "warm")):  # no pixel match as they are
         a, b = (featurestore.of_file(lib / n, 10**8) for n in (f"sky{k}.png", f"sky{k}_{copy}.jpg"))
         assert a.low_texture and b.low_texture

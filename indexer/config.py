@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     # it agrees more closely (verify_weak_agreement), or, where an affine fit's content disagreed, under a
     # perspective fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the
     # threshold, when two low-texture pictures' colour thumbnails match (pixel_max_distance), or match more
-    # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, where a photo has
+    # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, at any candidate
+    # cosine, when a textured photo blurred matches a low-texture one's grey copy in every cell (to
+    # pixel_max_blur_residual times the cell's spread: a blurred or shrunk copy); or, where a photo has
     # under inconclusive_below keypoints, by a cosine of at least visual_min_cosine that stands crowd_margin
     # above the photos' crowds. A change relinks.
     verify_band: float = Field(default=0.35, ge=0, le=1)
@@ -72,6 +74,7 @@ class Settings(BaseSettings):
     verify_per_page: int = Field(default=48, ge=1)
     pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
     pixel_max_gain_distance: float = Field(default=5.0, ge=0, le=255)
+    pixel_max_blur_residual: float = Field(default=1.5, ge=0)
     inconclusive_below: int = Field(default=30, ge=0)
     visual_min_cosine: float = Field(default=0.8, ge=-1, le=1)
     crowd_margin: float = Field(default=0.1, ge=-2, le=2)

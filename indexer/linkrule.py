@@ -22,7 +22,10 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   and colour cast between them are undone (``max_gain_distance``: a brightened, darkened or white-balanced copy of
   a gradient changes every pixel; its colours keep their ratios up to a small cast). Likewise the whole thumbnails
   of two textured pictures (not pages) on which geometry found no fit even for the weaker test: a repeating
-  pattern's keypoints match nothing.
+  pattern's keypoints match nothing. And, at any candidate cosine, a textured photo and a low-texture one whose
+  grey copies match in every cell once the textured one is blurred as much (``max_blur_residual`` times the
+  cell's own spread): a blurred or shrunk copy loses its keypoints and much of its cosine, but not its layout,
+  which no other picture shares pixel for pixel.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -49,6 +52,10 @@ GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean 
 GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
 GAIN_CLIP = 8  # thumbnail values within this of black or white are clipped by a gain: not compared
 GAIN_SHARE = 0.5  # of the thumbnail's values that must be unclipped in both for gains to be measured
+BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # blurs of the sharp grey copy tried on a soft one
+BLUR_ASPECT = 0.03  # most two grey copies' aspect ratios may differ for ``blur_residual`` (no crop, no pad)
+BLUR_GRID = 16  # cells per side in which a blurred copy must match its original
+BLUR_FLOOR = 4.0  # grey levels: the least spread a cell's difference is measured against (JPEG noise, banding)
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,7 @@ class LinkRule:
     page_min_agreement: float
     max_pixel_distance: float
     max_gain_distance: float
+    max_blur_residual: float
     inconclusive_below: int
     visual_min_cosine: float
     crowd_margin: float
@@ -82,7 +90,9 @@ class LinkRule:
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
-                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit; visual: under "
+                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit, or soft: grey residual "
+                f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
+                f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}; visual: under "
                 f"{self.inconclusive_below} keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin "
                 f"{self.crowd_margin:g}, not two pages")
 
@@ -95,6 +105,7 @@ def rule_of(settings: Settings, threshold: float) -> LinkRule:
                     weak_inliers=st.verify_weak_inliers, weak_agreement=st.verify_weak_agreement,
                     perspective_agreement=st.verify_perspective_agreement, page_min_agreement=st.page_min_agreement,
                     max_pixel_distance=st.pixel_max_distance, max_gain_distance=st.pixel_max_gain_distance,
+                    max_blur_residual=st.pixel_max_blur_residual,
                     inconclusive_below=st.inconclusive_below, visual_min_cosine=st.visual_min_cosine,
                     crowd_margin=st.crowd_margin)
 
@@ -128,6 +139,8 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
             found = keystone(rule, cosine, a, b)
             if found is not None:
                 return found
+    if softened(rule, a, b):
+        return Evidence("pixels", cosine)
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
@@ -190,6 +203,50 @@ def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
     found = [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
              pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]
     return all(f is not None and f >= rule.page_min_agreement for f in found)
+
+
+def softened(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """Whether one of two photos (not pages) is the other blurred or shrunk: one textured, one low-texture, and
+    the textured one, blurred, matches the other in every cell (``blur_residual`` within ``max_blur_residual``)."""
+    if a.low_texture == b.low_texture or a.page is not None or b.page is not None:
+        return False
+    sharp, soft = (b, a) if a.low_texture else (a, b)
+    return blur_residual(sharp.grey, soft.grey) <= rule.max_blur_residual
+
+
+def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
+    """How far ``soft`` is from ``sharp`` blurred, in its worst cell of a ``BLUR_GRID`` × ``BLUR_GRID`` grid: the
+    cell's mean absolute difference over the cell's own spread in ``soft`` (its mean absolute deviation, at least
+    ``BLUR_FLOOR`` grey levels). Cell by cell and relative to the cell, so a subject on a shared background (a
+    wallpaper with and without its logo) cannot match on the background, and a plain stretch needs a near-exact
+    match. The least over ``BLUR_SIGMAS``, for the turn or flip of ``soft`` whose cell means are nearest
+    ``sharp``'s among those whose aspect ratio is within ``BLUR_ASPECT`` of ``sharp``'s (``soft`` scaled to
+    ``sharp``'s size); infinite when no turn fits."""
+    cv2 = verify._cv2()
+    h, w = sharp.shape
+    views = [np.ascontiguousarray(t) for t in _turns(soft)
+             if abs(t.shape[0] / t.shape[1] - h / w) <= BLUR_ASPECT * h / w]
+    if not views or min(h, w) < BLUR_GRID:
+        return float("inf")
+    views = [v if v.shape == (h, w) else cv2.resize(v, (w, h), interpolation=cv2.INTER_AREA if v.shape[0] > h
+                                                       else cv2.INTER_LINEAR) for v in views]
+    cells = _cell_means
+    # The turn whose cell means are nearest; the others are far off unless the picture is symmetric.
+    target = cells(sharp)
+    soft = min(views, key=lambda v: float(np.abs(cells(v) - target).mean()))
+    means = cv2.resize(cells(soft), (w, h), interpolation=cv2.INTER_NEAREST)
+    spread = np.maximum(cells(np.abs(soft.astype(np.float32) - means)), BLUR_FLOOR)
+    best = float("inf")
+    for sigma in BLUR_SIGMAS:
+        blurred = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma else sharp
+        best = min(best, float((cells(cv2.absdiff(blurred, soft)) / spread).max()))
+    return best
+
+
+def _cell_means(x: np.ndarray) -> np.ndarray:
+    """Means of ``x`` over a ``BLUR_GRID`` × ``BLUR_GRID`` grid of cells (float32)."""
+    cv2 = verify._cv2()
+    return cv2.resize(x.astype(np.float32), (BLUR_GRID, BLUR_GRID), interpolation=cv2.INTER_AREA)
 
 
 def _turns(x: np.ndarray):

@@ -308,3 +308,38 @@ def test_a_page_gets_more_candidates_than_a_photo(tmp_path: Path, settings_facto
     photos = {ids["jeep.jpg"], ids["van.jpg"], ids["boat.jpg"]}
     assert len([1 for a, b, _ in found if a in photos and b in photos]) <= 3  # one candidate per photo at most
     assert {"invoice0.png", "invoice0_scan.jpg"} in groups, groups
+
+
+def test_a_heavily_blurred_copy_groups_and_look_alikes_stay_apart(tmp_path: Path, settings_factory) -> None:
+    """A heavy blur takes a photo's keypoints and much of its cosine (under the threshold here), not its layout:
+    the blurred copy groups with its original on their grey copies, the original blurred as much. A blurred photo
+    of the hen's look-alike, the cock, stays apart from the hen; a jeep on a smooth background stays apart from
+    the background alone, though the two agree everywhere but under the jeep."""
+    lib = tmp_path / "lib"
+    save(lib, "hen.jpg", C.photo(PHOTOS / "n01514859_hen.JPEG"), quality=90)
+    save(lib, "cock_blur.jpg", C.photo(COCK).filter(ImageFilter.GaussianBlur(6)), quality=85)
+    background = C.low_radial(random.Random(2), None).convert("RGB").resize((1024, 768))
+    jeep = C.photo(JEEP).resize((143, 107))
+    scene = background.copy()
+    scene.paste(jeep, (600, 300))
+    save(lib, "background.jpg", background, quality=90)
+    save(lib, "jeep_on_background.jpg", scene, quality=90)
+    pairs = {}
+    for name, path in (("magpie", PHOTOS / "n01582220_magpie.JPEG"), ("harvestman", HARVESTMAN)):
+        im = C.photo(path)
+        save(lib, f"{name}.jpg", im, quality=90)
+        save(lib, f"{name}_blur.jpg", im.filter(ImageFilter.GaussianBlur(8)), quality=85)
+        pairs[name] = {f"{name}.jpg", f"{name}_blur.jpg"}
+        soft = featurestore.of_file(lib / f"{name}_blur.jpg", 10**8)
+        assert soft.texture < LOW_TEXTURE, (name, soft.texture)
+    plain, busy = (featurestore.of_file(lib / n, 10**8) for n in ("background.jpg", "jeep_on_background.jpg"))
+    assert plain.low_texture and not busy.low_texture, (plain.texture, busy.texture)
+    assert np.abs(plain.grey.astype(np.float32) - busy.grey).mean() < 3  # alike but for the jeep's corner
+    groups, cos, threshold, band = ingest(lib, settings_factory)
+    for name in pairs:
+        assert threshold - band <= cos[(f"{name}.jpg", f"{name}_blur.jpg")] < threshold, (name, cos)  # no cosine link
+    for a, b in (("hen.jpg", "cock_blur.jpg"), ("background.jpg", "jeep_on_background.jpg")):
+        assert cos[(a, b)] >= threshold - band, (a, b, cos[(a, b)])  # candidates, so the rule is asked
+    assert pairs["magpie"] in groups and pairs["harvestman"] in groups, (groups, cos)
+    assert not together(groups, {"hen.jpg"}, {"cock_blur.jpg"}), groups
+    assert not together(groups, {"background.jpg"}, {"jeep_on_background.jpg"}), groups

@@ -53,8 +53,10 @@ class PairSimilarity(BaseModel):
     similarity: float
     linked: bool = Field(description="a stored duplicate pair (at or above the threshold, or verified just "
                         "below it), not only computed")
-    kind: str | None = Field(None, description="how a linked pair was found: 'exact' (same bytes), 'visual' "
-                             "(cosine within the threshold) or 'verified' (just below it, keypoints agree)")
+    kind: str | None = Field(None, description="how a linked pair was found (indexer/linkrule.py): 'exact' "
+                             "(same bytes), 'verified' (keypoints agree on one transform and the content under "
+                             "it), 'pixels' (plain pictures whose small colour copies match), 'soft' (a photo and "
+                             "its blurred or shrunk copy, matched cell by cell) or 'visual' (the cosine alone)")
     declined: bool = Field(False, description="marked 'not duplicates' by a user")
 
 

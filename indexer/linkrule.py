@@ -22,10 +22,11 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   and colour cast between them are undone (``max_gain_distance``: a brightened, darkened or white-balanced copy of
   a gradient changes every pixel; its colours keep their ratios up to a small cast). Likewise the whole thumbnails
   of two textured pictures (not pages) on which geometry found no fit even for the weaker test: a repeating
-  pattern's keypoints match nothing. And, at any candidate cosine, a textured photo and a low-texture one whose
-  grey copies match in every cell once the textured one is blurred as much (``max_blur_residual`` times the
-  cell's own spread): a blurred or shrunk copy loses its keypoints and much of its cosine, but not its layout,
-  which no other picture shares pixel for pixel.
+  pattern's keypoints match nothing.
+- ``soft``: at any candidate cosine, a textured photo and a low-texture one whose grey copies match in every cell
+  once the textured one is blurred as much (``max_blur_residual`` times the cell's own spread): a blurred or shrunk
+  copy loses its keypoints and much of its cosine, but not its layout, which no other picture shares pixel for
+  pixel.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -114,7 +115,7 @@ def rule_of(settings: Settings, threshold: float) -> LinkRule:
 class Evidence:
     """Why two photos are linked, as stored with their pair."""
 
-    kind: str  # "verified", "pixels" or "visual" ("exact" pairs are found by hash)
+    kind: str  # "verified", "pixels", "soft" or "visual" ("exact" pairs are found by hash)
     similarity: float
     inliers: int | None = None
     agreement: float | None = None
@@ -140,7 +141,7 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
             if found is not None:
                 return found
     if softened(rule, a, b):
-        return Evidence("pixels", cosine)
+        return Evidence("soft", cosine)
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:

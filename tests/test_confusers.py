@@ -18,6 +18,7 @@ from sqlalchemy import select
 from bench import confusers as C
 from indexer import featurestore, linkrule
 from indexer.catalog import Image as CatalogImage
+from indexer.catalog import Pair
 from indexer.config import Settings
 from indexer.features import LOW_TEXTURE, THUMB
 from indexer.index import Index
@@ -341,5 +342,9 @@ def test_a_heavily_blurred_copy_groups_and_look_alikes_stay_apart(tmp_path: Path
     for a, b in (("hen.jpg", "cock_blur.jpg"), ("background.jpg", "jeep_on_background.jpg")):
         assert cos[(a, b)] >= threshold - band, (a, b, cos[(a, b)])  # candidates, so the rule is asked
     assert pairs["magpie"] in groups and pairs["harvestman"] in groups, (groups, cos)
+    with Index(settings_factory()) as index, index.catalog.session() as s:
+        names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
+        kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+    assert kinds[frozenset(pairs["magpie"])] == kinds[frozenset(pairs["harvestman"])] == "soft", kinds
     assert not together(groups, {"hen.jpg"}, {"cock_blur.jpg"}), groups
     assert not together(groups, {"background.jpg"}, {"jeep_on_background.jpg"}), groups

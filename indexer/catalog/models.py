@@ -120,14 +120,15 @@ class Image(Base):
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-DERIVED_PAIR_KINDS = ("visual", "verified", "pixels")  # pairs a relink recomputes (new model, threshold or rule)
+DERIVED_PAIR_KINDS = ("visual", "verified", "pixels", "soft")  # pairs a relink recomputes (new model, threshold or rule)
 
 
 class Pair(Base):
     """Two duplicate photos (a < b) and the evidence that links them (``indexer/linkrule.py``). kind: 'exact'
     (same bytes), 'verified' (keypoints agree on one transform and the content agrees under it: ``inliers``,
-    ``agreement``), 'pixels' (low-texture pictures whose colour thumbnails match) or 'visual' (the cosine, where
-    geometry cannot judge); see ``DERIVED_PAIR_KINDS``."""
+    ``agreement``), 'pixels' (low-texture pictures whose colour thumbnails match), 'soft' (a photo and its
+    blurred or shrunk copy, matched cell by cell) or 'visual' (the cosine, where geometry cannot judge); see
+    ``DERIVED_PAIR_KINDS``."""
 
     __tablename__ = "pairs"
     a_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), primary_key=True)

@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import confusers as C
 from indexer import featurestore, linkrule
+from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
 QUALITY = 85
@@ -56,7 +57,7 @@ def soft_copy(im: Image.Image, r: random.Random) -> tuple[str, Image.Image]:
         out = out.resize((w, max(1, round(w * im.height / im.width))), Image.Resampling.BILINEAR)
     if r.random() < 0.25:
         out, kind = ImageOps.grayscale(out).convert("RGB"), kind + "+grey"
-    return kind.split("+")[0] if "shrink" not in kind else kind, out
+    return kind, out
 
 
 def residual(sharp: PhotoFeatures, soft: PhotoFeatures) -> float:
@@ -71,8 +72,6 @@ def main() -> None:
     ap.add_argument("--residual", type=float, default=None, help="default: Settings().pixel_max_blur_residual")
     ap.add_argument("--others", type=int, default=10, help="different photos compared with each blurred copy")
     a = ap.parse_args()
-    from indexer.config import Settings
-
     limit = Settings().pixel_max_blur_residual if a.residual is None else a.residual
     r = random.Random(a.seed)
     photos = C.split_photos("tune")[:a.photos]
@@ -85,7 +84,7 @@ def main() -> None:
         f = features_of(copy)
         if f.low_texture and not feats[p].low_texture:
             rows.setdefault(f"copy: {kind}", []).append(residual(feats[p], f))
-            if kind.startswith("blur") and "shrink" not in kind:
+            if "shrink" not in kind:
                 blurred.append((p, f))
     for k in range(a.photos):
         bg = BACKGROUNDS[k % len(BACKGROUNDS)](r, None).convert("RGB")
@@ -102,9 +101,9 @@ def main() -> None:
         others = [q for q, _ in originals if q != p and not feats[q].low_texture]
         for q in r.sample(others, min(a.others, len(others))):
             rows.setdefault("apart: blurred copy, another photo", []).append(residual(feats[q], f))
+    blurs = "/".join(f"{s:g}" for s in linkrule.BLUR_SIGMAS)
     print(f"soft test at residual {limit:g} (worst of {linkrule.BLUR_GRID}x{linkrule.BLUR_GRID} cells, floor "
-          f"{linkrule.BLUR_FLOOR:g}, blurs {'/'.join(f'{s:g}' for s in linkrule.BLUR_SIGMAS)}), {a.photos} tune photos, "
-          f"seed {a.seed}\n")
+          f"{linkrule.BLUR_FLOOR:g}, blurs {blurs}), {a.photos} tune photos, seed {a.seed}\n")
     print("| recipe | pairs asked | linked | share | lowest residual | highest |")
     print("|---|---|---|---|---|---|")
     for name in sorted(rows):

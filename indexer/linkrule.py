@@ -223,7 +223,8 @@ def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
     match. The least over ``BLUR_SIGMAS``, for the turn or flip of ``soft`` whose cell means are nearest
     ``sharp``'s among those whose aspect ratio is within ``BLUR_ASPECT`` of ``sharp``'s (``soft`` scaled to
     ``sharp``'s size); infinite when no turn fits."""
-    cv2 = verify._cv2()
+    import cv2  # imported late: only linking needs it
+
     h, w = sharp.shape
     views = [np.ascontiguousarray(t) for t in _turns(soft)
              if abs(t.shape[0] / t.shape[1] - h / w) <= BLUR_ASPECT * h / w]
@@ -231,22 +232,22 @@ def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
         return float("inf")
     views = [v if v.shape == (h, w) else cv2.resize(v, (w, h), interpolation=cv2.INTER_AREA if v.shape[0] > h
                                                        else cv2.INTER_LINEAR) for v in views]
-    cells = _cell_means
     # The turn whose cell means are nearest; the others are far off unless the picture is symmetric.
-    target = cells(sharp)
-    soft = min(views, key=lambda v: float(np.abs(cells(v) - target).mean()))
-    means = cv2.resize(cells(soft), (w, h), interpolation=cv2.INTER_NEAREST)
-    spread = np.maximum(cells(np.abs(soft.astype(np.float32) - means)), BLUR_FLOOR)
+    target = _cell_means(sharp)
+    view = min(views, key=lambda v: float(np.abs(_cell_means(v) - target).mean()))
+    means = cv2.resize(_cell_means(view), (w, h), interpolation=cv2.INTER_NEAREST)
+    spread = np.maximum(_cell_means(np.abs(view.astype(np.float32) - means)), BLUR_FLOOR)
     best = float("inf")
     for sigma in BLUR_SIGMAS:
         blurred = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma else sharp
-        best = min(best, float((cells(cv2.absdiff(blurred, soft)) / spread).max()))
+        best = min(best, float((_cell_means(cv2.absdiff(blurred, view)) / spread).max()))
     return best
 
 
 def _cell_means(x: np.ndarray) -> np.ndarray:
     """Means of ``x`` over a ``BLUR_GRID`` × ``BLUR_GRID`` grid of cells (float32)."""
-    cv2 = verify._cv2()
+    import cv2
+
     return cv2.resize(x.astype(np.float32), (BLUR_GRID, BLUR_GRID), interpolation=cv2.INTER_AREA)
 
 

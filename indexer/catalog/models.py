@@ -120,7 +120,8 @@ class Image(Base):
     indexed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-DERIVED_PAIR_KINDS = ("visual", "verified", "pixels", "soft")  # pairs a relink recomputes (new model, threshold or rule)
+# Pairs a relink recomputes (new model, threshold or rule).
+DERIVED_PAIR_KINDS = ("visual", "verified", "pixels", "soft")
 
 
 class Pair(Base):

@@ -52,7 +52,8 @@ class Settings(BaseSettings):
     # transform (verify_min_inliers both ways) and the photo content agrees under it (verify_min_agreement of
     # the textured overlap), or on a weaker fit (verify_weak_inliers, as a blurred or tiny copy gives) under which
     # it agrees more closely (verify_weak_agreement), or, where an affine fit's content disagreed, under a
-    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the
+    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement, or inside the inliers'
+    # bounding box alone with verify_frame_agreement (one photo in two frames); or, at or above the
     # threshold, when two low-texture pictures' colour thumbnails match (pixel_max_distance), or match more
     # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, at any candidate
     # cosine, when a textured photo blurred matches a low-texture one's grey copy in every cell (to
@@ -65,6 +66,7 @@ class Settings(BaseSettings):
     verify_weak_inliers: int = Field(default=8, ge=3)
     verify_weak_agreement: float = Field(default=0.75, ge=0, le=1)
     verify_perspective_agreement: float = Field(default=0.95, ge=0, le=1)
+    verify_frame_agreement: float = Field(default=0.95, ge=0, le=1)
     # Two pages (documents, slides, clip art on white: indexer/pagecheck.py) also need page_min_agreement of
     # their small textured cells found in each other at the keypoints' frame: the text must agree too.
     page_min_agreement: float = Field(default=0.92, ge=0, le=1)

@@ -7,9 +7,12 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 
 - ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
-  transform that only a shared overlay explains fails the second test, and that failure is final: geometry said
-  the two pictures differ. Where the content disagrees, a perspective fit is tried first (a copy photographed at
-  an angle: a keystone): it links only when the content agrees almost everywhere (``perspective_agreement``),
+  transform that only a shared overlay explains fails the second test, and that failure is final but for two
+  narrower tests: the content inside the inliers' bounding box alone (``frame_agreement`` of its cells, the box at
+  least ``FRAME_SHARE`` of the overlap and holding its centre: a photo put in another frame or card agrees inside
+  the photo, where its keypoints match, and disagrees only on the two frames around it, while a caption band or
+  logo that two photos share is small or off the centre), then a perspective fit (a copy photographed at an
+  angle: a keystone), which links only when the content agrees almost everywhere (``perspective_agreement``),
   since a perspective fit also lays two shots of one scene closely over each other. A weaker fit
   (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few keypoints) links when the content
   agrees more closely (``weak_agreement``) or under a perspective fit; otherwise the pair is left to the tests
@@ -57,6 +60,7 @@ BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # blurs of the sharp grey cop
 BLUR_ASPECT = 0.03  # most two grey copies' aspect ratios may differ for ``blur_residual`` (no crop, no pad)
 BLUR_GRID = 16  # cells per side in which a blurred copy must match its original
 BLUR_FLOOR = 4.0  # grey levels: the least spread a cell's difference is measured against (JPEG noise, banding)
+FRAME_SHARE = 0.25  # of the overlap's cells the inliers' box must hold for ``reframed``: not a shared logo or band
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class LinkRule:
     weak_inliers: int
     weak_agreement: float
     perspective_agreement: float
+    frame_agreement: float
     page_min_agreement: float
     max_pixel_distance: float
     max_gain_distance: float
@@ -86,7 +91,8 @@ class LinkRule:
     def describe(self) -> str:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
-                f"{self.perspective_agreement:g}), {verify.RULE}, "
+                f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
+                f"{FRAME_SHARE:g}, centred), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
@@ -104,7 +110,8 @@ def rule_of(settings: Settings, threshold: float) -> LinkRule:
     return LinkRule(threshold=threshold, band=st.verify_band, min_inliers=st.verify_min_inliers,
                     min_agreement=st.verify_min_agreement,
                     weak_inliers=st.verify_weak_inliers, weak_agreement=st.verify_weak_agreement,
-                    perspective_agreement=st.verify_perspective_agreement, page_min_agreement=st.page_min_agreement,
+                    perspective_agreement=st.verify_perspective_agreement,
+                    frame_agreement=st.verify_frame_agreement, page_min_agreement=st.page_min_agreement,
                     max_pixel_distance=st.pixel_max_distance, max_gain_distance=st.pixel_max_gain_distance,
                     max_blur_residual=st.pixel_max_blur_residual,
                     inconclusive_below=st.inconclusive_below, visual_min_cosine=st.visual_min_cosine,
@@ -130,8 +137,11 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if check is not None:
         inliers, agree, fits = check
         if inliers >= rule.min_inliers:
-            if agree is not None and agree >= rule.min_agreement and same_text(rule, a, b, fits):
-                return Evidence("verified", cosine, inliers, round(agree, 4))
+            if agree is not None and agree >= rule.min_agreement:
+                if same_text(rule, a, b, fits):
+                    return Evidence("verified", cosine, inliers, round(agree, 4))
+            elif (held := reframed(rule, a, b, fits)) is not None:
+                return Evidence("verified", cosine, inliers, round(held, 4))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
@@ -176,6 +186,20 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
     if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits):
         return Evidence("verified", cosine, inliers, round(agree, 4))
     return None
+
+
+def reframed(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
+             fits: tuple[verify.Fit, verify.Fit] | None) -> float | None:
+    """The content agreement inside the inliers' bounding boxes both ways (``verify.held_agreement``, the lower)
+    when it reaches ``frame_agreement`` and each box holds ``FRAME_SHARE`` of the overlap and the picture's centre
+    (and two pages' text agrees); else None. One photo in two frames: everything its keypoints match agrees, only
+    the frames differ."""
+    if fits is None:
+        return None
+    held = [verify.held_agreement(a.grey, b.grey, fits[0]), verify.held_agreement(b.grey, a.grey, fits[1])]
+    if any(h is None or h < rule.frame_agreement or share < FRAME_SHARE or not centred for h, share, centred in held):
+        return None
+    return min(h for h, _, _ in held) if same_text(rule, a, b, fits) else None  # type: ignore[type-var]
 
 
 def _both_ways(fitter: Callable[[verify.Keypoints, verify.Keypoints], verify.Fit | None], a: PhotoFeatures,

@@ -124,6 +124,7 @@ class Fit:
 
     inliers: int
     matrix: np.ndarray  # a's frame -> b's frame: 2 x 3 (``fit``, affine) or 3 x 3 (``fit_perspective``)
+    box: tuple[float, float, float, float] | None = None  # the inliers' bounding box in a's frame (x0, y0, x1, y1)
 
 
 def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
@@ -155,7 +156,7 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
         n = int(keep.sum())
         if _spread(src[keep]) >= MIN_SPREAD * a.size[0] * a.size[1] and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
-            best = Fit(n, affine)
+            best = Fit(n, affine, _box(src[keep]))
     return best
 
 
@@ -189,7 +190,7 @@ def fit_perspective(a: Keypoints, b: Keypoints) -> Fit | None:
         n = int(keep.sum())
         if _spread(src[keep]) >= MIN_SPREAD * w * h and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
-            best = Fit(n, hom)
+            best = Fit(n, hom, _box(src[keep]))
     return best
 
 
@@ -325,6 +326,39 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     app window agree only there. None when no cell of the overlap has texture (nothing to compare).
 
     The grey copies are the keypoints' frames scaled down alike (``indexer.features.GREY_SIDE``)."""
+    _, counted, agree = _cells(grey_a, grey_b, f)
+    cells = int(counted.sum())
+    return float(agree.sum()) / cells if cells else None
+
+
+def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[float | None, float, bool]:
+    """(``agreement`` over the cells inside the fit's inliers' bounding box, the box's share of the overlap's
+    cells, whether the box holds the centre of ``a``): where the matched keypoints lie, does the content agree?
+    A photo put in another frame agrees inside the photo, in the middle, and not on the two frames around it;
+    ``(None, 0.0, False)`` when the fit has no box or nothing to count."""
+    if f.box is None:
+        return None, 0.0, False
+    ok, counted, agree = _cells(grey_a, grey_b, f)
+    h, w = grey_a.shape
+    s = max(h, w) / SIDE
+    x0, y0, x1, y1 = (v * s for v in f.box)
+    cy, cx = _centres(h), _centres(w)
+    box = np.outer((cy >= y0) & (cy <= y1), (cx >= x0) & (cx <= x1))
+    share = float((box & ok).sum()) / max(int(ok.sum()), 1)
+    cells = int((counted & box).sum())
+    centred = x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1
+    return (float((agree & box).sum()) / cells if cells else None), share, centred
+
+
+def _centres(n: int) -> np.ndarray:
+    """Centres of the ``AGREE_GRID`` cells along a side of ``n`` pixels."""
+    cuts = np.linspace(0, n, AGREE_GRID + 1).astype(int)
+    return (cuts[:-1] + cuts[1:]) / 2
+
+
+def _cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per ``AGREE_GRID`` cell of ``a``'s grey copy, with ``b``'s laid over it by ``f``: (inside the overlap,
+    counted: texture in either, agreeing)."""
     cv2 = _cv2()
     h, w = grey_a.shape
     m = scaled(f.matrix, max(h, w) / SIDE)  # frame pixels -> grey copy pixels (both have the same long side)
@@ -347,9 +381,7 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     counted = ok & (ta | tb) & coarse & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
-    agree = counted & ta & tb & (corr > AGREE_CORR)
-    cells = int(counted.sum())
-    return float(agree.sum()) / cells if cells else None
+    return ok, counted, counted & ta & tb & (corr > AGREE_CORR)
 
 
 def _cell_moments(grey_a: np.ndarray, b: np.ndarray, blur: float, ys: np.ndarray, xs: np.ndarray, n: np.ndarray
@@ -385,6 +417,11 @@ def _cell_sums(x: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     the size; an empty cell's value is meaningless and left to the caller's size check)."""
     rows = np.add.reduceat(x, ys[:-1], axis=0)
     return np.add.reduceat(rows, xs[:-1], axis=1)
+
+
+def _box(pts: np.ndarray) -> tuple[float, float, float, float]:
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 def _spread(pts: np.ndarray) -> float:

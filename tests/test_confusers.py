@@ -139,6 +139,35 @@ def test_two_abstract_images_stay_apart_and_their_copies_group(tmp_path: Path, s
     assert names[0] in groups and names[1] in groups, [sorted(g ^ names[k]) for g in groups for k in (0, 1) if g & names[k]]
 
 
+def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(tmp_path: Path,
+                                                                               settings_factory) -> None:
+    """A photo in a film strip and the same photo in a wide mat: the two frames differ over so much of the overlap
+    that its content agreement fails, but inside the inliers' box (the photo) everything agrees, so the pair
+    groups, as verified. Two other frogs in one phone gallery window give a fit on the window's keypoints; the box
+    around those holds both photos, which differ, so they stay apart."""
+    lib, st, r = tmp_path / "lib", Settings(), random.Random(0)
+    frogs = {}
+    for name in ("bullfrog", "tailed_frog", "tree_frog"):
+        frogs[name] = C.photo(next(PHOTOS.glob(f"*_{name}.JPEG")))
+    frog = frogs["tree_frog"]
+    save(lib, "frog_film.jpg", C.frame_film(frog, r), quality=90)
+    save(lib, "frog_mat.jpg", C.frame_mat(frog, r), quality=90)
+    for name in ("bullfrog", "tailed_frog"):
+        save(lib, f"{name}_gallery.jpg", C.chrome_phone_gallery(frogs[name], random.Random(1)), quality=90)
+    rule = linkrule.rule_of(st, 0.6)  # geometry does not depend on the threshold
+    for pair in (("frog_film.jpg", "frog_mat.jpg"), ("bullfrog_gallery.jpg", "tailed_frog_gallery.jpg")):
+        inliers, agree, _ = linkrule.geometry(rule, *(featurestore.of_file(lib / n, 10**8) for n in pair))
+        assert inliers >= st.verify_min_inliers and agree < st.verify_min_agreement, (pair, inliers, agree)
+    groups, cos, threshold, band = ingest(lib, settings_factory)
+    assert cos[("bullfrog_gallery.jpg", "tailed_frog_gallery.jpg")] >= threshold - band  # the rule is asked
+    assert {"frog_film.jpg", "frog_mat.jpg"} in groups, (groups, cos)
+    assert not together(groups, {"bullfrog_gallery.jpg"}, {"tailed_frog_gallery.jpg"}), groups
+    with Index(settings_factory()) as index, index.catalog.session() as s:
+        names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
+        kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+    assert kinds[frozenset(("frog_film.jpg", "frog_mat.jpg"))] == "verified", kinds
+
+
 def test_a_soft_small_copy_groups_on_a_weaker_fit(tmp_path: Path, settings_factory) -> None:
     """A blurred, shrunk copy keeps few keypoints: fewer inliers than a sharp copy gives, too many keypoints for
     the cosine alone to decide. It groups on a weaker fit under which the photo agrees closely; two such

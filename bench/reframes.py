@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""The frame test of the link rule on our own recipes: one photo in two frames against two photos in one frame.
+
+    python bench/reframes.py [--photos 60] [--seed 0]
+
+A photo put in another frame, app window or caption band keeps its keypoints, so an affine fit holds; but the
+two frames around it differ, and where they are large the content agreement of the whole overlap falls under
+``verify_min_agreement``. The rule's frame test (``indexer.linkrule.reframed``) then asks the cells inside the
+inliers' bounding box alone (``verify.held_agreement``: the box must hold ``linkrule.FRAME_SHARE`` of the overlap
+and the picture's centre). Everything here is built from the confuser benchmark's *tune* inputs (the train-split
+photos held out from the model's training, its tune frames, chromes and captions), never from the public library or
+the held-out split, and decided on features as the decode workers compute them (JPEG q90):
+
+- copies: each photo in two different tune frames, in two app chromes, under two caption styles;
+- apart: two different photos in the same frame, the same chrome, or under the same caption (a plain bar and a
+  tall band of about 44 % of the photo's height, which puts a shared overlay near the middle).
+
+Printed per recipe: pairs with a fit of ``verify_min_inliers`` both ways (the only pairs the frame test is asked
+about), those linked by any evidence, those linked by the frame test, and the highest and lowest agreement inside
+the boxes where the box is large and central enough (``-`` when none is).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench import confusers as C
+from indexer import featurestore, linkrule, verify
+from indexer.config import Settings
+from indexer.features import PhotoFeatures
+
+QUALITY = 90
+Overlay = Callable[[Image.Image, random.Random], Image.Image]
+
+
+def features_of(im: Image.Image) -> PhotoFeatures:
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, "JPEG", quality=QUALITY)
+    return featurestore.of_file(buf.getvalue(), 10**8)
+
+
+def tall_bar(im: Image.Image, text: str) -> Image.Image:
+    """``im`` above a black caption band of about 44 % of its height: a shared overlay that reaches the middle."""
+    out = Image.new("RGB", (im.width, int(im.height * 1.22)), (0, 0, 0))
+    out.paste(im, (0, 0))
+    return C.caption_bar(out, text, random.Random(0), "tune")
+
+
+def overlays() -> dict[str, list[Overlay]]:
+    """The tune overlays by kind: a copy is one photo under two of a kind; apart is two photos under one."""
+    text = C.CAPTIONS["tune"][0]
+    return {
+        "frame": list(C.FRAMES["tune"].values()),
+        "chrome": list(C.CHROMES["tune"].values()),
+        "caption": [lambda im, r: C.caption_bar(im, text, r, "tune"), lambda im, r: C.caption_meme(im, text, r, "tune")],
+        "tall caption": [lambda im, r: tall_bar(im, text)],
+    }
+
+
+def held(a: PhotoFeatures, b: PhotoFeatures, fits: tuple[verify.Fit, verify.Fit]) -> float | None:
+    """The lower agreement inside the two inliers' boxes, where both boxes are large and central enough."""
+    found = [verify.held_agreement(a.grey, b.grey, fits[0]), verify.held_agreement(b.grey, a.grey, fits[1])]
+    if any(h is None or share < linkrule.FRAME_SHARE or not centred for h, share, centred in found):
+        return None
+    return min(h for h, _, _ in found)  # type: ignore[type-var]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    rule = linkrule.rule_of(Settings(data_dir=Path("/nonexistent")), 0.6)  # geometry does not use the threshold
+    r = random.Random(a.seed)
+    photos = [C.photo(p) for p in C.split_photos("tune")[:a.photos]]
+    rows: dict[str, list[tuple[str | None, bool, float | None]]] = {}
+
+    def ask(name: str, x: Image.Image, y: Image.Image) -> None:
+        fx, fy = features_of(x), features_of(y)
+        check = linkrule.geometry(rule, fx, fy)
+        if check is None or check[0] < rule.min_inliers or check[2] is None:
+            return
+        ev = linkrule.decide(rule, rule.threshold, fx, fy)
+        by_frame = (check[1] is None or check[1] < rule.min_agreement) and \
+            linkrule.reframed(rule, fx, fy, check[2]) is not None
+        rows.setdefault(name, []).append((ev.kind if ev else None, by_frame, held(fx, fy, check[2])))
+
+    for kind, fns in overlays().items():
+        for i, im in enumerate(photos):
+            if len(fns) > 1:
+                f, g = r.sample(fns, 2)
+                ask(f"copy: one photo in two ({kind})", f(im, r), g(im, r))
+            other = photos[(i + 1 + r.randrange(len(photos) - 1)) % len(photos)]
+            f = r.choice(fns)
+            ask(f"apart: two photos in one ({kind})", f(im, r), f(other, r))
+    print(f"frame test at agreement {rule.frame_agreement:g} inside the inliers' box (at least {linkrule.FRAME_SHARE:g}"
+          f" of the overlap, holding its centre), {a.photos} tune photos, seed {a.seed}\n")
+    print("| recipe | pairs with a fit | linked | by the frame test | box agreement lowest | highest |")
+    print("|---|---|---|---|---|---|")
+    for name in sorted(rows):
+        xs = rows[name]
+        hs = [h for _, _, h in xs if h is not None]
+        lo, hi = (f"{min(hs):.3f}", f"{max(hs):.3f}") if hs else ("-", "-")
+        print(f"| {name} | {len(xs)} | {sum(k is not None for k, _, _ in xs)} | {sum(f for _, f, _ in xs)} | {lo} | {hi} |")
+
+
+if __name__ == "__main__":
+    main()

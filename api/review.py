@@ -94,6 +94,10 @@ def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: 
         if agreement is not None:
             parts.append(f"and {agreement:.0%} of the picture agrees under it")
         return " ".join(parts)
+    if kind == "framed":
+        share = f"{agreement:.0%} of the photo inside them agrees" if agreement is not None else "the photo inside them agrees"
+        return (f"one photo in two frames, windows or captions: {inliers or 'their'} matching keypoints agree on one "
+                f"geometric transform and {share}; only what surrounds it differs (look-alike score {similarity:.2f})")
     if kind == "pixels":
         return f"plain pictures whose small colour copies match (look-alike score {similarity:.2f})"
     if kind == "soft":

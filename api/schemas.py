@@ -55,7 +55,8 @@ class PairSimilarity(BaseModel):
                         "below it), not only computed")
     kind: str | None = Field(None, description="how a linked pair was found (indexer/linkrule.py): 'exact' "
                              "(same bytes), 'verified' (keypoints agree on one transform and the content under "
-                             "it), 'pixels' (plain pictures whose small colour copies match), 'soft' (a photo and "
+                             "it), 'framed' (keypoints agree on one transform and the photo inside them agrees: one photo in two "
+                             "frames, windows or captions), 'pixels' (plain pictures whose small colour copies match), 'soft' (a photo and "
                              "its blurred or shrunk copy, matched cell by cell) or 'visual' (the cosine alone)")
     declined: bool = Field(False, description="marked 'not duplicates' by a user")
 

@@ -90,9 +90,8 @@ def main() -> None:
         if check is None or check[0] < rule.min_inliers or check[2] is None:
             return
         ev = linkrule.decide(rule, rule.threshold, fx, fy)
-        by_frame = (check[1] is None or check[1] < rule.min_agreement) and \
-            linkrule.reframed(rule, fx, fy, check[2]) is not None
-        rows.setdefault(name, []).append((ev.kind if ev else None, by_frame, held(fx, fy, check[2])))
+        rows.setdefault(name, []).append((ev.kind if ev else None, ev is not None and ev.kind == "framed",
+                                          held(fx, fy, check[2])))
 
     for kind, fns in overlays().items():
         for i, im in enumerate(photos):

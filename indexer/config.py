@@ -51,9 +51,9 @@ class Settings(BaseSettings):
     # the work grows with the library, not with its square. A candidate is linked when keypoints agree on one
     # transform (verify_min_inliers both ways) and the photo content agrees under it (verify_min_agreement of
     # the textured overlap), or on a weaker fit (verify_weak_inliers, as a blurred or tiny copy gives) under which
-    # it agrees more closely (verify_weak_agreement), or, where an affine fit's content disagreed, under a
-    # perspective fit (a copy photographed at an angle) with verify_perspective_agreement, or inside the inliers'
-    # bounding box alone with verify_frame_agreement (one photo in two frames); or, at or above the
+    # it agrees more closely (verify_weak_agreement), or, where a strong affine fit's content disagreed, inside the
+    # inliers' bounding box alone with verify_frame_agreement (one photo in two frames), or under a perspective
+    # fit (a copy photographed at an angle) with verify_perspective_agreement; or, at or above the
     # threshold, when two low-texture pictures' colour thumbnails match (pixel_max_distance), or match more
     # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, at any candidate
     # cosine, when a textured photo blurred matches a low-texture one's grey copy in every cell (to

@@ -27,7 +27,7 @@ VectorsFn = Callable[[list[int]], dict[int, np.ndarray]]
 # The chain guard (module docstring); chosen on our own libraries: bench/README.md, "Link rule"
 CHAIN_MEAN = 0.3
 CHAIN_MIN = 0.0
-KIND_RANK = {"exact": 3, "verified": 2, "pixels": 1, "soft": 1, "visual": 1}
+KIND_RANK = {"exact": 3, "verified": 2, "framed": 2, "pixels": 1, "soft": 1, "visual": 1}
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:

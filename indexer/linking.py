@@ -145,7 +145,7 @@ def _write(ix: Parts, summary: IngestSummary, plan: LinkPlan) -> int:
             summary.warnings.append(
                 f"{len(held)} photos have candidate pairs not decided: a photo could not be read "
                 f"(e.g. image {why[0]}: {why[1]}); they are tried again at the next ingest")
-        summary.verified_pairs += sum(1 for _, _, v in linked if v.kind == "verified")
+        summary.verified_pairs += sum(1 for _, _, v in linked if v.kind in ("verified", "framed"))
         summary.timings.link += time.perf_counter() - t
         t = time.perf_counter()
         touched = set(unlinked) | set(failed_grouped) | {x for a, b, _ in linked for x in (a, b)}

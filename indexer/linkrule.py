@@ -8,10 +8,10 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 - ``verified``: SIFT keypoints agree on one affine transform both ways (``min_inliers``) *and* the photo content
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
   transform that only a shared overlay explains fails the second test, and that failure is final but for two
-  narrower tests: the content inside the inliers' bounding box alone (``frame_agreement`` of its cells, the box at
-  least ``FRAME_SHARE`` of the overlap and holding its centre: a photo put in another frame or card agrees inside
-  the photo, where its keypoints match, and disagrees only on the two frames around it, while a caption band or
-  logo that two photos share is small or off the centre), then a perspective fit (a copy photographed at an
+  narrower tests: ``framed``, the content inside the inliers' bounding box alone (``frame_agreement`` of its cells
+  both ways, each box at least ``FRAME_SHARE`` of the overlap and holding the centre of its picture: a photo put in
+  another frame or card agrees inside the photo, where its keypoints match, and disagrees only on the two frames
+  around it, while a caption band or logo that two photos share is small or off the centre), then a perspective fit (a copy photographed at an
   angle: a keystone), which links only when the content agrees almost everywhere (``perspective_agreement``),
   since a perspective fit also lays two shots of one scene closely over each other. A weaker fit
   (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few keypoints) links when the content
@@ -122,7 +122,7 @@ def rule_of(settings: Settings, threshold: float) -> LinkRule:
 class Evidence:
     """Why two photos are linked, as stored with their pair."""
 
-    kind: str  # "verified", "pixels", "soft" or "visual" ("exact" pairs are found by hash)
+    kind: str  # "verified", "framed", "pixels", "soft" or "visual" ("exact" pairs are found by hash)
     similarity: float
     inliers: int | None = None
     agreement: float | None = None
@@ -140,8 +140,8 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
             if agree is not None and agree >= rule.min_agreement:
                 if same_text(rule, a, b, fits):
                     return Evidence("verified", cosine, inliers, round(agree, 4))
-            elif (held := reframed(rule, a, b, fits)) is not None:
-                return Evidence("verified", cosine, inliers, round(held, 4))
+            elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
+                return Evidence("framed", cosine, inliers, round(held, 4))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:

@@ -1,7 +1,7 @@
 """Stored pairs: what the link step and the batch store read and write in the ``pairs`` table.
 
 A pair is stored once, as (smaller id, larger id), with its similarity and the evidence that links it (``Pair.kind``:
-``exact`` byte-identical, else what the link rule found: ``verified``, ``pixels``, ``soft`` or ``visual``, with the inliers
+``exact`` byte-identical, else what the link rule found: ``verified``, ``framed``, ``pixels``, ``soft`` or ``visual``, with the inliers
 and content agreement of a verified pair; ``indexer/linkrule.py``). Pairs a user marked "not duplicates" are never stored again: decisions are keyed by the two photos'
 content hashes (``NotDuplicate``), so they hold across rescans, moves and reindexes.
 """

@@ -22,7 +22,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "fit_perspective", "inliers", "keypoints", "matches",
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
            "mirrored", "one_way", "same_picture", "scaled", "warp"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
@@ -335,7 +335,7 @@ def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[floa
     """(``agreement`` over the cells inside the fit's inliers' bounding box, the box's share of the overlap's
     cells, whether the box holds the centre of ``a``): where the matched keypoints lie, does the content agree?
     A photo put in another frame agrees inside the photo, in the middle, and not on the two frames around it;
-    ``(None, 0.0, False)`` when the fit has no box or nothing to count."""
+    ``(None, 0.0, False)`` when the fit has no box; the agreement is None when no cell in the box has texture."""
     if f.box is None:
         return None, 0.0, False
     ok, counted, agree = _cells(grey_a, grey_b, f)
@@ -350,9 +350,14 @@ def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[floa
     return (float((agree & box).sum()) / cells if cells else None), share, centred
 
 
+def _cuts(n: int) -> np.ndarray:
+    """Where the ``AGREE_GRID`` cells along a side of ``n`` pixels begin and end."""
+    return np.linspace(0, n, AGREE_GRID + 1).astype(int)
+
+
 def _centres(n: int) -> np.ndarray:
     """Centres of the ``AGREE_GRID`` cells along a side of ``n`` pixels."""
-    cuts = np.linspace(0, n, AGREE_GRID + 1).astype(int)
+    cuts = _cuts(n)
     return (cuts[:-1] + cuts[1:]) / 2
 
 
@@ -364,8 +369,7 @@ def _cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, 
     m = scaled(f.matrix, max(h, w) / SIDE)  # frame pixels -> grey copy pixels (both have the same long side)
     b = warp(grey_b.astype(np.float32), m, (w, h), cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, 0)
     inside = warp(np.ones(grey_b.shape, np.float32), m, (w, h), cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, 0) > 0.5
-    ys = np.linspace(0, h, AGREE_GRID + 1).astype(int)
-    xs = np.linspace(0, w, AGREE_GRID + 1).astype(int)
+    ys, xs = _cuts(h), _cuts(w)
     n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
     ok = (n >= 4) & (_cell_sums(inside.astype(np.float64), ys, xs) >= 0.9 * n)
     n = np.maximum(n, 1)

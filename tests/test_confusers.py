@@ -143,7 +143,7 @@ def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(
                                                                                settings_factory) -> None:
     """A photo in a film strip and the same photo in a wide mat: the two frames differ over so much of the overlap
     that its content agreement fails, but inside the inliers' box (the photo) everything agrees, so the pair
-    groups, as verified. Two other frogs in one phone gallery window give a fit on the window's keypoints; the box
+    groups, as ``framed``. Two other frogs in one phone gallery window give a fit on the window's keypoints; the box
     around those holds both photos, which differ, so they stay apart."""
     lib, st, r = tmp_path / "lib", Settings(), random.Random(0)
     frogs = {}
@@ -157,7 +157,8 @@ def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(
     rule = linkrule.rule_of(st, 0.6)  # geometry does not depend on the threshold
     for pair in (("frog_film.jpg", "frog_mat.jpg"), ("bullfrog_gallery.jpg", "tailed_frog_gallery.jpg")):
         inliers, agree, _ = linkrule.geometry(rule, *(featurestore.of_file(lib / n, 10**8) for n in pair))
-        assert inliers >= st.verify_min_inliers and agree < st.verify_min_agreement, (pair, inliers, agree)
+        assert inliers >= st.verify_min_inliers and agree is not None and agree < st.verify_min_agreement, \
+            (pair, inliers, agree)
     groups, cos, threshold, band = ingest(lib, settings_factory)
     assert cos[("bullfrog_gallery.jpg", "tailed_frog_gallery.jpg")] >= threshold - band  # the rule is asked
     assert {"frog_film.jpg", "frog_mat.jpg"} in groups, (groups, cos)
@@ -165,7 +166,7 @@ def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(
     with Index(settings_factory()) as index, index.catalog.session() as s:
         names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
         kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
-    assert kinds[frozenset(("frog_film.jpg", "frog_mat.jpg"))] == "verified", kinds
+    assert kinds[frozenset(("frog_film.jpg", "frog_mat.jpg"))] == "framed", kinds
 
 
 def test_a_soft_small_copy_groups_on_a_weaker_fit(tmp_path: Path, settings_factory) -> None:

@@ -121,13 +121,14 @@ class Image(Base):
 
 
 # Pairs a relink recomputes (new model, threshold or rule).
-DERIVED_PAIR_KINDS = ("visual", "verified", "pixels", "soft")
+DERIVED_PAIR_KINDS = ("visual", "verified", "framed", "pixels", "soft")
 
 
 class Pair(Base):
     """Two duplicate photos (a < b) and the evidence that links them (``indexer/linkrule.py``). kind: 'exact'
     (same bytes), 'verified' (keypoints agree on one transform and the content agrees under it: ``inliers``,
-    ``agreement``), 'pixels' (low-texture pictures whose colour thumbnails match), 'soft' (a photo and its
+    ``agreement``), 'framed' (the same, but the content agrees only inside the matched keypoints' box: one
+    photo in two frames), 'pixels' (low-texture pictures whose colour thumbnails match), 'soft' (a photo and its
     blurred or shrunk copy, matched cell by cell) or 'visual' (the cosine, where geometry cannot judge); see
     ``DERIVED_PAIR_KINDS``."""
 

@@ -14,8 +14,12 @@
     if (e.target.id === "keys-help") dialog.showModal();
   });
   const click = (sel) => { const el = $(sel); if (el) { el.click(); return true; } return false; };
+  // htmx (loaded in the head) wires the resolve form on DOMContentLoaded; this script runs before that, at the
+  // end of the body, so keys wait for it: Enter before it would submit the form natively, as a plain GET.
+  let ready = false;
+  const start = () => { ready = true; document.documentElement.dataset.keys = "ready"; };  // tests wait for this
   document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
+    if (!ready || e.ctrlKey || e.metaKey || e.altKey) return;
     const t = e.target;
     const typing = t.matches && t.matches("input[type=text], input[type=number], input:not([type]), textarea, select");
     if (typing) return;
@@ -37,5 +41,5 @@
       if (click("#undo") || click("#restore")) e.preventDefault();
     }
   });
-  document.documentElement.dataset.keys = "ready";  // tests wait for this before pressing keys
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

@@ -9,7 +9,7 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   agrees under it (``min_agreement`` of the textured grid cells of the overlap: ``indexer.verify.agreement``). A
   transform that only a shared overlay explains fails the second test, and that failure is final but for two
   narrower tests: ``framed``, the content inside the inliers' bounding box alone (``frame_agreement`` of its cells
-  both ways, each box at least ``FRAME_SHARE`` of the overlap and holding the centre of its picture: a photo put in
+  both ways, each box at least ``FRAME_SHARE`` of the overlap and centred in its picture: a photo put in
   another frame or card agrees inside the photo, where its keypoints match, and disagrees only on the two frames
   around it, while a caption band or logo that two photos share is small or off the centre), then a perspective fit (a copy photographed at an
   angle: a keystone), which links only when the content agrees almost everywhere (``perspective_agreement``),
@@ -92,7 +92,7 @@ class LinkRule:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
-                f"{FRAME_SHARE:g}, centred), {verify.RULE}, "
+                f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
@@ -191,7 +191,7 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
 def reframed(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
              fits: tuple[verify.Fit, verify.Fit] | None) -> float | None:
     """The content agreement inside the inliers' bounding boxes both ways (``verify.held_agreement``, the lower)
-    when it reaches ``frame_agreement`` and each box holds ``FRAME_SHARE`` of the overlap and the picture's centre
+    when it reaches ``frame_agreement`` and each box holds ``FRAME_SHARE`` of the overlap and is centred in its picture
     (and two pages' text agrees); else None. One photo in two frames: everything its keypoints match agrees, only
     the frames differ."""
     if fits is None:

@@ -45,6 +45,9 @@ AGREE_COARSE = 3.0
 AGREE_CORR = 0.5
 AGREE_GAIN_CELLS = 8  # textured cells needed to measure a copy's contrast change
 AGREE_CLIP = 8.0  # a flat cell within this of black or white is saturated: it counts neither way
+# A framed photo's box (``held_agreement``) must hold the picture's centre and have its own centre within this
+# share of the picture's side from it: a frame surrounds its photo; a shared banner or band sits on one side.
+CENTRE_SLACK = 1 / 6
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -333,8 +336,9 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
 
 def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[float | None, float, bool]:
     """(``agreement`` over the cells inside the fit's inliers' bounding box, the box's share of the overlap's
-    cells, whether the box holds the centre of ``a``): where the matched keypoints lie, does the content agree?
-    A photo put in another frame agrees inside the photo, in the middle, and not on the two frames around it;
+    cells, whether the box is centred in ``a``: it holds the centre and its own centre lies within
+    ``CENTRE_SLACK`` of the side from it): where the matched keypoints lie, does the content agree? A photo put
+    in another frame agrees inside the photo, in the middle, and not on the two frames around it;
     ``(None, 0.0, False)`` when the fit has no box; the agreement is None when no cell in the box has texture."""
     if f.box is None:
         return None, 0.0, False
@@ -346,7 +350,8 @@ def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[floa
     box = np.outer((cy >= y0) & (cy <= y1), (cx >= x0) & (cx <= x1))
     share = float((box & ok).sum()) / max(int(ok.sum()), 1)
     cells = int((counted & box).sum())
-    centred = x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1
+    centred = x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1 and abs((x0 + x1) - w) <= 2 * CENTRE_SLACK * w and \
+        abs((y0 + y1) - h) <= 2 * CENTRE_SLACK * h
     return (float((agree & box).sum()) / cells if cells else None), share, centred
 
 

@@ -16,7 +16,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
 from bench import confusers as C
-from indexer import featurestore, linkrule
+from indexer import featurestore, linkrule, verify
 from indexer.catalog import Image as CatalogImage
 from indexer.catalog import Pair
 from indexer.config import Settings
@@ -167,6 +167,32 @@ def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(
         names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
         kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
     assert kinds[frozenset(("frog_film.jpg", "frog_mat.jpg"))] == "framed", kinds
+
+
+def test_two_photos_under_one_banner_photo_stay_apart(tmp_path: Path, settings_factory) -> None:
+    """A cock and an ant, each under the same banner (a canoe photo across the top, taller than they are): the
+    banner's keypoints fit, and inside their box everything agrees over well over a quarter of the picture, even
+    its centre, as one photo in two frames would; but the box's own centre lies high, as a frame's photo's does
+    not (a frame surrounds it), so the frame test does not link them."""
+    lib = tmp_path / "lib"
+    banner = C.photo(BOAT)
+    for name, path in (("cock", COCK), ("ant", ANT)):
+        im = C.photo(path).resize((500, 375))
+        out = Image.new("RGB", (500, 375 + 487))
+        out.paste(banner.resize((500, 487)), (0, 0))
+        out.paste(im, (0, 487))
+        save(lib, f"{name}_banner.jpg", out, quality=90)
+    st = Settings()
+    rule = linkrule.rule_of(st, 0.6)  # geometry does not depend on the threshold
+    a, b = (featurestore.of_file(lib / n, 10**8) for n in ("cock_banner.jpg", "ant_banner.jpg"))
+    inliers, agree, fits = linkrule.geometry(rule, a, b)
+    assert inliers >= st.verify_min_inliers and agree is not None and agree < st.verify_min_agreement, (inliers, agree)
+    held = [verify.held_agreement(a.grey, b.grey, fits[0]), verify.held_agreement(b.grey, a.grey, fits[1])]
+    assert all(h is not None and h >= st.verify_frame_agreement and share >= linkrule.FRAME_SHARE and not centred
+               for h, share, centred in held), held  # only the box's place keeps them apart
+    groups, cos, threshold, band = ingest(lib, settings_factory)
+    assert cos[("cock_banner.jpg", "ant_banner.jpg")] >= threshold - band  # the rule is asked
+    assert not together(groups, {"cock_banner.jpg"}, {"ant_banner.jpg"}), groups
 
 
 def test_a_soft_small_copy_groups_on_a_weaker_fit(tmp_path: Path, settings_factory) -> None:

@@ -27,7 +27,6 @@ the boxes where the box is large and central enough (``-`` when none is).
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import sys
 from collections.abc import Callable
@@ -39,18 +38,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bench import confusers as C
-from indexer import featurestore, linkrule, verify
+from bench.softcopies import features_of
+from indexer import linkrule, verify
 from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
 QUALITY = 90
 Overlay = Callable[[Image.Image, random.Random], Image.Image]
-
-
-def features_of(im: Image.Image) -> PhotoFeatures:
-    buf = io.BytesIO()
-    im.convert("RGB").save(buf, "JPEG", quality=QUALITY)
-    return featurestore.of_file(buf.getvalue(), 10**8)
 
 
 def tall_bar(im: Image.Image, text: str) -> Image.Image:
@@ -119,7 +113,7 @@ def main() -> None:
     rows: dict[str, list[tuple[str | None, bool, float | None]]] = {}
 
     def ask(name: str, x: Image.Image, y: Image.Image) -> None:
-        fx, fy = features_of(x), features_of(y)
+        fx, fy = features_of(x, QUALITY), features_of(y, QUALITY)
         check = linkrule.geometry(rule, fx, fy)
         if check is None or check[0] < rule.min_inliers or check[2] is None:
             return

@@ -41,9 +41,10 @@ QUALITY = 85
 BACKGROUNDS = (C.low_sky, C.low_linear, C.low_radial)
 
 
-def features_of(im: Image.Image) -> PhotoFeatures:
+def features_of(im: Image.Image, quality: int = QUALITY) -> PhotoFeatures:
+    """The link features of ``im`` saved as a JPEG of ``quality``, as the decode workers compute them."""
     buf = io.BytesIO()
-    im.convert("RGB").save(buf, "JPEG", quality=QUALITY)
+    im.convert("RGB").save(buf, "JPEG", quality=quality)
     return featurestore.of_file(buf.getvalue(), 10**8)
 
 

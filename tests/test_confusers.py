@@ -67,6 +67,13 @@ def ingest(lib: Path, settings_factory) -> tuple[list[set[str]], dict[tuple[str,
         return groups, cos, index.threshold, index.settings.verify_band
 
 
+def pair_kinds(settings_factory) -> dict[frozenset[str], str]:
+    """The evidence kind of every stored pair, by the two file names."""
+    with Index(settings_factory()) as index, index.catalog.session() as s:
+        names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
+        return {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+
+
 def together(groups: list[set[str]], a: set[str], b: set[str]) -> bool:
     """True when one group holds a file of ``a`` and a file of ``b``."""
     return any(g & a and g & b for g in groups)
@@ -163,9 +170,7 @@ def test_one_photo_in_two_frames_groups_and_two_photos_in_one_window_stay_apart(
     assert cos[("bullfrog_gallery.jpg", "tailed_frog_gallery.jpg")] >= threshold - band  # the rule is asked
     assert {"frog_film.jpg", "frog_mat.jpg"} in groups, (groups, cos)
     assert not together(groups, {"bullfrog_gallery.jpg"}, {"tailed_frog_gallery.jpg"}), groups
-    with Index(settings_factory()) as index, index.catalog.session() as s:
-        names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
-        kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+    kinds = pair_kinds(settings_factory)
     assert kinds[frozenset(("frog_film.jpg", "frog_mat.jpg"))] == "framed", kinds
 
 
@@ -398,9 +403,7 @@ def test_a_heavily_blurred_copy_groups_and_look_alikes_stay_apart(tmp_path: Path
     for a, b in (("hen.jpg", "cock_blur.jpg"), ("background.jpg", "jeep_on_background.jpg")):
         assert cos[(a, b)] >= threshold - band, (a, b, cos[(a, b)])  # candidates, so the rule is asked
     assert pairs["magpie"] in groups and pairs["harvestman"] in groups, (groups, cos)
-    with Index(settings_factory()) as index, index.catalog.session() as s:
-        names = {i: Path(p).name for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
-        kinds = {frozenset((names[a], names[b])): k for a, b, k in s.execute(select(Pair.a_id, Pair.b_id, Pair.kind))}
+    kinds = pair_kinds(settings_factory)
     assert kinds[frozenset(pairs["magpie"])] == kinds[frozenset(pairs["harvestman"])] == "soft", kinds
     assert not together(groups, {"hen.jpg"}, {"cock_blur.jpg"}), groups
     assert not together(groups, {"background.jpg"}, {"jeep_on_background.jpg"}), groups

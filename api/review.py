@@ -101,8 +101,8 @@ def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: 
     if kind == "pixels":
         return f"plain pictures whose small colour copies match (look-alike score {similarity:.2f})"
     if kind == "soft":
-        return (f"one is the other blurred or shrunk: the sharp one, blurred as much, matches it in every part of "
-                f"the picture (look-alike score {similarity:.2f})")
+        return (f"one is the other blurred or shrunk (perhaps also cropped, turned a little or framed): the sharp one, "
+                f"blurred as much, matches it in every part they share (look-alike score {similarity:.2f})")
     if kind == "visual":
         return f"look-alike score {similarity:.2f}, at or above the {threshold:.2f} threshold"
     return f"not linked directly (look-alike score {similarity:.2f}): in one group through other photos"

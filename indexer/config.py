@@ -57,7 +57,8 @@ class Settings(BaseSettings):
     # threshold, when two low-texture pictures' colour thumbnails match (pixel_max_distance), or match more
     # closely once a brightness gain and colour cast are undone (pixel_max_gain_distance); or, at any candidate
     # cosine, when a textured photo blurred matches a low-texture one's grey copy in every cell (to
-    # pixel_max_blur_residual times the cell's spread: a blurred or shrunk copy); or, where a photo has
+    # pixel_max_blur_residual times the cell's spread: a blurred or shrunk copy), as it is or once laid over
+    # the textured one (also cropped, turned a little or framed); or, where a photo has
     # under inconclusive_below keypoints, by a cosine of at least visual_min_cosine that stands crowd_margin
     # above the photos' crowds. A change relinks.
     verify_band: float = Field(default=0.35, ge=0, le=1)

@@ -29,7 +29,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 - ``soft``: at any candidate cosine, a textured photo and a low-texture one whose grey copies match in every cell
   once the textured one is blurred as much (``max_blur_residual`` times the cell's own spread): a blurred or shrunk
   copy loses its keypoints and much of its cosine, but not its layout, which no other picture shares pixel for
-  pixel.
+  pixel. A blurred copy that was also cropped, turned a little or framed is first laid over the original by its
+  pixels (``indexer/align.py``) and must then match in every cell it covers.
 - ``visual``: the cosine alone, only where geometry cannot judge (a photo with fewer than
   ``inconclusive_below`` keypoints: a thumbnail, a heavy blur), only from ``visual_min_cosine`` (well above the
   threshold: the embedding alone is least reliable on exactly such photos) and only when the pair stands out from
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from indexer import pagecheck, verify
+from indexer import align, pagecheck, verify
 from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
@@ -60,6 +61,14 @@ BLUR_SIGMAS = (0.0, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0)  # blurs of the sharp grey cop
 BLUR_ASPECT = 0.03  # most two grey copies' aspect ratios may differ for ``blur_residual`` (no crop, no pad)
 BLUR_GRID = 16  # cells per side in which a blurred copy must match its original
 BLUR_FLOOR = 4.0  # grey levels: the least spread a cell's difference is measured against (JPEG noise, banding)
+# A soft copy laid over its original by ``align`` (cropped, turned, framed) is measured on the cells it covers, which
+# must be this share of the original's cells and hold this share of its keypoints (a crop that leaves out the one
+# subject on a plain background is another picture), and the original must cover this share of the copy; the map
+# may turn by ALIGN_MAX_TURN degrees and scale one way ALIGN_MAX_STRETCH times more than the other, at most (a
+# copy is turned a little or by quarter turns, which are tried first; a smooth gradient can be turned to fit).
+ALIGN_MIN_COVER = 0.4
+ALIGN_MAX_TURN = 20.0
+ALIGN_MAX_STRETCH = 1.25
 FRAME_SHARE = 0.25  # of the overlap's cells the inliers' box must hold for ``reframed``: not a shared logo or band
 
 
@@ -99,7 +108,9 @@ class LinkRule:
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
                 f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit, or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
-                f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}; visual: under "
+                f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
+                f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} cover {ALIGN_MIN_COVER:g} turn {ALIGN_MAX_TURN:g} stretch "
+                f"{ALIGN_MAX_STRETCH:g}; visual: under "
                 f"{self.inconclusive_below} keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin "
                 f"{self.crowd_margin:g}, not two pages")
 
@@ -232,11 +243,15 @@ def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
 
 def softened(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
     """Whether one of two photos (not pages) is the other blurred or shrunk: one textured, one low-texture, and
-    the textured one, blurred, matches the other in every cell (``blur_residual`` within ``max_blur_residual``)."""
+    the textured one, blurred, matches the other in every cell (``blur_residual`` within ``max_blur_residual``),
+    as it is or once laid over the textured one (``aligned_blur_residual``: also cropped, turned or framed)."""
     if a.low_texture == b.low_texture or a.page is not None or b.page is not None:
         return False
     sharp, soft = (b, a) if a.low_texture else (a, b)
-    return blur_residual(sharp.grey, soft.grey) <= rule.max_blur_residual
+    if blur_residual(sharp.grey, soft.grey) <= rule.max_blur_residual:
+        return True
+    points = sharp.keypoints.views[0][0] * (sharp.grey.shape[1] / sharp.keypoints.size[0])
+    return aligned_blur_residual(sharp.grey, soft.grey, points) <= rule.max_blur_residual
 
 
 def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
@@ -257,15 +272,60 @@ def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
     views = [v if v.shape == (h, w) else cv2.resize(v, (w, h), interpolation=cv2.INTER_AREA if v.shape[0] > h
                                                        else cv2.INTER_LINEAR) for v in views]
     # The turn whose cell means are nearest; the others are far off unless the picture is symmetric.
+    return _worst_cell(sharp, _nearest_turn(sharp, views))
+
+
+def aligned_blur_residual(sharp: np.ndarray, soft: np.ndarray, points: np.ndarray) -> float:
+    """``blur_residual`` of ``soft`` laid over ``sharp`` by ``align.ecc_affine`` (from the turn or flip of ``soft``
+    whose cell means are nearest ``sharp``'s, stretched over it), over the cells of ``sharp`` that ``soft`` wholly
+    covers: a blurred copy that was also cropped, turned a little or framed. ``points``: ``sharp``'s keypoints
+    (x, y in its pixels). Infinite when ECC finds no map, the map turns or stretches too far, or the two overlap
+    on less than ``ALIGN_MIN_COVER`` of either picture or of ``sharp``'s keypoints."""
+    h, w = sharp.shape
+    if min(h, w) < BLUR_GRID or min(soft.shape) < BLUR_GRID or not len(points):
+        return float("inf")
+    view = _nearest_turn(sharp, [np.ascontiguousarray(t) for t in _turns(soft)])
+    matrix = align.ecc_affine(sharp, view)
+    if matrix is None:
+        return float("inf")
+    turn, stretch = align.turn_and_stretch(matrix)
+    if turn > ALIGN_MAX_TURN or stretch > ALIGN_MAX_STRETCH or \
+            align.soft_share(matrix, (h, w), view.shape) < ALIGN_MIN_COVER:
+        return float("inf")
+    warped, inside = align.warp_onto(view, matrix, (h, w))
+    cells = _cell_means(inside) >= 0.999  # wholly inside the soft picture
+    xy = np.clip(points.astype(np.int64), 0, [w - 1, h - 1])
+    if cells.mean() < ALIGN_MIN_COVER or inside[xy[:, 1], xy[:, 0]].mean() < ALIGN_MIN_COVER:
+        return float("inf")
+    return _worst_cell(sharp, warped, cells)
+
+
+def _nearest_turn(sharp: np.ndarray, views: list[np.ndarray]) -> np.ndarray:
+    """The view whose cell means are nearest ``sharp``'s."""
     target = _cell_means(sharp)
-    view = min(views, key=lambda v: float(np.abs(_cell_means(v) - target).mean()))
-    means = cv2.resize(_cell_means(view), (w, h), interpolation=cv2.INTER_NEAREST)
-    spread = np.maximum(_cell_means(np.abs(view.astype(np.float32) - means)), BLUR_FLOOR)
+    return min(views, key=lambda v: float(np.abs(_cell_means(v) - target).mean()))
+
+
+def _worst_cell(sharp: np.ndarray, view: np.ndarray, cells: np.ndarray | None = None) -> float:
+    """The least over ``BLUR_SIGMAS`` of the worst cell's (among ``cells``, default all) mean absolute difference
+    between ``sharp`` blurred and ``view`` (same shape), over the cell's spread in ``view``."""
+    import cv2
+
+    spread = np.maximum(_cell_spread(view), BLUR_FLOOR)
     best = float("inf")
     for sigma in BLUR_SIGMAS:
         blurred = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma else sharp
-        best = min(best, float((_cell_means(cv2.absdiff(blurred, view)) / spread).max()))
+        worst = _cell_means(cv2.absdiff(blurred, view)) / spread
+        best = min(best, float((worst if cells is None else worst[cells]).max()))
     return best
+
+
+def _cell_spread(x: np.ndarray) -> np.ndarray:
+    """The mean absolute deviation of ``x`` from its cell's mean, per cell of the ``BLUR_GRID`` grid."""
+    import cv2
+
+    means = cv2.resize(_cell_means(x), (x.shape[1], x.shape[0]), interpolation=cv2.INTER_NEAREST)
+    return _cell_means(np.abs(x.astype(np.float32) - means))
 
 
 def _cell_means(x: np.ndarray) -> np.ndarray:

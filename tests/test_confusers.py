@@ -407,3 +407,34 @@ def test_a_heavily_blurred_copy_groups_and_look_alikes_stay_apart(tmp_path: Path
     assert kinds[frozenset(pairs["magpie"])] == kinds[frozenset(pairs["harvestman"])] == "soft", kinds
     assert not together(groups, {"hen.jpg"}, {"cock_blur.jpg"}), groups
     assert not together(groups, {"background.jpg"}, {"jeep_on_background.jpg"}), groups
+
+
+def test_a_blurred_copy_also_cropped_or_turned_groups_and_a_blurred_other_shot_stays_apart(
+        tmp_path: Path, settings_factory) -> None:
+    """A blurred copy that was also cropped or turned a little has neither keypoints nor its original's framing:
+    it groups once its grey copy is laid over the original's (ECC alignment). Another shot of one object
+    (UKBench), blurred and cropped as much, which the alignment is asked about too, stays apart from the first."""
+    lib = tmp_path / "lib"
+    shots = sorted(UKBENCH.glob("*.jpg"))[:2]
+    save(lib, "shot_a.jpg", C.photo(shots[0]), quality=90)
+    save(lib, "shot_b_soft.jpg", cropped(C.photo(shots[1]).filter(ImageFilter.GaussianBlur(6)), 0.85), quality=85)
+    edits = {"magpie": (PHOTOS / "n01582220_magpie.JPEG", lambda im: cropped(im, 0.8)),
+             "harvestman": (HARVESTMAN, lambda im: im.rotate(8, resample=Image.Resampling.BILINEAR))}
+    pairs = {}
+    for name, (path, edit) in edits.items():
+        im = C.photo(path)
+        save(lib, f"{name}.jpg", im, quality=90)
+        save(lib, f"{name}_soft.jpg", edit(im.filter(ImageFilter.GaussianBlur(8))), quality=85)
+        pairs[name] = {f"{name}.jpg", f"{name}_soft.jpg"}
+    for sharp_name, soft_name in [sorted(p) for p in pairs.values()] + [["shot_a.jpg", "shot_b_soft.jpg"]]:
+        sharp, soft = (featurestore.of_file(lib / n, 10**8) for n in (sharp_name, soft_name))
+        assert soft.low_texture and not sharp.low_texture, (soft_name, soft.texture, sharp.texture)
+        # the framing differs: the soft test as it was (same framing) cannot link them
+        assert linkrule.blur_residual(sharp.grey, soft.grey) > Settings().pixel_max_blur_residual, soft_name
+    groups, cos, threshold, band = ingest(lib, settings_factory)
+    for a, b in [sorted(p) for p in pairs.values()] + [["shot_a.jpg", "shot_b_soft.jpg"]]:
+        assert cos[(a, b)] >= threshold - band, (a, b, cos[(a, b)])  # candidates, so the rule is asked
+    assert pairs["magpie"] in groups and pairs["harvestman"] in groups, (groups, cos)
+    kinds = pair_kinds(settings_factory)
+    assert kinds[frozenset(pairs["magpie"])] == kinds[frozenset(pairs["harvestman"])] == "soft", kinds
+    assert not together(groups, {"shot_a.jpg"}, {"shot_b_soft.jpg"}), groups

@@ -89,8 +89,7 @@ def framed_soft_copy(im: Image.Image, r: random.Random) -> tuple[str, Image.Imag
 def residual(sharp: PhotoFeatures, soft: PhotoFeatures) -> tuple[float, float]:
     """The soft test's two measures: ``indexer.linkrule.blur_residual`` and ``aligned_blur_residual``."""
     plain = linkrule.blur_residual(sharp.grey, soft.grey)
-    points = sharp.keypoints.views[0][0] * (sharp.grey.shape[1] / sharp.keypoints.size[0])
-    aligned = linkrule.aligned_blur_residual(sharp.grey, soft.grey, points)
+    aligned = linkrule.aligned_blur_residual(sharp.grey, soft.grey, sharp.grey_points)
     return plain, aligned
 
 

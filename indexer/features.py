@@ -40,6 +40,11 @@ class PhotoFeatures:
         return self.content if self.content is not None else self.thumb
 
     @property
+    def grey_points(self) -> np.ndarray:
+        """The keypoints' (x, y) in the grey copy's pixels."""
+        return self.keypoints.views[0][0] * (self.grey.shape[1] / self.keypoints.size[0])
+
+    @property
     def texture(self) -> int:
         """Keypoints found: how much geometry there is to check."""
         return self.keypoints.count

@@ -109,8 +109,8 @@ class LinkRule:
                 f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit, or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
-                f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} cover {ALIGN_MIN_COVER:g} turn {ALIGN_MAX_TURN:g} stretch "
-                f"{ALIGN_MAX_STRETCH:g}; visual: under "
+                f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
+                f"{ALIGN_MIN_COVER:g} turn {ALIGN_MAX_TURN:g} stretch {ALIGN_MAX_STRETCH:g}; visual: under "
                 f"{self.inconclusive_below} keypoints, cosine {self.visual_min_cosine:g}, crowd{CROWD_K} margin "
                 f"{self.crowd_margin:g}, not two pages")
 
@@ -250,8 +250,7 @@ def softened(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
     sharp, soft = (b, a) if a.low_texture else (a, b)
     if blur_residual(sharp.grey, soft.grey) <= rule.max_blur_residual:
         return True
-    points = sharp.keypoints.views[0][0] * (sharp.grey.shape[1] / sharp.keypoints.size[0])
-    return aligned_blur_residual(sharp.grey, soft.grey, points) <= rule.max_blur_residual
+    return aligned_blur_residual(sharp.grey, soft.grey, sharp.grey_points) <= rule.max_blur_residual
 
 
 def blur_residual(sharp: np.ndarray, soft: np.ndarray) -> float:
@@ -311,21 +310,14 @@ def _worst_cell(sharp: np.ndarray, view: np.ndarray, cells: np.ndarray | None = 
     between ``sharp`` blurred and ``view`` (same shape), over the cell's spread in ``view``."""
     import cv2
 
-    spread = np.maximum(_cell_spread(view), BLUR_FLOOR)
+    means = cv2.resize(_cell_means(view), (view.shape[1], view.shape[0]), interpolation=cv2.INTER_NEAREST)
+    spread = np.maximum(_cell_means(np.abs(view.astype(np.float32) - means)), BLUR_FLOOR)
     best = float("inf")
     for sigma in BLUR_SIGMAS:
         blurred = cv2.GaussianBlur(sharp, (0, 0), sigma) if sigma else sharp
         worst = _cell_means(cv2.absdiff(blurred, view)) / spread
         best = min(best, float((worst if cells is None else worst[cells]).max()))
     return best
-
-
-def _cell_spread(x: np.ndarray) -> np.ndarray:
-    """The mean absolute deviation of ``x`` from its cell's mean, per cell of the ``BLUR_GRID`` grid."""
-    import cv2
-
-    means = cv2.resize(_cell_means(x), (x.shape[1], x.shape[0]), interpolation=cv2.INTER_NEAREST)
-    return _cell_means(np.abs(x.astype(np.float32) - means))
 
 
 def _cell_means(x: np.ndarray) -> np.ndarray:

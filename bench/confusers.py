@@ -48,6 +48,7 @@ scene, the other R manuals, and only the held-out recipes:
   screenshot  phone gallery (light), desktop viewer (dark)   phone social feed (dark), desktop browser (light)
   watermark   corner logo, tiled diagonal text               centre logo, stock grid, signature
   document    invoice template                               slide and receipt templates
+              copies: scanned; photographed under a lamp     copies: photographed (keystone, warm light)
   lowtex      linear gradient, solid, sky, night             radial/three-stop gradient, soft blobs, sunset, fog
   degraded    tiny, mosaic, gaussian blur                    blocky JPEG, box blur + dark, posterized thumbnail
   copies      re-save, shrink, crop, brightness, PNG         WebP, thumbnail, pad, tilt, colour cast, sharpen
@@ -927,6 +928,45 @@ def _doc_copy(im: Image.Image, r: random.Random, split: str) -> Image.Image:
     return warm.filter(ImageFilter.GaussianBlur(0.8))
 
 
+def lamp_photo(im: Image.Image, r: random.Random) -> Image.Image:
+    """A phone photo of a page lying on a desk under a lamp (the tune split's): the page inset 3-8 % on a desk
+    of a random colour, each corner moved in by up to 3-10 % (one perspective transform), the light falling off
+    by 10-30 % across the frame in a random direction, a slight tint and blur."""
+    w, h = im.size
+    m, k = r.uniform(0.03, 0.08), r.uniform(0.03, 0.10)
+    desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
+    desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
+               (round(w * m), round(h * m)))
+    quad = [(r.uniform(0, k) * w, r.uniform(0, k) * h), (w - r.uniform(0, k) * w, r.uniform(0, k) * h),
+            (w - r.uniform(0, k) * w, h - r.uniform(0, k) * h), (r.uniform(0, k) * w, h - r.uniform(0, k) * h)]
+    a = np.asarray(perspective(desk, quad), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = r.uniform(0, 2 * math.pi)
+    ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    tint = np.array([r.uniform(0.9, 1.0), r.uniform(0.95, 1.0), r.uniform(0.97, 1.05)], np.float32)
+    a *= (1.0 - r.uniform(0.1, 0.3) * ramp)[..., None] * tint
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(r.uniform(0.4, 1.2)))
+
+
+def fam_photographed(lib: Library) -> None:
+    """Tune split only, added last from a random stream of its own (the rest of the library stays as it was):
+    about 40 % of the document pages get a photographed copy (``lamp_photo``), half of those one copy edit more.
+    Photographed under uneven light, a page is no longer one flat tone, yet it sits beside the other pages of its
+    template."""
+    r = random.Random(f"photographed:{lib.r.random()}")
+    edits = COPY_EDITS["tune"]
+    for src, members in list(lib.groups.items()):
+        if not src.startswith("document:") or r.random() >= 0.4:
+            continue
+        im = lamp_photo(Image.open(lib.root / members[0]).convert("RGB"), r)
+        chain = ["photographed"]
+        if r.random() < 0.5:
+            name = r.choice(["resave", "shrink", "bright"])
+            im, chain = edits[name](im, r), chain + [name]
+        lib.add(im, "document", src, edit="+".join(chain), fmt="jpg")
+
+
 def fam_lowtex(lib: Library, photos: list[Path], n: int) -> None:
     r, recipes = lib.r, LOWTEX[lib.split]
     names = sorted(recipes)
@@ -1083,6 +1123,8 @@ def build(out: Path, split: str, seed: int, realimages: Path = REALIMAGES) -> di
     fam_burst(lib)
     fam_degraded(lib, rest)
     fam_tinyflat(lib)
+    if split == "tune":
+        fam_photographed(lib)
     truth = lib.truth()
     truth["seed"] = seed
     truth["photos_unused"] = len(rest)

@@ -22,7 +22,7 @@ GREY_SIDE = 240  # long side of the grey copy content agreement compares (half t
 THUMB = 32  # side of the colour thumbnail low-texture pictures are compared by
 LOW_TEXTURE = 50  # fewer keypoints than this: a picture geometry cannot check (sky, gradient, blur)
 FLAT_STD = 3.0  # colour thumbnail standard deviation below this, without keypoints: a flat picture
-VERSION = 3  # of the packed format and of what ``extract`` computes: a change recomputes them
+VERSION = 4  # of the packed format and of what ``extract`` computes: a change recomputes them
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class PhotoFeatures:
     keypoints: verify.Keypoints
     grey: np.ndarray  # uint8 (h, w), long side GREY_SIDE (or less), the keypoints' frame scaled
     thumb: np.ndarray  # uint8 (THUMB, THUMB, 3), the whole picture squashed
-    page: np.ndarray | None = None  # uint8, the keypoints' frame: only for a page (``pagecheck.is_paper``)
+    page: np.ndarray | None = None  # uint8, the keypoints' frame: only for a page (``pagecheck.is_page``)
     content: np.ndarray | None = None  # like ``thumb``, of the picture inside its plain fill (``margins``)
 
     @property
@@ -66,7 +66,7 @@ def extract(rgb: Image.Image, overview: margins.Overview | None = None) -> Photo
     g = rgb.convert("L")
     g = g.resize(_fit(kp.size, GREY_SIDE), Image.Resampling.BILINEAR)
     grey = np.asarray(g, dtype=np.uint8)
-    page = pagecheck.page_of(rgb, kp.size) if pagecheck.is_paper(grey) else None
+    page = pagecheck.page_of(rgb, kp.size) if pagecheck.is_page(grey, kp.count) else None
     colour = rgb.convert("RGB") if rgb.mode != "RGB" else rgb
     thumb = np.asarray(colour.resize((THUMB, THUMB), Image.Resampling.BILINEAR), dtype=np.uint8)
     content = None

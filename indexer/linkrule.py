@@ -104,7 +104,8 @@ class LinkRule:
                 f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
-                f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH}, paper {pagecheck.PAPER_SHARE:g}; pixels: "
+                f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "
+                f"{pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
                 f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit, or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
@@ -229,8 +230,10 @@ def _both_ways(fitter: Callable[[verify.Keypoints, verify.Keypoints], verify.Fit
 
 def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
               fits: tuple[verify.Fit, verify.Fit] | None) -> bool:
-    """For two pages, whether their text agrees under the fits both ways (``pagecheck.agreement``); any other
-    pair passes."""
+    """For two pages, whether their text agrees under the fits both ways (``pagecheck.agreement``): at least
+    ``page_min_agreement``, or ``pagecheck.LIGHT_AGREEMENT`` where one was found a page only once its light was
+    divided out (a photographed page: softened, its text agrees more with the next page's); any other pair
+    passes."""
     if a.page is None or b.page is None:
         return True
     if fits is None:
@@ -238,7 +241,10 @@ def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
     ka, kb = a.keypoints.size, b.keypoints.size
     found = [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
              pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]
-    return all(f is not None and f >= rule.page_min_agreement for f in found)
+    least = rule.page_min_agreement
+    if not (pagecheck.is_paper(a.grey) and pagecheck.is_paper(b.grey)):
+        least = max(least, pagecheck.LIGHT_AGREEMENT)
+    return all(f is not None and f >= least for f in found)
 
 
 def softened(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:

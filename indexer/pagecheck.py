@@ -10,7 +10,10 @@ few pixels that absorbs a scan's small warp). A copy of a page finds nearly ever
 same template misses the cells where its words and numbers differ.
 
 A picture is a page when most of it is one flat tone (``PAPER_SHARE`` of its pixels within ``PAPER_SPREAD`` of
-the most common grey): the decode workers keep its grey copy at the keypoints' frame (``page_of``) only then.
+the most common grey), as it is or, for a textured picture on a light ground, once the slow changes of its light
+are divided out (``is_page``: a page photographed under a lamp, on a desk, is not one tone as it is, and must still
+be told from the next page of its template by its text): the decode workers keep its grey copy at the keypoints'
+frame (``page_of``) only then.
 """
 from __future__ import annotations
 
@@ -21,6 +24,10 @@ from indexer import verify
 
 PAPER_SHARE = 0.6  # share of the pixels within PAPER_SPREAD of the commonest grey that makes a picture a page
 PAPER_SPREAD = 8
+LIGHT_SCALE = 7  # pixels of the grey copy (long side features.GREY_SIDE): wider than a line of text, finer than light
+LIGHT_GROUND = 150  # least median grey of a picture's light for a page found once its light is divided out
+LIGHT_KEYPOINTS = 100  # and the least keypoints: it has text (a light abstract wallpaper has fewer)
+LIGHT_AGREEMENT = 0.95  # least text agreement of a pair with such a page (linkrule.same_text)
 CELL = 16  # side of the cells compared, in pixels of the keypoints' frame (long side verify.SIDE)
 SEARCH = 4  # each cell is looked for this many pixels around where the transform puts it
 CELL_TEXTURE = 12.0  # grey standard deviation of a cell with something written in it
@@ -34,6 +41,23 @@ def is_paper(grey: np.ndarray) -> bool:
     hist = np.bincount(grey.ravel(), minlength=256)
     m = int(hist.argmax())
     return float(hist[max(0, m - PAPER_SPREAD):m + PAPER_SPREAD + 1].sum()) / grey.size >= PAPER_SHARE
+
+
+def is_page(grey: np.ndarray, keypoints: int) -> bool:
+    """Whether a grey picture (uint8) with ``keypoints`` is a page: paper (``is_paper``) as it is, or, with
+    ``LIGHT_KEYPOINTS`` (text), on a light ground once divided by its light (the picture dilated over
+    ``LIGHT_SCALE`` pixels, then blurred as far), which flattens a lamp's fall-off and a desk around the page."""
+    if is_paper(grey):
+        return True
+    if keypoints < LIGHT_KEYPOINTS or grey.size == 0:
+        return False
+    import cv2  # imported late, as in indexer.verify
+
+    light = cv2.GaussianBlur(cv2.dilate(grey, np.ones((LIGHT_SCALE, LIGHT_SCALE), np.uint8)).astype(np.float32),
+                             (0, 0), LIGHT_SCALE)
+    if float(np.median(light)) < LIGHT_GROUND:
+        return False
+    return is_paper(np.clip(grey * (255.0 / np.maximum(light, 1.0)), 0, 255).astype(np.uint8))
 
 
 def page_of(rgb: Image.Image, size: tuple[int, int]) -> np.ndarray:

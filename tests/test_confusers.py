@@ -341,6 +341,62 @@ def test_two_invoices_of_one_template_stay_apart_and_a_scan_groups(tmp_path: Pat
     assert {"invoice1.png", "invoice1_scan.jpg"} in groups, groups
 
 
+
+def test_an_invoice_photographed_under_a_lamp_groups_and_the_next_invoice_stays_apart(tmp_path: Path,
+                                                                                       settings_factory) -> None:
+    """A phone photo of a page on a desk under a lamp is not one flat tone, so it was not taken for a page and the
+    text check was not asked: the photo of one invoice linked to the next invoice of its template, whose layout
+    it shares. Divided by its light it is paper again (``pagecheck.is_page``): each photo groups with its own
+    invoice only."""
+    from indexer import featurestore, pagecheck
+    from indexer.linkrule import geometry
+
+    lib, r = tmp_path / "lib", random.Random(3)
+    one, two = C.doc_invoice(0, r), C.doc_invoice(1, r)
+    save(lib, "invoice1.png", one)
+    save(lib, "invoice2.png", two)
+    save(lib, "invoice1_photo.jpg", C.lamp_photo(one, random.Random(3)), quality=90)
+    save(lib, "invoice2_photo.jpg", C.lamp_photo(two, random.Random(103)), quality=90)
+    groups, cos, thr, band = ingest(lib, settings_factory)
+    with Index(settings_factory()) as index:
+        original, photo = (featurestore.of_file(lib / n, 10**9) for n in ("invoice1.png", "invoice2_photo.jpg"))
+        assert not pagecheck.is_paper(photo.grey)  # not one flat tone as it is
+        inliers, agree, _ = geometry(index.rule, original, photo)
+        assert inliers >= index.rule.min_inliers and agree >= index.rule.min_agreement  # geometry alone would link
+    assert cos[("invoice1.png", "invoice2_photo.jpg")] >= thr - band
+    assert {"invoice1.png", "invoice1_photo.jpg"} in groups, groups
+    assert {"invoice2.png", "invoice2_photo.jpg"} in groups, groups
+    assert photo.page is not None  # a page once its light is divided out
+
+
+
+def test_phone_photos_of_two_invoices_stay_apart_where_their_text_agrees_at_the_page_bar(tmp_path: Path,
+                                                                                        settings_factory) -> None:
+    """Two phone photos of different invoices of one template, both softened, find more of each other's text
+    cells than two sharp pages do: here at least ``page_min_agreement`` both ways. A pair with a photographed
+    page needs ``pagecheck.LIGHT_AGREEMENT``; each photo still groups with its invoice."""
+    from indexer import featurestore, pagecheck
+    from indexer.linkrule import geometry
+
+    lib, r = tmp_path / "lib", random.Random(1)
+    one, two = C.doc_invoice(0, r), C.doc_invoice(1, r)
+    save(lib, "invoice1.png", one)
+    save(lib, "invoice2.png", two)
+    save(lib, "invoice1_photo.jpg", C.lamp_photo(one, random.Random(1000)), quality=90)
+    save(lib, "invoice2_photo.jpg", C.lamp_photo(two, random.Random(1001)), quality=90)
+    groups, cos, thr, band = ingest(lib, settings_factory)
+    with Index(settings_factory()) as index:
+        a, b = (featurestore.of_file(lib / n, 10**9) for n in ("invoice1_photo.jpg", "invoice2_photo.jpg"))
+        inliers, agree, fits = geometry(index.rule, a, b)
+        assert inliers >= index.rule.min_inliers and agree >= index.rule.min_agreement and fits is not None
+        text = [pagecheck.agreement(a.page, b.page, fits[0].matrix, a.keypoints.size, b.keypoints.size),
+                pagecheck.agreement(b.page, a.page, fits[1].matrix, b.keypoints.size, a.keypoints.size)]
+        assert min(text) >= index.rule.page_min_agreement, text  # the bar of two sharp pages would link them
+    assert cos[("invoice1_photo.jpg", "invoice2_photo.jpg")] >= thr - band
+    assert {"invoice1.png", "invoice1_photo.jpg"} in groups, groups
+    assert {"invoice2.png", "invoice2_photo.jpg"} in groups, groups
+
+
 PER_PAGE = 48
 
 

@@ -274,6 +274,13 @@ def perspective(im: Image.Image, quad: list[tuple[float, float]]) -> Image.Image
     return im.transform((w, h), Image.Transform.PERSPECTIVE, tuple(coeffs), Image.Resampling.BICUBIC)
 
 
+def jittered_quad(w: int, h: int, k: float, r: random.Random) -> list[tuple[float, float]]:
+    """The corners of a ``w`` x ``h`` frame (top left, top right, bottom right, bottom left), each moved inwards by
+    up to ``k`` of the width and height at random: a quadrilateral for ``perspective``."""
+    return [(r.uniform(0, k) * w, r.uniform(0, k) * h), (w - r.uniform(0, k) * w, r.uniform(0, k) * h),
+            (w - r.uniform(0, k) * w, h - r.uniform(0, k) * h), (r.uniform(0, k) * w, h - r.uniform(0, k) * h)]
+
+
 def copy_of(lib: Library, im: Image.Image, family: str, source: str, prefix: str = "") -> str:
     """One real copy of ``im`` (one or two of the split's copy edits) added to the picture ``source``."""
     edits = COPY_EDITS[lib.split]
@@ -937,9 +944,7 @@ def lamp_photo(im: Image.Image, r: random.Random) -> Image.Image:
     desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
     desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
                (round(w * m), round(h * m)))
-    quad = [(r.uniform(0, k) * w, r.uniform(0, k) * h), (w - r.uniform(0, k) * w, r.uniform(0, k) * h),
-            (w - r.uniform(0, k) * w, h - r.uniform(0, k) * h), (r.uniform(0, k) * w, h - r.uniform(0, k) * h)]
-    a = np.asarray(perspective(desk, quad), np.float32)
+    a = np.asarray(perspective(desk, jittered_quad(w, h, k, r)), np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     angle = r.uniform(0, 2 * math.pi)
     ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h

@@ -43,10 +43,8 @@ def build(out: Path, strengths: list[float], photos: int, seed: int) -> dict[str
         im.save(out / name, quality=QUALITY)
         groups[name] = {}
         for k in strengths:
-            quad = [(r.uniform(0, k) * w, r.uniform(0, k) * h), (w - r.uniform(0, k) * w, r.uniform(0, k) * h),
-                    (w - r.uniform(0, k) * w, h - r.uniform(0, k) * h), (r.uniform(0, k) * w, h - r.uniform(0, k) * h)]
             copy = f"photo_{n:03d}_angle{round(k * 100):02d}.jpg"
-            C.perspective(im, quad).save(out / copy, quality=QUALITY)
+            C.perspective(im, C.jittered_quad(w, h, k, r)).save(out / copy, quality=QUALITY)
             groups[name][k] = copy
     return groups
 

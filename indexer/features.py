@@ -45,6 +45,11 @@ class PhotoFeatures:
         return self.keypoints.views[0][0] * (self.grey.shape[1] / self.keypoints.size[0])
 
     @property
+    def lit_page(self) -> bool:
+        """A page only once its light is divided out (``pagecheck.is_page``): a photographed page."""
+        return self.page is not None and not pagecheck.is_paper(self.grey)
+
+    @property
     def texture(self) -> int:
         """Keypoints found: how much geometry there is to check."""
         return self.keypoints.count

@@ -238,13 +238,17 @@ def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
         return True
     if fits is None:
         return False
-    ka, kb = a.keypoints.size, b.keypoints.size
-    found = [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
-             pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]
     least = rule.page_min_agreement
-    if not (pagecheck.is_paper(a.grey) and pagecheck.is_paper(b.grey)):
+    if a.lit_page or b.lit_page:
         least = max(least, pagecheck.LIGHT_AGREEMENT)
-    return all(f is not None and f >= least for f in found)
+    return all(f is not None and f >= least for f in text_agreements(a, b, fits))
+
+
+def text_agreements(a: PhotoFeatures, b: PhotoFeatures, fits: tuple[verify.Fit, verify.Fit]) -> list[float | None]:
+    """``pagecheck.agreement`` of two pages' text under the fits a to b and b to a."""
+    ka, kb = a.keypoints.size, b.keypoints.size
+    return [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
+            pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]
 
 
 def softened(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:

@@ -341,6 +341,17 @@ def test_two_invoices_of_one_template_stay_apart_and_a_scan_groups(tmp_path: Pat
     assert {"invoice1.png", "invoice1_scan.jpg"} in groups, groups
 
 
+def photographed_invoices(lib: Path, seed: int, photo_seeds: tuple[int, int], settings_factory
+                          ) -> tuple[list[set[str]], dict[tuple[str, str], float], float, float]:
+    """Two invoices of one template (``seed``) and a phone photo of each under a lamp (``photo_seeds``), as
+    invoice1.png, invoice2.png, invoice1_photo.jpg and invoice2_photo.jpg, ingested (``ingest``)."""
+    r = random.Random(seed)
+    for k, s in enumerate(photo_seeds, start=1):
+        page = C.doc_invoice(k - 1, r)
+        save(lib, f"invoice{k}.png", page)
+        save(lib, f"invoice{k}_photo.jpg", C.lamp_photo(page, random.Random(s)), quality=90)
+    return ingest(lib, settings_factory)
+
 
 def test_an_invoice_photographed_under_a_lamp_groups_and_the_next_invoice_stays_apart(tmp_path: Path,
                                                                                        settings_factory) -> None:
@@ -351,13 +362,8 @@ def test_an_invoice_photographed_under_a_lamp_groups_and_the_next_invoice_stays_
     from indexer import featurestore, pagecheck
     from indexer.linkrule import geometry
 
-    lib, r = tmp_path / "lib", random.Random(3)
-    one, two = C.doc_invoice(0, r), C.doc_invoice(1, r)
-    save(lib, "invoice1.png", one)
-    save(lib, "invoice2.png", two)
-    save(lib, "invoice1_photo.jpg", C.lamp_photo(one, random.Random(3)), quality=90)
-    save(lib, "invoice2_photo.jpg", C.lamp_photo(two, random.Random(103)), quality=90)
-    groups, cos, thr, band = ingest(lib, settings_factory)
+    lib = tmp_path / "lib"
+    groups, cos, thr, band = photographed_invoices(lib, 3, (3, 103), settings_factory)
     with Index(settings_factory()) as index:
         original, photo = (featurestore.of_file(lib / n, 10**9) for n in ("invoice1.png", "invoice2_photo.jpg"))
         assert not pagecheck.is_paper(photo.grey)  # not one flat tone as it is
@@ -369,28 +375,21 @@ def test_an_invoice_photographed_under_a_lamp_groups_and_the_next_invoice_stays_
     assert photo.page is not None  # a page once its light is divided out
 
 
-
 def test_phone_photos_of_two_invoices_stay_apart_where_their_text_agrees_at_the_page_bar(tmp_path: Path,
                                                                                         settings_factory) -> None:
     """Two phone photos of different invoices of one template, both softened, find more of each other's text
     cells than two sharp pages do: here at least ``page_min_agreement`` both ways. A pair with a photographed
     page needs ``pagecheck.LIGHT_AGREEMENT``; each photo still groups with its invoice."""
-    from indexer import featurestore, pagecheck
-    from indexer.linkrule import geometry
+    from indexer import featurestore
+    from indexer.linkrule import geometry, text_agreements
 
-    lib, r = tmp_path / "lib", random.Random(1)
-    one, two = C.doc_invoice(0, r), C.doc_invoice(1, r)
-    save(lib, "invoice1.png", one)
-    save(lib, "invoice2.png", two)
-    save(lib, "invoice1_photo.jpg", C.lamp_photo(one, random.Random(1000)), quality=90)
-    save(lib, "invoice2_photo.jpg", C.lamp_photo(two, random.Random(1001)), quality=90)
-    groups, cos, thr, band = ingest(lib, settings_factory)
+    lib = tmp_path / "lib"
+    groups, cos, thr, band = photographed_invoices(lib, 1, (1000, 1001), settings_factory)
     with Index(settings_factory()) as index:
         a, b = (featurestore.of_file(lib / n, 10**9) for n in ("invoice1_photo.jpg", "invoice2_photo.jpg"))
         inliers, agree, fits = geometry(index.rule, a, b)
         assert inliers >= index.rule.min_inliers and agree >= index.rule.min_agreement and fits is not None
-        text = [pagecheck.agreement(a.page, b.page, fits[0].matrix, a.keypoints.size, b.keypoints.size),
-                pagecheck.agreement(b.page, a.page, fits[1].matrix, b.keypoints.size, a.keypoints.size)]
+        text = text_agreements(a, b, fits)
         assert min(text) >= index.rule.page_min_agreement, text  # the bar of two sharp pages would link them
     assert cos[("invoice1_photo.jpg", "invoice2_photo.jpg")] >= thr - band
     assert {"invoice1.png", "invoice1_photo.jpg"} in groups, groups

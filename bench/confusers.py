@@ -33,6 +33,8 @@ Families (each has confusers and copies of some of its pictures):
   degraded    heavily degraded photos (tiny, mosaic, blocky JPEG, heavy blur), each of another photo: must stay
               apart; moderately degraded copies beside their originals
   tinyflat    1-pixel and tiny PNGs, flat images up to 15000x15000 (issue 28); byte-identical copies
+  textcard    text on one account's or app's ground, other text on each: quote cards on a gradient, dark chat or
+              notes screenshots, code in a dark editor or terminal; copies of every other card
 
 The split. ``--split tune`` is for designing and tuning the link rule: its photos are the 200 train-split
 photos held out from the shipped model's training (indexer.training.split.split_photos on
@@ -50,6 +52,8 @@ scene, the other R manuals, and only the held-out recipes:
   document    invoice template                               slide and receipt templates
               copies: scanned; photographed under a lamp     copies: photographed (keystone, warm light)
   lowtex      linear gradient, solid, sky, night             radial/three-stop gradient, soft blobs, sunset, fog
+  textcard    centred quote on a linear gradient, dark       left-set quote on a radial gradient, dark notes
+              chat bubbles, dark editor with line numbers    list, terminal
   degraded    tiny, mosaic, gaussian blur                    blocky JPEG, box blur + dark, posterized thumbnail
   copies      re-save, shrink, crop, brightness, PNG         WebP, thumbnail, pad, tilt, colour cast, sharpen
 
@@ -972,6 +976,136 @@ def fam_photographed(lib: Library) -> None:
         lib.add(im, "document", src, edit="+".join(chain), fmt="jpg")
 
 
+WORDS = ["time", "people", "way", "year", "day", "thing", "world", "life", "hand", "part", "child", "eye",
+         "place", "work", "week", "case", "point", "number", "group", "problem", "fact", "love", "light",
+         "dream", "heart", "river", "mountain", "silence", "morning", "courage", "smile", "road", "friend",
+         "story", "change", "journey", "moment", "truth", "hope", "wind", "ocean", "star", "fire", "garden",
+         "city", "night", "summer", "winter", "always", "never", "every", "only", "still", "even", "again",
+         "together", "alone", "forward", "slowly", "bright"]
+
+
+def _sentence(r: random.Random, n: int) -> str:
+    return " ".join(r.choice(WORDS) for _ in range(n)).capitalize() + "."
+
+
+def _wrapped(d: ImageDraw.ImageDraw, text: str, f, width: int) -> list[str]:
+    lines, cur = [], ""
+    for w in text.split():
+        t = f"{cur} {w}".strip()
+        if cur and d.textlength(t, font=f) > width:
+            lines, cur = lines + [cur], w
+        else:
+            cur = t
+    return lines + [cur]
+
+
+def _gradient(w: int, h: int, c1, c2, radial: bool = False) -> Image.Image:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    t = np.hypot(xx / w - 0.5, yy / h - 0.5) / 0.71 if radial else yy / h
+    a = np.asarray(c1, np.float32) * (1 - t[..., None]) + np.asarray(c2, np.float32) * t[..., None]
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def card_quote(r: random.Random, split: str, style: dict) -> Image.Image:
+    """A quote card: a line of text on a gradient, one account's style (colours, font, handle)."""
+    w = h = 1080
+    im = _gradient(w, h, style["c1"], style["c2"], radial=split == "heldout")
+    d, f = ImageDraw.Draw(im), style["font"]
+    lines = _wrapped(d, _sentence(r, r.randint(8, 16)), f, 880)
+    y = h // 2 - len(lines) * f.size * 5 // 8
+    for ln in lines:
+        if split == "tune":
+            d.text((w // 2, y), ln, font=f, fill=(245, 245, 245), anchor="mm")
+        else:
+            d.text((100, y), ln, font=f, fill=(250, 250, 235), anchor="lm")
+        y += f.size * 5 // 4
+    d.text((w // 2, h - 100), style["handle"], font=style["small"], fill=(220, 220, 220), anchor="mm")
+    return im
+
+
+def card_chat(r: random.Random, split: str, style: dict) -> Image.Image:
+    """A dark-mode phone screenshot of one conversation (tune) or one notes list (held-out)."""
+    w, h = 1080, 2340
+    im = Image.new("RGB", (w, h), style["ground"])
+    d, f = ImageDraw.Draw(im), style["font"]
+    d.text((60, 40), f"{r.randint(8, 23)}:{r.randint(10, 59)}", font=f, fill=(230, 230, 230))
+    d.rectangle((0, 120, w, 300), fill=style["bar"])
+    d.text((200 if split == "tune" else 60, 180), style["handle"], font=style["small"], fill=(240, 240, 240))
+    if split == "tune":
+        d.ellipse((40, 150, 160, 270), fill=style["c1"])
+    y = 360
+    while y < h - 300:
+        lines = _wrapped(d, _sentence(r, r.randint(3, 14)), f, 700 if split == "tune" else 900)
+        bh = 60 * len(lines) + 40
+        if split == "tune":
+            mine = r.random() < 0.5
+            x0 = w - 840 if mine else 60
+            d.rounded_rectangle((x0, y, x0 + 760, y + bh), 30, fill=style["c1"] if mine else style["bar"])
+        else:
+            x0 = 60
+            d.line((60, y + bh + 12, w - 60, y + bh + 12), fill=style["bar"], width=2)
+        for i, ln in enumerate(lines):
+            d.text((x0 + 30, y + 20 + 60 * i), ln, font=f, fill=(235, 235, 235))
+        y += bh + 30
+    d.rectangle((0, h - 200, w, h), fill=style["bar"])
+    return im
+
+
+def card_code(r: random.Random, split: str, style: dict) -> Image.Image:
+    """A dark editor (tune) or terminal (held-out) screenshot of some code."""
+    w, h = 1600, 1000
+    im = Image.new("RGB", (w, h), style["ground"])
+    d, f = ImageDraw.Draw(im), style["font"]
+    d.rectangle((0, 0, w, 50), fill=style["bar"])
+    left = 280 if split == "tune" else 30
+    if split == "tune":
+        d.rectangle((0, 50, 260, h), fill=style["bar"])
+        for i in range(12):
+            d.text((20, 70 + 34 * i), r.choice(WORDS) + ".py", font=f, fill=(200, 200, 200))
+    colours = [style["c1"], style["c2"], (212, 212, 212), (220, 220, 170)]
+    for n, y in enumerate(range(70, h - 40, 34)):
+        x = left + (60 if split == "tune" else 0)
+        if split == "tune":
+            d.text((left, y), f"{n + 1:3d}", font=f, fill=(110, 110, 110))
+        x += r.choice([0, 0, 1, 2]) * 56
+        for _ in range(r.randint(1, 6)):
+            t = r.choice(WORDS) + r.choice(["(", " = ", ".", ", ", ")", ":"])
+            d.text((x, y), t, font=f, fill=r.choice(colours))
+            x += d.textlength(t, font=f)
+    return im
+
+
+CARDS = {"tune": ("quote", "chat", "code"), "heldout": ("quote", "chat", "code")}
+CARD_MAKERS = {"quote": card_quote, "chat": card_chat, "code": card_code}
+
+
+def card_style(r: random.Random, split: str, kind: str) -> dict:
+    dark = tuple(r.randint(10, 40) for _ in range(3))
+    return {"c1": tuple(r.randint(0, 90) for _ in range(3)), "c2": tuple(r.randint(60, 200) for _ in range(3)),
+            "ground": dark, "bar": tuple(min(255, v + 20) for v in dark),
+            "font": (fixed_font("dejavu/DejaVuSansMono.ttf", 24) if kind == "code" and split == "tune" else
+                     fixed_font("liberation/LiberationMono-Regular.ttf", 26) if kind == "code" else
+                     font(r, split, 64 if kind == "quote" else 42, bold=kind == "quote")),
+            "small": font(r, split, 40), "handle": r.choice(["@dailywords", "Alex", "Notes", "@quietmind", "Sam"])}
+
+
+def fam_textcard(lib: Library, per_style: int = 10, styles: int = 2) -> None:
+    """Added last, from a random stream of its own (the rest of the library stays as it was): pictures that are
+    text on one account's or app's ground, each with other text (quote cards on a gradient, dark chat or notes
+    screenshots, code in a dark editor or terminal): different pictures whose colours and layout agree; every
+    other one gets a copy. Not pages (no light paper): the text check is not asked of them."""
+    r = random.Random(f"textcard:{lib.split}:{lib.r.random()}")
+    for kind in CARDS[lib.split]:
+        for s in range(styles):
+            style = card_style(r, lib.split, kind)
+            for k in range(per_style):
+                src = f"textcard:{kind}{s}:{k}"
+                im = CARD_MAKERS[kind](r, lib.split, style)
+                lib.add(im, "textcard", src, recipe=f"{kind}{s}")
+                if k % 2 == 0:
+                    copy_of(lib, im, "textcard", src)
+
+
 def fam_lowtex(lib: Library, photos: list[Path], n: int) -> None:
     r, recipes = lib.r, LOWTEX[lib.split]
     names = sorted(recipes)
@@ -1130,6 +1264,7 @@ def build(out: Path, split: str, seed: int, realimages: Path = REALIMAGES) -> di
     fam_tinyflat(lib)
     if split == "tune":
         fam_photographed(lib)
+    fam_textcard(lib)
     truth = lib.truth()
     truth["seed"] = seed
     truth["photos_unused"] = len(rest)

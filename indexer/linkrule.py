@@ -25,7 +25,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   and colour cast between them are undone (``max_gain_distance``: a brightened, darkened or white-balanced copy of
   a gradient changes every pixel; its colours keep their ratios up to a small cast). Likewise the whole thumbnails
   of two textured pictures (not pages) on which geometry found no fit even for the weaker test: a repeating
-  pattern's keypoints match nothing.
+  pattern's keypoints match nothing. With ``PATTERN_KEYPOINTS`` each, they must also agree laid frame over frame
+  (``weak_agreement``): other text on one account's gradient has the thumbnail of the next card, not its text.
 - ``soft``: at any candidate cosine, a textured photo and a low-texture one whose grey copies match in every cell
   once the textured one is blurred as much (``max_blur_residual`` times the cell's own spread): a blurred or shrunk
   copy loses its keypoints and much of its cosine, but not its layout, which no other picture shares pixel for
@@ -52,6 +53,7 @@ from indexer import align, pagecheck, verify
 from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
+PATTERN_KEYPOINTS = 100  # keypoints each above which two pictures with no fit must agree laid frame over frame
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
 GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean of the three channels')
 GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
@@ -171,7 +173,7 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if a.page is not None and b.page is not None:
         return None  # the embedding sees every page of a template alike: two pages link on their text only
     if a.page is None and b.page is None and (check is None or check[0] < rule.weak_inliers) and \
-            thumbs_match(rule, a.thumb, b.thumb):
+            thumbs_match(rule, a.thumb, b.thumb) and laid_alike(rule, a, b):
         return Evidence("pixels", cosine)  # no fit to judge by (a repeating pattern matches nothing), same pixels
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
@@ -337,11 +339,46 @@ def _cell_means(x: np.ndarray) -> np.ndarray:
     return cv2.resize(x.astype(np.float32), (BLUR_GRID, BLUR_GRID), interpolation=cv2.INTER_AREA)
 
 
+def laid_alike(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """For two textured pictures whose thumbnails match but whose keypoints fit no transform: with
+    ``PATTERN_KEYPOINTS`` each, geometry's silence says something (a repeating pattern, whose copy lays over it
+    frame over frame, or another picture in the same colours: other text on one gradient), so their content must
+    agree laid over each other (``laid_over``, at least ``weak_agreement``); with fewer, the thumbnails decide."""
+    if min(a.texture, b.texture) < PATTERN_KEYPOINTS:
+        return True
+    held = laid_over(a, b)
+    return held is None or held >= rule.weak_agreement
+
+
+def laid_over(a: PhotoFeatures, b: PhotoFeatures) -> float | None:
+    """Content agreement both ways (``verify.agreement``, the lower) of two pictures laid frame over frame, under
+    the turn or flip that best matches their thumbnails: without a fit, what still tells a copy of a repeating
+    pattern from another picture with the same colours (the same gradient under other text)."""
+    corners = _turn(np.array([[[0.0, 0.0], [1.0, 0.0]], [[0.0, 1.0], [1.0, 1.0]]]), _nearest_thumb_turn(a.thumb, b.thumb))
+    # corners: b's (as shares of its frame) at a's corners
+    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    src = np.array([[0, 0], [wa, 0], [0, ha]], np.float64)
+    dst = np.array([corners[r, c] * (wb, hb) for r, c in ((0, 0), (0, 1), (1, 0))])
+    agree = [verify.agreement(a.grey, b.grey, verify.Fit(0, _affine(src, dst))),
+             verify.agreement(b.grey, a.grey, verify.Fit(0, _affine(dst, src)))]
+    return None if None in agree else min(agree)  # type: ignore[type-var]
+
+
+def _affine(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2 x 3 affine matrix that takes three points ``src`` to ``dst``."""
+    return np.linalg.solve(np.c_[src, np.ones(3)], dst).T
+
+
+def _turn(x: np.ndarray, k: int) -> np.ndarray:
+    """The ``k``-th of ``_turns``."""
+    t = np.rot90(x, k % 4)
+    return t[:, ::-1] if k >= 4 else t
+
+
 def _turns(x: np.ndarray):
     """The eight turns and flips of an image array."""
     for k in range(8):
-        t = np.rot90(x, k % 4)
-        yield t[:, ::-1] if k >= 4 else t
+        yield _turn(x, k)
 
 
 def thumbs_match(rule: LinkRule, a: np.ndarray, b: np.ndarray) -> bool:
@@ -352,8 +389,16 @@ def thumbs_match(rule: LinkRule, a: np.ndarray, b: np.ndarray) -> bool:
 
 def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two colour thumbnails (0-255), under the best of the eight turns and flips."""
-    fa = a.astype(np.float32)
-    return min(float(np.abs(fa - t.astype(np.float32)).mean()) for t in _turns(b))
+    return _thumb_distance(a, _turn(b, _nearest_thumb_turn(a, b)))
+
+
+def _nearest_thumb_turn(a: np.ndarray, b: np.ndarray) -> int:
+    """Which of ``_turns`` of thumbnail ``b`` is nearest ``a``."""
+    return min(range(8), key=lambda k: _thumb_distance(a, _turn(b, k)))
+
+
+def _thumb_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.float32) - b.astype(np.float32)).mean())
 
 
 def gain_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -493,3 +493,27 @@ def test_a_blurred_copy_also_cropped_or_turned_groups_and_a_blurred_other_shot_s
     kinds = pair_kinds(settings_factory)
     assert kinds[frozenset(pairs["magpie"])] == kinds[frozenset(pairs["harvestman"])] == "soft", kinds
     assert not together(groups, {"shot_a.jpg"}, {"shot_b_soft.jpg"}), groups
+
+
+def test_quote_cards_on_one_gradient_stay_apart_and_a_card_groups_with_its_copy(tmp_path: Path,
+                                                                                 settings_factory) -> None:
+    """Quote cards of one account: other text on the same gradient (bench/confusers.py's text cards). Their
+    thumbnails match and their keypoints (hundreds, on the text) fit no transform, so only the pixels rule could
+    link them, and laid frame over frame their text disagrees. A shrunk, re-saved copy of a card groups with it."""
+    r, st = random.Random(9), Settings()
+    style = C.card_style(r, "tune", "quote")
+    lib = tmp_path / "lib"
+    for k in range(3):
+        save(lib, f"card{k}.png", C.card_quote(r, "tune", style))
+    save(lib, "card0_copy.jpg", shrunk(Image.open(lib / "card0.png"), 0.6), quality=80)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("card0.png", "card1.png", "card2.png")}
+    rule = linkrule.rule_of(st, 0.6)
+    assert min(x.texture for x in f.values()) >= linkrule.PATTERN_KEYPOINTS and f["card0.png"].page is None
+    for a, b in (("card0.png", "card1.png"), ("card0.png", "card2.png")):
+        assert linkrule.thumbs_match(rule, f[a].thumb, f[b].thumb), (a, b)  # the pixels rule is asked
+        check = linkrule.geometry(rule, f[a], f[b])
+        assert check is None or check[0] < st.verify_weak_inliers, (a, b, check)
+    groups, cos, thr, _ = ingest(lib, settings_factory)
+    assert max(cos[("card0.png", "card1.png")], cos[("card0.png", "card2.png")]) >= thr, cos
+    assert {"card0.png", "card0_copy.jpg"} in groups, groups
+    assert not together(groups, {"card0.png"}, {"card1.png", "card2.png"}), (groups, cos)

@@ -79,6 +79,9 @@ def mix(out: Path, libs: list[tuple[str, Path]]) -> dict:
     merged: dict[int, list[str]] = {}
     for i, g in enumerate(groups):
         merged.setdefault(find(i), []).extend(g)
+    for g in merged.values():  # a merged group's later originals are byte-identical copies of its first file
+        for p in g[1:]:
+            edits.setdefault(p, "identical")
     truth = {"root": str(root.resolve()), "groups": [g for g in merged.values() if len(g) > 1],
              "singles": [g[0] for g in merged.values() if len(g) == 1], "edits": edits, "classes": classes,
              "mixed_from": {name: str(lib) for name, lib in libs}}

@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Probes of known failures: different pictures that the link rule still joins (bench/README.md, "Known holes").
+
+    python bench/probes.py OUT --recipe backdrop|sticker [--seed 3]
+
+backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
+          train-split photos of ../shared as soft oval cut-outs at the centre (18-32 % of the width); every other
+          picture gets a copy (shrunk to 0.5-0.8, re-saved). Their 32 px thumbnails differ only where the subject
+          is, and most subjects give fewer than the 100 keypoints at which the pixels rule asks the content to agree
+          laid over: a studio day's portraits on one backdrop are the real case.
+sticker   a sticker set of one style: 20 smiley faces (one yellow disc, other eyes and mouths) on a transparent
+          ground; every other one gets a small copy (96-256 px WebP, as chat apps keep them). Small copies give
+          few keypoints, so two of them are low-texture pictures compared by their content thumbnails, where the
+          faces differ in a few pixels.
+
+OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
+../shared/eval/score.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
+SIZE = (1200, 900)
+
+
+def backdrop(r: random.Random) -> np.ndarray:
+    w, h = SIZE
+    base = np.array([r.randint(90, 220) for _ in range(3)], np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    vignette = 1 - 0.7 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2)
+    return np.clip(base * vignette[..., None], 0, 255).astype(np.uint8)
+
+
+def shot(ground: np.ndarray, subject: Path, share: float) -> Image.Image:
+    w, h = SIZE
+    sub = Image.open(subject).convert("RGB")
+    sw = int(w * share)
+    sub = sub.resize((sw, int(sw * sub.height / sub.width)), Image.Resampling.BILINEAR)
+    mask = Image.new("L", sub.size, 0)
+    ImageDraw.Draw(mask).ellipse((0, 0, sub.width, sub.height), fill=255)
+    im = Image.fromarray(ground)
+    im.paste(sub, ((w - sub.width) // 2, (h - sub.height) // 2), mask.filter(ImageFilter.GaussianBlur(6)))
+    return im
+
+
+def sticker(k: int, r: random.Random) -> Image.Image:
+    """The ``k``-th face of the set: eyes in one of 4 styles, a mouth in one of 5, blushing cheeks at random."""
+    s, ink = 512, (60, 40, 20)
+    im = Image.new("RGBA", (s, s), (0, 0, 0, 0))
+    d = ImageDraw.Draw(im)
+    d.ellipse((40, 40, 472, 472), fill=(255, 204, 51, 255), outline=(230, 160, 20, 255), width=8)
+    ey = r.randint(170, 210)
+    for ex in (180, 332):
+        if k % 4 == 0:
+            d.ellipse((ex - 25, ey - 35, ex + 25, ey + 35), fill=ink)
+        elif k % 4 == 1:
+            d.arc((ex - 40, ey - 20, ex + 40, ey + 40), 200, 340, fill=ink, width=14)
+        elif k % 4 == 2:
+            d.line((ex - 35, ey, ex + 35, ey), fill=ink, width=14)
+        else:
+            d.ellipse((ex - 40, ey - 40, ex + 40, ey + 40), fill=(255, 255, 255), outline=ink, width=6)
+            d.ellipse((ex - 15, ey - 15, ex + 15, ey + 15), fill=ink)
+    my, mouth, lip = r.randint(320, 350), (k // 4) % 5, (100, 50, 20)
+    if mouth == 0:
+        d.arc((150, my - 80, 362, my + 40), 20, 160, fill=lip, width=16)
+    elif mouth == 1:
+        d.arc((170, my, 342, my + 100), 200, 340, fill=lip, width=16)
+    elif mouth == 2:
+        d.line((190, my, 322, my), fill=lip, width=16)
+    elif mouth == 3:
+        d.ellipse((216, my - 40, 296, my + 40), fill=(120, 40, 30))
+    else:
+        d.chord((150, my - 90, 362, my + 60), 0, 180, fill=(120, 40, 30))
+    if r.random() < 0.3:
+        d.ellipse((100, 260, 150, 300), fill=(255, 120, 120, 200))
+        d.ellipse((362, 260, 412, 300), fill=(255, 120, 120, 200))
+    return im
+
+
+def build_stickers(out: Path, seed: int, count: int = 20) -> dict:
+    r = random.Random(seed)
+    (out / "library").mkdir(parents=True, exist_ok=True)
+    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
+    for k in range(count):
+        im, name = sticker(k, r), f"library/{k:03d}_sticker.png"
+        im.save(out / name)
+        if k % 2:
+            truth["singles"].append(name)
+            continue
+        side, copy = r.randint(96, 256), f"library/{k:03d}_sticker_small.webp"
+        im.resize((side, side), Image.Resampling.LANCZOS).save(out / copy, quality=80)
+        truth["groups"].append([name, copy])
+        truth["edits"][copy] = "resize+webp"
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def build_backdrops(out: Path, seed: int, backdrops: int = 3, per: int = 10) -> dict:
+    r = random.Random(seed)
+    photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]  # the train split
+    r.shuffle(photos)
+    lib = out / "library"
+    lib.mkdir(parents=True, exist_ok=True)
+    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
+    n = 0
+    for b in range(backdrops):
+        ground, share = backdrop(r), 0.18 + 0.14 * b / max(1, backdrops - 1)
+        for k in range(per):
+            im = shot(ground, photos.pop(), share)
+            n += 1
+            name = f"library/{n:04d}_backdrop{b}.jpg"
+            im.save(out / name, quality=90)
+            if k % 2:
+                truth["singles"].append(name)
+                continue
+            f = r.uniform(0.5, 0.8)
+            n += 1
+            copy = f"library/{n:04d}_backdrop{b}_copy.jpg"
+            im.resize((int(SIZE[0] * f), int(SIZE[1] * f)), Image.Resampling.BICUBIC).save(
+                out / copy, quality=r.randint(60, 85))
+            truth["groups"].append([name, copy])
+            truth["edits"][copy] = "resize+jpeg"
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--recipe", choices=("backdrop", "sticker"), required=True)
+    ap.add_argument("--seed", type=int, default=3)
+    a = ap.parse_args(argv)
+    truth = (build_backdrops if a.recipe == "backdrop" else build_stickers)(a.out, a.seed)
+    print(f"{len(truth['singles']) + 2 * len(truth['groups'])} files, {len(truth['groups'])} copy pairs in {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1075,8 +1075,7 @@ def card_code(r: random.Random, split: str, style: dict) -> Image.Image:
     return im
 
 
-CARDS = {"tune": ("quote", "chat", "code"), "heldout": ("quote", "chat", "code")}
-CARD_MAKERS = {"quote": card_quote, "chat": card_chat, "code": card_code}
+CARD_MAKERS = {"quote": card_quote, "chat": card_chat, "code": card_code}  # each draws its split's recipe
 
 
 def card_style(r: random.Random, split: str, kind: str) -> dict:
@@ -1095,12 +1094,12 @@ def fam_textcard(lib: Library, per_style: int = 10, styles: int = 2) -> None:
     screenshots, code in a dark editor or terminal): different pictures whose colours and layout agree; every
     other one gets a copy. Not pages (no light paper): the text check is not asked of them."""
     r = random.Random(f"textcard:{lib.split}:{lib.r.random()}")
-    for kind in CARDS[lib.split]:
+    for kind, make in CARD_MAKERS.items():
         for s in range(styles):
             style = card_style(r, lib.split, kind)
             for k in range(per_style):
                 src = f"textcard:{kind}{s}:{k}"
-                im = CARD_MAKERS[kind](r, lib.split, style)
+                im = make(r, lib.split, style)
                 lib.add(im, "textcard", src, recipe=f"{kind}{s}")
                 if k % 2 == 0:
                     copy_of(lib, im, "textcard", src)

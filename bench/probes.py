@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Probes of known failures: different pictures that the link rule still joins (bench/README.md, "Known holes").
 
-    python bench/probes.py OUT --recipe backdrop|sticker [--seed 3]
+    python bench/probes.py OUT --recipe backdrop|sticker|fireworks [--seed 3]
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
           train-split photos of ../shared as soft oval cut-outs at the centre (18-32 % of the width); every other
@@ -12,6 +12,9 @@ sticker   a sticker set of one style: 20 smiley faces (one yellow disc, other ey
           ground; every other one gets a small copy (96-256 px WebP, as chat apps keep them). Small copies give
           few keypoints, so two of them are low-texture pictures compared by their content thumbnails, where the
           faces differ in a few pixels.
+fireworks 24 different fireworks on a night sky (1-3 bursts of coloured streaks on near-black, blurred, sensor
+          noise), every other one with a shrunk, re-saved copy: mostly black, few keypoints, so low-texture pictures
+          whose thumbnails differ only where the bursts are.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 from pathlib import Path
@@ -103,6 +107,42 @@ def build_stickers(out: Path, seed: int, count: int = 20) -> dict:
     return truth
 
 
+def firework(r: random.Random) -> Image.Image:
+    """1-3 bursts of coloured streaks on a near-black sky, softened, with sensor noise."""
+    w, h = 1600, 1200
+    im = Image.new("RGB", (w, h), (4, 4, 10))
+    d = ImageDraw.Draw(im)
+    for _ in range(r.randint(1, 3)):
+        cx, cy, rad = r.randint(300, 1300), r.randint(200, 700), r.randint(120, 320)
+        colour = tuple(r.randint(120, 255) for _ in range(3))
+        for _ in range(r.randint(40, 90)):
+            a, length = r.uniform(0, 2 * math.pi), rad * r.uniform(0.6, 1.0)
+            d.line((cx, cy, cx + length * math.cos(a), cy + length * math.sin(a) + r.uniform(0, 30)), fill=colour,
+                   width=r.randint(2, 4))
+    a = np.asarray(im.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
+    a += np.random.default_rng(r.getrandbits(32)).normal(0, 3, a.shape)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+def build_fireworks(out: Path, seed: int, count: int = 24) -> dict:
+    r = random.Random(seed)
+    (out / "library").mkdir(parents=True, exist_ok=True)
+    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
+    for k in range(count):
+        im, name = firework(r), f"library/{k:03d}_fireworks.jpg"
+        im.save(out / name, quality=88)
+        if k % 2:
+            truth["singles"].append(name)
+            continue
+        f, copy = r.uniform(0.4, 0.8), f"library/{k:03d}_fireworks_copy.jpg"
+        im.resize((int(im.width * f), int(im.height * f)), Image.Resampling.BICUBIC).save(
+            out / copy, quality=r.randint(60, 85))
+        truth["groups"].append([name, copy])
+        truth["edits"][copy] = "resize+jpeg"
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
 def build_backdrops(out: Path, seed: int, backdrops: int = 3, per: int = 10) -> dict:
     r = random.Random(seed)
     photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]  # the train split
@@ -132,13 +172,16 @@ def build_backdrops(out: Path, seed: int, backdrops: int = 3, per: int = 10) -> 
     return truth
 
 
+RECIPES = {"backdrop": build_backdrops, "sticker": build_stickers, "fireworks": build_fireworks}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--recipe", choices=("backdrop", "sticker"), required=True)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args(argv)
-    truth = (build_backdrops if a.recipe == "backdrop" else build_stickers)(a.out, a.seed)
+    truth = RECIPES[a.recipe](a.out, a.seed)
     print(f"{len(truth['singles']) + 2 * len(truth['groups'])} files, {len(truth['groups'])} copy pairs in {a.out}")
     return 0
 

@@ -2,7 +2,9 @@
 
 ``plan`` lists what a bulk decision would do over a filter (the groups, their keepers, the files and bytes that
 would move); the caller shows it, and on confirmation decides each group with the same batch id
-(``resolution.resolve(batch=...)``), so ``batch_groups`` can find them again for the undo.
+(``resolution.resolve(batch=...)``), so ``batch_groups`` can find them again for the undo. A group that holds
+together only through look-alike links (``DupGroup.look_only``: small colour copies or the cosine, the weakest
+evidence) is never in a bulk decision: the plan counts it as held back, for review one group at a time.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ class Plan:
     files: int = 0  # copies that would move to the quarantine
     bytes: int = 0  # their size
     count: int = 0  # groups
+    held_back: int = 0  # groups of the filter left for review one by one (look-alike links only)
 
     def encode(self) -> str:
         """The plan as the confirmation form carries it: ``gid:keeper,...``."""
@@ -31,8 +34,8 @@ class Plan:
 
 def plan(session: Session, *, min_size: int = 2, folder: str | None = None) -> Plan:
     """The unresolved groups matching the filter, each with its suggested keeper, largest saving first."""
-    out = Plan()
-    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.keeper_id.is_not(None)]
+    out = Plan(held_back=_held_back(session, min_size, folder))
+    where = _offered(min_size, folder)
     for gid, keeper, size, reclaim in session.execute(
             select(DupGroup.id, DupGroup.keeper_id, DupGroup.size, DupGroup.reclaimable_bytes).where(*where)
             .order_by(DupGroup.reclaimable_bytes.desc(), DupGroup.id.desc())):
@@ -58,9 +61,19 @@ def batch_groups(quarantine_dir: Path, batch: str) -> list[int]:
 
 
 def summary(session: Session, *, min_size: int = 2, folder: str | None = None) -> Plan:
-    """``plan``'s totals without its list (one aggregate query, for the offer on every list page)."""
-    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.keeper_id.is_not(None)]
+    """``plan``'s totals without its list (aggregate queries, for the offer on every list page)."""
     n, files, size = session.execute(select(
         func.count(), func.coalesce(func.sum(DupGroup.size - 1), 0), func.coalesce(func.sum(DupGroup.reclaimable_bytes), 0)
-    ).where(*where)).one()
-    return Plan(files=int(files), bytes=int(size), count=int(n))
+    ).where(*_offered(min_size, folder))).one()
+    return Plan(files=int(files), bytes=int(size), count=int(n), held_back=_held_back(session, min_size, folder))
+
+
+def _offered(min_size: int, folder: str | None) -> list:
+    """The groups a bulk decision takes: unresolved, with a keeper, held together by more than the look."""
+    return filters(unresolved=True, min_size=min_size, folder=folder) + [
+        DupGroup.keeper_id.is_not(None), DupGroup.look_only.is_(False)]
+
+
+def _held_back(session: Session, min_size: int, folder: str | None) -> int:
+    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.look_only.is_not(False)]
+    return int(session.scalar(select(func.count()).select_from(DupGroup).where(*where)) or 0)

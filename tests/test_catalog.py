@@ -95,3 +95,31 @@ def test_upgrade_to_0006_keeps_paths_with_a_replacement_character(tmp_path) -> N
         assert s.scalar(select(Image.path)) == odd
         assert s.scalar(select(Image.id).where(Image.path == odd)) == 1
     cat.dispose()
+
+
+def test_upgrade_to_0011_marks_groups_held_only_by_look_alike_links(tmp_path) -> None:
+    """Groups stored before 0011 get ``look_only`` from their stored pairs: a group whose photo 3 joins only
+    through a `pixels` link is look-only (bulk review holds it back); one held by verified links is not."""
+    from sqlalchemy import create_engine, select, text
+
+    from indexer.catalog.models import DupGroup
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0010")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for gid in (1, 2):
+            conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
+                              "updated_at) VALUES (:g, 3, 0.1, 30, 20, '2026-01-01')"), {"g": gid})
+        for i in range(1, 7):
+            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
+                              "decode_crashes, group_id) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0, :g)"),
+                         {"i": i, "p": f"/lib/{i}.jpg", "g": 1 if i <= 3 else 2})
+        for a, b, kind in ((1, 2, "verified"), (2, 3, "pixels"), (4, 5, "verified"), (5, 6, "framed"), (4, 6, "visual")):
+            conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind) VALUES (:a, :b, 0.9, :k)"),
+                         {"a": a, "b": b, "k": kind})
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: True, 2: False}
+    cat.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import insert, select
 
+from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
 from indexer.grouping import components, regroup
 from indexer.keeper import Attributes, Candidate, choose
@@ -94,3 +95,26 @@ def test_keeper_rule_with_a_member_never_measured() -> None:
     big = Candidate(id=1, width=1000, height=800, mtime=5.0, attributes=measured)
     old = Candidate(id=2, width=500, height=400, mtime=1.0)
     assert choose([big, old]).image_id == 1
+
+
+def _link_kinds(cat: Catalog, pairs) -> set[int]:
+    with cat.session() as s:
+        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": 0.9, "kind": k} for a, b, k in pairs])
+        return regroup(s, {x for p in pairs for x in p[:2]}, _vectors)
+
+
+def test_a_group_held_only_by_look_alike_links_is_left_out_of_bulk_review(tmp_path) -> None:
+    """Photo 3 joins 1-2 through a `pixels` link alone (thumbnails: the weakest evidence), so its group is
+    look-only and bulk review holds it back; once a verified link joins 3 too, the group is offered."""
+    cat = _catalog(tmp_path, 6)
+    _link_kinds(cat, [(1, 2, "verified"), (2, 3, "pixels"), (4, 5, "exact"), (5, 6, "visual"), (4, 6, "soft")])
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+        assert flags == {(1, 2, 3): True, (4, 5, 6): False}  # 6 is also held by a checked (soft) link
+        plan, offer = bulk.plan(s), bulk.summary(s)
+        assert [g for g, _ in plan.groups] == [next(g for g, m in _groups(cat).items() if 4 in m)]
+        assert (plan.count, plan.held_back, offer.count, offer.held_back, offer.files) == (1, 1, 1, 1, 2)
+    _link_kinds(cat, [(1, 3, "verified")])
+    with cat.session() as s:
+        assert not any(g.look_only for g in s.scalars(select(DupGroup)))
+        assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 0)

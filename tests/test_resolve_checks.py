@@ -81,3 +81,35 @@ def test_a_copy_overwritten_by_another_photo_is_left_alone_and_reported(group) -
     assert sorted(p.name for p in root.iterdir()) == sorted([Path(changed["path"]).name,
                                                               Path(next(m["path"] for m in g["members"]
                                                                         if m["id"] == keeper)).name])
+
+
+def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path: Path) -> None:
+    """A repeating pattern and its shrunk copy group on their thumbnails alone (`pixels`); a photo and its mild
+    copies on keypoints. The bulk page offers only the second and says one group is held back; a bulk decision
+    posted with both moves nothing of the first."""
+    from tests.test_confusers import save, shrunk, tiled
+
+    root = tmp_path / "lib"
+    save(root, "pattern.jpg", tiled(0), quality=90)
+    save(root, "pattern_small.jpg", shrunk(tiled(0), 0.6), quality=85)
+    (src,) = photo_files(1, offset=620)
+    shutil.copy(src, root / "orig.jpg")
+    mild_copies(src, root, "c")
+    app = create_app(Settings(data_dir=tmp_path / "data", decode_workers=1, roots=str(root)))
+    with TestClient(app) as c:
+        job_id = c.post("/ingest", json={"paths": [str(root)]}).json()["job_id"]
+        deadline = time.time() + 180
+        while c.get(f"/jobs/{job_id}").json()["status"] in ("queued", "running") and time.time() < deadline:
+            time.sleep(0.2)
+        groups = {len(g["members"]): g for g in c.get("/groups").json()["groups"]}
+        pattern, photo = groups[2], groups[5]
+        assert {os.path.basename(m["path"]) for m in pattern["members"]} == {"pattern.jpg", "pattern_small.jpg"}
+        page = c.get("/ui/bulk").text
+        assert "1 unresolved group(s) of this filter are not in this batch" in page
+        assert f"/ui/groups/{photo['id']}" in page and f"/ui/groups/{pattern['id']}" not in page
+        before = _files(root)
+        plan = f"{pattern['id']}:{pattern['keeper']},{photo['id']}:{photo['keeper']}"
+        done = c.post("/ui/bulk", data={"plan": plan}).text
+        assert f"group {pattern['id']}: held together only on the look" in done
+        after = _files(root)
+        assert {"pattern.jpg", "pattern_small.jpg"} <= after.keys() and len(before) - len(after) == 4, after.keys()

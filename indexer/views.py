@@ -78,6 +78,7 @@ class GroupView(BaseModel):
     resolution: str | None
     resolved_at: str | None = None
     updated_at: str | None = None
+    look_only: bool | None = None  # held together only by look-alike links: bulk review leaves it out
     best: dict[str, int] = {}  # attribute -> the member holding its best value (MemberView's fields, "pixels", "age")
 
     @classmethod
@@ -86,7 +87,7 @@ class GroupView(BaseModel):
                 "max_distance": round(g.max_distance or 0.0, 6), "total_bytes": g.total_bytes,
                 "reclaimable_bytes": g.reclaimable_bytes, "resolution": g.resolution,
                 "resolved_at": g.resolved_at.isoformat() if g.resolved_at else None,
-                "updated_at": g.updated_at.isoformat() if g.updated_at else None}
+                "updated_at": g.updated_at.isoformat() if g.updated_at else None, "look_only": g.look_only}
 
 
 class GroupListing(GroupView):

@@ -103,6 +103,7 @@ def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path:
             time.sleep(0.2)
         groups = {len(g["members"]): g for g in c.get("/groups").json()["groups"]}
         pattern, photo = groups[2], groups[5]
+        assert (pattern["look_only"], photo["look_only"]) == (True, False)
         assert {os.path.basename(m["path"]) for m in pattern["members"]} == {"pattern.jpg", "pattern_small.jpg"}
         page = c.get("/ui/bulk").text
         assert "1 unresolved group(s) of this filter are not in this batch" in page

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -24,15 +26,22 @@ def group(tmp_path: Path):
     shutil.copy(src, root / "orig.jpg")
     mild_copies(src, root, "c")
     shutil.copy(other, tmp_path / "unrelated.jpg")
+    with served(tmp_path, root) as c:
+        (g,) = c.get("/groups").json()["groups"]
+        assert g["size"] == 5, g
+        yield c, g, tmp_path
+
+
+@contextmanager
+def served(tmp_path: Path, root: Path) -> Iterator[TestClient]:
+    """The app on a fresh data dir with ``root`` ingested through POST /ingest."""
     app = create_app(Settings(data_dir=tmp_path / "data", decode_workers=1, roots=str(root)))
     with TestClient(app) as c:
         job_id = c.post("/ingest", json={"paths": [str(root)]}).json()["job_id"]
         deadline = time.time() + 180
         while c.get(f"/jobs/{job_id}").json()["status"] in ("queued", "running") and time.time() < deadline:
             time.sleep(0.2)
-        (g,) = c.get("/groups").json()["groups"]
-        assert g["size"] == 5, g
-        yield c, g, tmp_path
+        yield c
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -95,12 +104,7 @@ def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path:
     (src,) = photo_files(1, offset=620)
     shutil.copy(src, root / "orig.jpg")
     mild_copies(src, root, "c")
-    app = create_app(Settings(data_dir=tmp_path / "data", decode_workers=1, roots=str(root)))
-    with TestClient(app) as c:
-        job_id = c.post("/ingest", json={"paths": [str(root)]}).json()["job_id"]
-        deadline = time.time() + 180
-        while c.get(f"/jobs/{job_id}").json()["status"] in ("queued", "running") and time.time() < deadline:
-            time.sleep(0.2)
+    with served(tmp_path, root) as c:
         groups = {len(g["members"]): g for g in c.get("/groups").json()["groups"]}
         pattern, photo = groups[2], groups[5]
         assert (pattern["look_only"], photo["look_only"]) == (True, False)

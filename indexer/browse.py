@@ -76,11 +76,15 @@ def decode_cursor(cursor: str, sort: str) -> tuple[int | float | datetime, int]:
     return value, gid
 
 
-def filters(*, unresolved: bool = False, min_size: int = 2, folder: str | None = None) -> list:
-    """The WHERE clauses of a listing: unresolved only, at least ``min_size`` members, a member under ``folder``."""
+def filters(*, unresolved: bool = False, min_size: int = 2, folder: str | None = None, look_only: bool = False
+            ) -> list:
+    """The WHERE clauses of a listing: unresolved only, at least ``min_size`` members, a member under ``folder``,
+    only the groups bulk review holds back (``look_only``: held together only by look-alike links)."""
     where = [DupGroup.size >= min_size]
     if unresolved:
         where.append(DupGroup.resolution.is_(None))
+    if look_only:
+        where.append(DupGroup.look_only.is_not(False))
     if folder:
         prefix = folder.rstrip("/") + "/"
         where.append(DupGroup.id.in_(select(Image.group_id).where(under_prefix(Image.path, prefix))))
@@ -89,13 +93,13 @@ def filters(*, unresolved: bool = False, min_size: int = 2, folder: str | None =
 
 def list_groups(session: Session, *, sort: str = "size", unresolved: bool = False, min_size: int = 2,
                 cursor: str | None = None, limit: int = 50, previews: int = 4, count: bool = True,
-                folder: str | None = None) -> Page:
+                folder: str | None = None, look_only: bool = False) -> Page:
     """One page of groups, with up to ``previews`` member ids each (keeper first)."""
     if sort not in SORTS:
         raise ValueError(f"sort must be one of {', '.join(SORTS)}")
     limit = max(1, min(int(limit), MAX_LIMIT))
     col = SORTS[sort]
-    where = filters(unresolved=unresolved, min_size=min_size, folder=folder)
+    where = filters(unresolved=unresolved, min_size=min_size, folder=folder, look_only=look_only)
     q = select(DupGroup).where(*where)
     if cursor:
         v, gid = decode_cursor(cursor, sort)

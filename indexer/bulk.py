@@ -75,5 +75,5 @@ def _offered(min_size: int, folder: str | None) -> list:
 
 
 def _held_back(session: Session, min_size: int, folder: str | None) -> int:
-    where = filters(unresolved=True, min_size=min_size, folder=folder) + [DupGroup.look_only.is_not(False)]
+    where = filters(unresolved=True, min_size=min_size, folder=folder, look_only=True)
     return int(session.scalar(select(func.count()).select_from(DupGroup).where(*where)) or 0)

@@ -112,6 +112,10 @@ def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path:
         page = c.get("/ui/bulk").text
         assert "1 unresolved group(s) of this filter are not in this batch" in page
         assert f"/ui/groups/{photo['id']}" in page and f"/ui/groups/{pattern['id']}" not in page
+        assert 'id="held-back-link"' in page  # to the list of the held-back groups:
+        held = c.get("/ui/groups", params={"unresolved": "true", "look_only": "true"}).text
+        assert f"/ui/groups/{pattern['id']}?" in held and f"/ui/groups/{photo['id']}?" not in held
+        assert [g["id"] for g in c.get("/groups", params={"look_only": "true"}).json()["groups"]] == [pattern["id"]]
         before = _files(root)
         plan = f"{pattern['id']}:{pattern['keeper']},{photo['id']}:{photo['keeper']}"
         done = c.post("/ui/bulk", data={"plan": plan}).text

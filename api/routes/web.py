@@ -63,13 +63,14 @@ def groups_page(request: Request, index: IndexDep, s: SessionDep, sort: Sort = "
                 unresolved: bool = False, folder: Folder = None,
                 min_size: Annotated[int, Query(ge=2, le=1_000_000)] = 2,
                 cursor: Annotated[str | None, Query(max_length=200)] = None,
-                limit: Annotated[int, Query(ge=1, le=200)] = 48, after: int | None = None) -> HTMLResponse:
+                limit: Annotated[int, Query(ge=1, le=200)] = 48, after: int | None = None,
+                look_only: bool = False) -> HTMLResponse:
     folder = (folder or "").strip() or None
     pg = browse.list_groups(s, sort=sort, unresolved=unresolved, cursor=cursor, limit=limit, previews=4,
-                            min_size=min_size, folder=folder)
+                            min_size=min_size, folder=folder, look_only=look_only)
     offer = bulk.summary(s, min_size=min_size, folder=folder)
     return page(request, "groups.html", page=pg, sort=sort, sorts=SORT_LABELS, unresolved=unresolved, folder=folder,
-                min_size=min_size, cursor=cursor, limit=limit, totals=browse.totals(s), offer=offer,
+                min_size=min_size, cursor=cursor, limit=limit, totals=browse.totals(s), offer=offer, look_only=look_only,
                 roots=services.library_roots(index), after=_after_banner(index, after))
 
 

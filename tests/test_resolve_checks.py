@@ -116,6 +116,8 @@ def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path:
         held = c.get("/ui/groups", params={"unresolved": "true", "look_only": "true"}).text
         assert f"/ui/groups/{pattern['id']}?" in held and f"/ui/groups/{photo['id']}?" not in held
         assert [g["id"] for g in c.get("/groups", params={"look_only": "true"}).json()["groups"]] == [pattern["id"]]
+        assert 'id="look-only"' in c.get(f"/ui/groups/{pattern['id']}").text  # its page says why to look
+        assert 'id="look-only"' not in c.get(f"/ui/groups/{photo['id']}").text
         before = _files(root)
         plan = f"{pattern['id']}:{pattern['keeper']},{photo['id']}:{photo['keeper']}"
         done = c.post("/ui/bulk", data={"plan": plan}).text

@@ -26,6 +26,7 @@ import json
 import math
 import random
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,22 +90,44 @@ def sticker(k: int, r: random.Random) -> Image.Image:
     return im
 
 
-def build_stickers(out: Path, seed: int, count: int = 20) -> dict:
-    r = random.Random(seed)
+Copy = tuple[str, Image.Image, dict, str]  # file name, picture, save options, the edit's name
+Entry = tuple[str, Image.Image, dict, Copy | None]  # file name, picture, save options, its copy
+
+
+def write_library(out: Path, entries: Iterable[Entry]) -> dict:
+    """Save each entry's picture and copy under ``out`` and write OUT/truth.json (make_library.py's format);
+    returns the truth."""
     (out / "library").mkdir(parents=True, exist_ok=True)
     truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
-    for k in range(count):
-        im, name = sticker(k, r), f"library/{k:03d}_sticker.png"
-        im.save(out / name)
-        if k % 2:
+    for name, im, options, copy in entries:
+        im.save(out / name, **options)
+        if copy is None:
             truth["singles"].append(name)
             continue
-        side, copy = r.randint(96, 256), f"library/{k:03d}_sticker_small.webp"
-        im.resize((side, side), Image.Resampling.LANCZOS).save(out / copy, quality=80)
-        truth["groups"].append([name, copy])
-        truth["edits"][copy] = "resize+webp"
+        copy_name, copy_im, copy_options, edit = copy
+        copy_im.save(out / copy_name, **copy_options)
+        truth["groups"].append([name, copy_name])
+        truth["edits"][copy_name] = edit
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
+
+
+def _shrunk(im: Image.Image, r: random.Random, least: float, name: str) -> Copy:
+    """A copy of ``im`` shrunk by a factor from ``least`` to 0.8 and re-saved as JPEG at quality 60-85."""
+    f = r.uniform(least, 0.8)
+    small = im.resize((int(im.width * f), int(im.height * f)), Image.Resampling.BICUBIC)
+    return name, small, {"quality": r.randint(60, 85)}, "resize+jpeg"
+
+
+def stickers(r: random.Random, count: int = 20) -> Iterator[Entry]:
+    for k in range(count):
+        im, name = sticker(k, r), f"library/{k:03d}_sticker.png"
+        copy = None
+        if not k % 2:
+            side = r.randint(96, 256)
+            copy = (f"library/{k:03d}_sticker_small.webp", im.resize((side, side), Image.Resampling.LANCZOS),
+                    {"quality": 80}, "resize+webp")
+        yield name, im, {}, copy
 
 
 def firework(r: random.Random) -> Image.Image:
@@ -124,55 +147,31 @@ def firework(r: random.Random) -> Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def build_fireworks(out: Path, seed: int, count: int = 24) -> dict:
-    r = random.Random(seed)
-    (out / "library").mkdir(parents=True, exist_ok=True)
-    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
+def fireworks(r: random.Random, count: int = 24) -> Iterator[Entry]:
     for k in range(count):
-        im, name = firework(r), f"library/{k:03d}_fireworks.jpg"
-        im.save(out / name, quality=88)
-        if k % 2:
-            truth["singles"].append(name)
-            continue
-        f, copy = r.uniform(0.4, 0.8), f"library/{k:03d}_fireworks_copy.jpg"
-        im.resize((int(im.width * f), int(im.height * f)), Image.Resampling.BICUBIC).save(
-            out / copy, quality=r.randint(60, 85))
-        truth["groups"].append([name, copy])
-        truth["edits"][copy] = "resize+jpeg"
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
-    return truth
+        im = firework(r)
+        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_fireworks_copy.jpg")
+        yield f"library/{k:03d}_fireworks.jpg", im, {"quality": 88}, copy
 
 
-def build_backdrops(out: Path, seed: int, backdrops: int = 3, per: int = 10) -> dict:
-    r = random.Random(seed)
+def backdrops(r: random.Random, count: int = 3, per: int = 10) -> Iterator[Entry]:
     photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]  # the train split
     r.shuffle(photos)
-    lib = out / "library"
-    lib.mkdir(parents=True, exist_ok=True)
-    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
-    n = 0
-    for b in range(backdrops):
-        ground, share = backdrop(r), 0.18 + 0.14 * b / max(1, backdrops - 1)
+    n = 0  # files so far: the copies are numbered too
+    for b in range(count):
+        ground, share = backdrop(r), 0.18 + 0.14 * b / max(1, count - 1)
         for k in range(per):
             im = shot(ground, photos.pop(), share)
             n += 1
-            name = f"library/{n:04d}_backdrop{b}.jpg"
-            im.save(out / name, quality=90)
-            if k % 2:
-                truth["singles"].append(name)
-                continue
-            f = r.uniform(0.5, 0.8)
-            n += 1
-            copy = f"library/{n:04d}_backdrop{b}_copy.jpg"
-            im.resize((int(SIZE[0] * f), int(SIZE[1] * f)), Image.Resampling.BICUBIC).save(
-                out / copy, quality=r.randint(60, 85))
-            truth["groups"].append([name, copy])
-            truth["edits"][copy] = "resize+jpeg"
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
-    return truth
+            name, copy = f"library/{n:04d}_backdrop{b}.jpg", None
+            if not k % 2:
+                n += 1
+                copy = _shrunk(im, r, 0.5, f"library/{n:04d}_backdrop{b}_copy.jpg")
+            yield name, im, {"quality": 90}, copy
 
 
-RECIPES = {"backdrop": build_backdrops, "sticker": build_stickers, "fireworks": build_fireworks}
+RECIPES: dict[str, Callable[[random.Random], Iterator[Entry]]] = {
+    "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args(argv)
-    truth = RECIPES[a.recipe](a.out, a.seed)
+    truth = write_library(a.out, RECIPES[a.recipe](random.Random(a.seed)))
     print(f"{len(truth['singles']) + 2 * len(truth['groups'])} files, {len(truth['groups'])} copy pairs in {a.out}")
     return 0
 

@@ -100,7 +100,8 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str]]) -> 
 def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:
     """Recompute the groups around ``touched`` images from stored pairs; returns the live group ids.
 
-    Group ids are kept stable: each new component takes the old id that most of its members had.
+    Group ids are kept stable: each new component takes the old id that most of its members had. Each group's
+    ``look_only`` is set from its own pairs here, where they are at hand (``look_only``).
     """
     touched = {int(t) for t in touched}
     if not touched:
@@ -120,11 +121,17 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         old_gids.update(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id,
                                    frontier))
     comps = clusters(edges, vectors)
+    comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
+    inside: dict[int, list[tuple[int, int, str]]] = defaultdict(list)  # each component's own pairs
+    for a, b, kind, _ in edges:
+        if a in comp_of and comp_of[a] == comp_of.get(b):
+            inside[comp_of[a]].append((a, b, kind))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()
     live: set[int] = set()
-    for comp in comps:
+    look: dict[bool, list[int]] = {True: [], False: []}
+    for n, comp in enumerate(comps):
         votes: dict[int, int] = defaultdict(int)
         for m in comp:
             g = current.get(m)
@@ -139,11 +146,14 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             gid = group.id
         taken.add(gid)
         live.add(gid)
+        look[look_only(comp, inside[n])].append(gid)
         changed = [m for m in comp if current.get(m) != gid]
         execute_in(session, update(Image).values(group_id=gid), Image.id, changed)
         if changed:  # a photo joined: the user's decision did not cover it, so the group is open again
             session.execute(update(DupGroup).where(DupGroup.id == gid, DupGroup.resolution.is_not(None))
                             .values(resolution=None, resolved_at=None))
+    for flag, gids in look.items():
+        execute_in(session, update(DupGroup).values(look_only=flag), DupGroup.id, gids)
     in_group = {m for c in comps for m in c}
     loners = [m for m in members if m not in in_group and current.get(m) is not None]
     execute_in(session, update(Image).values(group_id=None, similarity_to_keeper=None, held=None), Image.id, loners)
@@ -183,9 +193,6 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
         group.max_distance = float(max(0.0, 1.0 - float((mat @ mat.T).min()))) if len(mat) > 1 else 0.0
         group.size = len(members)
         group.keeper_id, group.keeper_reason = chosen.image_id, chosen.reason
-        ids = {m.id for m in members}
-        group.look_only = look_only(ids, [p for p in rows_in(session, select(Pair.a_id, Pair.b_id, Pair.kind),
-                                                              Pair.a_id, ids) if p[1] in ids])
         group.total_bytes = sum(m.bytes or 0 for m in members)
         kept = next(m for m in members if m.id == chosen.image_id)
         group.reclaimable_bytes = group.total_bytes - (kept.bytes or 0)

@@ -20,6 +20,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from indexer.grouping import components
+
 
 def _sha(path: Path) -> str:
     h = hashlib.sha256()
@@ -61,24 +63,16 @@ def mix(out: Path, libs: list[tuple[str, Path]]) -> dict:
             _place(base / p, root / name / p)
     # byte-identical files of different libraries are one picture: merge their groups
     owner: dict[str, int] = {}
-    parent = list(range(len(groups)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+    same: list[tuple[int, int]] = []
     for i, g in enumerate(groups):
         for p in g:
-            h = _sha(root / p)
-            if h in owner:
-                parent[find(i)] = find(owner[h])
-            else:
-                owner[h] = i
+            j = owner.setdefault(_sha(root / p), i)
+            if j != i:
+                same.append((j, i))
+    first = {i: min(c) for c in components(range(len(groups)), same) for i in c}
     merged: dict[int, list[str]] = {}
     for i, g in enumerate(groups):
-        merged.setdefault(find(i), []).extend(g)
+        merged.setdefault(first.get(i, i), []).extend(g)
     for g in merged.values():  # a merged group's later originals are byte-identical copies of its first file
         for p in g[1:]:
             edits.setdefault(p, "identical")

@@ -29,7 +29,8 @@ CHAIN_MEAN = 0.3
 CHAIN_MIN = 0.0
 KIND_RANK = {"exact": 3, "verified": 2, "framed": 2, "pixels": 1, "soft": 1, "visual": 1}
 # Links on the look alone: small colour copies or the cosine, no check of the pictures' content cell by cell. A
-# group that needs one of them to hold together is left out of bulk review (bench/README.md, "Known holes").
+# group that needs one of them to hold together is left out of bulk review (bench/README.md, "Small subjects on
+# one ground").
 LOOK_KINDS = frozenset({"pixels", "visual"})
 
 

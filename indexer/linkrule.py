@@ -27,6 +27,11 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   of two textured pictures (not pages) on which geometry found no fit even for the weaker test: a repeating
   pattern's keypoints match nothing. With ``PATTERN_KEYPOINTS`` each, they must also agree laid frame over frame
   (``weak_agreement``): other text on one account's gradient has the thumbnail of the next card, not its text.
+  And with ``MATCH_KEYPOINTS`` each, either kind of pixels pair must share most of its keypoints' descriptors or
+  agree laid over: a copy keeps them; another subject on one backdrop or sky, another face of one sticker set,
+  differs exactly where its keypoints are, in the few thumbnail pixels the subject covers. Two pictures of one
+  aspect must also differ evenly laid frame over frame (``differ_evenly``): another moon on one night sky, with
+  too few keypoints to tell, differs from it in one patch and nowhere else.
 - ``soft``: at any candidate cosine, a textured photo and a low-texture one whose grey copies match in every cell
   once the textured one is blurred as much (``max_blur_residual`` times the cell's own spread): a blurred or shrunk
   copy loses its keypoints and much of its cosine, but not its layout, which no other picture shares pixel for
@@ -48,12 +53,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from indexer import align, pagecheck, verify
 from indexer.config import Settings
 from indexer.features import PhotoFeatures
 
 PATTERN_KEYPOINTS = 100  # keypoints each above which two pictures with no fit must agree laid frame over frame
+MATCH_KEYPOINTS = 15  # keypoints each from which two pictures linked on their pixels must share keypoints
+MIN_MATCH_SHARE = 0.45  # of the fewer keypoints that must find their match in the other picture (``match_share``)
+# ``differ_evenly``: two pictures of one aspect (log ratio within SAME_ASPECT) laid frame over frame, blurred by
+# EVEN_BLUR px and gain-matched, are apart when their worst square patch (EVEN_PATCH of the long side) differs
+# EVEN_RATIO times more than the two differ on average plus EVEN_FLOOR grey levels
+SAME_ASPECT = 0.02
+EVEN_BLUR = 1.0
+EVEN_PATCH = 0.04
+EVEN_FLOOR = 2.0
+EVEN_RATIO = 6.0
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
 GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean of the three channels')
 GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
@@ -109,7 +125,10 @@ class LinkRule:
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "
                 f"{pagecheck.PAPER_SHARE:g}; pixels: "
                 f"{self.max_pixel_distance:g} or {self.max_gain_distance:g} at gain {GAIN_RANGE[0]:g}-"
-                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit, or soft: grey residual "
+                f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit (laid over from "
+                f"{PATTERN_KEYPOINTS} keypoints), sharing {MIN_MATCH_SHARE:g} of keypoints from {MATCH_KEYPOINTS}, "
+                f"one aspect ({SAME_ASPECT:g}) differing evenly: worst {EVEN_PATCH:g} patch under {EVEN_RATIO:g}x "
+                f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}; or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
                 f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
@@ -169,11 +188,13 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     if cosine < rule.threshold:
         return None
     if a.low_texture and b.low_texture:
-        return Evidence("pixels", cosine) if thumbs_match(rule, a.content_thumb, b.content_thumb) else None
+        return Evidence("pixels", cosine) if thumbs_match(rule, a.content_thumb, b.content_thumb) and \
+            keypoints_alike(rule, a, b) and differ_evenly(a, b) else None
     if a.page is not None and b.page is not None:
         return None  # the embedding sees every page of a template alike: two pages link on their text only
     if a.page is None and b.page is None and (check is None or check[0] < rule.weak_inliers) and \
-            thumbs_match(rule, a.thumb, b.thumb) and laid_alike(rule, a, b):
+            thumbs_match(rule, a.thumb, b.thumb) and laid_alike(rule, a, b) and keypoints_alike(rule, a, b) and \
+            differ_evenly(a, b):
         return Evidence("pixels", cosine)  # no fit to judge by (a repeating pattern matches nothing), same pixels
     if min(a.texture, b.texture) < rule.inconclusive_below and cosine >= rule.visual_min_cosine:
         crowd = max(c for c in (crowd_a, crowd_b, -1.0) if c is not None)
@@ -348,6 +369,55 @@ def laid_alike(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
         return True
     held = laid_over(a, b)
     return held is None or held >= rule.weak_agreement
+
+
+def keypoints_alike(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """For two pictures whose thumbnails match but whose keypoints fit no transform: with ``MATCH_KEYPOINTS``
+    each, most of the fewer must still find their match in the other (``verify.match_share``, at least
+    ``MIN_MATCH_SHARE``), or the two must agree laid frame over frame (``laid_over``, at least
+    ``weak_agreement``: a noisy copy whose keypoints are mostly its grain). A copy keeps its keypoints'
+    descriptors wherever they lie; another subject on the same backdrop, another face on the same sticker or
+    another burst on the same night sky has its keypoints on the part that differs, which is all the
+    thumbnails cannot see."""
+    if min(a.texture, b.texture) < MATCH_KEYPOINTS:
+        return True
+    if verify.match_share(a.keypoints, b.keypoints) >= MIN_MATCH_SHARE:
+        return True
+    held = laid_over(a, b)
+    return held is not None and held >= rule.weak_agreement
+
+
+def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """For two pictures whose thumbnails match: unless they have one aspect, True (a crop or another screen's
+    rendering does not lay over frame by frame); else whether their grey copies, laid frame over frame under the
+    turn that keeps the aspect and best matches their thumbnails, differ about as much everywhere
+    (``patch_contrast`` under ``EVEN_RATIO``). A copy differs evenly (noise, compression, resampling); another
+    moon on the same night sky, another bird on the same sky or another letter on the same icon differs in one
+    place, as much as a subject differs from its ground, where the ground around it matches."""
+    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    fitting = [k for k in range(8) if abs(np.log((wa / ha) / ((hb / wb) if k % 2 else (wb / hb)))) <= SAME_ASPECT]
+    if not fitting:
+        return True
+    k = min(fitting, key=lambda k: _thumb_distance(a.thumb, _turn(b.thumb, k)))
+    return patch_contrast(a.grey, _turn(b.grey, k)) < EVEN_RATIO
+
+
+def patch_contrast(a: np.ndarray, b: np.ndarray) -> float:
+    """How much more the worst square patch (``EVEN_PATCH`` of the long side) of two grey copies differs than
+    the whole (mean absolute difference plus ``EVEN_FLOOR``), once both are squashed to the smaller one's size,
+    blurred by ``EVEN_BLUR`` px and ``b`` is matched to ``a`` by a gain and offset (within ``GAIN_RANGE``)."""
+    h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
+    x, y = (np.asarray(Image.fromarray(np.ascontiguousarray(g)).resize((w, h), Image.Resampling.BOX)
+                       .filter(ImageFilter.GaussianBlur(EVEN_BLUR)), np.float32) for g in (b, a))
+    spread = float(x.var())
+    gain = float(((x - x.mean()) * (y - y.mean())).mean()) / spread if spread > 1e-3 else 1.0
+    gain = min(max(gain, GAIN_RANGE[0]), GAIN_RANGE[1])
+    diff = np.abs(y - (gain * x + float(y.mean() - gain * x.mean())))
+    side = max(3, round(EVEN_PATCH * max(h, w)))
+    sums = np.pad(diff, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    patches = sums[side:, side:] - sums[:-side, side:] - sums[side:, :-side] + sums[:-side, :-side]
+    worst = float(patches.max()) / side ** 2 if patches.size else float(diff.mean())
+    return worst / (float(diff.mean()) + EVEN_FLOOR)
 
 
 def laid_over(a: PhotoFeatures, b: PhotoFeatures) -> float | None:

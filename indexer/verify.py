@@ -247,6 +247,16 @@ def matches(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ok[order][head][seq], train_sorted[head][seq]
 
 
+def match_share(a: Keypoints, b: Keypoints) -> float:
+    """The share of the fewer keypoints that ``matches`` pairs with the other photo's (as they are or mirrored,
+    the better), with no geometry: a copy keeps most of its keypoints' descriptors, another picture on the same
+    ground matches few of them. 0 when either photo has none."""
+    if min(a.count, b.count) == 0:
+        return 0.0
+    found = max(len(matches(_distances(a, b, view))[0]) for view in range(len(b.views)))
+    return found / min(a.count, b.count)
+
+
 _last = threading.local()  # per thread: the last pair's distance matrices (``_distances``)
 
 

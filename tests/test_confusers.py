@@ -16,6 +16,7 @@ from PIL import Image, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
 from bench import confusers as C
+from bench import probes as P
 from indexer import featurestore, linkrule, verify
 from indexer.catalog import Image as CatalogImage
 from indexer.catalog import Pair
@@ -517,3 +518,52 @@ def test_quote_cards_on_one_gradient_stay_apart_and_a_card_groups_with_its_copy(
     assert max(cos[("card0.png", "card1.png")], cos[("card0.png", "card2.png")]) >= thr, cos
     assert {"card0.png", "card0_copy.jpg"} in groups, groups
     assert not together(groups, {"card0.png"}, {"card1.png", "card2.png"}), (groups, cos)
+
+
+def test_product_shots_on_one_backdrop_stay_apart_and_a_shot_groups_with_its_copy(tmp_path: Path,
+                                                                                  settings_factory) -> None:
+    """Three subjects shot on one studio backdrop (bench/probes.py's backdrop probe): their 32 px thumbnails
+    differ only where the subject is and their keypoints fit no transform, so only the pixels rule could link
+    them, and the keypoints of one subject find few matches in another. A shrunk, re-saved copy keeps its
+    keypoints' descriptors and groups with its shot."""
+    ground, st = P.backdrop(random.Random(3)), Settings()
+    lib = tmp_path / "lib"
+    for name in ("n02169497_leaf_beetle", "n04251144_snorkel", "n02089973_English_foxhound"):
+        save(lib, f"{name}.jpg", P.shot(ground, PHOTOS / f"{name}.JPEG", 0.18), quality=90)
+    beetle, snorkel, hound = "n02169497_leaf_beetle.jpg", "n04251144_snorkel.jpg", "n02089973_English_foxhound.jpg"
+    save(lib, "beetle_copy.jpg", shrunk(Image.open(lib / beetle), 0.6), quality=75)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in (beetle, snorkel, hound, "beetle_copy.jpg")}
+    rule = linkrule.rule_of(st, 0.6)
+    assert min(x.texture for x in f.values()) >= linkrule.MATCH_KEYPOINTS and not any(x.page is not None for x in f.values())
+    for a, b in ((beetle, snorkel), (hound, snorkel)):
+        assert linkrule.thumbs_match(rule, f[a].thumb, f[b].thumb), (a, b)  # the pixels rule is asked
+        check = linkrule.geometry(rule, f[a], f[b])
+        assert check is None or check[0] < st.verify_weak_inliers, (a, b, check)
+        assert linkrule.laid_alike(rule, f[a], f[b]), (a, b)  # too few keypoints for the laid-over test
+    groups, cos, thr, _ = ingest(lib, settings_factory)
+    assert max(cos[(beetle, snorkel)], cos[(hound, snorkel)]) >= thr, cos
+    assert {beetle, "beetle_copy.jpg"} in groups, groups
+    assert not together(groups, {beetle, hound}, {snorkel}) and not together(groups, {beetle}, {hound}), (groups, cos)
+
+
+def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_copy(tmp_path: Path,
+                                                                                     settings_factory) -> None:
+    """Moons on a night sky (bench/probes.py's moon probe): mostly black pictures with too few keypoints to
+    check, whose content thumbnails match; laid frame over frame they differ in one patch, where the moon is, and
+    nowhere else. A shrunk, re-saved copy differs evenly and groups with its moon."""
+    r, st = random.Random(3), Settings()
+    lib = tmp_path / "lib"
+    save(lib, "moon0.jpg", moon0 := P.moon(r), quality=90)
+    _, small, options, _ = P._shrunk(moon0, r, 0.4, "")
+    save(lib, "moon0_copy.jpg", small, **options)
+    for k in (1, 2):
+        save(lib, f"moon{k}.jpg", P.moon(r), quality=90)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("moon0.jpg", "moon0_copy.jpg", "moon1.jpg", "moon2.jpg")}
+    rule = linkrule.rule_of(st, 0.6)
+    assert all(x.low_texture for x in f.values())
+    assert linkrule.thumbs_match(rule, f["moon0.jpg"].content_thumb, f["moon1.jpg"].content_thumb)  # pixels asked
+    groups, cos, thr, _ = ingest(lib, settings_factory)
+    assert cos[("moon0.jpg", "moon1.jpg")] >= thr, cos
+    assert {"moon0.jpg", "moon0_copy.jpg"} in groups, groups
+    assert not together(groups, {"moon0.jpg"}, {"moon1.jpg", "moon2.jpg"}) and \
+        not together(groups, {"moon1.jpg"}, {"moon2.jpg"}), (groups, cos)

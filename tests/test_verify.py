@@ -56,6 +56,18 @@ def test_copies_verify_and_look_alikes_do_not() -> None:
     assert inliers(jeep, thumb) < MIN_INLIERS and inliers(thumb, jeep) < MIN_INLIERS
 
 
+def test_a_copy_shares_its_keypoints_and_another_photo_does_not() -> None:
+    """``match_share``: many of a shrunk, turned or mirrored copy's keypoints find their match, with no geometry
+    (not all: each keeps its own strongest 600), next to none of another photo's, and none of a blank picture."""
+    ant = open_photo(ANT)
+    small = ant.resize((ant.width // 2, ant.height // 2))
+    for copy in (small, small.rotate(90, expand=True), ImageOps.mirror(small)):
+        assert verify.match_share(keypoints(ant), keypoints(copy)) >= 0.3
+    jeep, van = keypoints(open_photo(JEEP)), keypoints(open_photo(VAN))
+    assert verify.match_share(jeep, van) < 0.05 and verify.match_share(van, jeep) < 0.05
+    assert verify.match_share(jeep, keypoints(Image.new("RGB", (64, 64), (90, 90, 90)))) == 0.0
+
+
 @pytest.mark.parametrize("name, brightness, contrast", [("n01498041_stingray", 0.4, 0.6),
                                                          ("n01630670_common_newt", 0.4, 0.6),
                                                          ("n01560419_bulbul", 2.0, 0.6)])

@@ -4,6 +4,7 @@
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
     python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow [--seed 3]
+    PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked [--seed 3]   # bench/confusers.py's overlays
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
           train-split photos of ../shared as soft oval cut-outs at the centre (18-32 % of the width); every other
@@ -35,6 +36,16 @@ planes    24 small planes (a dark silhouette of random shape, 4-8 % of the width
 snow      24 different small figures (train-split photos as cut-outs, 5-9 % of the width) on one snowy slope with
           a faint grain; every other one with a copy cropped by 3-8 % of each side (the figure stays in) and
           shrunk: a crop moves the figure in the frame, so this one also measures what the rule loses.
+
+Two probes of the other side, copies that the rule must keep: low-texture pictures, each beside copies with a
+caption or a watermark laid on it (bench/confusers.py's generators and overlays). A caption differs from its
+original in one place, as another subject does; ``differ_evenly`` lets it through when the differing patches
+hold detail on one side only.
+
+captioned 10 smooth pictures (skies, sunsets, linear and radial gradients, blobs), each with 4 copies: meme text,
+          a subtitle, a corner logo, a signature. Chose how a copy with something laid on it is told apart.
+marked    10 other smooth pictures (night and fog versions of train-split photos, radial gradients, sunsets),
+          each with 3 copies: a centred logo, a grid of "preview" text, a story caption. Kept out of that choice.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -335,6 +346,55 @@ def snows(r: random.Random, count: int = 24) -> Iterator[Entry]:
         yield f"library/{k:03d}_snow.jpg", im, {"quality": 90}, copy
 
 
+Group = tuple[str, Image.Image, list[tuple[str, Image.Image]]]  # original's name and picture, its copies
+
+
+def _overlaid(pictures: list[Image.Image], overlays: dict[str, Callable[[Image.Image], Image.Image]]
+              ) -> list[Group]:
+    """Each picture with one copy per overlay."""
+    return [(f"library/{k:02d}_original.jpg", im,
+             [(f"library/{k:02d}_{name}.jpg", overlay(im.copy())) for name, overlay in overlays.items()])
+            for k, im in enumerate(pictures)]
+
+
+def write_groups(out: Path, groups: list[Group]) -> dict:
+    """Save originals and their copies under ``out`` and write OUT/truth.json; returns the truth."""
+    (out / "library").mkdir(parents=True, exist_ok=True)
+    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
+    for name, im, copies in groups:
+        im.convert("RGB").save(out / name, quality=90)
+        for copy_name, copy_im in copies:
+            copy_im.convert("RGB").save(out / copy_name, quality=85)
+            truth["edits"][copy_name] = copy_name.rsplit("_", 1)[1].split(".")[0]
+        truth["groups"].append([name, *(n for n, _ in copies)])
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def captioned(r: random.Random) -> list[Group]:
+    from bench import confusers as C
+
+    makers = [C.low_sky, C.low_sunset, C.low_linear, C.low_radial, C.low_blobs] * 2
+    overlays = {"meme": lambda im: C.caption_meme(im, "when the weekend finally arrives", r, "tune"),
+                "subtitle": lambda im: C.caption_subtitle(im, "we were there", r, "tune"),
+                "logo": lambda im: C.wm_corner(im, r), "signature": lambda im: C.wm_signature(im, r)}
+    return _overlaid([m(r, None).convert("RGB") for m in makers], overlays)
+
+
+def marked(r: random.Random) -> list[Group]:
+    from bench import confusers as C
+
+    photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]
+    r.shuffle(photos)
+    pictures = [C.low_night(r, C.photo(photos[k])) for k in range(3)] + \
+        [C.low_fog(r, C.photo(photos[3 + k])) for k in range(3)] + [C.low_radial(r, None) for _ in range(2)] + \
+        [C.low_sunset(r, None) for _ in range(2)]
+    overlays = {"centre": lambda im: C.wm_centre(im, r), "grid": lambda im: C.wm_grid(im, r),
+                "story": lambda im: C.caption_story(im, "best day of the summer", r, "heldout")}
+    return _overlaid([p.convert("RGB") for p in pictures], overlays)
+
+
+GROUPS: dict[str, Callable[[random.Random], list[Group]]] = {"captioned": captioned, "marked": marked}
 RECIPES: dict[str, Callable[[random.Random], Iterator[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows}
@@ -343,11 +403,13 @@ RECIPES: dict[str, Callable[[random.Random], Iterator[Entry]]] = {
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--recipe", choices=sorted(RECIPES), required=True)
+    ap.add_argument("--recipe", choices=sorted(RECIPES) + sorted(GROUPS), required=True)
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args(argv)
-    truth = write_library(a.out, RECIPES[a.recipe](random.Random(a.seed)))
-    print(f"{len(truth['singles']) + 2 * len(truth['groups'])} files, {len(truth['groups'])} copy pairs in {a.out}")
+    r = random.Random(a.seed)
+    truth = write_groups(a.out, GROUPS[a.recipe](r)) if a.recipe in GROUPS else write_library(a.out, RECIPES[a.recipe](r))
+    files = len(truth["singles"]) + sum(len(g) for g in truth["groups"])
+    print(f"{files} files, {len(truth['groups'])} groups of copies in {a.out}")
     return 0
 
 

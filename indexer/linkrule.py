@@ -31,7 +31,8 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   agree laid over: a copy keeps them; another subject on one backdrop or sky, another face of one sticker set,
   differs exactly where its keypoints are, in the few thumbnail pixels the subject covers. Two pictures of one
   aspect must also differ evenly laid frame over frame (``differ_evenly``): another moon on one night sky, with
-  too few keypoints to tell, differs from it in one patch and nowhere else.
+  too few keypoints to tell, differs from it in one patch and nowhere else; a caption laid on a copy differs in
+  one place too, but there only the copy holds detail.
 - ``soft``: at any candidate cosine, a textured photo and a low-texture one whose grey copies match in every cell
   once the textured one is blurred as much (``max_blur_residual`` times the cell's own spread): a blurred or shrunk
   copy loses its keypoints and much of its cosine, but not its layout, which no other picture shares pixel for
@@ -70,6 +71,9 @@ EVEN_BLUR = 1.0
 EVEN_PATCH = 0.04
 EVEN_FLOOR = 2.0
 EVEN_RATIO = 6.0
+ADDED_MARK = 0.5  # ``_added_to_one``: patches differing this share of the uneven bar count as differing
+ADDED_FLAT = 2.0  # mean detail (grey levels) under which a patch holds none
+ADDED_SCALE = 2.0  # px: detail is what a blur of this size takes away (a smooth gradient has none)
 CROWD_K = 10  # a photo's crowd: its similarity to its k-th nearest neighbour in the library
 GAIN_RANGE = (0.6, 1.67)  # brightness gains ``gain_distance`` undoes (the mean of the three channels')
 GAIN_CAST = 1.3  # most a channel's gain may exceed another's: a colour cast, not another colour
@@ -128,7 +132,8 @@ class LinkRule:
                 f"{GAIN_RANGE[1]:g} cast {GAIN_CAST:g}, or textured without a fit (laid over from "
                 f"{PATTERN_KEYPOINTS} keypoints), sharing {MIN_MATCH_SHARE:g} of keypoints from {MATCH_KEYPOINTS}, "
                 f"one aspect ({SAME_ASPECT:g}) differing evenly: worst {EVEN_PATCH:g} patch under {EVEN_RATIO:g}x "
-                f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}; or soft: grey residual "
+                f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}, or detail on one side only ({ADDED_MARK:g} of it, "
+                f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px); or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
                 f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
@@ -391,33 +396,62 @@ def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     """For two pictures whose thumbnails match: unless they have one aspect, True (a crop or another screen's
     rendering does not lay over frame by frame); else whether their grey copies, laid frame over frame under the
     turn that keeps the aspect and best matches their thumbnails, differ about as much everywhere
-    (``patch_contrast`` under ``EVEN_RATIO``). A copy differs evenly (noise, compression, resampling); another
-    moon on the same night sky, another bird on the same sky or another letter on the same icon differs in one
-    place, as much as a subject differs from its ground, where the ground around it matches."""
+    (``patch_contrast`` under ``EVEN_RATIO``), or differ only by what was laid on one of them
+    (``_added_to_one``). A copy differs evenly (noise, compression, resampling); another moon on the same night
+    sky, another bird on the same sky or another letter on the same icon differs in one place, as much as a
+    subject differs from its ground, where the ground around it matches."""
     (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
     fitting = [k for k in range(8) if abs(np.log((wa / ha) / ((hb / wb) if k % 2 else (wb / hb)))) <= SAME_ASPECT]
     if not fitting:
         return True
     k = min(fitting, key=lambda k: _thumb_distance(a.thumb, _turn(b.thumb, k)))
-    return patch_contrast(a.grey, _turn(b.grey, k)) < EVEN_RATIO
+    ya, yb, patch, side = _laid_patches(a.grey, _turn(b.grey, k))
+    return patch.max() < EVEN_RATIO or _added_to_one(patch, ya, yb, side)
 
 
 def patch_contrast(a: np.ndarray, b: np.ndarray) -> float:
     """How much more the worst square patch (``EVEN_PATCH`` of the long side) of two grey copies differs than
     the whole (mean absolute difference plus ``EVEN_FLOOR``), once both are squashed to the smaller one's size,
     blurred by ``EVEN_BLUR`` px and ``b`` is matched to ``a`` by a gain and offset (within ``GAIN_RANGE``)."""
+    return float(_laid_patches(a, b)[2].max())
+
+
+def _laid_patches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(``a`` and ``b`` as ``patch_contrast`` compares them, each square patch's mean difference over the mean
+    plus ``EVEN_FLOOR``, the patch side); one patch of the mean where the pictures are smaller than a patch."""
     h, w = min(a.shape[0], b.shape[0]), min(a.shape[1], b.shape[1])
     x, y = (np.asarray(Image.fromarray(np.ascontiguousarray(g)).resize((w, h), Image.Resampling.BOX)
-                       .filter(ImageFilter.GaussianBlur(EVEN_BLUR)), np.float32) for g in (b, a))
+                       .filter(ImageFilter.GaussianBlur(EVEN_BLUR)), np.float64) for g in (b, a))
     spread = float(x.var())
     gain = float(((x - x.mean()) * (y - y.mean())).mean()) / spread if spread > 1e-3 else 1.0
     gain = min(max(gain, GAIN_RANGE[0]), GAIN_RANGE[1])
-    diff = np.abs(y - (gain * x + float(y.mean() - gain * x.mean())))
+    x = gain * x + float(y.mean() - gain * x.mean())
+    diff = np.abs(y - x)
+    level = float(diff.mean()) + EVEN_FLOOR
     side = max(3, round(EVEN_PATCH * max(h, w)))
-    sums = np.pad(diff, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-    patches = sums[side:, side:] - sums[:-side, side:] - sums[side:, :-side] + sums[:-side, :-side]
-    worst = float(patches.max()) / side ** 2 if patches.size else float(diff.mean())
-    return worst / (float(diff.mean()) + EVEN_FLOOR)
+    if side > min(h, w):
+        return y, x, np.array([[float(diff.mean()) / level]]), side
+    return y, x, _box_means(diff, side) / level, side
+
+
+def _added_to_one(patch: np.ndarray, a: np.ndarray, b: np.ndarray, side: int) -> bool:
+    """Whether, in every patch that differs (``ADDED_MARK`` of the uneven bar), one and the same of the two laid
+    copies holds detail (``ADDED_FLAT`` grey levels or more of what a blur of ``ADDED_SCALE`` px takes away, on
+    average over the patch) and the other none: a caption, logo or signature laid on a copy. Another picture on
+    the same ground has its own detail in its own place, or detail where the other has other detail."""
+    if patch.shape != (a.shape[0] - side + 1, a.shape[1] - side + 1):
+        return False
+    marked = patch >= ADDED_MARK * EVEN_RATIO
+    cv2 = verify._cv2()
+    held = [_box_means(np.abs(z - cv2.GaussianBlur(z, (0, 0), ADDED_SCALE)), side)[marked] >= ADDED_FLAT
+            for z in (a, b)]
+    return not (held[0] & held[1]).any() and not (held[0].any() and held[1].any())
+
+
+def _box_means(x: np.ndarray, side: int) -> np.ndarray:
+    """The mean of every ``side`` x ``side`` window of ``x``."""
+    sums = np.pad(x, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+    return (sums[side:, side:] - sums[:-side, side:] - sums[side:, :-side] + sums[:-side, :-side]) / side ** 2
 
 
 def laid_over(a: PhotoFeatures, b: PhotoFeatures) -> float | None:

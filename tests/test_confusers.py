@@ -549,8 +549,8 @@ def test_product_shots_on_one_backdrop_stay_apart_and_a_shot_groups_with_its_cop
 def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_copy(tmp_path: Path,
                                                                                      settings_factory) -> None:
     """Moons on a night sky (bench/probes.py's moon probe): mostly black pictures with too few keypoints to
-    check, whose content thumbnails match; laid frame over frame they differ in one patch, where the moon is, and
-    nowhere else. A shrunk, re-saved copy differs evenly and groups with its moon."""
+    check, whose content thumbnails match; laid frame over frame they differ where each moon is, and nowhere
+    else. A shrunk, re-saved copy differs evenly and groups with its moon."""
     r, st = random.Random(3), Settings()
     lib = tmp_path / "lib"
     save(lib, "moon0.jpg", moon0 := P.moon(r), quality=90)
@@ -567,3 +567,19 @@ def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_
     assert {"moon0.jpg", "moon0_copy.jpg"} in groups, groups
     assert not together(groups, {"moon0.jpg"}, {"moon1.jpg", "moon2.jpg"}) and \
         not together(groups, {"moon1.jpg"}, {"moon2.jpg"}), (groups, cos)
+
+
+def test_a_gradient_with_a_logo_laid_on_it_groups_with_its_original(tmp_path: Path, settings_factory) -> None:
+    """A corner logo laid on a smooth gradient (bench/probes.py's captioned probe) differs from the original in one
+    place, as another subject on one ground does, but there only the copy holds detail: it groups."""
+    name, original, copies = P.captioned(random.Random(3))[2]
+    lib = tmp_path / "lib"
+    save(lib, "gradient.jpg", original, quality=90)
+    save(lib, "gradient_logo.jpg", dict(copies)[name.replace("original", "logo")], quality=85)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("gradient.jpg", "gradient_logo.jpg")}
+    assert f["gradient.jpg"].low_texture and f["gradient.jpg"].page is None
+    rule = linkrule.rule_of(Settings(), 0.6)
+    assert linkrule.thumbs_match(rule, f["gradient.jpg"].thumb, f["gradient_logo.jpg"].thumb)
+    assert linkrule.patch_contrast(f["gradient.jpg"].grey, f["gradient_logo.jpg"].grey) >= linkrule.EVEN_RATIO
+    groups, _, _, _ = ingest(lib, settings_factory)
+    assert {"gradient.jpg", "gradient_logo.jpg"} in groups, groups

@@ -173,16 +173,27 @@ def firework(r: random.Random) -> Image.Image:
             a, length = r.uniform(0, 2 * math.pi), rad * r.uniform(0.6, 1.0)
             d.line((cx, cy, cx + length * math.cos(a), cy + length * math.sin(a) + r.uniform(0, 30)), fill=colour,
                    width=r.randint(2, 4))
-    a = np.asarray(im.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
-    a += np.random.default_rng(r.getrandbits(32)).normal(0, 3, a.shape)
+    return _noisy(np.asarray(im.filter(ImageFilter.GaussianBlur(1.2)), np.float32), r, 3)
+
+
+def _series(r: random.Random, make: Callable[[random.Random], Image.Image], stem: str, quality: int,
+            count: int = 24) -> Iterator[Entry]:
+    """``count`` pictures from ``make``, every other one with a shrunk, re-saved copy."""
+    for k in range(count):
+        im = make(r)
+        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_{stem}_copy.jpg")
+        yield f"library/{k:03d}_{stem}.jpg", im, {"quality": quality}, copy
+
+
+def _noisy(a: np.ndarray, r: random.Random, sigma: float) -> Image.Image:
+    """``a`` with Gaussian sensor noise of ``sigma`` grey levels, as 8-bit pixels."""
+    a = np.array(a, np.float32)
+    a += np.random.default_rng(r.getrandbits(32)).normal(0, sigma, a.shape)
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
-def fireworks(r: random.Random, count: int = 24) -> Iterator[Entry]:
-    for k in range(count):
-        im = firework(r)
-        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_fireworks_copy.jpg")
-        yield f"library/{k:03d}_fireworks.jpg", im, {"quality": 88}, copy
+def fireworks(r: random.Random) -> Iterator[Entry]:
+    return _series(r, firework, "fireworks", 88)
 
 
 def backdrops(r: random.Random, count: int = 3, per: int = 10) -> Iterator[Entry]:
@@ -250,16 +261,11 @@ def moon(r: random.Random) -> Image.Image:
     ImageDraw.Draw(shade).ellipse((cx - rad + off, cy - rad, cx + rad + off, cy + rad), fill=255)
     lit = np.asarray(disc.filter(ImageFilter.GaussianBlur(2)), np.float32) * \
         (1 - 0.9 * np.asarray(shade.filter(ImageFilter.GaussianBlur(6)), np.float32) / 255)
-    a = np.stack([lit * 0.98 + 3, lit * 0.97 + 3, lit + 8], axis=-1)
-    a += np.random.default_rng(r.getrandbits(32)).normal(0, 2.5, a.shape)
-    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    return _noisy(np.stack([lit * 0.98 + 3, lit * 0.97 + 3, lit + 8], axis=-1), r, 2.5)
 
 
-def moons(r: random.Random, count: int = 24) -> Iterator[Entry]:
-    for k in range(count):
-        im = moon(r)
-        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_moon_copy.jpg")
-        yield f"library/{k:03d}_moon.jpg", im, {"quality": 90}, copy
+def moons(r: random.Random) -> Iterator[Entry]:
+    return _series(r, moon, "moon", 90)
 
 
 def icon(k: int, r: random.Random) -> Image.Image:

@@ -435,17 +435,18 @@ def _laid_patches(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def _added_to_one(patch: np.ndarray, a: np.ndarray, b: np.ndarray, side: int) -> bool:
-    """Whether, in every patch that differs (``ADDED_MARK`` of the uneven bar), one and the same of the two laid
-    copies holds detail (``ADDED_FLAT`` grey levels or more of what a blur of ``ADDED_SCALE`` px takes away, on
-    average over the patch) and the other none: a caption, logo or signature laid on a copy. Another picture on
-    the same ground has its own detail in its own place, or detail where the other has other detail."""
+    """Whether, of the patches that differ (``ADDED_MARK`` of the uneven bar), one of the two laid copies holds
+    detail in some (``ADDED_FLAT`` grey levels or more of what a blur of ``ADDED_SCALE`` px takes away, on average
+    over the patch) and the other in none: a caption, logo or signature laid on a copy. Another picture on the
+    same ground has its own detail in its own place, or detail where the other has other detail; two smooth
+    pictures that differ in one place with no detail on either side (a soft shape moved) are not let through."""
     if patch.shape != (a.shape[0] - side + 1, a.shape[1] - side + 1):
         return False
     marked = patch >= ADDED_MARK * EVEN_RATIO
     cv2 = verify._cv2()
     held = [_box_means(np.abs(z - cv2.GaussianBlur(z, (0, 0), ADDED_SCALE)), side)[marked] >= ADDED_FLAT
             for z in (a, b)]
-    return not (held[0] & held[1]).any() and not (held[0].any() and held[1].any())
+    return bool(held[0].any() != held[1].any())
 
 
 def _box_means(x: np.ndarray, side: int) -> np.ndarray:

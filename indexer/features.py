@@ -107,6 +107,15 @@ def packed_page(data: bytes) -> bool:
         return "page" in z.files and z["page"].size > 0
 
 
+def packed_version(data: bytes) -> int | None:
+    """The ``VERSION`` packed features were made by (reads only that part); None when unreadable."""
+    try:
+        with np.load(io.BytesIO(data)) as z:
+            return int(z["version"])
+    except (ValueError, KeyError, OSError):
+        return None
+
+
 def unpack(data: bytes) -> PhotoFeatures:
     with np.load(io.BytesIO(data)) as z:
         kp = _keypoints(z)

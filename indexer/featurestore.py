@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from indexer import features, verify
@@ -34,15 +34,33 @@ def save(s: Session, rows: Iterable[tuple[int, str, bytes]]) -> None:
     if not rows:
         return
     execute_in(s, delete(Features), Features.image_id, [i for i, _, _ in rows])
-    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d, "page": features.packed_page(d)}
-                                 for i, h, d in rows])
+    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d, "page": features.packed_page(d),
+                                  "version": features.packed_version(d)} for i, h, d in rows])
 
 
 def pages(s: Session, ids: Iterable[int]) -> set[int]:
-    """Those of ``ids`` whose kept features are a page's (``indexer/pagecheck.py``)."""
+    """Those of ``ids`` whose kept features are current (of the photo's content and this ``features.VERSION``)
+    and a page's (``indexer/pagecheck.py``)."""
     stmt = select(Features.image_id).join(Image, Image.id == Features.image_id).where(
-        Image.sha256 == Features.sha256, Features.page.is_(True))
+        Image.sha256 == Features.sha256, Features.version == features.VERSION, Features.page.is_(True))
     return set(scalars_in(s, stmt, Features.image_id, set(ids)))
+
+
+def stale(s: Session, ids: Iterable[int]) -> set[int]:
+    """Those of ``ids`` with no current kept features: none, of other content, or of another
+    ``features.VERSION``. A row kept before versions were recorded is read once to learn its version (and its
+    page flag with it)."""
+    ids = set(ids)
+    stmt = select(Features.image_id, Features.version).join(Image, Image.id == Features.image_id).where(
+        Image.sha256 == Features.sha256)
+    rows = dict(rows_in(s, stmt, Features.image_id, ids))
+    unknown = [i for i, v in rows.items() if v is None]
+    if unknown:
+        learnt = [{"image_id": i, "version": features.packed_version(d), "page": features.packed_page(d)}
+                  for i, d in rows_in(s, select(Features.image_id, Features.data), Features.image_id, unknown)]
+        s.execute(update(Features), learnt)
+        rows.update((r["image_id"], r["version"]) for r in learnt)
+    return {i for i in ids if rows.get(i) != features.VERSION}
 
 
 def load(s: Session, ids: Iterable[int]) -> dict[int, PhotoFeatures]:

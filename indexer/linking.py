@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from indexer import featurestore
 from indexer.catalog import Image, ImageStatus
 from indexer.catalog.queries import execute_in, rows_in
+from indexer.config import Settings
 from indexer.featurestore import FeatureSource
 from indexer.grouping import regroup
 from indexer.linkrule import CROWD_K, Evidence, decide
@@ -154,6 +155,11 @@ def _write(ix: Parts, summary: IngestSummary, plan: LinkPlan) -> int:
     return len(linked)
 
 
+def _features(s: Session, st: Settings) -> FeatureSource:
+    """Link features for one step, read with the decode pool's limits and share of the machine."""
+    return FeatureSource(s, max_pixels=st.max_pixels, max_bytes=st.max_file_bytes, threads=st.decode_workers or None)
+
+
 def neighbours(ix: Parts, ids: list[int], total: int) -> tuple[PairList, dict[int, float]]:
     """The candidate pairs of ``ids`` (each one's ``verify_per_photo`` most similar photos down to the rule's
     floor; a page's ``verify_per_page``) and the crowd of each (its similarity to its ``CROWD_K``-th nearest
@@ -161,9 +167,11 @@ def neighbours(ix: Parts, ids: list[int], total: int) -> tuple[PairList, dict[in
     all vectors."""
     if not ids:
         return [], {}
-    with ix.catalog.session() as s:
-        pages = featurestore.pages(s, ids)
     st = ix.settings
+    with ix.catalog.session() as s:
+        if stale := featurestore.stale(s, ids):  # kept by an older version: is the photo a page now?
+            _features(s, st).get(stale)
+        pages = featurestore.pages(s, ids)
     found: dict[tuple[int, int], float] = {}
     crowd: dict[int, float] = {}
     every = ix.store.all_vectors() if len(ids) >= st.bulk_fraction * max(total, 1) else None
@@ -241,8 +249,7 @@ def _decide(ix: Parts, s: Session, pairs: PairList, plan: LinkPlan, summary: Ing
     for i, g in rows_in(s, select(Image.id, Image.group_id).where(Image.linked.is_(True)), Image.id, photos):
         if g is not None:
             joined.union(i, groups.setdefault(g, i))
-    src = FeatureSource(s, max_pixels=st.max_pixels, max_bytes=st.max_file_bytes,
-                        threads=st.decode_workers or None)  # the decode pool's share of the machine
+    src = _features(s, st)
     if progress is not None:
         progress.start(len(pairs), "checking candidate pairs")
     ordered = sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))

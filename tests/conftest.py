@@ -198,3 +198,17 @@ def pytest_unconfigure(config) -> None:
     sys.stderr.flush()
     if os.environ.get("CI"):
         os._exit(_exit_status["code"])
+
+
+def packed_as(data: bytes, version: int) -> bytes:
+    """Packed link features re-stamped with another ``features.VERSION`` (what an older release kept)."""
+    import io
+
+    import numpy as np
+
+    with np.load(io.BytesIO(data)) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["version"] = np.int32(version)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()

@@ -123,3 +123,38 @@ def test_upgrade_to_0011_marks_groups_held_only_by_look_alike_links(tmp_path) ->
     with cat.session() as s:
         assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: True, 2: False}
     cat.dispose()
+
+
+def test_upgrade_to_0012_learns_each_kept_features_version_when_first_needed(tmp_path) -> None:
+    """Features kept before 0012 have no recorded version: the link step reads it from the packed features the
+    first time (and the page flag with it), so a row of the current version is used as is and one of an older
+    version is computed again (``featurestore.stale``), never read as current (``featurestore.pages``)."""
+    from PIL import Image as PILImage
+    from sqlalchemy import create_engine, select, text
+
+    from indexer import features, featurestore
+    from indexer.catalog.models import Features
+    from tests.conftest import PHOTOS, packed_as
+
+    photo = features.pack(features.extract(PILImage.open(next(iter(sorted(PHOTOS.glob("*.JPEG"))))).convert("RGB")))
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0011")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for i, data in ((1, photo), (2, packed_as(photo, features.VERSION - 1))):
+            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
+                              "decode_crashes, sha256) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0, 'h')"),
+                         {"i": i, "p": f"/lib/{i}.jpg"})
+            conn.execute(text("INSERT INTO features (image_id, sha256, data, page) VALUES (:i, 'h', :d, 1)"),
+                         {"i": i, "d": data})  # a stale page flag: the photo is no page
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert dict(s.execute(select(Features.image_id, Features.version)).all()) == {1: None, 2: None}
+        assert featurestore.pages(s, [1, 2]) == set()  # a flag of unknown version is not read as current
+        assert featurestore.stale(s, [1, 2]) == {2}
+    with cat.session() as s:
+        rows = {i: (v, p) for i, v, p in s.execute(select(Features.image_id, Features.version, Features.page))}
+        assert rows == {1: (features.VERSION, False), 2: (features.VERSION - 1, False)}  # flags read from the blobs
+        assert featurestore.stale(s, [1, 2, 3]) == {2, 3}  # 3: no features kept at all
+    cat.dispose()

@@ -428,6 +428,41 @@ def test_a_page_gets_more_candidates_than_a_photo(tmp_path: Path, settings_facto
     assert {"invoice0.png", "invoice0_scan.jpg"} in groups, groups
 
 
+def test_a_page_kept_by_an_older_version_gets_a_pages_candidates(tmp_path: Path, settings_factory) -> None:
+    """After an upgrade that changes what link features hold (``features.VERSION``), a photo's kept page flag is
+    the old version's: the link step computes its features again before it chooses how many candidates the
+    photo gets, so a scan kept as "no page" by the older version still gets a page's candidates."""
+    from indexer import features, linking
+    from indexer.catalog import Features
+    from tests.conftest import packed_as
+
+    lib, r = tmp_path / "lib", random.Random(5)
+    invoices = [C.doc_invoice(k, r) for k in range(6)]
+    for k, im in enumerate(invoices):
+        save(lib, f"invoice{k}.png", im)
+    save(lib, "invoice0_scan.jpg", C._doc_copy(invoices[0], random.Random(6), "tune"), quality=90)
+    for name, path in (("jeep", JEEP), ("van", VAN), ("boat", BOAT)):
+        save(lib, f"{name}.jpg", C.photo(path), quality=90)
+
+    def settings():
+        return settings_factory(verify_per_photo=1, verify_per_page=PER_PAGE)
+
+    ingest(lib, settings)
+    with Index(settings()) as index:
+        with index.catalog.session() as s:
+            ids = {Path(p).name: i for i, p in s.execute(select(CatalogImage.id, CatalogImage.path))}
+            scan = ids["invoice0_scan.jpg"]
+            row = s.get(Features, scan)
+            assert row.page and row.version == features.VERSION
+            row.data, row.page, row.version = packed_as(row.data, features.VERSION - 1), False, features.VERSION - 1
+        with index.catalog.session() as s:
+            assert featurestore.pages(s, [scan]) == set() and featurestore.stale(s, [scan]) == {scan}
+        found, _ = linking.neighbours(index, [scan], len(ids))
+        with index.catalog.session() as s:
+            assert featurestore.pages(s, [scan]) == {scan} and featurestore.stale(s, [scan]) == set()
+    assert len({b if a == scan else a for a, b, _ in found}) >= 6  # every other page within the band, not one
+
+
 def test_a_heavily_blurred_copy_groups_and_look_alikes_stay_apart(tmp_path: Path, settings_factory) -> None:
     """A heavy blur takes a photo's keypoints and much of its cosine (under the threshold here), not its layout:
     the blurred copy groups with its original on their grey copies, the original blurred as much. A blurred photo

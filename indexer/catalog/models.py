@@ -150,6 +150,7 @@ class Features(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     data: Mapped[bytes] = mapped_column(LargeBinary)
     page: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # a page's (linking gives it more candidates)
+    version: Mapped[int | None] = mapped_column(Integer, nullable=True)  # features.VERSION of ``data``; NULL: not read yet
 
 
 class DupGroup(Base):

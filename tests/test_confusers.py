@@ -400,18 +400,24 @@ def test_phone_photos_of_two_invoices_stay_apart_where_their_text_agrees_at_the_
 PER_PAGE = 48
 
 
-def test_a_page_gets_more_candidates_than_a_photo(tmp_path: Path, settings_factory) -> None:
-    """To the embedding every invoice of a template looks alike, so a scan can rank far down among its
-    original's neighbours: pages get ``verify_per_page`` candidates, photos ``verify_per_photo``."""
-    from indexer import featurestore, linking
-
-    lib, r = tmp_path / "lib", random.Random(5)
+def invoices_and_photos(lib: Path) -> Path:
+    """Six invoices of one template, a scan of the first, and three photos."""
+    r = random.Random(5)
     invoices = [C.doc_invoice(k, r) for k in range(6)]
     for k, im in enumerate(invoices):
         save(lib, f"invoice{k}.png", im)
     save(lib, "invoice0_scan.jpg", C._doc_copy(invoices[0], random.Random(6), "tune"), quality=90)
     for name, path in (("jeep", JEEP), ("van", VAN), ("boat", BOAT)):
         save(lib, f"{name}.jpg", C.photo(path), quality=90)
+    return lib
+
+
+def test_a_page_gets_more_candidates_than_a_photo(tmp_path: Path, settings_factory) -> None:
+    """To the embedding every invoice of a template looks alike, so a scan can rank far down among its
+    original's neighbours: pages get ``verify_per_page`` candidates, photos ``verify_per_photo``."""
+    from indexer import featurestore, linking
+
+    lib = invoices_and_photos(tmp_path / "lib")
 
     def settings():
         return settings_factory(verify_per_photo=1, verify_per_page=PER_PAGE)
@@ -436,13 +442,7 @@ def test_a_page_kept_by_an_older_version_gets_a_pages_candidates(tmp_path: Path,
     from indexer.catalog import Features
     from tests.conftest import packed_as
 
-    lib, r = tmp_path / "lib", random.Random(5)
-    invoices = [C.doc_invoice(k, r) for k in range(6)]
-    for k, im in enumerate(invoices):
-        save(lib, f"invoice{k}.png", im)
-    save(lib, "invoice0_scan.jpg", C._doc_copy(invoices[0], random.Random(6), "tune"), quality=90)
-    for name, path in (("jeep", JEEP), ("van", VAN), ("boat", BOAT)):
-        save(lib, f"{name}.jpg", C.photo(path), quality=90)
+    lib = invoices_and_photos(tmp_path / "lib")
 
     def settings():
         return settings_factory(verify_per_photo=1, verify_per_page=PER_PAGE)

@@ -101,19 +101,14 @@ def pack(f: PhotoFeatures) -> bytes:
     return buf.getvalue()
 
 
-def packed_page(data: bytes) -> bool:
-    """Whether packed features are a page's (reads only that part)."""
-    with np.load(io.BytesIO(data)) as z:
-        return "page" in z.files and z["page"].size > 0
-
-
-def packed_version(data: bytes) -> int | None:
-    """The ``VERSION`` packed features were made by (reads only that part); None when unreadable."""
+def packed_facts(data: bytes) -> tuple[int | None, bool]:
+    """(the ``VERSION`` packed features were made by, whether they are a page's), reading only those parts;
+    (None, False) for bytes that are not packed features."""
     try:
         with np.load(io.BytesIO(data)) as z:
-            return int(z["version"])
+            return int(z["version"]), "page" in z.files and z["page"].size > 0
     except (ValueError, KeyError, OSError):
-        return None
+        return None, False
 
 
 def unpack(data: bytes) -> PhotoFeatures:

@@ -30,12 +30,12 @@ T = TypeVar("T")
 
 def save(s: Session, rows: Iterable[tuple[int, str, bytes]]) -> None:
     """Keep packed features (image id, content hash, bytes), replacing any earlier ones of those photos."""
-    rows = [r for r in rows if r[2] is not None]
-    if not rows:
+    kept = [(i, h, d, *features.packed_facts(d)) for i, h, d in rows if d is not None]
+    if not kept:
         return
-    execute_in(s, delete(Features), Features.image_id, [i for i, _, _ in rows])
-    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d, "page": features.packed_page(d),
-                                  "version": features.packed_version(d)} for i, h, d in rows])
+    execute_in(s, delete(Features), Features.image_id, [i for i, *_ in kept])
+    s.execute(insert(Features), [{"image_id": i, "sha256": h, "data": d, "version": v, "page": p}
+                                 for i, h, d, v, p in kept])
 
 
 def pages(s: Session, ids: Iterable[int]) -> set[int]:
@@ -56,10 +56,10 @@ def stale(s: Session, ids: Iterable[int]) -> set[int]:
     rows = dict(rows_in(s, stmt, Features.image_id, ids))
     unknown = [i for i, v in rows.items() if v is None]
     if unknown:
-        learnt = [{"image_id": i, "version": features.packed_version(d), "page": features.packed_page(d)}
-                  for i, d in rows_in(s, select(Features.image_id, Features.data), Features.image_id, unknown)]
-        s.execute(update(Features), learnt)
-        rows.update((r["image_id"], r["version"]) for r in learnt)
+        learnt = {i: features.packed_facts(d)
+                  for i, d in rows_in(s, select(Features.image_id, Features.data), Features.image_id, unknown)}
+        s.execute(update(Features), [{"image_id": i, "version": v, "page": p} for i, (v, p) in learnt.items()])
+        rows.update((i, v) for i, (v, _) in learnt.items())
     return {i for i in ids if rows.get(i) != features.VERSION}
 
 

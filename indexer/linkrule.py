@@ -50,7 +50,7 @@ Flat pictures (no content at all) are linked to byte-identical copies only (``ex
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -404,7 +404,7 @@ def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     fitting = [k for k in range(8) if abs(np.log((wa / ha) / ((hb / wb) if k % 2 else (wb / hb)))) <= SAME_ASPECT]
     if not fitting:
         return True
-    k = min(fitting, key=lambda k: _thumb_distance(a.thumb, _turn(b.thumb, k)))
+    k = _nearest_thumb_turn(a.thumb, b.thumb, fitting)
     ya, yb, patch, side = _laid_patches(a.grey, _turn(b.grey, k))
     return patch.max() < EVEN_RATIO or _added_to_one(patch, ya, yb, side)
 
@@ -440,8 +440,6 @@ def _added_to_one(patch: np.ndarray, a: np.ndarray, b: np.ndarray, side: int) ->
     over the patch) and the other in none: a caption, logo or signature laid on a copy. Another picture on the
     same ground has its own detail in its own place, or detail where the other has other detail; two smooth
     pictures that differ in one place with no detail on either side (a soft shape moved) are not let through."""
-    if patch.shape != (a.shape[0] - side + 1, a.shape[1] - side + 1):
-        return False
     marked = patch >= ADDED_MARK * EVEN_RATIO
     cv2 = verify._cv2()
     held = [_box_means(np.abs(z - cv2.GaussianBlur(z, (0, 0), ADDED_SCALE)), side)[marked] >= ADDED_FLAT
@@ -497,9 +495,9 @@ def pixel_distance(a: np.ndarray, b: np.ndarray) -> float:
     return _thumb_distance(a, _turn(b, _nearest_thumb_turn(a, b)))
 
 
-def _nearest_thumb_turn(a: np.ndarray, b: np.ndarray) -> int:
-    """Which of ``_turns`` of thumbnail ``b`` is nearest ``a``."""
-    return min(range(8), key=lambda k: _thumb_distance(a, _turn(b, k)))
+def _nearest_thumb_turn(a: np.ndarray, b: np.ndarray, turns: Iterable[int] = range(8)) -> int:
+    """Which of ``_turns`` of thumbnail ``b`` (of those numbered in ``turns``) is nearest ``a``."""
+    return min(turns, key=lambda k: _thumb_distance(a, _turn(b, k)))
 
 
 def _thumb_distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -122,23 +122,23 @@ def sticker(k: int, r: random.Random) -> Image.Image:
 
 
 Copy = tuple[str, Image.Image, dict, str]  # file name, picture, save options, the edit's name
-Entry = tuple[str, Image.Image, dict, Copy | None]  # file name, picture, save options, its copy
+Entry = tuple[str, Image.Image, dict, list[Copy]]  # file name, picture, save options, its copies
 
 
 def write_library(out: Path, entries: Iterable[Entry]) -> dict:
-    """Save each entry's picture and copy under ``out`` and write OUT/truth.json (make_library.py's format);
+    """Save each entry's picture and copies under ``out`` and write OUT/truth.json (make_library.py's format);
     returns the truth."""
     (out / "library").mkdir(parents=True, exist_ok=True)
     truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
-    for name, im, options, copy in entries:
+    for name, im, options, copies in entries:
         im.save(out / name, **options)
-        if copy is None:
+        if not copies:
             truth["singles"].append(name)
             continue
-        copy_name, copy_im, copy_options, edit = copy
-        copy_im.save(out / copy_name, **copy_options)
-        truth["groups"].append([name, copy_name])
-        truth["edits"][copy_name] = edit
+        for copy_name, copy_im, copy_options, edit in copies:
+            copy_im.save(out / copy_name, **copy_options)
+            truth["edits"][copy_name] = edit
+        truth["groups"].append([name, *(c[0] for c in copies)])
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     return truth
 
@@ -153,12 +153,12 @@ def _shrunk(im: Image.Image, r: random.Random, least: float, name: str) -> Copy:
 def stickers(r: random.Random, count: int = 20) -> Iterator[Entry]:
     for k in range(count):
         im, name = sticker(k, r), f"library/{k:03d}_sticker.png"
-        copy = None
+        copies = []
         if not k % 2:
             side = r.randint(96, 256)
-            copy = (f"library/{k:03d}_sticker_small.webp", im.resize((side, side), Image.Resampling.LANCZOS),
-                    {"quality": 80}, "resize+webp")
-        yield name, im, {}, copy
+            copies.append((f"library/{k:03d}_sticker_small.webp", im.resize((side, side), Image.Resampling.LANCZOS),
+                           {"quality": 80}, "resize+webp"))
+        yield name, im, {}, copies
 
 
 def firework(r: random.Random) -> Image.Image:
@@ -181,8 +181,8 @@ def _series(r: random.Random, make: Callable[[random.Random], Image.Image], stem
     """``count`` pictures from ``make``, every other one with a shrunk, re-saved copy."""
     for k in range(count):
         im = make(r)
-        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_{stem}_copy.jpg")
-        yield f"library/{k:03d}_{stem}.jpg", im, {"quality": quality}, copy
+        copies = [] if k % 2 else [_shrunk(im, r, 0.4, f"library/{k:03d}_{stem}_copy.jpg")]
+        yield f"library/{k:03d}_{stem}.jpg", im, {"quality": quality}, copies
 
 
 def _noisy(a: np.ndarray, r: random.Random, sigma: float) -> Image.Image:
@@ -205,11 +205,11 @@ def backdrops(r: random.Random, count: int = 3, per: int = 10) -> Iterator[Entry
         for k in range(per):
             im = shot(ground, photos.pop(), share)
             n += 1
-            name, copy = f"library/{n:04d}_backdrop{b}.jpg", None
+            name, copies = f"library/{n:04d}_backdrop{b}.jpg", []
             if not k % 2:
                 n += 1
-                copy = _shrunk(im, r, 0.5, f"library/{n:04d}_backdrop{b}_copy.jpg")
-            yield name, im, {"quality": 90}, copy
+                copies.append(_shrunk(im, r, 0.5, f"library/{n:04d}_backdrop{b}_copy.jpg"))
+            yield name, im, {"quality": 90}, copies
 
 
 def sky_ground(r: random.Random) -> np.ndarray:
@@ -240,8 +240,8 @@ def skies(r: random.Random, count: int = 24) -> Iterator[Entry]:
         ImageDraw.Draw(mask).rounded_rectangle((4, 4, sub.width - 4, sub.height - 4), radius=sw // 5, fill=255)
         im = Image.fromarray(ground.copy())
         im.paste(sub, (r.randint(0, w - sub.width), r.randint(0, h - sub.height)), mask.filter(ImageFilter.GaussianBlur(3)))
-        copy = None if k % 2 else _shrunk(im, r, 0.4, f"library/{k:03d}_sky_copy.jpg")
-        yield f"library/{k:03d}_sky.jpg", im, {"quality": 90}, copy
+        copies = [] if k % 2 else [_shrunk(im, r, 0.4, f"library/{k:03d}_sky_copy.jpg")]
+        yield f"library/{k:03d}_sky.jpg", im, {"quality": 90}, copies
 
 
 def moon(r: random.Random) -> Image.Image:
@@ -285,13 +285,13 @@ def icon(k: int, r: random.Random) -> Image.Image:
 
 def icons(r: random.Random, count: int = 20) -> Iterator[Entry]:
     for k in range(count):
-        im, copy = icon(k, r), None
+        im, copies = icon(k, r), []
         if not k % 2:
             side, webp = r.randint(64, 180), r.random() < 0.5
-            copy = (f"library/{k:03d}_icon_small.{'webp' if webp else 'png'}",
-                    im.resize((side, side), Image.Resampling.LANCZOS), {"quality": 80} if webp else {},
-                    "resize+webp" if webp else "resize")
-        yield f"library/{k:03d}_icon.png", im, {}, copy
+            copies.append((f"library/{k:03d}_icon_small.{'webp' if webp else 'png'}",
+                           im.resize((side, side), Image.Resampling.LANCZOS), {"quality": 80} if webp else {},
+                           "resize+webp" if webp else "resize"))
+        yield f"library/{k:03d}_icon.png", im, {}, copies
 
 
 def plane(ground: np.ndarray, r: random.Random) -> Image.Image:
@@ -317,13 +317,13 @@ def planes(r: random.Random, count: int = 24) -> Iterator[Entry]:
     top, low = np.array([60, 50, 120], np.float32), np.array([250, 150, 70], np.float32)
     ground = np.broadcast_to(top + (low - top) * yy ** 1.5, (h, w, 3)).astype(np.uint8)
     for k in range(count):
-        im, copy = plane(ground, r), None
+        im, copies = plane(ground, r), []
         if not k % 2:
             gain = r.choice((-1, 1)) * r.uniform(0.1, 0.25) + 1
             lit = Image.fromarray(np.clip(np.asarray(im, np.float32) * gain, 0, 255).astype(np.uint8))
             name, small, options, _ = _shrunk(lit, r, 0.5, f"library/{k:03d}_plane_copy.jpg")
-            copy = (name, small, options, "bright+resize+jpeg")
-        yield f"library/{k:03d}_plane.jpg", im, {"quality": 90}, copy
+            copies.append((name, small, options, "bright+resize+jpeg"))
+        yield f"library/{k:03d}_plane.jpg", im, {"quality": 90}, copies
 
 
 def snows(r: random.Random, count: int = 24) -> Iterator[Entry]:
@@ -343,41 +343,25 @@ def snows(r: random.Random, count: int = 24) -> Iterator[Entry]:
         im = Image.fromarray(ground.copy())
         im.paste(sub, (r.randint(int(w * 0.15), int(w * 0.85) - sub.width), r.randint(int(h * 0.15), int(h * 0.85) - sub.height)),
                  mask.filter(ImageFilter.GaussianBlur(2)))
-        copy = None
+        copies = []
         if not k % 2:
             c = r.uniform(0.03, 0.08)
             crop = im.crop((int(w * c), int(h * c), int(w * (1 - c)), int(h * (1 - c))))
             name, small, options, _ = _shrunk(crop, r, 0.5, f"library/{k:03d}_snow_copy.jpg")
-            copy = (name, small, options, "crop+resize+jpeg")
-        yield f"library/{k:03d}_snow.jpg", im, {"quality": 90}, copy
-
-
-Group = tuple[str, Image.Image, list[tuple[str, Image.Image]]]  # original's name and picture, its copies
+            copies.append((name, small, options, "crop+resize+jpeg"))
+        yield f"library/{k:03d}_snow.jpg", im, {"quality": 90}, copies
 
 
 def _overlaid(pictures: list[Image.Image], overlays: dict[str, Callable[[Image.Image], Image.Image]]
-              ) -> list[Group]:
-    """Each picture with one copy per overlay."""
-    return [(f"library/{k:02d}_original.jpg", im,
-             [(f"library/{k:02d}_{name}.jpg", overlay(im.copy())) for name, overlay in overlays.items()])
+              ) -> list[Entry]:
+    """Each picture with one copy per overlay, named after it."""
+    return [(f"library/{k:02d}_original.jpg", im, {"quality": 90},
+             [(f"library/{k:02d}_{name}.jpg", overlay(im.copy()), {"quality": 85}, name)
+              for name, overlay in overlays.items()])
             for k, im in enumerate(pictures)]
 
 
-def write_groups(out: Path, groups: list[Group]) -> dict:
-    """Save originals and their copies under ``out`` and write OUT/truth.json; returns the truth."""
-    (out / "library").mkdir(parents=True, exist_ok=True)
-    truth: dict = {"root": str(out), "groups": [], "singles": [], "edits": {}}
-    for name, im, copies in groups:
-        im.convert("RGB").save(out / name, quality=90)
-        for copy_name, copy_im in copies:
-            copy_im.convert("RGB").save(out / copy_name, quality=85)
-            truth["edits"][copy_name] = copy_name.rsplit("_", 1)[1].split(".")[0]
-        truth["groups"].append([name, *(n for n, _ in copies)])
-    (out / "truth.json").write_text(json.dumps(truth, indent=1))
-    return truth
-
-
-def captioned(r: random.Random) -> list[Group]:
+def captioned(r: random.Random) -> list[Entry]:
     from bench import confusers as C
 
     makers = [C.low_sky, C.low_sunset, C.low_linear, C.low_radial, C.low_blobs] * 2
@@ -387,7 +371,7 @@ def captioned(r: random.Random) -> list[Group]:
     return _overlaid([m(r, None).convert("RGB") for m in makers], overlays)
 
 
-def marked(r: random.Random) -> list[Group]:
+def marked(r: random.Random) -> list[Entry]:
     from bench import confusers as C
 
     photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]
@@ -400,20 +384,18 @@ def marked(r: random.Random) -> list[Group]:
     return _overlaid([p.convert("RGB") for p in pictures], overlays)
 
 
-GROUPS: dict[str, Callable[[random.Random], list[Group]]] = {"captioned": captioned, "marked": marked}
-RECIPES: dict[str, Callable[[random.Random], Iterator[Entry]]] = {
+RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
-    "planes": planes, "snow": snows}
+    "planes": planes, "snow": snows, "captioned": captioned, "marked": marked}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--recipe", choices=sorted(RECIPES) + sorted(GROUPS), required=True)
+    ap.add_argument("--recipe", choices=sorted(RECIPES), required=True)
     ap.add_argument("--seed", type=int, default=3)
     a = ap.parse_args(argv)
-    r = random.Random(a.seed)
-    truth = write_groups(a.out, GROUPS[a.recipe](r)) if a.recipe in GROUPS else write_library(a.out, RECIPES[a.recipe](r))
+    truth = write_library(a.out, RECIPES[a.recipe](random.Random(a.seed)))
     files = len(truth["singles"]) + sum(len(g) for g in truth["groups"])
     print(f"{files} files, {len(truth['groups'])} groups of copies in {a.out}")
     return 0

@@ -607,10 +607,10 @@ def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_
 def test_a_gradient_with_a_logo_laid_on_it_groups_with_its_original(tmp_path: Path, settings_factory) -> None:
     """A corner logo laid on a smooth gradient (bench/probes.py's captioned probe) differs from the original in one
     place, as another subject on one ground does, but there only the copy holds detail: it groups."""
-    name, original, copies = P.captioned(random.Random(3))[2]
+    name, original, _, copies = P.captioned(random.Random(3))[2]
     lib = tmp_path / "lib"
     save(lib, "gradient.jpg", original, quality=90)
-    save(lib, "gradient_logo.jpg", dict(copies)[name.replace("original", "logo")], quality=85)
+    save(lib, "gradient_logo.jpg", {c[0]: c[1] for c in copies}[name.replace("original", "logo")], quality=85)
     f = {n: featurestore.of_file(lib / n, 10**8) for n in ("gradient.jpg", "gradient_logo.jpg")}
     assert f["gradient.jpg"].low_texture and f["gradient.jpg"].page is None
     rule = linkrule.rule_of(Settings(), 0.6)

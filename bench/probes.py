@@ -4,7 +4,7 @@
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
     python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow [--seed 3]
-    PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked [--seed 3]   # bench/confusers.py's overlays
+    PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # bench/confusers.py's
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
           train-split photos of ../shared as soft oval cut-outs at the centre (18-32 % of the width); every other
@@ -46,6 +46,12 @@ captioned 10 smooth pictures (skies, sunsets, linear and radial gradients, blobs
           a subtitle, a corner logo, a signature. Chose how a copy with something laid on it is told apart.
 marked    10 other smooth pictures (night and fog versions of train-split photos, radial gradients, sunsets),
           each with 3 copies: a centred logo, a grid of "preview" text, a story caption. Kept out of that choice.
+
+One probe of pages (bench/README.md, "Invoices that differ only in their numbers"):
+
+phonepages 80 invoices of the tune template (``bench/confusers.py`` ``doc_invoice``), every other one with a steep
+          phone photo (``phone_photo``): different documents that share a layout and often their items, beside
+          copies that the embedding ranks far down among them.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -384,9 +390,43 @@ def marked(r: random.Random) -> list[Entry]:
     return _overlaid([p.convert("RGB") for p in pictures], overlays)
 
 
+def phone_photo(im: Image.Image, r: random.Random) -> Image.Image:
+    """A steep phone photo of a page: inset 3-8 % on a desk, each corner moved in by up to 8-18 % (one
+    perspective transform), the light falling off by 20-40 % in a random direction, a warm or cool cast, a blur
+    of 0.8-1.6 px, shrunk to 60-85 % (``bench/confusers.py``'s tune recipe, ``lamp_photo``, moves corners 3-10 %)."""
+    from bench import confusers as C
+
+    w, h = im.size
+    m = r.uniform(0.03, 0.08)
+    desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
+    desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
+               (round(w * m), round(h * m)))
+    a = np.asarray(C.perspective(desk, C.jittered_quad(w, h, r.uniform(0.08, 0.18), r)), np.float32)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = r.uniform(0, 2 * math.pi)
+    ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h
+    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    cast = [1.0, r.uniform(0.9, 1.0), r.uniform(0.75, 0.95)] if r.random() < 0.5 else \
+        [r.uniform(0.85, 0.95), r.uniform(0.95, 1.0), 1.0]
+    a *= (1.0 - r.uniform(0.2, 0.4) * ramp)[..., None] * np.array(cast, np.float32)
+    photo = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(r.uniform(0.8, 1.6)))
+    s = r.uniform(0.6, 0.85)
+    return photo.resize((round(w * s), round(h * s)), Image.Resampling.BILINEAR)
+
+
+def phone_pages(r: random.Random, count: int = 80) -> Iterator[Entry]:
+    from bench import confusers as C
+
+    for k in range(count):
+        page = C.doc_invoice(k, r).convert("RGB")
+        copies = [(f"library/{k:03d}_invoice_phone.jpg", phone_photo(page, r), {"quality": r.randint(70, 85)},
+                   "phone")] if not k % 2 else []
+        yield f"library/{k:03d}_invoice.png", page, {}, copies
+
+
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
-    "planes": planes, "snow": snows, "captioned": captioned, "marked": marked}
+    "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,9 +69,9 @@ class Settings(BaseSettings):
     verify_perspective_agreement: float = Field(default=0.95, ge=0, le=1)
     verify_frame_agreement: float = Field(default=0.95, ge=0, le=1)
     # Two pages (documents, slides, clip art on white: indexer/pagecheck.py) also need page_min_agreement of
-    # their small textured cells found in each other at the keypoints' frame: the text must agree too (more
-    # for a photographed page: pagecheck.LIGHT_AGREEMENT).
-    page_min_agreement: float = Field(default=0.92, ge=0, le=1)
+    # their small textured cells found in each other at the keypoints' frame: the text must agree too (never
+    # less than pagecheck.LIGHT_AGREEMENT for a photographed page).
+    page_min_agreement: float = Field(default=0.95, ge=0, le=1)
     verify_per_photo: int = Field(default=12, ge=1)
     # A page (indexer/pagecheck.py) gets this many: to the embedding all pages of a template look alike, and a
     # scan or phone photo of one ranks far down among them.

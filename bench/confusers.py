@@ -945,17 +945,28 @@ def lamp_photo(im: Image.Image, r: random.Random) -> Image.Image:
     by 10-30 % across the frame in a random direction, a slight tint and blur."""
     w, h = im.size
     m, k = r.uniform(0.03, 0.08), r.uniform(0.03, 0.10)
-    desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
-    desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
-               (round(w * m), round(h * m)))
-    a = np.asarray(perspective(desk, jittered_quad(w, h, k, r)), np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = r.uniform(0, 2 * math.pi)
-    ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    a = np.asarray(perspective(on_desk(im, m, r), jittered_quad(w, h, k, r)), np.float32)
+    ramp = light_ramp(w, h, r)
     tint = np.array([r.uniform(0.9, 1.0), r.uniform(0.95, 1.0), r.uniform(0.97, 1.05)], np.float32)
     a *= (1.0 - r.uniform(0.1, 0.3) * ramp)[..., None] * tint
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(r.uniform(0.4, 1.2)))
+
+
+def on_desk(im: Image.Image, m: float, r: random.Random) -> Image.Image:
+    """``im`` shrunk by ``m`` of each side onto a desk of a random colour the size of ``im``."""
+    w, h = im.size
+    desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
+    desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
+               (round(w * m), round(h * m)))
+    return desk
+
+
+def light_ramp(w: int, h: int, r: random.Random) -> np.ndarray:
+    """0 to 1 across a ``w`` x ``h`` frame in a random direction: where a lamp's light falls off."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    angle = r.uniform(0, 2 * math.pi)
+    ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h
+    return (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
 
 
 def fam_photographed(lib: Library) -> None:

@@ -4,7 +4,7 @@
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
     python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow [--seed 3]
-    PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # bench/confusers.py's
+    PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # uses bench/confusers.py
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
           train-split photos of ../shared as soft oval cut-outs at the centre (18-32 % of the width); every other
@@ -397,15 +397,9 @@ def phone_photo(im: Image.Image, r: random.Random) -> Image.Image:
     from bench import confusers as C
 
     w, h = im.size
-    m = r.uniform(0.03, 0.08)
-    desk = Image.new("RGB", (w, h), tuple(r.randint(40, 200) for _ in range(3)))
-    desk.paste(im.resize((round(w * (1 - 2 * m)), round(h * (1 - 2 * m))), Image.Resampling.BILINEAR),
-               (round(w * m), round(h * m)))
+    desk = C.on_desk(im, r.uniform(0.03, 0.08), r)
     a = np.asarray(C.perspective(desk, C.jittered_quad(w, h, r.uniform(0.08, 0.18), r)), np.float32)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    angle = r.uniform(0, 2 * math.pi)
-    ramp = math.cos(angle) * xx / w + math.sin(angle) * yy / h
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+    ramp = C.light_ramp(w, h, r)
     cast = [1.0, r.uniform(0.9, 1.0), r.uniform(0.75, 0.95)] if r.random() < 0.5 else \
         [r.uniform(0.85, 0.95), r.uniform(0.95, 1.0), 1.0]
     a *= (1.0 - r.uniform(0.2, 0.4) * ramp)[..., None] * np.array(cast, np.float32)

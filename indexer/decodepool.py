@@ -133,6 +133,9 @@ def _with_quality(attrs: keeper.Attributes | None, data: bytes) -> keeper.Attrib
 
 def _worker_init() -> None:
     signal.signal(signal.SIGPROF, signal.SIG_DFL)  # the CPU limit's timer must kill, not be caught
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool runs a process per core already: OpenCV's own threads would only contend
 
 
 WARM_SIZE = (640, 480)  # the synthetic photo a process decodes once before its first file under the limit

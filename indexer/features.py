@@ -11,6 +11,7 @@ reads them back instead of decoding the file again.
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ GREY_SIDE = 240  # long side of the grey copy content agreement compares (half t
 THUMB = 32  # side of the colour thumbnail low-texture pictures are compared by
 LOW_TEXTURE = 50  # fewer keypoints than this: a picture geometry cannot check (sky, gradient, blur)
 FLAT_STD = 3.0  # colour thumbnail standard deviation below this, without keypoints: a flat picture
+PACK_LEVEL = 1  # zlib level of the packed features: level 6 costs twice the time for 1.7 % fewer bytes
 VERSION = 4  # of the packed format and of what ``extract`` computes: a change recomputes them
 
 
@@ -93,11 +95,16 @@ def pack(f: PhotoFeatures) -> bytes:
     """Bytes for the catalog: keypoints as float16 coordinates and uint8 descriptors (mirrored ones are
     derived again on unpack), the grey copy and the thumbnails."""
     xy, des = f.keypoints.views[0]
+    parts = {"version": np.int32(VERSION), "size": np.int32(f.keypoints.size), "xy": xy.astype(np.float16),
+             "des": des, "grey": f.grey, "thumb": f.thumb,
+             "page": f.page if f.page is not None else np.zeros((0, 0), np.uint8),
+             "content": f.content if f.content is not None else np.zeros((0, 0, 3), np.uint8)}
     buf = io.BytesIO()
-    np.savez_compressed(buf, version=np.int32(VERSION), size=np.int32(f.keypoints.size), xy=xy.astype(np.float16),
-                        des=des, grey=f.grey, thumb=f.thumb,
-                        page=f.page if f.page is not None else np.zeros((0, 0), np.uint8),
-                        content=f.content if f.content is not None else np.zeros((0, 0, 3), np.uint8))
+    # np.savez_compressed's archive (np.load reads it), at a faster level: the descriptors barely compress
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=PACK_LEVEL) as z:
+        for name, arr in parts.items():
+            with z.open(f"{name}.npy", "w") as out:
+                np.lib.format.write_array(out, np.asanyarray(arr), allow_pickle=False)
     return buf.getvalue()
 
 

@@ -37,10 +37,10 @@ def margin_mask(arr: np.ndarray) -> np.ndarray:
         plain = colour.std(axis=1).max(axis=1) <= PLAIN_STD
         smooth = np.abs(np.diff(lines, axis=1)).mean(axis=1) <= SMOOTH_GRAD
         n = len(lines)
+        near = np.abs(colour.mean(axis=1)[:, None, :] - colour[[0, -1]].mean(axis=1)) <= FILL_TOL
         runs = []
-        for order in (np.arange(n), np.arange(n)[::-1]):
-            ref = colour[order[0]].mean(axis=0)
-            p = _run(plain[order] & (np.abs(colour[order].mean(axis=1) - ref) <= FILL_TOL).all(axis=1))
+        for end, order in ((0, np.arange(n)), (1, np.arange(n)[::-1])):
+            p = _run(plain[order] & near[order, end].all(axis=1))
             runs.append((p, _run(smooth[order])))
         (p0, s0), (p1, s1) = runs
         if min(s0, s1) >= 2 and abs(s0 - s1) <= max(2, 0.15 * max(s0, s1)):

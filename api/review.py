@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from api.schemas import GroupDetail, Member
 from api.webpage import human_bytes
 from indexer.catalog.models import Image, Pair
+from indexer.grouping import look_alike
 from indexer.views import MemberView
 
 MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
@@ -82,8 +83,16 @@ def decision_words(action: str | None, files: int) -> str:
 
 
 def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: int | None,
-                agreement: float | None) -> str:
+                agreement: float | None, cover: float | None = None) -> str:
     """One sentence a person can check: what evidence linked the two photos."""
+    text = _why(kind, similarity, threshold, inliers, agreement)
+    if kind in ("verified", "framed") and cover is not None and look_alike(kind, cover):
+        text += (f"; but what agrees is only {cover:.0%} of what the two pictures share, the rest plain (one logo or "
+                 "text on two plain pictures can do that), so this link alone keeps the group out of bulk decisions")
+    return text
+
+
+def _why(kind: str | None, similarity: float, threshold: float, inliers: int | None, agreement: float | None) -> str:
     if kind == "exact":
         return "identical files (same bytes)"
     if kind == "verified":
@@ -157,7 +166,7 @@ def pair_evidence(s: Session, images: list[Image] | list[MemberView], threshold:
         for b in sorted(ids)[i + 1:]:
             p = stored.get((a, b))
             if p is not None:
-                text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement)
+                text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement, p.cover)
             elif a in vectors and b in vectors:
                 text = why_grouped(None, float(vectors[a] @ vectors[b]), threshold, None, None)
             else:

@@ -32,6 +32,10 @@ KIND_RANK = {"exact": 3, "verified": 2, "framed": 2, "pixels": 1, "soft": 1, "vi
 # group that needs one of them to hold together is left out of bulk review (bench/README.md, "Small subjects on
 # one ground").
 LOOK_KINDS = frozenset({"pixels", "visual"})
+# A checked link whose content agrees over less than this share of the two pictures' overlap (``Pair.cover``)
+# counts as a look-alike link too: different plain pictures under one logo or text agree on that alone
+# (bench/README.md, "Checked on a small part").
+MIN_COVER = 0.3
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -90,11 +94,17 @@ def _alike(xs: list[int], ys: list[int], vecs: dict[int, np.ndarray]) -> bool:
     return float(sims.mean()) >= CHAIN_MEAN and float(sims.min()) >= CHAIN_MIN
 
 
-def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str]]) -> bool:
-    """Whether ``members`` (one group) fall apart without their look-alike links (``LOOK_KINDS``); ``pairs``:
-    (a, b, kind) of the stored pairs among them."""
+def look_alike(kind: str, cover: float | None) -> bool:
+    """Whether a stored pair's evidence is the look alone (``LOOK_KINDS``) or a check that agreed on a small part
+    of the pictures only (``MIN_COVER``)."""
+    return kind in LOOK_KINDS or (cover is not None and cover < MIN_COVER)
+
+
+def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]]) -> bool:
+    """Whether ``members`` (one group) fall apart without their look-alike links (``look_alike``); ``pairs``:
+    (a, b, kind, cover) of the stored pairs among them."""
     members = list(members)
-    checked = components(members, [(a, b) for a, b, kind in pairs if kind not in LOOK_KINDS])
+    checked = components(members, [(a, b) for a, b, kind, cover in pairs if not look_alike(kind, cover)])
     return not (len(checked) == 1 and len(checked[0]) == len(members))
 
 
@@ -110,12 +120,15 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
     old_gids = set(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id, touched))
     members = set(touched) | set(scalars_in(session, select(Image.id), Image.group_id, old_gids))
     edges: set[tuple[int, int, str, float]] = set()
+    cover: dict[tuple[int, int], float | None] = {}
     frontier = set(members)
     while frontier:  # pairs reach outside `members` where the guard held one back: follow them
         found: set[int] = set()
-        for a, b, kind, sim in rows_in(session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.similarity),
-                                       lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)), frontier):
+        for a, b, kind, sim, cov in rows_in(
+                session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.similarity, Pair.cover),
+                lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)), frontier):
             edges.add((a, b, kind, sim))
+            cover[(a, b)] = cov
             found.update((a, b))
         frontier = found - members
         members |= frontier
@@ -123,10 +136,10 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
                                    frontier))
     comps = clusters(edges, vectors)
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
-    inside: dict[int, list[tuple[int, int, str]]] = defaultdict(list)  # each component's own pairs
+    inside: dict[int, list[tuple[int, int, str, float | None]]] = defaultdict(list)  # each component's own pairs
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
-            inside[comp_of[a]].append((a, b, kind))
+            inside[comp_of[a]].append((a, b, kind, cover[(a, b)]))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()

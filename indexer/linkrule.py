@@ -47,11 +47,16 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   alike (a photo and a page may: an exposure edit can crush or blow out a photo until it looks like paper).
 
 Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
+
+A ``verified`` or ``framed`` link also records its cover: the share of the two pictures' overlap that agrees
+(``verify.agreement_cover``). One logo or text on two plain pictures agrees on a small part only; bulk review leaves
+out a group that needs such a link (``indexer/grouping.py``, ``MIN_COVER``).
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -124,7 +129,7 @@ class LinkRule:
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
                 f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}), {verify.RULE}, "
-                f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/"
+                f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/cover/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "
                 f"{pagecheck.PAPER_SHARE:g}; pixels: "
@@ -164,6 +169,18 @@ class Evidence:
     similarity: float
     inliers: int | None = None
     agreement: float | None = None
+    cover: float | None = None  # of a fit: the share of the overlap whose content agrees (``verify.agreement_cover``)
+
+
+class Check(NamedTuple):
+    """What geometry found of a pair: inliers both ways and, once they are enough for the weaker test, the
+    content agreement both ways, the fits a to b and b to a, and the agreement's cover (``verify.agreement_cover``,
+    the lower)."""
+
+    inliers: int
+    agreement: float | None = None
+    fits: tuple[verify.Fit, verify.Fit] | None = None
+    cover: float | None = None
 
 
 def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, crowd_a: float | None = None,
@@ -173,18 +190,18 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         return None
     check = geometry(rule, a, b)
     if check is not None:
-        inliers, agree, fits = check
+        inliers, agree, fits, cover = check
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement:
                 if same_text(rule, a, b, fits):
-                    return Evidence("verified", cosine, inliers, round(agree, 4))
+                    return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
             elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
-                return Evidence("framed", cosine, inliers, round(held, 4))
+                return Evidence("framed", cosine, inliers, round(held, 4), _round(cover))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
             if agree is not None and agree >= rule.weak_agreement and same_text(rule, a, b, fits):
-                return Evidence("verified", cosine, inliers, round(agree, 4))
+                return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
             found = keystone(rule, cosine, a, b)
             if found is not None:
                 return found
@@ -208,11 +225,12 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     return None
 
 
-def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures
-             ) -> tuple[int, float | None, tuple[verify.Fit, verify.Fit] | None] | None:
-    """(inliers both ways, content agreement both ways, the fits a to b and b to a) of the best affine fits, or
-    None when either photo has too few keypoints to try. Agreement (and the fits) only once the inliers are
-    enough for the weaker test."""
+def _round(x: float | None) -> float | None:
+    return round(x, 4) if x is not None else None
+
+
+def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> Check | None:
+    """The ``Check`` of the best affine fits, or None when either photo has too few keypoints to try."""
     if a.texture < verify.MIN_MATCHES or b.texture < verify.MIN_MATCHES:
         return None
     enough = verify.ENOUGH * rule.min_inliers
@@ -222,9 +240,9 @@ def geometry(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures
 def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) -> Evidence | None:
     """``verified`` evidence from perspective fits both ways (``verify.fit_perspective``: a copy photographed at
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
-    inliers, agree, fits = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
+    inliers, agree, fits, cover = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
     if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits):
-        return Evidence("verified", cosine, inliers, round(agree, 4))
+        return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
     return None
 
 
@@ -243,17 +261,19 @@ def reframed(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
 
 
 def _both_ways(fitter: Callable[[verify.Keypoints, verify.Keypoints], verify.Fit | None], a: PhotoFeatures,
-               b: PhotoFeatures, least: int) -> tuple[int, float | None, tuple[verify.Fit, verify.Fit] | None]:
-    """(inliers, agreement, fits) of ``fitter`` a to b and b to a, as ``geometry`` returns them; the second
-    direction, the agreement and the fits only once a direction has ``least`` inliers."""
+               b: PhotoFeatures, least: int) -> Check:
+    """The ``Check`` of ``fitter`` a to b and b to a; the second direction, the agreement, the fits and the cover
+    only once a direction has ``least`` inliers."""
     ab = fitter(a.keypoints, b.keypoints)
     if ab is None or ab.inliers < least:
-        return (ab.inliers if ab is not None else 0), None, None
+        return Check(ab.inliers if ab is not None else 0)
     ba = fitter(b.keypoints, a.keypoints)
     if ba is None or ba.inliers < least:
-        return (ba.inliers if ba is not None else 0), None, None
-    agree = [x for x in (verify.agreement(a.grey, b.grey, ab), verify.agreement(b.grey, a.grey, ba)) if x is not None]
-    return min(ab.inliers, ba.inliers), (min(agree) if agree else None), (ab, ba)
+        return Check(ba.inliers if ba is not None else 0)
+    (agree_ab, cover_ab), (agree_ba, cover_ba) = (verify.agreement_cover(a.grey, b.grey, ab),
+                                                  verify.agreement_cover(b.grey, a.grey, ba))
+    agree = [x for x in (agree_ab, agree_ba) if x is not None]
+    return Check(min(ab.inliers, ba.inliers), min(agree) if agree else None, (ab, ba), min(cover_ab, cover_ba))
 
 
 def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,

@@ -22,7 +22,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Fit", "Keypoints", "agreement", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "agreement_cover", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
            "mirrored", "one_way", "same_picture", "scaled", "warp"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
@@ -339,9 +339,16 @@ def agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> float | None:
     app window agree only there. None when no cell of the overlap has texture (nothing to compare).
 
     The grey copies are the keypoints' frames scaled down alike (``indexer.features.GREY_SIDE``)."""
-    _, counted, agree = _cells(grey_a, grey_b, f)
-    cells = int(counted.sum())
-    return float(agree.sum()) / cells if cells else None
+    return agreement_cover(grey_a, grey_b, f)[0]
+
+
+def agreement_cover(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[float | None, float]:
+    """(``agreement``, the cover: the agreeing cells' share of all the overlap's cells). A copy agrees over most
+    of its picture; two different smooth pictures under one logo or text agree on the overlay's cells alone,
+    a small part of the overlap (the rest is plain in both and counts neither way in ``agreement``)."""
+    ok, counted, agree = _cells(grey_a, grey_b, f)
+    cells, found = int(counted.sum()), float(agree.sum())
+    return (found / cells if cells else None), found / max(1, int(ok.sum()))
 
 
 def held_agreement(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[float | None, float, bool]:

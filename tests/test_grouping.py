@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import components, regroup
+from indexer.grouping import MIN_COVER, components, regroup
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -98,8 +98,10 @@ def test_keeper_rule_with_a_member_never_measured() -> None:
 
 
 def _link_kinds(cat: Catalog, pairs) -> set[int]:
+    """Store pairs (a, b, kind) or (a, b, kind, cover) and regroup them."""
     with cat.session() as s:
-        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": 0.9, "kind": k} for a, b, k in pairs])
+        s.execute(insert(Pair), [{"a_id": p[0], "b_id": p[1], "similarity": 0.9, "kind": p[2],
+                                  "cover": p[3] if len(p) > 3 else None} for p in pairs])
         return regroup(s, {x for p in pairs for x in p[:2]}, _vectors)
 
 
@@ -118,3 +120,15 @@ def test_a_group_held_only_by_look_alike_links_is_left_out_of_bulk_review(tmp_pa
     with cat.session() as s:
         assert not any(g.look_only for g in s.scalars(select(DupGroup)))
         assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 0)
+
+
+def test_a_group_held_only_by_checks_that_agree_on_a_small_part_is_left_out_of_bulk_review(tmp_path) -> None:
+    """A verified link whose content agrees over less than ``MIN_COVER`` of the overlap (one logo on two plain
+    pictures) counts as a look-alike link: 1-2 hold together only through one, so bulk review holds them back;
+    3-4, verified over most of the picture, are offered. A pair stored before the cover was (NULL) stays checked."""
+    cat = _catalog(tmp_path, 6)
+    _link_kinds(cat, [(1, 2, "verified", MIN_COVER - 0.01), (3, 4, "verified", MIN_COVER), (5, 6, "framed", None)])
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+        assert flags == {(1, 2): True, (3, 4): False, (5, 6): False}
+        assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 1)

@@ -139,6 +139,7 @@ class Pair(Base):
     kind: Mapped[str] = mapped_column(String(8), default="visual")
     inliers: Mapped[int | None] = mapped_column(Integer)
     agreement: Mapped[float | None] = mapped_column(Float)
+    cover: Mapped[float | None] = mapped_column(Float)  # of a fit's overlap, the share that agrees: NULL without a fit
 
 
 class Features(Base):

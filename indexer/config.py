@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     verify_per_photo: int = Field(default=12, ge=1)
     # A page (indexer/pagecheck.py) gets this many: to the embedding all pages of a template look alike, and a
     # scan or phone photo of one ranks far down among them.
-    verify_per_page: int = Field(default=96, ge=1)
+    verify_per_page: int = Field(default=128, ge=1)
     pixel_max_distance: float = Field(default=8.0, ge=0, le=255)
     pixel_max_gain_distance: float = Field(default=5.0, ge=0, le=255)
     pixel_max_blur_residual: float = Field(default=1.5, ge=0)

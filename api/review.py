@@ -86,7 +86,7 @@ def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: 
                 agreement: float | None, cover: float | None = None) -> str:
     """One sentence a person can check: what evidence linked the two photos."""
     text = _why(kind, similarity, threshold, inliers, agreement)
-    if kind in ("verified", "framed") and cover is not None and look_alike(kind, cover):
+    if kind in ("verified", "framed") and look_alike(kind, cover):
         text += (f"; but what agrees is only {cover:.0%} of what the two pictures share, the rest plain (one logo or "
                  "text on two plain pictures can do that), so this link alone keeps the group out of bulk decisions")
     return text

@@ -53,6 +53,18 @@ phonepages 80 invoices of the tune template (``bench/confusers.py`` ``doc_invoic
           phone photo (``phone_photo``): different documents that share a layout and often their items, beside
           copies that the embedding ranks far down among them.
 
+One probe of real different shots (OpenCV's sample data, Debian's ``opencv-doc``, installed by
+``bench/realimages.py --install``):
+
+shots     pictures of one scene taken apart in time or place: stereo pairs (the chessboard's 13 left/right
+          pairs, the aloe), consecutive video frames (basketball, the rubber whale), the chessboard's poses,
+          two views of Leuven and of a city from the air, two renders of one head; every other one with a
+          shrunk, re-saved copy, and one real edited copy (a penguin pasted on a notebook, from OpenCV's
+          error-level-analysis sample). Bursts are similar, not duplicates: no two shots may link.
+frames    bursts from OpenCV's sample videos (a street under a fixed camera, a film clip, a swaying tree): frames
+          0.2-2 s apart, every other one with a shrunk, re-saved copy. Written after ``shots`` and kept out of
+          the choices made on it.
+
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
 """
@@ -418,9 +430,55 @@ def phone_pages(r: random.Random, count: int = 80) -> Iterator[Entry]:
         yield f"library/{k:03d}_invoice.png", page, {}, copies
 
 
+OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
+SHOTS = ([f"left{k:02d}.jpg" for k in (*range(1, 10), 11, 12, 13, 14)]
+         + [f"right{k:02d}.jpg" for k in (*range(1, 10), 11, 12, 13, 14)]
+         + ["aloeL.jpg", "aloeR.jpg", "basketball1.png", "basketball2.png", "rubberwhale1.png", "rubberwhale2.png",
+            "leuvenA.jpg", "leuvenB.jpg", "aero1.jpg", "aero3.jpg", "Blender_Suzanne1.jpg", "Blender_Suzanne2.jpg"])
+
+
+def shots(r: random.Random) -> Iterator[Entry]:
+    if not OPENCV_DATA.is_dir():
+        raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+    for k, name in enumerate(SHOTS):
+        im = Image.open(OPENCV_DATA / name).convert("RGB")
+        stem = Path(name).stem
+        copies = [_shrunk(im, r, 0.5, f"library/{stem}_copy.jpg")] if k % 2 else []
+        yield f"library/{stem}.png", im, {}, copies
+    original = Image.open(OPENCV_DATA / "ela_original.jpg").convert("RGB")
+    edited = ("library/notebook_penguin.jpg", Image.open(OPENCV_DATA / "ela_modified.jpg").convert("RGB"),
+              {"quality": 90}, "pasted")
+    yield "library/notebook.png", original, {}, [edited]
+
+
+VIDEOS = {"vtest.avi": (0, 795, 20), "Megamind.avi": (0, 270, 18), "tree.avi": (0, 444, 30)}  # first, end, step
+
+
+def frames(r: random.Random) -> Iterator[Entry]:
+    import cv2
+
+    if not OPENCV_DATA.is_dir():
+        raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+    k = 0
+    for video, (first, end, step) in VIDEOS.items():
+        cap = cv2.VideoCapture(str(OPENCV_DATA / video))
+        for n in range(first, end, step):
+            cap.set(cv2.CAP_PROP_POS_FRAMES, n + r.randrange(step // 2))
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            im = Image.fromarray(bgr[..., ::-1].copy())
+            stem = f"{Path(video).stem}_{n:04d}"
+            copies = [_shrunk(im, r, 0.5, f"library/{stem}_copy.jpg")] if k % 2 else []
+            k += 1
+            yield f"library/{stem}.png", im, {}, copies
+        cap.release()
+
+
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
-    "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages}
+    "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
+    "shots": shots, "frames": frames}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,9 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   since a perspective fit also lays two shots of one scene closely over each other. A weaker fit
   (``weak_inliers``: a blurred, tiny or heavily compressed copy keeps few keypoints) links when the content
   agrees more closely (``weak_agreement``) or under a perspective fit; otherwise the pair is left to the tests
-  below, as a pair with no fit is. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white)
+  below, as a pair with no fit is. Every fit must also explain its keypoints as one picture: where they moved
+  against each other (``verify.moved`` at least ``MAX_MOVED``: the depth of a scene seen from two places, a
+  subject that moved between two shots of a burst) the two are two shots, not copies. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white)
   must also agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere
   else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
@@ -96,6 +98,7 @@ BLUR_FLOOR = 4.0  # grey levels: the least spread a cell's difference is measure
 ALIGN_MIN_COVER = 0.4
 ALIGN_MAX_TURN = 20.0
 ALIGN_MAX_STRETCH = 1.25
+MAX_MOVED = 0.4  # ``verify.moved`` from which a fit's keypoints moved against each other: two shots, not a copy
 FRAME_SHARE = 0.25  # of the overlap's cells the inliers' box must hold for ``reframed``: not a shared logo or band
 
 
@@ -128,7 +131,8 @@ class LinkRule:
         return (f"candidates {self.band:g} below; verified: {self.min_inliers} inliers, agreement "
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
-                f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}), {verify.RULE}, "
+                f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}; moved under {MAX_MOVED:g} at "
+                f"{verify.MOVED_NEIGHBOURS}nn from {verify.MOVED_MIN_INLIERS}), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/cover/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "
@@ -193,14 +197,15 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         inliers, agree, fits, cover = check
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement:
-                if same_text(rule, a, b, fits):
+                if same_text(rule, a, b, fits) and not two_shots(fits):
                     return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
-            elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
+            elif agree is not None and (held := reframed(rule, a, b, fits)) is not None and not two_shots(fits):
                 return Evidence("framed", cosine, inliers, round(held, 4), _round(cover))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
-            if agree is not None and agree >= rule.weak_agreement and same_text(rule, a, b, fits):
+            if agree is not None and agree >= rule.weak_agreement and same_text(rule, a, b, fits) and \
+                    not two_shots(fits):
                 return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
             found = keystone(rule, cosine, a, b)
             if found is not None:
@@ -241,9 +246,19 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
     """``verified`` evidence from perspective fits both ways (``verify.fit_perspective``: a copy photographed at
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
     inliers, agree, fits, cover = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
-    if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits):
+    if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits) and \
+            not two_shots(fits):
         return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
     return None
+
+
+def two_shots(fits: tuple[verify.Fit, verify.Fit] | None) -> bool:
+    """Whether the keypoints that a fit explains moved against each other in either direction
+    (``verify.moved`` at least ``MAX_MOVED``): two shots of one scene (a burst, a stereo pair), where depth or a
+    moving subject shifts parts of the picture by different amounts, not a copy."""
+    if fits is None:
+        return False
+    return any(m is not None and m >= MAX_MOVED for m in (verify.moved(f) for f in fits))
 
 
 def reframed(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,

@@ -15,7 +15,7 @@ import functools
 import logging
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -23,7 +23,7 @@ from PIL import Image
 log = logging.getLogger(__name__)
 
 __all__ = ["RULE", "Fit", "Keypoints", "agreement", "agreement_cover", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
-           "mirrored", "one_way", "same_picture", "scaled", "warp"]
+           "mirrored", "moved", "one_way", "same_picture", "scaled", "warp"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
 FEATURES = 600  # SIFT keypoints kept per photo (strongest first)
@@ -48,6 +48,11 @@ AGREE_CLIP = 8.0  # a flat cell within this of black or white is saturated: it c
 # A framed photo's box (``held_agreement``) must hold the picture's centre and have its own centre within this
 # share of the picture's side from it: a frame surrounds its photo; a shared banner or band sits on one side.
 CENTRE_SLACK = 1 / 6
+# ``moved``: the keypoints of two shots of one scene (a burst, a stereo pair) move against each other where the
+# scene has depth or a subject moved; a copy's keypoints lie on one transform up to each point's own noise. A
+# residual is compared with the mean of its MOVED_NEIGHBOURS nearest inliers', from MOVED_MIN_INLIERS inliers.
+MOVED_NEIGHBOURS = 10
+MOVED_MIN_INLIERS = 24
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -128,6 +133,7 @@ class Fit:
     inliers: int
     matrix: np.ndarray  # a's frame -> b's frame: 2 x 3 (``fit``, affine) or 3 x 3 (``fit_perspective``)
     box: tuple[float, float, float, float] | None = None  # the inliers' bounding box in a's frame (x0, y0, x1, y1)
+    points: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)  # inliers a, b
 
 
 def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
@@ -159,7 +165,7 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
         n = int(keep.sum())
         if _spread(src[keep]) >= MIN_SPREAD * a.size[0] * a.size[1] and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
-            best = Fit(n, affine, _box(src[keep]))
+            best = Fit(n, affine, _box(src[keep]), (src[keep], dst[keep]))
     return best
 
 
@@ -193,8 +199,30 @@ def fit_perspective(a: Keypoints, b: Keypoints) -> Fit | None:
         n = int(keep.sum())
         if _spread(src[keep]) >= MIN_SPREAD * w * h and \
                 _spread(dst[keep]) >= MIN_SPREAD * b.size[0] * b.size[1] and (best is None or n > best.inliers):
-            best = Fit(n, hom, _box(src[keep]))
+            best = Fit(n, hom, _box(src[keep]), (src[keep], dst[keep]))
     return best
+
+
+def moved(f: Fit) -> float | None:
+    """How much the residuals of ``f``'s inliers under one homography fitted to them all move together: each
+    residual's dot product with the mean residual of its ``MOVED_NEIGHBOURS`` nearest inliers, summed over the
+    inliers and divided by the residuals' summed squares. About 0 for a copy (resized, cropped, turned or
+    photographed at an angle: a homography explains it, and what it leaves is each keypoint's own noise); near 1
+    where parts of the picture shifted against each other (the depth of a scene seen from two places, a subject
+    that moved between two shots). None under ``MOVED_MIN_INLIERS`` inliers."""
+    if f.points is None or len(f.points[0]) < MOVED_MIN_INLIERS:
+        return None
+    cv2 = _cv2()
+    src, dst = (np.ascontiguousarray(p, np.float64) for p in f.points)
+    hom, _ = cv2.findHomography(src, dst, 0)
+    if hom is None:
+        return None
+    residual = cv2.perspectiveTransform(src[None], hom)[0] - dst
+    d2 = ((src[:, None, :] - src[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d2, np.inf)
+    near = np.argpartition(d2, MOVED_NEIGHBOURS, axis=1)[:, :MOVED_NEIGHBOURS]
+    energy = float((residual * residual).sum())
+    return float((residual * residual[near].mean(1)).sum()) / energy if energy > 1e-12 else 0.0
 
 
 def scaled(matrix: np.ndarray, s: float) -> np.ndarray:

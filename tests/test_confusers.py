@@ -248,6 +248,40 @@ def test_a_copy_photographed_at_an_angle_groups_and_shots_of_one_object_stay_apa
     assert not any(len(g & set(shots)) > 1 for g in groups), groups
 
 
+def second_shot(im: Image.Image, shift: float) -> Image.Image:
+    """``im`` as a second shot from a step to the side: each point moves by up to ``shift`` px with its depth (the
+    scene nearer at the bottom, with one near bump), which no single transform undoes."""
+    cv2 = verify._cv2()
+    a = np.asarray(im.convert("RGB"))
+    h, w = a.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    depth = (yy / h) ** 2 + 0.5 * np.exp(-(((xx - 0.6 * w) / (0.2 * w)) ** 2 + ((yy - 0.4 * h) / (0.2 * h)) ** 2))
+    return Image.fromarray(cv2.remap(a, xx + shift * depth, yy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
+
+
+def test_two_shots_of_one_scene_stay_apart_and_a_copy_groups(tmp_path: Path, settings_factory) -> None:
+    """Two shots of one scene a step apart (a burst, a stereo pair) fit one transform but for the depth: the
+    keypoints of near things move further, and their content agrees under the fit as a copy's would. What tells
+    them apart is that the fit's residuals move together (``verify.moved``); a copy's are each point's own
+    noise."""
+    lib, st = tmp_path / "lib", Settings()
+    rule = linkrule.rule_of(st, 0.6)
+    shots, copies = set(), {}
+    for name, path in (("ant", ANT), ("canoe", BOAT)):
+        im = C.photo(path)
+        save(lib, f"{name}.jpg", im, quality=92)
+        save(lib, f"{name}_small.jpg", shrunk(im), quality=80)
+        save(lib, f"{name}_next.jpg", second_shot(im, 8.0), quality=92)
+        copies[name], shots = {f"{name}.jpg", f"{name}_small.jpg"}, shots | {f"{name}_next.jpg"}
+        first, copy, nxt = (featurestore.of_file(lib / f"{name}{k}.jpg", 10**8) for k in ("", "_small", "_next"))
+        fits = linkrule.geometry(rule, first, nxt).fits
+        assert fits is not None and linkrule.two_shots(fits), [verify.moved(f) for f in fits]
+        assert not linkrule.two_shots(linkrule.geometry(rule, first, copy).fits)
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    assert copies["ant"] in groups and copies["canoe"] in groups, (groups, cos)
+    assert not any(g & shots for g in groups), groups
+
+
 def tiled(seed: int, tile: int = 48, n: tuple[int, int] = (20, 12)) -> Image.Image:
     """A wallpaper of one random motif repeated: plenty of keypoints, each with many look-alikes."""
     rng = np.random.default_rng(seed)

@@ -603,3 +603,18 @@ def test_ingest_reports_verification_progress(tmp_path: Path, settings_factory) 
     assert [d for d, _ in rec.phases] == ["indexing", "checking candidate pairs"]
     pairs = rec.phases[1][1]
     assert pairs >= 2 and rec.done[-1] == pairs and s.verified_pairs == 1
+
+
+def test_moved_tells_depth_from_noise() -> None:
+    """Residuals under one homography: a point's own noise does not move with its neighbours' (a copy), a shift
+    that grows with depth does (two shots of one scene); a perspective view of a flat picture leaves none."""
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 480, (300, 2))
+    tilt = np.array([[1.0, 0.05, 3.0], [0.02, 0.95, -4.0], [1e-4, 2e-4, 1.0]])
+    flat = np.c_[src, np.ones(len(src))] @ tilt.T
+    flat = flat[:, :2] / flat[:, 2:]
+    noisy = verify.Fit(300, tilt, points=(src, flat + rng.normal(0, 0.5, src.shape)))
+    deep = verify.Fit(300, tilt, points=(src, flat + np.c_[3.0 * (src[:, 1] / 480) ** 2, np.zeros(len(src))]))
+    few = verify.Fit(10, tilt, points=(src[:10], flat[:10]))
+    assert abs(verify.moved(noisy)) < 0.2 and verify.moved(deep) > 0.8
+    assert verify.moved(few) is None and verify.moved(verify.Fit(300, tilt)) is None

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.schemas import GroupDetail, Member
 from api.webpage import human_bytes
 from indexer.catalog.models import Image, Pair
-from indexer.grouping import look_alike
+from indexer.grouping import look_alike, two_moments
 from indexer.views import MemberView
 
 MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
@@ -83,12 +83,16 @@ def decision_words(action: str | None, files: int) -> str:
 
 
 def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: int | None,
-                agreement: float | None, cover: float | None = None) -> str:
-    """One sentence a person can check: what evidence linked the two photos."""
+                agreement: float | None, cover: float | None = None,
+                taken: tuple[str | None, str | None] = (None, None)) -> str:
+    """One sentence a person can check: what evidence linked the two photos (``taken``: their capture times)."""
     text = _why(kind, similarity, threshold, inliers, agreement)
     if kind in ("verified", "framed") and look_alike(kind, cover):
         text += (f"; but what agrees is only {cover:.0%} of what the two pictures share, the rest plain (one logo or "
                  "text on two plain pictures can do that), so this link alone keeps the group out of bulk decisions")
+    if kind != "exact" and two_moments(*taken):
+        text += (f"; but the camera took them at two moments ({taken[0]} and {taken[1]}): two shots of a burst look "
+                 "this alike, so this link alone keeps the group out of bulk decisions")
     return text
 
 
@@ -160,13 +164,15 @@ def pair_evidence(s: Session, images: list[Image] | list[MemberView], threshold:
     """Why each two of ``images`` are grouped: the stored pair's evidence, or the cosine when no pair links them."""
     ids = [m.id for m in images]
     names = {m.id: os.path.basename(m.path) for m in images}
+    taken = {m.id: m.taken_at for m in images}
     stored = {(p.a_id, p.b_id): p for p in s.scalars(select(Pair).where(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))}
     out = []
     for i, a in enumerate(sorted(ids)):
         for b in sorted(ids)[i + 1:]:
             p = stored.get((a, b))
             if p is not None:
-                text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement, p.cover)
+                text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement, p.cover,
+                                   (taken[a], taken[b]))
             elif a in vectors and b in vectors:
                 text = why_grouped(None, float(vectors[a] @ vectors[b]), threshold, None, None)
             else:

@@ -64,6 +64,11 @@ shots     pictures of one scene taken apart in time or place: stereo pairs (the 
 frames    bursts from OpenCV's sample videos (a street under a fixed camera, a film clip, a swaying tree): frames
           0.2-2 s apart, every other one with a shrunk, re-saved copy. Written after ``shots`` and kept out of
           the choices made on it.
+bursts    the street and the tree of ``frames`` as a camera's bursts: JPEGs whose EXIF records each frame's capture
+          time (to the hundredth of a second); every other one with a shrunk copy, half of them keeping the EXIF
+          (shared from the phone), half without (a messaging app strips it). Measures bulk review's hold on
+          groups that join two capture times (``indexer.grouping.two_moments``), not the link rule: its pairs are
+          those of ``frames``.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -475,10 +480,49 @@ def frames(r: random.Random) -> Iterator[Entry]:
         cap.release()
 
 
+def bursts(r: random.Random) -> Iterator[Entry]:
+    import datetime
+
+    import cv2
+
+    if not OPENCV_DATA.is_dir():
+        raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+    start = datetime.datetime(2026, 5, 17, 16, 42, 0)
+    k = 0
+    for video in ("vtest.avi", "tree.avi"):
+        first, end, step = VIDEOS[video]
+        cap = cv2.VideoCapture(str(OPENCV_DATA / video))
+        fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+        for n in range(first, end, step):
+            at = n + r.randrange(step // 2)
+            cap.set(cv2.CAP_PROP_POS_FRAMES, at)
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            im = Image.fromarray(bgr[..., ::-1].copy())
+            moment = start + datetime.timedelta(seconds=at / fps)
+            exif = Image.Exif()
+            exif[0x010F], exif[0x0110] = "Probe", "Burst"
+            sub = exif.get_ifd(0x8769)
+            sub[0x9003], sub[0x9291] = moment.strftime("%Y:%m:%d %H:%M:%S"), f"{moment.microsecond // 10000:02d}"
+            stem = f"{Path(video).stem}_{at:04d}"
+            copies = []
+            if k % 2:
+                f = r.uniform(0.5, 0.8)
+                small = im.resize((int(im.width * f), int(im.height * f)), Image.Resampling.BICUBIC)
+                keep = {"exif": exif.tobytes()} if k % 4 == 1 else {}
+                copies = [(f"library/{stem}_copy.jpg", small, {"quality": r.randint(60, 85), **keep},
+                           "resize+jpeg" + ("+exif" if keep else ""))]
+            k += 1
+            yield f"library/{stem}.jpg", im, {"quality": 92, "exif": exif.tobytes()}, copies
+        start += datetime.timedelta(minutes=5)
+        cap.release()
+
+
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
-    "shots": shots, "frames": frames}
+    "shots": shots, "frames": frames, "bursts": bursts}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -50,6 +50,7 @@ class Decoded:
     format: str
     pixels: np.ndarray  # uint8 (S, S, 3) for the model, or the full RGB array when no size was asked
     camera: bool = False  # EXIF camera make/model or date taken
+    taken: str | None = None  # the camera's capture time (``capture_time``), None when the file has none
     extra: object = None  # what load_image's ``extra`` made of the decoded picture
 
 
@@ -87,20 +88,36 @@ def read_file(path: Path, max_bytes: int) -> tuple[bytes, FileFacts]:
 
 
 CAMERA_TAGS = (0x010F, 0x0110)  # Make, Model
-EXIF_IFD, DATE_TAKEN = 0x8769, 0x9003  # DateTimeOriginal lives in the Exif sub-IFD
+EXIF_IFD, DATE_TAKEN, SUBSEC_TAKEN = 0x8769, 0x9003, 0x9291  # DateTimeOriginal, SubSecTimeOriginal (Exif IFD)
+TAKEN_LENGTH = 32  # characters of a capture time kept (the catalog's column)
 
 
-def _exif_facts(im: Image.Image) -> tuple[tuple[int, int], bool]:
-    """Display size after EXIF rotation, and whether the file carries camera metadata (originals
-    usually do; screenshots, exports and re-encodes usually lost it)."""
+def _exif_facts(im: Image.Image) -> tuple[tuple[int, int], bool, str | None]:
+    """Display size after EXIF rotation, whether the file carries camera metadata (originals usually do;
+    screenshots, exports and re-encodes usually lost it) and its capture time (``capture_time``)."""
     try:
         exif = im.getexif()
         orientation = exif.get(ORIENTATION_TAG, 1)
-        camera = any(exif.get(t) for t in CAMERA_TAGS) or bool(exif.get_ifd(EXIF_IFD).get(DATE_TAKEN))
+        sub = exif.get_ifd(EXIF_IFD)
+        camera = any(exif.get(t) for t in CAMERA_TAGS) or bool(sub.get(DATE_TAKEN))
+        taken = capture_time(sub.get(DATE_TAKEN), sub.get(SUBSEC_TAKEN))
     except Exception:  # noqa: BLE001 - malformed EXIF must not fail the photo
-        orientation, camera = 1, False
+        orientation, camera, taken = 1, False, None
     w, h = im.size
-    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), camera
+    return ((h, w) if orientation in (5, 6, 7, 8) else (w, h)), camera, taken
+
+
+def capture_time(date: object, subsec: object = None) -> str | None:
+    """The moment the camera took the photo, as EXIF keeps it: "YYYY:MM:DD HH:MM:SS", with "." and the
+    sub-second digits where the camera wrote them; None for a missing, blank or malformed date. Copies made by
+    editing keep it (or lose it); two shots of a burst each have their own."""
+    if not isinstance(date, str):
+        return None
+    date = date.strip().rstrip("\x00")
+    if len(date) != 19 or not date[:4].isdigit() or date.startswith("0000"):
+        return None
+    digits = subsec.strip().rstrip("\x00") if isinstance(subsec, str) else ""
+    return (f"{date}.{digits}" if digits.isdigit() else date)[:TAKEN_LENGTH]
 
 
 STRIP_PIXELS = 1 << 18  # pixels per strip when converting: the temporaries stay around 5 MB
@@ -217,7 +234,7 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None,
     """
     with open_image(source, max_pixels) as im:
         fmt = (im.format or "UNKNOWN").upper()
-        (width, height), camera = _exif_facts(im)
+        (width, height), camera, taken = _exif_facts(im)
         # Only format "JPEG" drafts (not MPO): model pixels must stay those of the vectors already indexed.
         rgb = decode_rgb(im, size if size is not None and fmt == "JPEG" else None)
         pixels = to_model_pixels(rgb, size) if size is not None else np.asarray(rgb, dtype=np.uint8)
@@ -228,4 +245,4 @@ def load_image(source: Path | bytes, *, max_pixels: int, size: int | None,
                     made = extra(decode_rgb(again, extra_side))
             else:
                 made = extra(rgb)
-    return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera, extra=made)
+    return Decoded(width=width, height=height, format=fmt, pixels=pixels, camera=camera, taken=taken, extra=made)

@@ -112,7 +112,7 @@ def decode_file(path: str, max_pixels: int, max_bytes: int, size: int) -> Decode
                             message="ran out of memory decoding this file")
     feats, attrs = d.extra  # type: ignore[misc]
     return DecodeResult(path, True, facts.size, facts.sha256, d.width, d.height, d.format, d.pixels, camera=d.camera,
-                        features=feats, attributes=_with_quality(attrs, data))
+                        features=feats, attributes=_with_file_facts(attrs, data, d.taken))
 
 
 def measure_file(path: str, max_pixels: int, max_bytes: int, size: int) -> tuple[str | None, keeper.Attributes | None]:
@@ -123,12 +123,13 @@ def measure_file(path: str, max_pixels: int, max_bytes: int, size: int) -> tuple
         d = load_image(data, max_pixels=max_pixels, size=size, extra=photo_attributes, extra_side=verify.SIDE)
     except (ImageError, MemoryError):
         return None, None
-    return facts.sha256, _with_quality(d.extra, data)  # type: ignore[arg-type]
+    return facts.sha256, _with_file_facts(d.extra, data, d.taken)  # type: ignore[arg-type]
 
 
-def _with_quality(attrs: keeper.Attributes | None, data: bytes) -> keeper.Attributes | None:
-    """The keeper evidence with the JPEG quality read from the file's tables (the decoded picture has none)."""
-    return replace(attrs, jpeg_quality=keeper.jpeg_quality(data)) if attrs is not None else None
+def _with_file_facts(attrs: keeper.Attributes | None, data: bytes, taken: str | None) -> keeper.Attributes | None:
+    """The keeper evidence with what the file says beside its pixels: the JPEG quality read from its tables and
+    the camera's capture time."""
+    return replace(attrs, jpeg_quality=keeper.jpeg_quality(data), taken=taken) if attrs is not None else None
 
 
 def _worker_init() -> None:

@@ -36,6 +36,8 @@ LOOK_KINDS = frozenset({"pixels", "visual"})
 # counts as a look-alike link too: different plain pictures under one logo or text agree on that alone
 # (bench/README.md, "Checked on a small part").
 MIN_COVER = 0.3
+# A group whose members carry two different capture times (``Image.taken_at``) holds two shots of a burst, however
+# alike: a copy keeps its original's time or has none. It is left out of bulk review too (``look_only``).
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -100,10 +102,20 @@ def look_alike(kind: str, cover: float | None) -> bool:
     return kind in LOOK_KINDS or (cover is not None and cover < MIN_COVER)
 
 
-def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]]) -> bool:
-    """Whether ``members`` (one group) fall apart without their look-alike links (``look_alike``); ``pairs``:
-    (a, b, kind, cover) of the stored pairs among them."""
+def two_moments(a: str | None, b: str | None) -> bool:
+    """Whether two capture times (``Image.taken_at``) are both known and differ: two shots, not one photo."""
+    return a is not None and b is not None and a != b
+
+
+def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
+              taken: dict[int, str | None] | None = None) -> bool:
+    """Whether ``members`` (one group) hold two capture times (``taken``: ``Image.taken_at`` by id, where known)
+    or fall apart without their look-alike links (``look_alike``); ``pairs``: (a, b, kind, cover) of the stored
+    pairs among them. A copy without a capture time (a messaging app strips it) can join two shots of a burst,
+    so the times are counted over the whole group, not link by link."""
     members = list(members)
+    if taken and len({taken.get(m) for m in members} - {None}) > 1:
+        return True
     checked = components(members, [(a, b) for a, b, kind, cover in pairs if not look_alike(kind, cover)])
     return not (len(checked) == 1 and len(checked[0]) == len(members))
 
@@ -142,6 +154,7 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             inside[comp_of[a]].append((a, b, kind, cover[(a, b)]))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
+    moments = dict(rows_in(session, select(Image.id, Image.taken_at), Image.id, members))
     taken: set[int] = set()
     live: set[int] = set()
     look: dict[bool, list[int]] = {True: [], False: []}
@@ -160,7 +173,7 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             gid = group.id
         taken.add(gid)
         live.add(gid)
-        look[look_only(comp, inside[n])].append(gid)
+        look[look_only(comp, inside[n], moments)].append(gid)
         changed = [m for m in comp if current.get(m) != gid]
         execute_in(session, update(Image).values(group_id=gid), Image.id, changed)
         if changed:  # a photo joined: the user's decision did not cover it, so the group is open again

@@ -46,7 +46,7 @@ CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
-VERSION = 8  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+VERSION = 9  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class Attributes:
     jpeg_quality: int | None = None  # from the file's quantisation tables; None when not a JPEG
     analysed_side: int = 0  # long side of the picture measured (a JPEG decodes drafted: often under the file's)
     tones: tuple[float, ...] = ()  # grey levels of the content at TONE_QUANTILES (its tone curve); () not known
+    taken: str | None = None  # the camera's capture time from the file (``decode.capture_time``); None: none kept
 
     def effective_pixels(self, width: int, height: int) -> float:
         """Pixels of real picture: the content box's at the scale measured, scaled by the detail present there
@@ -460,7 +461,7 @@ def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, st
 # -- the catalog's columns (``images``) ------------------------------------------------------------------
 COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
            "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality",
-           "analysed_side": "analysed_side", "tones": "tones"}
+           "analysed_side": "analysed_side", "tones": "tones", "taken_at": "taken"}
 
 
 def columns(a: Attributes | None) -> dict:

@@ -2,8 +2,9 @@
 
 A new measure (``keeper.VERSION``) would otherwise leave every photo indexed before it to the fallback rule (most
 pixels first) until its file changed. After each link step, the grouped photos whose evidence is stale are read
-once more, measured as the decode workers measure (``decodepool.measure_file``), and their groups' keepers are
-chosen again. Only grouped photos: a photo in no group needs no keeper.
+once more, measured as the decode workers measure (``decodepool.measure_file``: also the camera's capture time,
+which bulk review reads), and their groups' keepers are chosen again. Only grouped photos: a photo in no group
+needs no keeper.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy import or_, select, update
 from indexer import keeper
 from indexer.catalog import Image, ImageStatus
 from indexer.decodepool import measure_file
-from indexer.grouping import refresh_groups
+from indexer.grouping import regroup
 from indexer.locks import catalog_lock
 from indexer.parts import Parts
 from indexer.progress import Progress
@@ -52,8 +53,7 @@ def remeasure(ix: Parts, progress: Progress | None = None) -> int:
             with catalog_lock(ix.catalog, "groups"), ix.catalog.session() as s:
                 for i, a in measured.items():
                     s.execute(update(Image).where(Image.id == i).values(**keeper.columns(a)))
-                gids = set(s.scalars(select(Image.group_id).where(Image.id.in_(measured), Image.group_id.is_not(None))))
-                refresh_groups(s, gids, ix.store.get)
+                regroup(s, measured, ix.store.get)  # keepers, and bulk review's hold on groups of two moments
             done += len(measured)
             if progress is not None:
                 progress.advance(min(start + CHUNK, len(todo)), 0)

@@ -24,6 +24,7 @@ class MemberView(BaseModel):
     mtime: float
     sha256: str | None
     camera_exif: bool = False  # still carries the camera's EXIF (make/model/date taken): a keeper criterion
+    taken_at: str | None = None  # the camera's capture time (EXIF), None when the file has none
     similarity_to_keeper: float | None
     # The keeper evidence (indexer/keeper.py), None where the photo was never measured
     effective_pixels: int | None = None  # pixels of real picture: the content box's, scaled by the detail present
@@ -52,7 +53,7 @@ class MemberView(BaseModel):
         if explained is not None:
             facts |= {"keeper_score": round(explained[0], 4), "decided_by": explained[1]}
         return cls(id=m.id, path=to_text(m.path), bytes=m.bytes, width=m.width, height=m.height, format=m.format,
-                   mtime=m.mtime, sha256=m.sha256, camera_exif=bool(m.camera_exif),
+                   mtime=m.mtime, sha256=m.sha256, camera_exif=bool(m.camera_exif), taken_at=m.taken_at,
                    similarity_to_keeper=None if m.similarity_to_keeper is None else round(m.similarity_to_keeper, 6),
                    **facts)
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
+from api.review import pair_evidence
 from bench import confusers as C
 from bench import probes as P
 from indexer import bulk, featurestore, grouping, linkrule, verify
@@ -693,6 +694,53 @@ def test_plain_pictures_under_one_logo_are_never_in_a_bulk_decision(tmp_path: Pa
     assert groups[plain]["look_only"] is True and groups[hound]["look_only"] is False, groups
     offered = {gid for gid, _ in plan.groups}
     assert groups[plain]["id"] not in offered and groups[hound]["id"] in offered and plan.held_back == 1
+
+
+def save_taken(root: Path, name: str, im: Image.Image, taken: str | None, subsec: str | None = None) -> Path:
+    """``im`` saved as a camera JPEG whose EXIF records the capture time ``taken`` (and its sub-seconds)."""
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"
+    if taken is not None:
+        sub = exif.get_ifd(0x8769)
+        sub[0x9003] = taken
+        if subsec is not None:
+            sub[0x9291] = subsec
+    return save(root, name, im, quality=92, exif=exif)
+
+
+def test_shots_the_camera_took_at_two_moments_are_never_in_a_bulk_decision(tmp_path: Path,
+                                                                          settings_factory) -> None:
+    """Two shots of a burst (a tenth of a second apart, nothing moved but the light) link as one photo would, and
+    their group is shown; but the camera recorded two capture times, so bulk review leaves the group to a person.
+    A copy that keeps its original's capture time, and copies without one, are offered as before."""
+    lib = tmp_path / "lib"
+    jeep, ant, hound = C.photo(JEEP), C.photo(ANT), C.photo(HOUND)
+    save_taken(lib, "burst_1.jpg", jeep, "2026:07:01 10:00:00", "12")
+    save_taken(lib, "burst_2.jpg", ImageEnhance.Brightness(jeep).enhance(1.03), "2026:07:01 10:00:00", "22")
+    save_taken(lib, "burst_1_small.jpg", shrunk(jeep), "2026:07:01 10:00:00", "12")  # shared from the phone
+    save_taken(lib, "ant.jpg", ant, "2025:05:05 08:30:00")
+    save_taken(lib, "ant_small.jpg", shrunk(ant), "2025:05:05 08:30:00")
+    save(lib, "hound.jpg", hound, quality=92)
+    save(lib, "hound_small.jpg", shrunk(hound), quality=80)
+    with Index(settings_factory()) as index:
+        assert not index.ingest([str(lib)]).failed
+        with index.catalog.session() as s:
+            plan = bulk.plan(s)
+            shots = list(s.scalars(select(CatalogImage).where(CatalogImage.path.like("%burst_%"))))
+            why = {frozenset((e.a, e.b)): e.text for e in pair_evidence(s, shots, index.threshold, {})}
+        groups = {frozenset(Path(m["path"]).name for m in g["members"]): g for g in index.groups()}
+    assert "two moments" in why[frozenset({"burst_1.jpg", "burst_2.jpg"})], why
+    assert "two moments" not in why[frozenset({"burst_1.jpg", "burst_1_small.jpg"})], why
+    burst = frozenset({"burst_1.jpg", "burst_2.jpg", "burst_1_small.jpg"})
+    ant_g, hound_g = frozenset({"ant.jpg", "ant_small.jpg"}), frozenset({"hound.jpg", "hound_small.jpg"})
+    assert burst in groups and ant_g in groups and hound_g in groups, list(groups)
+    taken = {Path(m["path"]).name: m["taken_at"] for m in groups[burst]["members"]}
+    assert taken["burst_2.jpg"] == "2026:07:01 10:00:00.22", taken
+    assert groups[burst]["look_only"] is True, groups[burst]
+    assert groups[ant_g]["look_only"] is False and groups[hound_g]["look_only"] is False
+    offered = {gid for gid, _ in plan.groups}
+    assert groups[burst]["id"] not in offered and plan.held_back == 1
+    assert {groups[ant_g]["id"], groups[hound_g]["id"]} <= offered
 
 
 def test_a_gradient_with_a_logo_laid_on_it_groups_with_its_original(tmp_path: Path, settings_factory) -> None:

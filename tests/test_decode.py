@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.decode import load_image, read_file
+from indexer.decode import capture_time, load_image, read_file
 from indexer.errors import CorruptImage, EmptyFile, ImageTooLarge, NotAnImage, UnreadableFile
 from tests.conftest import REALDUP, photo_files
 
@@ -154,6 +154,15 @@ def test_camera_exif_is_detected(tmp_path: Path) -> None:
     im.save(tmp_path / "plain.png")
     got = {p: load_image(tmp_path / p, max_pixels=10**8, size=32).camera for p in ("camera.jpg", "dated.jpg", "plain.png")}
     assert got == {"camera.jpg": True, "dated.jpg": True, "plain.png": False}
+    taken = {p: load_image(tmp_path / p, max_pixels=10**8, size=32).taken for p in ("camera.jpg", "dated.jpg")}
+    assert taken == {"camera.jpg": None, "dated.jpg": "2021:06:01 12:00:00"}
+
+
+def test_the_capture_time_keeps_sub_seconds_and_refuses_blank_dates() -> None:
+    assert capture_time("2021:06:01 12:00:00", "045") == "2021:06:01 12:00:00.045"
+    assert capture_time("2021:06:01 12:00:00\x00", " ") == "2021:06:01 12:00:00"
+    assert capture_time("0000:00:00 00:00:00") is None and capture_time("    :  :     :  :  ") is None
+    assert capture_time(None) is None and capture_time(b"2021:06:01 12:00:00") is None
 
 
 def _rgba_png(path: Path, w: int, h: int) -> None:

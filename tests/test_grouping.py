@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import MIN_COVER, components, regroup
+from indexer.grouping import MIN_COVER, components, look_only, regroup
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -132,3 +132,15 @@ def test_a_group_held_only_by_checks_that_agree_on_a_small_part_is_left_out_of_b
         flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
         assert flags == {(1, 2): True, (3, 4): False, (5, 6): False}
         assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 1)
+
+
+def test_a_group_of_two_capture_times_is_held_back_from_bulk() -> None:
+    """Two capture times, both known and different, in one group: two shots of a burst, also where a copy without
+    a time joins them; identical bytes or one time and unknowns leave the group as it was."""
+    pairs = [(1, 2, "verified", 0.9), (2, 3, "verified", 0.9)]
+    assert not look_only([1, 2, 3], pairs)
+    assert look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00.12", 2: "2026:07:01 10:00:00.12",
+                                        3: "2026:07:01 10:00:00.22"})
+    assert look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:01"})  # 2: a stripped copy
+    assert not look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:00", 9: "x"})
+    assert not look_only([1, 2, 3], pairs, {2: "2026:07:01 10:00:00"})

@@ -22,6 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from indexer.decode import TAKEN_LENGTH
 from indexer.fsnames import MAX_CHARS, from_text, to_text
 
 
@@ -113,6 +114,7 @@ class Image(Base):
     analysed_side: Mapped[int | None] = mapped_column(Integer)
     tones: Mapped[list | None] = mapped_column(JSON)  # grey levels at keeper.TONE_QUANTILES
     measured: Mapped[int | None] = mapped_column(Integer)
+    taken_at: Mapped[str | None] = mapped_column(String(TAKEN_LENGTH))  # the camera's capture time (indexer.decode.capture_time)
     # Share of its group's picture it holds (``keeper.holdings``: a crop holds part of its original), set when its
     # group is refreshed; None when not in a group or not known
     held: Mapped[float | None] = mapped_column(Float)

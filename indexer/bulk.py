@@ -4,8 +4,9 @@
 would move); the caller shows it, and on confirmation decides each group with the same batch id
 (``resolution.resolve(batch=...)``), so ``batch_groups`` can find them again for the undo. A group that holds
 together only through look-alike links (``DupGroup.look_only``: small colour copies or the cosine, the weakest
-evidence, or a check that agreed on a small part of the pictures: ``grouping.look_alike``) is never in a bulk
-decision: the plan counts it as held back, for review one group at a time.
+evidence, or a check that agreed on a small part of the pictures: ``grouping.look_alike``), or that holds two
+capture times (two shots of a burst: ``grouping.look_only``), is never in a bulk decision: the plan counts it as
+held back, for review one group at a time.
 """
 from __future__ import annotations
 

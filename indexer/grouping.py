@@ -36,8 +36,6 @@ LOOK_KINDS = frozenset({"pixels", "visual"})
 # counts as a look-alike link too: different plain pictures under one logo or text agree on that alone
 # (bench/README.md, "Checked on a small part").
 MIN_COVER = 0.3
-# A group whose members carry two different capture times (``Image.taken_at``) holds two shots of a burst, however
-# alike: a copy keeps its original's time or has none. It is left out of bulk review too (``look_only``).
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:

@@ -18,9 +18,9 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   agrees more closely (``weak_agreement``) or under a perspective fit; otherwise the pair is left to the tests
   below, as a pair with no fit is. Every fit must also explain its keypoints as one picture: where they moved
   against each other (``verify.moved`` at least ``MAX_MOVED``: the depth of a scene seen from two places, a
-  subject that moved between two shots of a burst) the two are two shots, not copies. Two pages (``indexer/pagecheck.py``: documents, slides, clip art on white)
-  must also agree at the scale of their text (``page_min_agreement``): pages of one template agree everywhere
-  else.
+  subject that moved between two shots of a burst) the two are two shots, not copies. Two pages
+  (``indexer/pagecheck.py``: documents, slides, clip art on white) must also agree at the scale of their text
+  (``page_min_agreement``): pages of one template agree everywhere else.
 - ``pixels``: two low-texture pictures (skies, gradients: too few keypoints to fit a transform) at or above the
   threshold whose colour thumbnails of their content (plain padding, bars and frames cut off: a letterboxed copy)
   match under one of the eight turns/flips (``max_pixel_distance``), or match more closely once a brightness gain

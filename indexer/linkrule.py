@@ -132,7 +132,7 @@ class LinkRule:
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
                 f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}; moved under {MAX_MOVED:g} at "
-                f"{verify.MOVED_NEIGHBOURS}nn from {verify.MOVED_MIN_INLIERS}), {verify.RULE}, "
+                f"{verify.MOVED_NEIGHBOURS}nn of {verify.MOVED_POINTS} from {verify.MOVED_MIN_INLIERS}), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/cover/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "

@@ -53,6 +53,7 @@ CENTRE_SLACK = 1 / 6
 # residual is compared with the mean of its MOVED_NEIGHBOURS nearest inliers', from MOVED_MIN_INLIERS inliers.
 MOVED_NEIGHBOURS = 10
 MOVED_MIN_INLIERS = 24
+MOVED_POINTS = 400  # inliers ``moved`` looks at, evenly through the list: the neighbour search grows as their square
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -209,16 +210,22 @@ def moved(f: Fit) -> float | None:
     inliers and divided by the residuals' summed squares. About 0 for a copy (resized, cropped, turned or
     photographed at an angle: a homography explains it, and what it leaves is each keypoint's own noise); near 1
     where parts of the picture shifted against each other (the depth of a scene seen from two places, a subject
-    that moved between two shots). None under ``MOVED_MIN_INLIERS`` inliers."""
+    that moved between two shots). Over ``MOVED_POINTS`` inliers at most; None under ``MOVED_MIN_INLIERS``."""
     if f.points is None or len(f.points[0]) < MOVED_MIN_INLIERS:
         return None
     cv2 = _cv2()
-    src, dst = (np.ascontiguousarray(p, np.float64) for p in f.points)
+    src, dst = f.points
+    if len(src) > MOVED_POINTS:
+        pick = np.linspace(0, len(src) - 1, MOVED_POINTS).astype(int)
+        src, dst = src[pick], dst[pick]
+    src, dst = np.ascontiguousarray(src, np.float64), np.ascontiguousarray(dst, np.float64)
     hom, _ = cv2.findHomography(src, dst, 0)
     if hom is None:
         return None
     residual = cv2.perspectiveTransform(src[None], hom)[0] - dst
-    d2 = ((src[:, None, :] - src[None, :, :]) ** 2).sum(-1)
+    p = src.astype(np.float32)
+    sq = (p * p).sum(1)
+    d2 = sq[:, None] + sq[None, :] - 2 * (p @ p.T)  # squared distances between the inliers
     np.fill_diagonal(d2, np.inf)
     near = np.argpartition(d2, MOVED_NEIGHBOURS, axis=1)[:, :MOVED_NEIGHBOURS]
     energy = float((residual * residual).sum())

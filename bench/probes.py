@@ -62,12 +62,12 @@ shots     pictures of one scene taken apart in time or place: stereo pairs (the 
           shrunk, re-saved copy, and one real edited copy (a penguin pasted on a notebook, from OpenCV's
           error-level-analysis sample). Bursts are similar, not duplicates: no two shots may link.
 frames    bursts from OpenCV's sample videos (a street under a fixed camera, a film clip, a swaying tree): frames
-          0.2-2 s apart, every other one with a shrunk, re-saved copy. Written after ``shots`` and kept out of
+          0.4-3 s apart, every other one with a shrunk, re-saved copy. Written after ``shots`` and kept out of
           the choices made on it.
 bursts    the street and the tree of ``frames`` as a camera's bursts: JPEGs whose EXIF records each frame's capture
           time (to the hundredth of a second); every other one with a shrunk copy, half of them keeping the EXIF
           (shared from the phone), half without (a messaging app strips it). Measures bulk review's hold on
-          groups that join two capture times (``indexer.grouping.two_moments``), not the link rule: its pairs are
+          groups that hold two capture times (``indexer.grouping.look_only``), not the link rule: its pairs are
           those of ``frames``.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
@@ -442,9 +442,13 @@ SHOTS = ([f"left{k:02d}.jpg" for k in (*range(1, 10), 11, 12, 13, 14)]
             "leuvenA.jpg", "leuvenB.jpg", "aero1.jpg", "aero3.jpg", "Blender_Suzanne1.jpg", "Blender_Suzanne2.jpg"])
 
 
-def shots(r: random.Random) -> Iterator[Entry]:
+def _need_opencv_data() -> None:
     if not OPENCV_DATA.is_dir():
         raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+
+
+def shots(r: random.Random) -> Iterator[Entry]:
+    _need_opencv_data()
     for k, name in enumerate(SHOTS):
         im = Image.open(OPENCV_DATA / name).convert("RGB")
         stem = Path(name).stem
@@ -462,8 +466,7 @@ VIDEOS = {"vtest.avi": (0, 795, 20), "Megamind.avi": (0, 270, 18), "tree.avi": (
 def frames(r: random.Random) -> Iterator[Entry]:
     import cv2
 
-    if not OPENCV_DATA.is_dir():
-        raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+    _need_opencv_data()
     k = 0
     for video, (first, end, step) in VIDEOS.items():
         cap = cv2.VideoCapture(str(OPENCV_DATA / video))
@@ -485,8 +488,7 @@ def bursts(r: random.Random) -> Iterator[Entry]:
 
     import cv2
 
-    if not OPENCV_DATA.is_dir():
-        raise SystemExit(f"{OPENCV_DATA} missing: run bench/realimages.py --install (Debian's opencv-doc)")
+    _need_opencv_data()
     start = datetime.datetime(2026, 5, 17, 16, 42, 0)
     k = 0
     for video in ("vtest.avi", "tree.avi"):

@@ -143,6 +143,7 @@ def compare_rows(images: list[Image] | list[MemberView], keeper: int | None) -> 
         ("format", lambda m: m.format or "unknown"),
         ("modified", lambda m: _when(m.mtime)),
         ("camera metadata", lambda m: "yes" if m.camera_exif else "no"),
+        ("taken (camera clock)", lambda m: m.taken_at or "not recorded"),
         ("suggested keeper", lambda m: "yes" if m.id == keeper else "no"),
         ("similarity to keeper", lambda m: "–" if m.similarity_to_keeper is None else f"{m.similarity_to_keeper:.3f}"),
     ]

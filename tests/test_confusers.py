@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
-from api.review import pair_evidence
+from api.review import compare_rows, pair_evidence
 from bench import confusers as C
 from bench import probes as P
 from indexer import bulk, featurestore, grouping, linkrule, verify
@@ -728,6 +728,8 @@ def test_shots_the_camera_took_at_two_moments_are_never_in_a_bulk_decision(tmp_p
             plan = bulk.plan(s)
             shots = list(s.scalars(select(CatalogImage).where(CatalogImage.path.like("%burst_%"))))
             why = {frozenset((e.a, e.b)): e.text for e in pair_evidence(s, shots, index.threshold, {})}
+            taken_row = next(r for r in compare_rows(shots, None) if r.label == "taken (camera clock)")
+        assert taken_row.differs and "2026:07:01 10:00:00.22" in taken_row.values, taken_row
         groups = {frozenset(Path(m["path"]).name for m in g["members"]): g for g in index.groups()}
     assert "two moments" in why[frozenset({"burst_1.jpg", "burst_2.jpg"})], why
     assert "two moments" not in why[frozenset({"burst_1.jpg", "burst_1_small.jpg"})], why

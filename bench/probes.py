@@ -463,45 +463,44 @@ def shots(r: random.Random) -> Iterator[Entry]:
 VIDEOS = {"vtest.avi": (0, 795, 20), "Megamind.avi": (0, 270, 18), "tree.avi": (0, 444, 30)}  # first, end, step
 
 
-def frames(r: random.Random) -> Iterator[Entry]:
+def _video_frames(video: str, r: random.Random) -> Iterator[tuple[int, int, float, Image.Image]]:
+    """(the step's first frame, the frame read, frames per second, the picture) for each ``VIDEOS`` step of
+    ``video``, read at a random offset into the first half of the step."""
     import cv2
 
     _need_opencv_data()
-    k = 0
-    for video, (first, end, step) in VIDEOS.items():
-        cap = cv2.VideoCapture(str(OPENCV_DATA / video))
-        for n in range(first, end, step):
-            cap.set(cv2.CAP_PROP_POS_FRAMES, n + r.randrange(step // 2))
-            ok, bgr = cap.read()
-            if not ok:
-                break
-            im = Image.fromarray(bgr[..., ::-1].copy())
-            stem = f"{Path(video).stem}_{n:04d}"
-            copies = [_shrunk(im, r, 0.5, f"library/{stem}_copy.jpg")] if k % 2 else []
-            k += 1
-            yield f"library/{stem}.png", im, {}, copies
-        cap.release()
-
-
-def bursts(r: random.Random) -> Iterator[Entry]:
-    import datetime
-
-    import cv2
-
-    _need_opencv_data()
-    start = datetime.datetime(2026, 5, 17, 16, 42, 0)
-    k = 0
-    for video in ("vtest.avi", "tree.avi"):
-        first, end, step = VIDEOS[video]
-        cap = cv2.VideoCapture(str(OPENCV_DATA / video))
-        fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    first, end, step = VIDEOS[video]
+    cap = cv2.VideoCapture(str(OPENCV_DATA / video))
+    fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
+    try:
         for n in range(first, end, step):
             at = n + r.randrange(step // 2)
             cap.set(cv2.CAP_PROP_POS_FRAMES, at)
             ok, bgr = cap.read()
             if not ok:
                 break
-            im = Image.fromarray(bgr[..., ::-1].copy())
+            yield n, at, fps, Image.fromarray(bgr[..., ::-1].copy())
+    finally:
+        cap.release()
+
+
+def frames(r: random.Random) -> Iterator[Entry]:
+    k = 0
+    for video in VIDEOS:
+        for n, _, _, im in _video_frames(video, r):
+            stem = f"{Path(video).stem}_{n:04d}"
+            copies = [_shrunk(im, r, 0.5, f"library/{stem}_copy.jpg")] if k % 2 else []
+            k += 1
+            yield f"library/{stem}.png", im, {}, copies
+
+
+def bursts(r: random.Random) -> Iterator[Entry]:
+    import datetime
+
+    start = datetime.datetime(2026, 5, 17, 16, 42, 0)
+    k = 0
+    for video in ("vtest.avi", "tree.avi"):
+        for _, at, fps, im in _video_frames(video, r):
             moment = start + datetime.timedelta(seconds=at / fps)
             exif = Image.Exif()
             exif[0x010F], exif[0x0110] = "Probe", "Burst"
@@ -510,15 +509,13 @@ def bursts(r: random.Random) -> Iterator[Entry]:
             stem = f"{Path(video).stem}_{at:04d}"
             copies = []
             if k % 2:
-                f = r.uniform(0.5, 0.8)
-                small = im.resize((int(im.width * f), int(im.height * f)), Image.Resampling.BICUBIC)
-                keep = {"exif": exif.tobytes()} if k % 4 == 1 else {}
-                copies = [(f"library/{stem}_copy.jpg", small, {"quality": r.randint(60, 85), **keep},
-                           "resize+jpeg" + ("+exif" if keep else ""))]
+                name, small, options, edit = _shrunk(im, r, 0.5, f"library/{stem}_copy.jpg")
+                if k % 4 == 1:  # shared from the phone: the EXIF kept
+                    options, edit = {**options, "exif": exif.tobytes()}, edit + "+exif"
+                copies = [(name, small, options, edit)]
             k += 1
             yield f"library/{stem}.jpg", im, {"quality": 92, "exif": exif.tobytes()}, copies
         start += datetime.timedelta(minutes=5)
-        cap.release()
 
 
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {

@@ -197,15 +197,14 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         inliers, agree, fits, cover = check
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement:
-                if same_text(rule, a, b, fits) and not two_shots(fits):
+                if one_picture(rule, a, b, fits):
                     return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
-            elif agree is not None and (held := reframed(rule, a, b, fits)) is not None and not two_shots(fits):
+            elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
                 return Evidence("framed", cosine, inliers, round(held, 4), _round(cover))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
-            if agree is not None and agree >= rule.weak_agreement and same_text(rule, a, b, fits) and \
-                    not two_shots(fits):
+            if agree is not None and agree >= rule.weak_agreement and one_picture(rule, a, b, fits):
                 return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
             found = keystone(rule, cosine, a, b)
             if found is not None:
@@ -246,10 +245,16 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
     """``verified`` evidence from perspective fits both ways (``verify.fit_perspective``: a copy photographed at
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
     inliers, agree, fits, cover = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
-    if agree is not None and agree >= rule.perspective_agreement and same_text(rule, a, b, fits) and \
-            not two_shots(fits):
+    if agree is not None and agree >= rule.perspective_agreement and one_picture(rule, a, b, fits):
         return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
     return None
+
+
+def one_picture(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
+                fits: tuple[verify.Fit, verify.Fit] | None) -> bool:
+    """What every fit must also show before it links: two pages' text agrees under it (``same_text``) and its
+    keypoints did not move against each other (``two_shots``)."""
+    return same_text(rule, a, b, fits) and not two_shots(fits)
 
 
 def two_shots(fits: tuple[verify.Fit, verify.Fit] | None) -> bool:
@@ -265,14 +270,14 @@ def reframed(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
              fits: tuple[verify.Fit, verify.Fit] | None) -> float | None:
     """The content agreement inside the inliers' bounding boxes both ways (``verify.held_agreement``, the lower)
     when it reaches ``frame_agreement`` and each box holds ``FRAME_SHARE`` of the overlap and is centred in its picture
-    (and two pages' text agrees); else None. One photo in two frames: everything its keypoints match agrees, only
+    (and the fits show ``one_picture``); else None. One photo in two frames: everything its keypoints match agrees, only
     the frames differ."""
     if fits is None:
         return None
     held = [verify.held_agreement(a.grey, b.grey, fits[0]), verify.held_agreement(b.grey, a.grey, fits[1])]
     if any(h is None or h < rule.frame_agreement or share < FRAME_SHARE or not centred for h, share, centred in held):
         return None
-    return min(h for h, _, _ in held) if same_text(rule, a, b, fits) else None  # type: ignore[type-var]
+    return min(h for h, _, _ in held) if one_picture(rule, a, b, fits) else None  # type: ignore[type-var]
 
 
 def _both_ways(fitter: Callable[[verify.Keypoints, verify.Keypoints], verify.Fit | None], a: PhotoFeatures,

@@ -385,6 +385,7 @@ def test_sort_by_weakest_link_pages_and_filters_by_folder(server, page) -> None:
     assert scores == sorted(scores)  # the weakest link first
     ids = set(page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)"))
     page.click("#next")
+    page.wait_for_url(re.compile("cursor="))  # click returns once the next page starts loading, not when it is parsed
     more = set(page.locator("[data-group]").evaluate_all("els => els.map(e => e.dataset.group)"))
     assert len(more) == 5 and not ids & more
     page.goto(f"{url}/ui/groups")

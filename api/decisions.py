@@ -33,7 +33,7 @@ def restore(index: Index, group_id: int, image_ids: list[int] | None = None, las
 
 def resolve_many(index: Index, plan: list[tuple[int, int]], batch: str) -> tuple[list[ResolveResponse], list[str]]:
     """Move the copies of each group of ``plan`` (group id, keeper), one group at a time; a group that cannot be
-    decided (changed since, files gone, held together only on the look: ``bulk.plan`` never lists it) is reported
+    decided (changed since, files gone, held back from bulk review: ``bulk.plan`` never lists it) is reported
     and skipped."""
     done, errors = [], []
     for gid, keeper in plan:
@@ -43,7 +43,7 @@ def resolve_many(index: Index, plan: list[tuple[int, int]], batch: str) -> tuple
                 errors.append(f"group {gid}: changed since the list was made; review it on its own")
                 continue
             if g.look_only is not False:
-                errors.append(f"group {gid}: held together only on the look; review it on its own")
+                errors.append(f"group {gid}: held back from bulk review; review it on its own")
                 continue
         try:
             done.append(resolve(index, gid, "move_others", [keeper], batch=batch))

@@ -36,6 +36,9 @@ LOOK_KINDS = frozenset({"pixels", "visual"})
 # counts as a look-alike link too: different plain pictures under one logo or text agree on that alone
 # (bench/README.md, "Checked on a small part").
 MIN_COVER = 0.3
+# A group of more photos than this is left out of bulk review too: the more photos one decision moves, the more a
+# wrong link costs, and frames of a fixed camera link one to the next (bench/README.md, "Large groups").
+MAX_BULK = 20
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -107,11 +110,14 @@ def two_moments(a: str | None, b: str | None) -> bool:
 
 def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
               taken: dict[int, str | None] | None = None) -> bool:
-    """Whether ``members`` (one group) hold two capture times (``taken``: ``Image.taken_at`` by id, where known)
-    or fall apart without their look-alike links (``look_alike``); ``pairs``: (a, b, kind, cover) of the stored
-    pairs among them. A copy without a capture time (a messaging app strips it) can join two shots of a burst,
-    so the times are counted over the whole group, not link by link."""
+    """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, hold two
+    capture times (``taken``: ``Image.taken_at`` by id, where known) or fall apart without their look-alike links
+    (``look_alike``); ``pairs``: (a, b, kind, cover) of the stored pairs among them. A copy without a capture
+    time (a messaging app strips it) can join two shots of a burst, so the times are counted over the whole
+    group, not link by link."""
     members = list(members)
+    if len(members) > MAX_BULK:
+        return True
     if taken and len({taken.get(m) for m in members} - {None}) > 1:
         return True
     checked = components(members, [(a, b) for a, b, kind, cover in pairs if not look_alike(kind, cover)])

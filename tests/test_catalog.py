@@ -158,3 +158,26 @@ def test_upgrade_to_0012_learns_each_kept_features_version_when_first_needed(tmp
         assert rows == {1: (features.VERSION, False), 2: (features.VERSION - 1, False)}  # flags read from the blobs
         assert featurestore.stale(s, [1, 2, 3]) == {2, 3}  # 3: no features kept at all
     cat.dispose()
+
+
+def test_upgrade_to_0015_holds_back_groups_larger_than_a_bulk_decision(tmp_path) -> None:
+    """Groups stored before 0015 with more than ``grouping.MAX_BULK`` photos are held back from bulk review; a
+    group of that many stays as it was."""
+    from sqlalchemy import create_engine, select, text
+
+    from indexer.catalog.models import DupGroup
+    from indexer.grouping import MAX_BULK
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0014")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for gid, size in ((1, MAX_BULK), (2, MAX_BULK + 1)):
+            conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
+                              "updated_at, look_only) VALUES (:g, :n, 0.1, 30, 20, '2026-01-01', 0)"),
+                         {"g": gid, "n": size})
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: False, 2: True}
+    cat.dispose()

@@ -745,6 +745,26 @@ def test_shots_the_camera_took_at_two_moments_are_never_in_a_bulk_decision(tmp_p
     assert {groups[ant_g]["id"], groups[hound_g]["id"]} <= offered
 
 
+def test_a_group_larger_than_a_bulk_decision_is_shown_but_left_to_a_person(tmp_path: Path, settings_factory) -> None:
+    """More copies of one photo than ``grouping.MAX_BULK`` group as any copies do, but bulk review leaves the
+    group to a person (one decision would move that many photos); a pair beside it is offered as before."""
+    lib = tmp_path / "lib"
+    jeep, ant = C.photo(JEEP), C.photo(ANT)
+    many = grouping.MAX_BULK + 1
+    for k in range(many):  # re-saved at other qualities and sizes, no two files alike
+        save(lib, f"jeep_{k:02d}.jpg", shrunk(jeep, 1.0 - 0.02 * (k % 10)), quality=70 + k)
+    save(lib, "ant.jpg", ant, quality=92)
+    save(lib, "ant_small.jpg", shrunk(ant), quality=80)
+    with Index(settings_factory()) as index:
+        assert not index.ingest([str(lib)]).failed
+        with index.catalog.session() as s:
+            plan = bulk.plan(s)
+        groups = {len(g["members"]): g for g in index.groups()}
+    assert set(groups) == {many, 2}, list(groups)
+    assert groups[many]["look_only"] is True and groups[2]["look_only"] is False
+    assert [gid for gid, _ in plan.groups] == [groups[2]["id"]] and plan.held_back == 1
+
+
 def test_a_gradient_with_a_logo_laid_on_it_groups_with_its_original(tmp_path: Path, settings_factory) -> None:
     """A corner logo laid on a smooth gradient (bench/probes.py's captioned probe) differs from the original in one
     place, as another subject on one ground does, but there only the copy holds detail: it groups."""

@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import MIN_COVER, components, look_only, regroup
+from indexer.grouping import MAX_BULK, MIN_COVER, components, look_only, regroup
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -132,6 +132,13 @@ def test_a_group_held_only_by_checks_that_agree_on_a_small_part_is_left_out_of_b
         flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
         assert flags == {(1, 2): True, (3, 4): False, (5, 6): False}
         assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 1)
+
+
+def test_a_group_larger_than_a_bulk_decision_is_held_back() -> None:
+    """A group of more than ``MAX_BULK`` photos, every link checked, is left to a person; one of that many is not."""
+    chain = [(i, i + 1, "verified", 0.9) for i in range(1, MAX_BULK + 1)]
+    assert not look_only(range(1, MAX_BULK + 1), chain[:-1])
+    assert look_only(range(1, MAX_BULK + 2), chain)
 
 
 def test_a_group_of_two_capture_times_is_held_back_from_bulk() -> None:

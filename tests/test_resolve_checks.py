@@ -121,6 +121,6 @@ def test_bulk_review_holds_back_a_group_held_together_only_on_the_look(tmp_path:
         before = _files(root)
         plan = f"{pattern['id']}:{pattern['keeper']},{photo['id']}:{photo['keeper']}"
         done = c.post("/ui/bulk", data={"plan": plan}).text
-        assert f"group {pattern['id']}: held together only on the look" in done
+        assert f"group {pattern['id']}: held back from bulk review" in done
         after = _files(root)
         assert {"pattern.jpg", "pattern_small.jpg"} <= after.keys() and len(before) - len(after) == 4, after.keys()

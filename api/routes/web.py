@@ -22,11 +22,12 @@ from api.webpage import PageRoute, error_for, error_page, is_htmx, page, templat
 from indexer import browse, bulk, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job
 from indexer.errors import DupesiftError
+from indexer.grouping import MAX_BULK
 from indexer.index import Index
 from indexer.views import MemberView
 
 templates.env.globals.update(member_facts=review.member_facts, group_facts=review.group_facts,
-                             lost_on=review.LOST_ON)  # the group cards
+                             lost_on=review.LOST_ON, max_bulk=MAX_BULK)  # the group cards; bulk review's limit
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 Sort = Literal["reclaimable", "size", "spread", "newest"]

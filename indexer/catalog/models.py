@@ -175,8 +175,8 @@ class DupGroup(Base):
     resolution: Mapped[str | None] = mapped_column(String(32))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    # a member joins the others only through look-alike links, or the members hold two capture times
-    # (grouping.look_only): bulk review leaves it out
+    # a member joins the others only through look-alike links, the members hold two capture times, or they are
+    # more than grouping.MAX_BULK (grouping.look_only): bulk review leaves it out
     look_only: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 

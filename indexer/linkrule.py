@@ -309,11 +309,14 @@ def same_text(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
     least = rule.page_min_agreement
     if a.lit_page or b.lit_page:
         least = max(least, pagecheck.LIGHT_AGREEMENT)
-    return all(f is not None and f >= least for f in text_agreements(a, b, fits))
+    ka, kb = a.keypoints.size, b.keypoints.size
+    return pagecheck.agrees(a.page, b.page, fits[0].matrix, ka, kb, least) and \
+        pagecheck.agrees(b.page, a.page, fits[1].matrix, kb, ka, least)
 
 
 def text_agreements(a: PhotoFeatures, b: PhotoFeatures, fits: tuple[verify.Fit, verify.Fit]) -> list[float | None]:
-    """``pagecheck.agreement`` of two pages' text under the fits a to b and b to a."""
+    """``pagecheck.agreement`` of two pages' text under the fits a to b and b to a: the shares ``same_text``
+    holds against its bar."""
     ka, kb = a.keypoints.size, b.keypoints.size
     return [pagecheck.agreement(a.page, b.page, fits[0].matrix, ka, kb),
             pagecheck.agreement(b.page, a.page, fits[1].matrix, kb, ka)]

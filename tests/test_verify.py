@@ -618,3 +618,31 @@ def test_moved_tells_depth_from_noise() -> None:
     few = verify.Fit(10, tilt, points=(src[:10], flat[:10]))
     assert abs(verify.moved(noisy)) < 0.2 and verify.moved(deep) > 0.8
     assert verify.moved(few) is None and verify.moved(verify.Fit(300, tilt)) is None
+
+
+def test_text_agrees_at_a_bar_exactly_where_the_text_agreement_reaches_it() -> None:
+    """``pagecheck.agrees`` stops reading cells once the answer is known; its answer is still the full
+    ``agreement``'s against the bar, for a copy of a page and for another page of its template, just at the
+    share and just above it."""
+    import random
+
+    from bench import confusers as C
+    from indexer import pagecheck
+    from indexer.linkrule import geometry, rule_of
+
+    r = random.Random(5)
+    one, other = (C.doc_invoice(k, r).convert("RGB") for k in (3, 4))
+    copy = one.resize((one.width * 9 // 10, one.height * 9 // 10), Image.Resampling.BILINEAR)
+    rule = rule_of(Settings(), 0.6)
+    seen = set()
+    for x, y in ((one, copy), (one, other)):
+        a, b = extract(x), extract(y)
+        assert a.page is not None and b.page is not None
+        fits = geometry(rule, a, b)[2]
+        assert fits is not None
+        share = pagecheck.agreement(a.page, b.page, fits[0].matrix, a.keypoints.size, b.keypoints.size)
+        seen.add(share == 1.0)
+        for least in (share - 0.01, share, np.nextafter(share, 2.0), 0.5, 0.92, 0.99):
+            got = pagecheck.agrees(a.page, b.page, fits[0].matrix, a.keypoints.size, b.keypoints.size, least)
+            assert got == (share >= least), (share, least)
+    assert seen == {True, False}  # a copy finds every cell, the other page misses some

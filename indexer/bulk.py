@@ -6,8 +6,7 @@ would move); the caller shows it, and on confirmation decides each group with th
 together only through look-alike links (``DupGroup.look_only``: small colour copies or the cosine, the weakest
 evidence, or a check that agreed on a small part of the pictures: ``grouping.look_alike``), or that holds two
 capture times (two shots of a burst: ``grouping.look_only``), or that holds more than ``grouping.MAX_BULK``
-photos, is never in a bulk decision: the plan counts it as
-held back, for review one group at a time.
+photos, is never in a bulk decision: the plan counts it as held back, for review one group at a time.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from api.schemas import GroupDetail, Member
 from api.webpage import human_bytes
 from indexer.catalog.models import Image, Pair
-from indexer.grouping import look_alike, two_moments
+from indexer.grouping import look_alike, two_frames, two_moments
 from indexer.views import MemberView
 
 MEMBERS_SHOWN = 48  # cards a group page shows at first; the rest load on request ("show more")
@@ -84,8 +84,9 @@ def decision_words(action: str | None, files: int) -> str:
 
 def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: int | None,
                 agreement: float | None, cover: float | None = None,
-                taken: tuple[str | None, str | None] = (None, None)) -> str:
-    """One sentence a person can check: what evidence linked the two photos (``taken``: their capture times)."""
+                taken: tuple[str | None, str | None] = (None, None), shifted: int | None = None) -> str:
+    """One sentence a person can check: what evidence linked the two photos (``taken``: their capture times;
+    ``shifted``: the cells of content that moved under the fit, ``Pair.shifted``)."""
     text = _why(kind, similarity, threshold, inliers, agreement)
     if kind in ("verified", "framed") and look_alike(kind, cover):
         text += (f"; but what agrees is only {cover:.0%} of what the two pictures share, the rest plain (one logo or "
@@ -93,6 +94,10 @@ def why_grouped(kind: str | None, similarity: float, threshold: float, inliers: 
     if kind != "exact" and two_moments(*taken):
         text += (f"; but the camera took them at two moments ({taken[0]} and {taken[1]}): two shots of a burst look "
                  "this alike, so this link alone keeps the group out of bulk decisions")
+    if two_frames(shifted):
+        text += (f"; but {shifted} patches of the picture moved between them, the rest still: two frames of a camera "
+                 "that did not move (people crossing the scene) look this alike, so this link alone keeps the group "
+                 "out of bulk decisions")
     return text
 
 
@@ -173,7 +178,7 @@ def pair_evidence(s: Session, images: list[Image] | list[MemberView], threshold:
             p = stored.get((a, b))
             if p is not None:
                 text = why_grouped(p.kind, p.similarity, threshold, p.inliers, p.agreement, p.cover,
-                                   (taken[a], taken[b]))
+                                   (taken[a], taken[b]), p.shifted)
             elif a in vectors and b in vectors:
                 text = why_grouped(None, float(vectors[a] @ vectors[b]), threshold, None, None)
             else:

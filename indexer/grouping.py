@@ -39,6 +39,9 @@ MIN_COVER = 0.3
 # A group of more photos than this is left out of bulk review too: the more photos one decision moves, the more a
 # wrong link costs, and frames of a fixed camera link one to the next (bench/README.md, "Large groups").
 MAX_BULK = 20
+# A checked link under whose fit this many cells of content moved (``Pair.shifted``) joins two frames of a camera that
+# did not move, not two copies: the group is left out of bulk review (bench/README.md, "Content that moved").
+MAX_SHIFTED = 6
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -108,19 +111,28 @@ def two_moments(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a != b
 
 
-def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
+def two_frames(shifted: int | None) -> bool:
+    """Whether a stored pair's content moved under its fit (``Pair.shifted`` at least ``MAX_SHIFTED``)."""
+    return shifted is not None and shifted >= MAX_SHIFTED
+
+
+def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None, int | None]],
               taken: dict[int, str | None] | None = None) -> bool:
     """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, hold two
-    capture times (``taken``: ``Image.taken_at`` by id, where known) or fall apart without their look-alike links
-    (``look_alike``); ``pairs``: (a, b, kind, cover) of the stored pairs among them. A copy without a capture
-    time (a messaging app strips it) can join two shots of a burst, so the times are counted over the whole
-    group, not link by link."""
-    members = list(members)
+    capture times (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved
+    (``two_frames``) or fall apart without their look-alike links (``look_alike``); ``pairs``: (a, b, kind,
+    cover, shifted) of the stored pairs among them. A copy without a capture time (a messaging app strips it) can
+    join two shots of a burst, so the times are counted over the whole group, not link by link; and frames of a
+    camera that did not move link one to the next, each pair differing little, so one pair that shows the
+    people moved is enough."""
+    members, pairs = list(members), list(pairs)
     if len(members) > MAX_BULK:
         return True
     if taken and len({taken.get(m) for m in members} - {None}) > 1:
         return True
-    checked = components(members, [(a, b) for a, b, kind, cover in pairs if not look_alike(kind, cover)])
+    if any(two_frames(shifted) for *_, shifted in pairs):
+        return True
+    checked = components(members, [(a, b) for a, b, kind, cover, _ in pairs if not look_alike(kind, cover)])
     return not (len(checked) == 1 and len(checked[0]) == len(members))
 
 
@@ -136,15 +148,15 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
     old_gids = set(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id, touched))
     members = set(touched) | set(scalars_in(session, select(Image.id), Image.group_id, old_gids))
     edges: set[tuple[int, int, str, float]] = set()
-    cover: dict[tuple[int, int], float | None] = {}
+    checks: dict[tuple[int, int], tuple[float | None, int | None]] = {}
     frontier = set(members)
     while frontier:  # pairs reach outside `members` where the guard held one back: follow them
         found: set[int] = set()
-        for a, b, kind, sim, cov in rows_in(
-                session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.similarity, Pair.cover),
+        for a, b, kind, sim, cov, shifted in rows_in(
+                session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.similarity, Pair.cover, Pair.shifted),
                 lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)), frontier):
             edges.add((a, b, kind, sim))
-            cover[(a, b)] = cov
+            checks[(a, b)] = (cov, shifted)
             found.update((a, b))
         frontier = found - members
         members |= frontier
@@ -152,10 +164,10 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
                                    frontier))
     comps = clusters(edges, vectors)
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
-    inside: dict[int, list[tuple[int, int, str, float | None]]] = defaultdict(list)  # each component's own pairs
+    inside: dict[int, list[tuple[int, int, str, float | None, int | None]]] = defaultdict(list)  # its own pairs
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
-            inside[comp_of[a]].append((a, b, kind, cover[(a, b)]))
+            inside[comp_of[a]].append((a, b, kind, *checks[(a, b)]))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     moments = dict(rows_in(session, select(Image.id, Image.taken_at), Image.id, members))

@@ -52,7 +52,9 @@ Flat pictures (no content at all) are linked to byte-identical copies only (``ex
 
 A ``verified`` or ``framed`` link also records its cover: the share of the two pictures' overlap that agrees
 (``verify.agreement_cover``). One logo or text on two plain pictures agrees on a small part only; bulk review leaves
-out a group that needs such a link (``indexer/grouping.py``, ``MIN_COVER``).
+out a group that needs such a link (``indexer/grouping.py``, ``MIN_COVER``). And it records how many cells of
+content moved under its fits (``shifted_cells``): frames of a camera that did not move, with people crossing the
+scene, fit and agree like copies, and bulk review leaves out a group with such a link (``MAX_SHIFTED``).
 """
 from __future__ import annotations
 
@@ -132,7 +134,9 @@ class LinkRule:
                 f"{self.min_agreement:g} (or {self.weak_inliers} and {self.weak_agreement:g}; perspective "
                 f"{self.perspective_agreement:g}; inside the inliers' box {self.frame_agreement:g} of at least "
                 f"{FRAME_SHARE:g}, centred {verify.CENTRE_SLACK:.3g}; moved under {MAX_MOVED:g} at "
-                f"{verify.MOVED_NEIGHBOURS}nn of {verify.MOVED_POINTS} from {verify.MOVED_MIN_INLIERS}), {verify.RULE}, "
+                f"{verify.MOVED_NEIGHBOURS}nn of {verify.MOVED_POINTS} from {verify.MOVED_MIN_INLIERS}; shifted cells "
+                f"+-{verify.SHIFT_SEARCH} at {verify.SHIFT_CORR:g} from {verify.SHIFT_MIN:g}, clipped "
+                f"{verify.SHIFT_CLIPPED:g}), {verify.RULE}, "
                 f"agree{verify.AGREE_GRID}/{verify.AGREE_CORR:g}/blur{verify.AGREE_BLUR:g}/coarse{verify.AGREE_COARSE:g}/gain/cover/"
                 f"clip{verify.AGREE_CLIP:g}; pages: {self.page_min_agreement:g} of {pagecheck.CELL}px cells at "
                 f"{pagecheck.CELL_MATCH:g} +-{pagecheck.SEARCH} ({pagecheck.LIGHT_AGREEMENT:g} lit), paper "
@@ -174,6 +178,7 @@ class Evidence:
     inliers: int | None = None
     agreement: float | None = None
     cover: float | None = None  # of a fit: the share of the overlap whose content agrees (``verify.agreement_cover``)
+    shifted: int | None = None  # of a fit: cells whose content moved, both ways (``shifted_cells``)
 
 
 class Check(NamedTuple):
@@ -198,14 +203,17 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement:
                 if one_picture(rule, a, b, fits):
-                    return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
+                    return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover),
+                                    shifted_cells(a, b, fits))
             elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
-                return Evidence("framed", cosine, inliers, round(held, 4), _round(cover))
+                return Evidence("framed", cosine, inliers, round(held, 4), _round(cover),
+                                shifted_cells(a, b, fits))
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
             if agree is not None and agree >= rule.weak_agreement and one_picture(rule, a, b, fits):
-                return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
+                return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover),
+                                shifted_cells(a, b, fits))
             found = keystone(rule, cosine, a, b)
             if found is not None:
                 return found
@@ -246,7 +254,7 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
     inliers, agree, fits, cover = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
     if agree is not None and agree >= rule.perspective_agreement and one_picture(rule, a, b, fits):
-        return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover))
+        return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover), shifted_cells(a, b, fits))
     return None
 
 
@@ -255,6 +263,17 @@ def one_picture(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures,
     """What every fit must also show before it links: two pages' text agrees under it (``same_text``) and its
     keypoints did not move against each other (``two_shots``)."""
     return same_text(rule, a, b, fits) and not two_shots(fits)
+
+
+def shifted_cells(a: PhotoFeatures, b: PhotoFeatures,
+                  fits: tuple[verify.Fit, verify.Fit] | None) -> int | None:
+    """The cells of either picture whose content is gone from its place under the fits but found close by in the
+    other (``verify.displaced``, a to b and b to a): a subject that moved between two frames of a camera that did
+    not (people crossing a street), too few keypoints to move the fit. Stored with the pair, for grouping
+    (``indexer.grouping.MAX_SHIFTED``); None without fits."""
+    if fits is None:
+        return None
+    return verify.displaced(a.grey, b.grey, fits[0]) + verify.displaced(b.grey, a.grey, fits[1])
 
 
 def two_shots(fits: tuple[verify.Fit, verify.Fit] | None) -> bool:

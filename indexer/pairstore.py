@@ -31,7 +31,8 @@ def insert_evidence(s: Session, linked: list[tuple[int, int, Evidence]]) -> None
         return
     existing = existing_pairs(s, {a for a, _, _ in linked})
     rows = [{"a_id": a, "b_id": b, "similarity": e.similarity, "kind": e.kind, "inliers": e.inliers,
-             "agreement": e.agreement, "cover": e.cover} for a, b, e in linked if (a, b) not in existing]
+             "agreement": e.agreement, "cover": e.cover, "shifted": e.shifted} for a, b, e in linked
+            if (a, b) not in existing]
     for chunk in chunks(rows, 5000):
         s.execute(insert(Pair), chunk)
 

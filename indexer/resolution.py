@@ -308,9 +308,11 @@ def _undo_keep_all(session: Session, begin: dict, quarantine_dir: Path, vectors_
     def change() -> set[int]:
         for sa, sb in begin.get("declined", []):
             session.execute(delete(NotDuplicate).where(NotDuplicate.sha_a == sa, NotDuplicate.sha_b == sb))
-        for a, b, sim, kind, inliers, agreement in begin.get("pairs", []):
+        for a, b, sim, kind, inliers, agreement, *checks in begin.get("pairs", []):
+            cover, shifted = (checks + [None, None])[:2]  # journals from before 0013 and 0016 lack them
             if a in ids and b in ids and session.get(Pair, (a, b)) is None:
-                session.add(Pair(a_id=a, b_id=b, similarity=sim, kind=kind, inliers=inliers, agreement=agreement))
+                session.add(Pair(a_id=a, b_id=b, similarity=sim, kind=kind, inliers=inliers, agreement=agreement,
+                                 cover=cover, shifted=shifted))
         if session.get(DupGroup, gid) is None:
             session.add(DupGroup(id=gid, size=0))
             session.flush()
@@ -492,8 +494,9 @@ def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: lis
     for sa, sb in added:
         session.add(NotDuplicate(sha_a=sa, sha_b=sb))
     ids = sorted(m.id for m in chosen)
-    dropped = [[p.a_id, p.b_id, p.similarity, p.kind, p.inliers, p.agreement] for p in session.scalars(
-        select(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))]
+    inside = select(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))
+    dropped = [[p.a_id, p.b_id, p.similarity, p.kind, p.inliers, p.agreement, p.cover, p.shifted]
+               for p in session.scalars(inside)]
     session.execute(delete(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))
     session.flush()
     gid = group.id

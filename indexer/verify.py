@@ -22,7 +22,7 @@ from PIL import Image
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RULE", "Fit", "Keypoints", "agreement", "agreement_cover", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
+__all__ = ["RULE", "Fit", "Keypoints", "agreement", "agreement_cover", "displaced", "fit", "fit_perspective", "held_agreement", "inliers", "keypoints", "matches",
            "mirrored", "moved", "one_way", "same_picture", "scaled", "warp"]
 
 SIDE = 480  # long side the photo is shrunk to before keypoints (JPEGs draft-decode to about this)
@@ -54,6 +54,15 @@ CENTRE_SLACK = 1 / 6
 MOVED_NEIGHBOURS = 10
 MOVED_MIN_INLIERS = 24
 MOVED_POINTS = 400  # inliers ``moved`` looks at, evenly through the list: the neighbour search grows as their square
+# ``displaced``: where a subject moved between two shots (people crossing a street that a fixed camera films), a
+# cell that disagrees at its place under the fit is found close by in the other shot; a copy's caption, sticker or
+# frame is not. Looked for within SHIFT_SEARCH pixels of the grey copy (a tenth of its long side), found at a
+# normalised cross-correlation of SHIFT_CORR, at least SHIFT_MIN pixels away (nearer is the fit's own error); a
+# cell clipped to black or white on SHIFT_CLIPPED of it is an overlay's (captions and logos are drawn so).
+SHIFT_SEARCH = 24
+SHIFT_CORR = 0.8
+SHIFT_MIN = 7.0
+SHIFT_CLIPPED = 0.1
 MAX_AREA_RATIO = 16.0  # a copy's transform scales area by 1/16-16 (a crop to a quarter of each side at most)
 RULE = (f"sift{FEATURES}@{SIDE}/mirror-perm/ratio{RATIO}/unique/affine{REPROJ_PX}/area{MAX_AREA_RATIO:g}/"
         f"spread{MIN_SPREAD}/symmetric")  # recorded in the catalog: a change relinks
@@ -135,6 +144,8 @@ class Fit:
     matrix: np.ndarray  # a's frame -> b's frame: 2 x 3 (``fit``, affine) or 3 x 3 (``fit_perspective``)
     box: tuple[float, float, float, float] | None = None  # the inliers' bounding box in a's frame (x0, y0, x1, y1)
     points: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False, compare=False)  # inliers a, b
+    # the grey copies' cells under this fit (``_cells``), kept once asked: the rule asks again of a fit it links
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
@@ -230,6 +241,42 @@ def moved(f: Fit) -> float | None:
     near = np.argpartition(d2, MOVED_NEIGHBOURS, axis=1)[:, :MOVED_NEIGHBOURS]
     energy = float((residual * residual).sum())
     return float((residual * residual[near].mean(1)).sum()) / energy if energy > 1e-12 else 0.0
+
+
+def displaced(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> int:
+    """How many of the textured ``AGREE_GRID`` cells of ``a`` that disagree with ``b`` laid over it by ``f``
+    (``agreement``) are found in ``b`` close by instead: within ``SHIFT_SEARCH`` pixels, at least ``SHIFT_MIN``
+    away, correlating at ``SHIFT_CORR``. Content that moved against the rest of the picture: two shots, not a
+    copy. A cell does not count where what it is found as also repeats in its own picture that near (text, a
+    pattern: the next letter or tile looks alike, and a noisy copy matches a clean one better than itself), nor
+    where either picture is clipped on ``SHIFT_CLIPPED`` of it."""
+    cv2 = _cv2()
+    _, counted, agree, laid = _laid_cells(grey_a, grey_b, f)
+    h, w = grey_a.shape
+    clipped = _clipped(grey_a.astype(np.float32)) | _clipped(laid)
+    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR)
+    b = cv2.GaussianBlur(laid, (0, 0), AGREE_BLUR)
+    ys, xs = _cuts(h), _cuts(w)
+    found = 0
+    for i, j in zip(*np.nonzero(counted & ~agree)):
+        y0, y1, x0, x1 = ys[i], ys[i + 1], xs[j], xs[j + 1]
+        cell = a[y0:y1, x0:x1]
+        if float(cell.std()) < AGREE_TEXTURE or float(clipped[y0:y1, x0:x1].mean()) >= SHIFT_CLIPPED:
+            continue
+        top, left = max(0, y0 - SHIFT_SEARCH), max(0, x0 - SHIFT_SEARCH)
+        near_a, near_b = (x[top:min(h, y1 + SHIFT_SEARCH), left:min(w, x1 + SHIFT_SEARCH)] for x in (a, b))
+        there = cv2.matchTemplate(near_b, cell, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (x, y) = cv2.minMaxLoc(there)
+        if best < SHIFT_CORR or np.hypot(top + y - y0, left + x - x0) < SHIFT_MIN:
+            continue
+        oy, ox = np.ogrid[:there.shape[0], :there.shape[1]]
+        here = cv2.matchTemplate(near_a, cell, cv2.TM_CCOEFF_NORMED)  # the cell elsewhere in its own picture
+        here[np.hypot(top + oy - y0, left + ox - x0) < SHIFT_MIN] = -1.0
+        moved = near_b[y:y + cell.shape[0], x:x + cell.shape[1]]
+        again = cv2.matchTemplate(near_b, moved, cv2.TM_CCOEFF_NORMED)  # what it matched, elsewhere in b
+        again[np.hypot(oy - y, ox - x) < SHIFT_MIN] = -1.0
+        found += int(max(float(here.max()), float(again.max())) < SHIFT_CORR)
+    return found
 
 
 def scaled(matrix: np.ndarray, s: float) -> np.ndarray:
@@ -421,6 +468,20 @@ def _centres(n: int) -> np.ndarray:
 def _cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per ``AGREE_GRID`` cell of ``a``'s grey copy, with ``b``'s laid over it by ``f``: (inside the overlap,
     counted: texture in either, agreeing)."""
+    return _laid_cells(grey_a, grey_b, f)[:3]
+
+
+def _laid_cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, ...]:
+    """``_cells`` and ``b``'s grey copy laid over ``a``'s (float32), computed once per fit and the two copies."""
+    seen = f.memo.get("cells")
+    if seen is not None and seen[0] is grey_a and seen[1] is grey_b:
+        return seen[2]
+    out = _compare_cells(grey_a, grey_b, f)
+    f.memo["cells"] = (grey_a, grey_b, out)  # the copies themselves are kept, so their ids cannot be reused
+    return out
+
+
+def _compare_cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, ...]:
     cv2 = _cv2()
     h, w = grey_a.shape
     m = scaled(f.matrix, max(h, w) / SIDE)  # frame pixels -> grey copy pixels (both have the same long side)
@@ -442,7 +503,7 @@ def _cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, 
     counted = ok & (ta | tb) & coarse & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
-    return ok, counted, counted & ta & tb & (corr > AGREE_CORR)
+    return ok, counted, counted & ta & tb & (corr > AGREE_CORR), b
 
 
 def _cell_moments(grey_a: np.ndarray, b: np.ndarray, blur: float, ys: np.ndarray, xs: np.ndarray, n: np.ndarray

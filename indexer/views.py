@@ -79,7 +79,7 @@ class GroupView(BaseModel):
     resolution: str | None
     resolved_at: str | None = None
     updated_at: str | None = None
-    look_only: bool | None = None  # held together only by look-alike links: bulk review leaves it out
+    look_only: bool | None = None  # bulk review leaves it out (``indexer.grouping.look_only``)
     best: dict[str, int] = {}  # attribute -> the member holding its best value (MemberView's fields, "pixels", "age")
 
     @classmethod

@@ -181,3 +181,29 @@ def test_upgrade_to_0015_holds_back_groups_larger_than_a_bulk_decision(tmp_path)
     with cat.session() as s:
         assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: False, 2: True}
     cat.dispose()
+
+
+def test_upgrade_to_0016_keeps_stored_pairs_with_no_count_of_moved_cells(tmp_path) -> None:
+    """Pairs stored before 0016 keep their evidence and read as nothing moved (``Pair.shifted`` NULL), so their
+    groups stay as they were until a relink counts the cells."""
+    from sqlalchemy import create_engine, select, text
+
+    from indexer.catalog.models import Pair
+    from indexer.grouping import two_frames
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0015")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        for i in (1, 2):
+            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
+                              "decode_crashes) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0)"),
+                         {"i": i, "p": f"/lib/{i}.jpg"})
+        conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind, inliers, agreement, cover) "
+                          "VALUES (1, 2, 0.9, 'verified', 80, 0.9, 0.8)"))
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        p = s.scalars(select(Pair)).one()
+        assert (p.kind, p.inliers, p.cover, p.shifted) == ("verified", 80, 0.8, None) and not two_frames(p.shifted)
+    cat.dispose()

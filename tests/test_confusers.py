@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 from sqlalchemy import select
 
 from api.review import compare_rows, pair_evidence
@@ -779,3 +779,51 @@ def test_a_gradient_with_a_logo_laid_on_it_groups_with_its_original(tmp_path: Pa
     assert linkrule.patch_contrast(f["gradient.jpg"].grey, f["gradient_logo.jpg"].grey) >= linkrule.EVEN_RATIO
     groups, _, _, _ = ingest(lib, settings_factory)
     assert {"gradient.jpg", "gradient_logo.jpg"} in groups, groups
+
+
+def crossing(ground: Image.Image, step: int) -> Image.Image:
+    """A still camera's frame of ``ground`` with four people crossing it (other photos cut to a figure's shape),
+    each ``step`` pixels further along than in the frame at step 0."""
+    im = ground.copy()
+    w, h = im.size
+    size = (48, 80)
+    mask = Image.new("L", size, 0)
+    ImageDraw.Draw(mask).ellipse([0, 0, size[0] - 1, size[1] - 1], fill=255)
+    for (fx, fy), path in zip(((0.15, 0.55), (0.4, 0.5), (0.62, 0.6), (0.8, 0.45)), (HARVESTMAN, ANT, COCK, BOAT)):
+        figure = C.photo(path).resize(size, Image.Resampling.BILINEAR)
+        im.paste(figure, (int(w * fx) + step, int(h * fy) + step // 10), mask)
+    return im
+
+
+def test_frames_of_a_still_camera_are_shown_but_never_in_a_bulk_decision(tmp_path: Path, settings_factory) -> None:
+    """Two frames of a camera that did not move, with people crossing the scene between them and no capture time,
+    fit one transform and agree under it like copies, and the people are too few keypoints to move the fit
+    (``verify.moved``). What tells them apart is that each person's patches, gone from their place, are found a
+    step further on (``linkrule.shifted_cells``): the group is shown, with why, but bulk review leaves it to a
+    person. A shrunk copy of a frame moves nothing; a copy pair beside them is offered as before."""
+    lib, rule = tmp_path / "lib", linkrule.rule_of(Settings(), 0.6)
+    ground = C.photo(PHOTOS / "n03899768_patio.JPEG")
+    first, nxt = crossing(ground, 0), crossing(ground, 20)
+    save(lib, "frame_1.png", first)
+    save(lib, "frame_2.png", nxt)
+    save(lib, "frame_1_small.jpg", shrunk(first), quality=80)
+    save(lib, "ant.jpg", C.photo(ANT), quality=92)
+    save(lib, "ant_small.jpg", shrunk(C.photo(ANT)), quality=80)
+    a, b, copy = (featurestore.of_file(lib / n, 10**8) for n in ("frame_1.png", "frame_2.png", "frame_1_small.jpg"))
+    check = linkrule.geometry(rule, a, b)
+    assert check.fits is not None and all(verify.moved(f) < linkrule.MAX_MOVED for f in check.fits), check
+    assert linkrule.shifted_cells(a, b, check.fits) >= grouping.MAX_SHIFTED
+    assert linkrule.shifted_cells(a, copy, linkrule.geometry(rule, a, copy).fits) == 0
+    with Index(settings_factory()) as index:
+        assert not index.ingest([str(lib)]).failed
+        groups = {frozenset(Path(m["path"]).name for m in g["members"]): g for g in index.groups()}
+        with index.catalog.session() as s:
+            plan = bulk.plan(s)
+            frames = list(s.scalars(select(CatalogImage).where(CatalogImage.path.like("%frame_%"))))
+            why = {frozenset((e.a, e.b)): e.text for e in pair_evidence(s, frames, index.threshold, {})}
+    both, ants = frozenset({"frame_1.png", "frame_2.png", "frame_1_small.jpg"}), frozenset({"ant.jpg", "ant_small.jpg"})
+    assert both in groups and ants in groups, list(groups)
+    assert groups[both]["look_only"] is True and groups[ants]["look_only"] is False
+    assert "moved between them" in why[frozenset({"frame_1.png", "frame_2.png"})], why
+    assert "moved" not in why[frozenset({"frame_1.png", "frame_1_small.jpg"})], why
+    assert [gid for gid, _ in plan.groups] == [groups[ants]["id"]] and plan.held_back == 1

@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import MAX_BULK, MIN_COVER, components, look_only, regroup
+from indexer.grouping import MAX_BULK, MAX_SHIFTED, MIN_COVER, components, look_only, regroup
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -98,10 +98,11 @@ def test_keeper_rule_with_a_member_never_measured() -> None:
 
 
 def _link_kinds(cat: Catalog, pairs) -> set[int]:
-    """Store pairs (a, b, kind) or (a, b, kind, cover) and regroup them."""
+    """Store pairs (a, b, kind), (a, b, kind, cover) or (a, b, kind, cover, shifted) and regroup them."""
     with cat.session() as s:
         s.execute(insert(Pair), [{"a_id": p[0], "b_id": p[1], "similarity": 0.9, "kind": p[2],
-                                  "cover": p[3] if len(p) > 3 else None} for p in pairs])
+                                  "cover": p[3] if len(p) > 3 else None, "shifted": p[4] if len(p) > 4 else None}
+                                 for p in pairs])
         return regroup(s, {x for p in pairs for x in p[:2]}, _vectors)
 
 
@@ -136,7 +137,7 @@ def test_a_group_held_only_by_checks_that_agree_on_a_small_part_is_left_out_of_b
 
 def test_a_group_larger_than_a_bulk_decision_is_held_back() -> None:
     """A group of more than ``MAX_BULK`` photos, every link checked, is left to a person; one of that many is not."""
-    chain = [(i, i + 1, "verified", 0.9) for i in range(1, MAX_BULK + 1)]
+    chain = [(i, i + 1, "verified", 0.9, 0) for i in range(1, MAX_BULK + 1)]
     assert not look_only(range(1, MAX_BULK + 1), chain[:-1])
     assert look_only(range(1, MAX_BULK + 2), chain)
 
@@ -144,10 +145,23 @@ def test_a_group_larger_than_a_bulk_decision_is_held_back() -> None:
 def test_a_group_of_two_capture_times_is_held_back_from_bulk() -> None:
     """Two capture times, both known and different, in one group: two shots of a burst, also where a copy without
     a time joins them; identical bytes or one time and unknowns leave the group as it was."""
-    pairs = [(1, 2, "verified", 0.9), (2, 3, "verified", 0.9)]
+    pairs = [(1, 2, "verified", 0.9, 0), (2, 3, "verified", 0.9, None)]
     assert not look_only([1, 2, 3], pairs)
     assert look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00.12", 2: "2026:07:01 10:00:00.12",
                                         3: "2026:07:01 10:00:00.22"})
     assert look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:01"})  # 2: a stripped copy
     assert not look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:00", 9: "x"})
     assert not look_only([1, 2, 3], pairs, {2: "2026:07:01 10:00:00"})
+
+
+def test_a_group_with_a_link_whose_content_moved_is_held_back_from_bulk(tmp_path) -> None:
+    """Frames of a camera that did not move link one to the next; one stored pair among them whose content moved
+    under its fit (``Pair.shifted`` at ``MAX_SHIFTED``) leaves the whole group to a person. Fewer cells, or a pair
+    stored before the count was (NULL), leave a group as it was."""
+    cat = _catalog(tmp_path, 7)
+    _link_kinds(cat, [(1, 2, "verified", 0.9, 1), (2, 3, "verified", 0.9, MAX_SHIFTED), (1, 3, "verified", 0.9, 0),
+                      (4, 5, "verified", 0.9, MAX_SHIFTED - 1), (6, 7, "framed", 0.9, None)])
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+        assert flags == {(1, 2, 3): True, (4, 5): False, (6, 7): False}
+        assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 1)

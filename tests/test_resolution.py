@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from api.errors import status_for
 from indexer import resolution
 from indexer.catalog import Catalog
 from indexer.catalog.models import DupGroup, Image, ImageStatus, NotDuplicate, Pair
+from indexer.grouping import MAX_SHIFTED, regroup
 from indexer.resolution import Journal, ResolutionError, journal_dir
 
 
@@ -237,6 +238,27 @@ def test_keep_all_is_undone_by_restore(lib) -> None:
         assert {(p.a_id, p.b_id, p.similarity) for p in s.scalars(select(Pair))} == {(1, 2, 0.99), (1, 3, 0.98)}
     with cat.session() as s, pytest.raises(ResolutionError):  # undone once: nothing left to undo
         resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=_vectors)
+
+
+def test_undone_keep_all_puts_back_what_each_pair_was_checked_for(lib) -> None:
+    """A keep-all journals the pairs it drops with their checks (content cover, cells that moved); the undo puts
+    them back as they were, so a group that bulk review held back is held back again."""
+    cat, _root, q, gid = lib
+    with cat.session() as s:
+        s.execute(update(Pair).where(Pair.a_id == 1, Pair.b_id == 2)
+                  .values(kind="verified", inliers=90, agreement=0.9, cover=0.7, shifted=MAX_SHIFTED))
+        regroup(s, [1, 2, 3], _vectors)
+        s.commit()
+        assert s.get(DupGroup, gid).look_only is True
+    with cat.session() as s:
+        resolution.resolve(s, group_id=gid, action="keep_all", keep=[], quarantine_dir=q, vectors_fn=_vectors,
+                           commit=s.commit)
+    with cat.session() as s:
+        resolution.restore(s, group_id=gid, quarantine_dir=q, commit=s.commit, vectors_fn=_vectors)
+    with cat.session() as s:
+        p = s.get(Pair, (1, 2))
+        assert (p.kind, p.inliers, p.agreement, p.cover, p.shifted) == ("verified", 90, 0.9, 0.7, MAX_SHIFTED)
+        assert s.get(DupGroup, gid).look_only is True
 
 
 def test_restore_one_file_keeps_the_rest_restorable(lib) -> None:

@@ -646,3 +646,21 @@ def test_text_agrees_at_a_bar_exactly_where_the_text_agreement_reaches_it() -> N
             got = pagecheck.agrees(a.page, b.page, fits[0].matrix, a.keypoints.size, b.keypoints.size, least)
             assert got == (share >= least), (share, least)
     assert seen == {True, False}  # a copy finds every cell, the other page misses some
+
+
+def test_displaced_counts_no_cell_of_a_copy_with_another_caption() -> None:
+    """A re-captioned copy differs where its text is, and text in one font looks alike a few pixels on; those
+    cells are clipped white or black, or found in their own picture as well, so none counts as content that
+    moved (``verify.displaced``). Only a copy's edits differ; nothing of it moved."""
+    import random
+
+    from bench import confusers as C
+    from indexer.linkrule import geometry, rule_of
+
+    rule, r = rule_of(Settings(), 0.6), random.Random(2)
+    for path, style in ((JEEP, C.caption_meme), (VAN, C.caption_bar), (COCK, C.caption_subtitle)):
+        im = C.photo(path)
+        one, other = (extract(style(im, text, r, "tune")) for text in C.CAPTIONS["tune"][:2])
+        fits = geometry(rule, one, other).fits
+        assert fits is not None
+        assert verify.displaced(one.grey, other.grey, fits[0]) + verify.displaced(other.grey, one.grey, fits[1]) == 0

@@ -142,6 +142,7 @@ class Pair(Base):
     inliers: Mapped[int | None] = mapped_column(Integer)
     agreement: Mapped[float | None] = mapped_column(Float)
     cover: Mapped[float | None] = mapped_column(Float)  # of a fit's overlap, the share that agrees: NULL without a fit
+    shifted: Mapped[int | None] = mapped_column(Integer)  # of a fit: cells whose content moved (NULL without a fit)
 
 
 class Features(Base):
@@ -175,8 +176,8 @@ class DupGroup(Base):
     resolution: Mapped[str | None] = mapped_column(String(32))
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
-    # a member joins the others only through look-alike links, the members hold two capture times, or they are
-    # more than grouping.MAX_BULK (grouping.look_only): bulk review leaves it out
+    # a member joins the others only through look-alike links, the members hold two capture times or a pair whose
+    # content moved, or they are more than grouping.MAX_BULK (grouping.look_only): bulk review leaves it out
     look_only: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 

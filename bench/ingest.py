@@ -11,7 +11,8 @@
 Beside each set, in the same run: a decode-floor row (read + SHA-256 + draft decode to the model's input size
 on every core, nothing else: what the hardware allows before any embedding) and, with ``--fastdup PYTHON`` (a
 venv with PyPI ``fastdup``), fastdup's default ``fastdup.create(...).run()`` + connected components, whole
-process. Peak memory: the largest resident set of the ingest's process and of any decode worker.
+process. Peak memory: the largest resident set of the ingest's process and of any decode worker, each ingest run
+in a process of its own (a process's peak never falls, so one set's, or fastdup's, would show in the next row).
 """
 from __future__ import annotations
 
@@ -94,6 +95,22 @@ def peak_mb() -> tuple[float, float]:
     return own, child
 
 
+def measured(folder: Path, data: Path) -> dict:
+    """``run`` in a fresh process, with that process's peaks (``peak_mb``) as "peak"."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # not multiprocessing.Pool: its workers are daemons, which may not start the ingest's decode workers
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_and_peak, folder, data).result()
+
+
+def _run_and_peak(folder: Path, data: Path) -> dict:
+    r = run(folder, data)
+    own, child = peak_mb()
+    return {**r, "peak": f"{own:.0f} / {child:.0f}"}
+
+
 def run(folder: Path, data: Path) -> dict:
     shutil.rmtree(data, ignore_errors=True)
     with Index(Settings(data_dir=data)) as index:
@@ -142,9 +159,7 @@ def main() -> None:
     for name, folder, truth in sets:
         fl = floor(folder)
         rows.append((name, "decode floor (read + SHA-256 + draft decode, all cores)", fl, None))
-        r = run(folder, a.work / f"data-{folder.parent.name if truth else folder.name}")
-        own, child = peak_mb()
-        r["peak"] = f"{own:.0f} / {child:.0f}"
+        r = measured(folder, a.work / f"data-{folder.parent.name if truth else folder.name}")
         rows.append((name, "dupesift ingest (default)", r, score(truth, r["groups_json"], a.work) if truth else None))
         if a.fastdup:
             fd = fastdup_row(a.fastdup, folder, a.work / f"fastdup-{folder.name}")

@@ -203,17 +203,14 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         if inliers >= rule.min_inliers:
             if agree is not None and agree >= rule.min_agreement:
                 if one_picture(rule, a, b, fits):
-                    return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover),
-                                    shifted_cells(a, b, fits))
+                    return _fitted("verified", cosine, inliers, agree, cover, a, b, fits)
             elif agree is not None and (held := reframed(rule, a, b, fits)) is not None:
-                return Evidence("framed", cosine, inliers, round(held, 4), _round(cover),
-                                shifted_cells(a, b, fits))
+                return _fitted("framed", cosine, inliers, held, cover, a, b, fits)
             # one transform, but the photos under it differ: a shared overlay, a burst, a template; or a keystone
             return keystone(rule, cosine, a, b)
         if inliers >= rule.weak_inliers:
             if agree is not None and agree >= rule.weak_agreement and one_picture(rule, a, b, fits):
-                return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover),
-                                shifted_cells(a, b, fits))
+                return _fitted("verified", cosine, inliers, agree, cover, a, b, fits)
             found = keystone(rule, cosine, a, b)
             if found is not None:
                 return found
@@ -237,6 +234,12 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
     return None
 
 
+def _fitted(kind: str, cosine: float, inliers: int, agreement: float, cover: float | None, a: PhotoFeatures,
+            b: PhotoFeatures, fits: tuple[verify.Fit, verify.Fit] | None) -> Evidence:
+    """The evidence of a pair linked on its fits: as found, rounded for storage, with the cells that moved."""
+    return Evidence(kind, cosine, inliers, round(agreement, 4), _round(cover), shifted_cells(a, b, fits))
+
+
 def _round(x: float | None) -> float | None:
     return round(x, 4) if x is not None else None
 
@@ -254,7 +257,7 @@ def keystone(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures) 
     an angle) with ``min_inliers`` and content agreement of at least ``perspective_agreement``, or None."""
     inliers, agree, fits, cover = _both_ways(verify.fit_perspective, a, b, rule.min_inliers)
     if agree is not None and agree >= rule.perspective_agreement and one_picture(rule, a, b, fits):
-        return Evidence("verified", cosine, inliers, round(agree, 4), _round(cover), shifted_cells(a, b, fits))
+        return _fitted("verified", cosine, inliers, agree, cover, a, b, fits)
     return None
 
 

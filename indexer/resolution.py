@@ -494,10 +494,10 @@ def _keep_all(session: Session, group: DupGroup, members: list[Image], keep: lis
     for sa, sb in added:
         session.add(NotDuplicate(sha_a=sa, sha_b=sb))
     ids = sorted(m.id for m in chosen)
-    inside = select(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))
+    inside = and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))
     dropped = [[p.a_id, p.b_id, p.similarity, p.kind, p.inliers, p.agreement, p.cover, p.shifted]
-               for p in session.scalars(inside)]
-    session.execute(delete(Pair).where(and_(Pair.a_id.in_(ids), Pair.b_id.in_(ids))))
+               for p in session.scalars(select(Pair).where(inside))]
+    session.execute(delete(Pair).where(inside))
     session.flush()
     gid = group.id
     op = uuid.uuid4().hex

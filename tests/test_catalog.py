@@ -5,11 +5,18 @@ import os
 import subprocess
 import sys
 
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from indexer.catalog import Catalog, migrate
 
 TABLES = {"images", "pairs", "dup_groups", "roots", "jobs", "meta", "not_duplicates", "alembic_version"}
+
+
+def _insert_image(conn, image_id: int, path: str, **columns) -> None:
+    """An ``images`` row as an older revision's catalog holds it (raw SQL: the models are the newest schema)."""
+    row = {"id": image_id, "path": path, "bytes": 10, "mtime": 1.0, "status": "indexed", "linked": 1,
+           "first_seen_at": "2026-01-01", "camera_exif": 0, "decode_crashes": 0, **columns}
+    conn.execute(text(f"INSERT INTO images ({', '.join(row)}) VALUES ({', '.join(':' + c for c in row)})"), row)
 
 
 def test_sqlite_migrations(tmp_path) -> None:
@@ -78,7 +85,7 @@ def test_upgrade_from_0001_keeps_rows(pg_url) -> None:
 
 def test_upgrade_to_0006_keeps_paths_with_a_replacement_character(tmp_path) -> None:
     """A path stored before 0006 that holds U+FFFD reads back unchanged through the lossless path column."""
-    from sqlalchemy import create_engine, select, text
+    from sqlalchemy import create_engine, select
 
     from indexer.catalog.models import Image
 
@@ -87,8 +94,7 @@ def test_upgrade_to_0006_keeps_paths_with_a_replacement_character(tmp_path) -> N
     odd = "/lib/x\ufffdAB.jpg"  # would read as a byte 0xAB under the new form without the migration
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
-                          "decode_crashes) VALUES (1, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0)"), {"p": odd})
+        _insert_image(conn, 1, odd)
     engine.dispose()
     cat = Catalog(url)
     with cat.session() as s:
@@ -112,9 +118,7 @@ def test_upgrade_to_0011_marks_groups_held_only_by_look_alike_links(tmp_path) ->
             conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
                               "updated_at) VALUES (:g, 3, 0.1, 30, 20, '2026-01-01')"), {"g": gid})
         for i in range(1, 7):
-            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
-                              "decode_crashes, group_id) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0, :g)"),
-                         {"i": i, "p": f"/lib/{i}.jpg", "g": 1 if i <= 3 else 2})
+            _insert_image(conn, i, f"/lib/{i}.jpg", group_id=1 if i <= 3 else 2)
         for a, b, kind in ((1, 2, "verified"), (2, 3, "pixels"), (4, 5, "verified"), (5, 6, "framed"), (4, 6, "visual")):
             conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind) VALUES (:a, :b, 0.9, :k)"),
                          {"a": a, "b": b, "k": kind})
@@ -142,9 +146,7 @@ def test_upgrade_to_0012_learns_each_kept_features_version_when_first_needed(tmp
     engine = create_engine(url)
     with engine.begin() as conn:
         for i, data in ((1, photo), (2, packed_as(photo, features.VERSION - 1))):
-            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
-                              "decode_crashes, sha256) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0, 'h')"),
-                         {"i": i, "p": f"/lib/{i}.jpg"})
+            _insert_image(conn, i, f"/lib/{i}.jpg", sha256="h")
             conn.execute(text("INSERT INTO features (image_id, sha256, data, page) VALUES (:i, 'h', :d, 1)"),
                          {"i": i, "d": data})  # a stale page flag: the photo is no page
     engine.dispose()
@@ -196,9 +198,7 @@ def test_upgrade_to_0016_keeps_stored_pairs_with_no_count_of_moved_cells(tmp_pat
     engine = create_engine(url)
     with engine.begin() as conn:
         for i in (1, 2):
-            conn.execute(text("INSERT INTO images (id, path, bytes, mtime, status, linked, first_seen_at, camera_exif, "
-                              "decode_crashes) VALUES (:i, :p, 10, 1.0, 'indexed', 1, '2026-01-01', 0, 0)"),
-                         {"i": i, "p": f"/lib/{i}.jpg"})
+            _insert_image(conn, i, f"/lib/{i}.jpg")
         conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind, inliers, agreement, cover) "
                           "VALUES (1, 2, 0.9, 'verified', 80, 0.9, 0.8)"))
     engine.dispose()

@@ -42,6 +42,10 @@ MAX_BULK = 20
 # A checked link under whose fit this many cells of content moved (``Pair.shifted``) joins two frames of a camera that
 # did not move, not two copies: the group is left out of bulk review (bench/README.md, "Content that moved").
 MAX_SHIFTED = 6
+# A group whose checked links fall apart into two parts of this many photos or more when one link is taken out is
+# left out too: two views of one scene, each beside its own copy, join on the one link their overlap gave, where the
+# copies of one photo link every one to every other (bench/README.md, "One link between two parts").
+MIN_PART = 2
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -120,8 +124,8 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
               taken: dict[int, str | None] | None = None) -> bool:
     """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, hold two
     capture times (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved
-    (``two_frames``) or fall apart without their look-alike links (``look_alike``); ``pairs``: (a, b, kind,
-    cover, shifted) of the stored pairs among them. A copy without a capture time (a messaging app strips it) can
+    (``two_frames``), fall apart without their look-alike links (``look_alike``) or hang on one link
+    between two parts (``bridged``); ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a capture time (a messaging app strips it) can
     join two shots of a burst, so the times are counted over the whole group, not link by link; and frames of a
     camera that did not move link one to the next, each pair differing little, so one pair that shows the
     people moved is enough."""
@@ -132,8 +136,20 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
         return True
     if any(two_frames(shifted) for *_, shifted in pairs):
         return True
-    checked = components(members, [(a, b) for a, b, kind, cover, _ in pairs if not look_alike(kind, cover)])
-    return not (len(checked) == 1 and len(checked[0]) == len(members))
+    links = [(a, b) for a, b, kind, cover, _ in pairs if not look_alike(kind, cover)]
+    checked = components(members, links)
+    return not (len(checked) == 1 and len(checked[0]) == len(members)) or bridged(members, links)
+
+
+def bridged(members: Iterable[int], links: Iterable[tuple[int, int]]) -> bool:
+    """Whether one of ``links`` alone holds ``members`` together between two parts of ``MIN_PART`` photos or
+    more each (a bridge of the graph; groups asked are at most ``MAX_BULK``)."""
+    members, links = list(members), list(links)
+    for k in range(len(links)):
+        parts = components(members, links[:k] + links[k + 1:])
+        if len(parts) == 2 and sum(map(len, parts)) == len(members) and min(map(len, parts)) >= MIN_PART:
+            return True
+    return False
 
 
 def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:

@@ -185,6 +185,38 @@ def test_upgrade_to_0015_holds_back_groups_larger_than_a_bulk_decision(tmp_path)
     cat.dispose()
 
 
+def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_path) -> None:
+    """A group stored before 0017 and offered to bulk review whose checked links hang on one link between two
+    parts of two photos each is held back; one with a second link across, or whose bridge joins a single photo,
+    stays offered."""
+    from sqlalchemy import create_engine, select, text
+
+    from indexer.catalog.models import DupGroup
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    migrate(url, "0016")
+    engine = create_engine(url)
+    groups = {1: [1, 2, 3, 4], 2: [5, 6, 7, 8], 3: [9, 10, 11]}
+    links = [(1, 2, "verified", 0.9), (3, 4, "verified", 0.9), (2, 3, "verified", 0.6), (1, 4, "pixels", None),
+             (5, 6, "verified", 0.9), (7, 8, "exact", None), (6, 7, "verified", 0.6), (5, 8, "verified", 0.8),
+             (9, 10, "verified", 0.9), (10, 11, "verified", 0.9)]
+    with engine.begin() as conn:
+        for gid, ids in groups.items():
+            conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
+                              "updated_at, look_only) VALUES (:g, :n, 0.1, 30, 20, '2026-01-01', 0)"),
+                         {"g": gid, "n": len(ids)})
+            for i in ids:
+                _insert_image(conn, i, f"/lib/{i}.jpg", group_id=gid)
+        for a, b, kind, cover in links:
+            conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind, cover) VALUES (:a, :b, 0.9, :k, :c)"),
+                         {"a": a, "b": b, "k": kind, "c": cover})
+    engine.dispose()
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: True, 2: False, 3: False}
+    cat.dispose()
+
+
 def test_upgrade_to_0016_keeps_stored_pairs_with_no_count_of_moved_cells(tmp_path) -> None:
     """Pairs stored before 0016 keep their evidence and read as nothing moved (``Pair.shifted`` NULL), so their
     groups stay as they were until a relink counts the cells."""

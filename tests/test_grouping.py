@@ -6,7 +6,7 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import MAX_BULK, MAX_SHIFTED, MIN_COVER, components, look_only, regroup
+from indexer.grouping import MAX_BULK, MAX_SHIFTED, MIN_COVER, bridged, components, look_only, regroup
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -137,9 +137,9 @@ def test_a_group_held_only_by_checks_that_agree_on_a_small_part_is_left_out_of_b
 
 def test_a_group_larger_than_a_bulk_decision_is_held_back() -> None:
     """A group of more than ``MAX_BULK`` photos, every link checked, is left to a person; one of that many is not."""
-    chain = [(i, i + 1, "verified", 0.9, 0) for i in range(1, MAX_BULK + 1)]
-    assert not look_only(range(1, MAX_BULK + 1), chain[:-1])
-    assert look_only(range(1, MAX_BULK + 2), chain)
+    star = [(1, i, "verified", 0.9, 0) for i in range(2, MAX_BULK + 2)]  # every copy linked to the original
+    assert not look_only(range(1, MAX_BULK + 1), star[:-1])
+    assert look_only(range(1, MAX_BULK + 2), star)
 
 
 def test_a_group_of_two_capture_times_is_held_back_from_bulk() -> None:
@@ -152,6 +152,25 @@ def test_a_group_of_two_capture_times_is_held_back_from_bulk() -> None:
     assert look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:01"})  # 2: a stripped copy
     assert not look_only([1, 2, 3], pairs, {1: "2026:07:01 10:00:00", 3: "2026:07:01 10:00:00", 9: "x"})
     assert not look_only([1, 2, 3], pairs, {2: "2026:07:01 10:00:00"})
+
+
+def test_a_group_hanging_on_one_link_between_two_parts_is_held_back_from_bulk(tmp_path) -> None:
+    """Two views of one scene, each beside its own copy (1-2, 3-4), join on the one link their overlap gave (2-3):
+    the group goes to a person. A second link across (5-8 beside 6-7), or one link to a single photo (a copy that
+    only one other copy found: 9-10-11), leaves a group to bulk review."""
+    cat = _catalog(tmp_path, 11)
+    _link_kinds(cat, [(1, 2, "verified", 0.9), (3, 4, "exact"), (2, 3, "verified", 0.6),
+                      (5, 6, "verified", 0.9), (7, 8, "verified", 0.9), (6, 7, "verified", 0.6), (5, 8, "soft"),
+                      (9, 10, "verified", 0.9), (10, 11, "framed", 0.9)])
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+        assert flags == {(1, 2, 3, 4): True, (5, 6, 7, 8): False, (9, 10, 11): False}
+        assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 1)
+    # a look-alike link across does not hold the two parts together: the checked links still hang on one
+    assert bridged([1, 2, 3, 4], [(1, 2), (3, 4), (2, 3)]) and look_only(
+        [1, 2, 3, 4], [(1, 2, "verified", 0.9, 0), (3, 4, "verified", 0.9, 0), (2, 3, "verified", 0.9, 0),
+                       (1, 4, "verified", MIN_COVER / 2, 0)])
+    assert not bridged([1, 2, 3, 4], [(1, 2), (2, 3), (3, 4), (4, 1)])  # a ring: no one link holds it
 
 
 def test_a_group_with_a_link_whose_content_moved_is_held_back_from_bulk(tmp_path) -> None:

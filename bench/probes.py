@@ -70,6 +70,13 @@ bursts    the street and the tree of ``frames`` as a camera's bursts: JPEGs whos
           groups that hold two capture times (``indexer.grouping.look_only``), not the link rule: its pairs are
           those of ``frames``.
 
+One probe of a real icon set (Debian's ``adwaita-icon-theme``, installed by ``bench/realimages.py --install``),
+written after every choice above and kept out of all of them:
+
+iconset   the theme's 74 full-colour 512 px icons (devices, emblems, places, mimetypes, ...): one style, one
+          lighting, one palette; among them near twins (a printer and a network printer, an empty and a full
+          trash, four kinds of drive); every other one with a copy shrunk to 96-256 px and saved again as PNG.
+
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
 """
@@ -460,6 +467,23 @@ def shots(r: random.Random) -> Iterator[Entry]:
     yield "library/notebook.png", original, {}, [edited]
 
 
+ADWAITA = Path("/usr/share/icons/Adwaita/512x512")
+
+
+def iconset(r: random.Random) -> Iterator[Entry]:
+    if not ADWAITA.is_dir():
+        raise SystemExit(f"{ADWAITA} missing: run bench/realimages.py --install (Debian's adwaita-icon-theme)")
+    for k, path in enumerate(sorted(ADWAITA.glob("*/*.png"))):
+        im = Image.open(path).convert("RGBA")
+        stem = f"{path.parent.name}_{path.stem}"
+        copies = []
+        if k % 2:
+            side = r.randint(96, 256)
+            copies.append((f"library/{stem}_small.png", im.resize((side, side), Image.Resampling.LANCZOS), {},
+                           "resize"))
+        yield f"library/{stem}.png", im, {}, copies
+
+
 VIDEOS = {"vtest.avi": (0, 795, 20), "Megamind.avi": (0, 270, 18), "tree.avi": (0, 444, 30)}  # first, end, step
 
 
@@ -521,7 +545,7 @@ def bursts(r: random.Random) -> Iterator[Entry]:
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
-    "shots": shots, "frames": frames, "bursts": bursts}
+    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset}
 
 
 def main(argv: list[str] | None = None) -> int:

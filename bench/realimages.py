@@ -96,7 +96,8 @@ def sh(cmd: list[str], **kw) -> str:
 
 
 def install(sources: list[Source], venv: Path) -> None:
-    apt = sorted({s.package for s in sources if s.registry == "apt"} | {"poppler-utils", "librsvg2-bin", "opencv-doc"})
+    apt = sorted({s.package for s in sources if s.registry == "apt"}
+                 | {"poppler-utils", "librsvg2-bin", "opencv-doc", "adwaita-icon-theme"})
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *apt], check=True, env=env)
     if not (venv / "bin" / "python").exists():

@@ -59,6 +59,8 @@ class PairSimilarity(BaseModel):
                              "frames, windows or captions), 'pixels' (plain pictures whose small colour copies match), 'soft' (a photo and "
                              "its blurred or shrunk copy, matched cell by cell) or 'visual' (the cosine alone)")
     declined: bool = Field(False, description="marked 'not duplicates' by a user")
+    bridge: bool = Field(False, description="the only checked link between two parts of the group, each of two "
+                         "photos or more (indexer/grouping.py bridged): the group is left out of bulk decisions")
 
 
 class Operation(BaseModel):

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Member, Operation, PairSimilarity
-from indexer import browse, ingest, keeper, resolution
+from indexer import browse, grouping, ingest, keeper, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
 from indexer.fsnames import from_text, to_text
@@ -69,9 +69,12 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
     g = get_group_or_404(s, group_id)
     members = members_of(s, [group_id]).get(group_id, [])
     ids = [m.id for m in members]
-    stored = {(a, b): (sim, kind) for a, b, sim, kind in s.execute(
-        select(Pair.a_id, Pair.b_id, Pair.similarity, Pair.kind).where(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))}
+    stored = {(a, b): (sim, kind, cover) for a, b, sim, kind, cover in s.execute(
+        select(Pair.a_id, Pair.b_id, Pair.similarity, Pair.kind, Pair.cover).where(Pair.a_id.in_(ids),
+                                                                                 Pair.b_id.in_(ids)))}
     declined = resolution.declined_pairs(s, ids) if ids else set()
+    checked = [p for p, (_, kind, cover) in stored.items() if not grouping.look_alike(kind, cover)]
+    bridge = set(grouping.bridges(ids, checked)) if len(ids) <= grouping.MAX_BULK else set()
     pairs = []
     if len(ids) <= PAIRWISE_MAX:
         vecs = index.store.get(ids)
@@ -84,10 +87,10 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                 continue
             pairs.append(PairSimilarity(a=a, b=b, similarity=round(float(sim), 6), linked=(a, b) in stored,
                                         kind=stored[(a, b)][1] if (a, b) in stored else None,
-                                        declined=(a, b) in declined))
+                                        declined=(a, b) in declined, bridge=(a, b) in bridge))
     else:
         pairs = [PairSimilarity(a=a, b=b, similarity=round(sim, 6), linked=True, kind=kind, declined=False)
-                 for (a, b), (sim, kind) in sorted(stored.items())]
+                 for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
     return GroupDetail(**GroupView.fields_of(g), members=outs, best=best, keeper_rule=keeper.RULE,

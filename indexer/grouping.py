@@ -11,7 +11,7 @@ groups and a removal splits only the group it left.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -144,12 +144,16 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
 def bridged(members: Iterable[int], links: Iterable[tuple[int, int]]) -> bool:
     """Whether one of ``links`` alone holds ``members`` together between two parts of ``MIN_PART`` photos or
     more each (a bridge of the graph; groups asked are at most ``MAX_BULK``)."""
+    return any(True for _ in bridges(members, links))
+
+
+def bridges(members: Iterable[int], links: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The links of ``bridged``: each one that alone holds two such parts of ``members`` together."""
     members, links = list(members), list(links)
     for k in range(len(links)):
         parts = components(members, links[:k] + links[k + 1:])
         if len(parts) == 2 and sum(map(len, parts)) == len(members) and min(map(len, parts)) >= MIN_PART:
-            return True
-    return False
+            yield links[k]
 
 
 def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:

@@ -501,3 +501,37 @@ def test_web_routes_bound_ids_like_the_json_routes(env) -> None:
     for ids in (big, f"1,{2**63}", "-5"):
         r = c.get("/ui/compare", params={"ids": ids})
         assert r.status_code == 404 and "no indexed photo" in r.text, (ids, r.status_code)
+
+def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:
+    """A group of two photos each beside its copy, held together by one checked link (2-3): the group page and
+    ``GET /groups/{id}`` mark that link as the only one between two parts, and the group is held back from bulk
+    review; a second link across (1-4) leaves no such link."""
+    from sqlalchemy import insert
+
+    from indexer.catalog.models import DupGroup, Image, ImageStatus, Pair
+    from indexer.grouping import regroup
+
+    settings = Settings(data_dir=tmp_path / "data", decode_workers=2)
+    app = create_app(settings)
+    with TestClient(app) as c:
+        index = c.app.state.index
+        with index.catalog.session() as s:
+            s.execute(insert(Image), [{"id": i, "path": str(tmp_path / f"{i}.jpg"), "bytes": 1000 + i,
+                                       "mtime": float(i), "width": 100, "height": 100, "status": ImageStatus.indexed,
+                                       "linked": True, "sha256": f"{i:064d}"} for i in range(1, 5)])
+            s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": sim, "kind": "verified", "cover": 0.8}
+                                     for a, b, sim in ((1, 2, 0.99), (3, 4, 0.98), (2, 3, 0.7))])
+            regroup(s, [1, 2, 3, 4], index.store.get)
+            s.commit()
+            gid = s.get(Image, 1).group_id
+            assert s.get(DupGroup, gid).look_only is True
+        d = c.get(f"/groups/{gid}").json()
+        assert {(p["a"], p["b"]) for p in d["pairs"] if p["bridge"]} == {(2, 3)}, d["pairs"]
+        page = c.get(f"/ui/groups/{gid}").text
+        assert page.count("the only link between two parts of this group") == 1
+        with index.catalog.session() as s:
+            s.execute(insert(Pair), [{"a_id": 1, "b_id": 4, "similarity": 0.7, "kind": "verified", "cover": 0.8}])
+            regroup(s, [1, 4], index.store.get)
+            s.commit()
+            assert s.get(DupGroup, gid).look_only is False
+        assert not any(p["bridge"] for p in c.get(f"/groups/{gid}").json()["pairs"])

@@ -124,11 +124,11 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
               taken: dict[int, str | None] | None = None) -> bool:
     """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, hold two
     capture times (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved
-    (``two_frames``), fall apart without their look-alike links (``look_alike``) or hang on one link
-    between two parts (``bridged``); ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a capture time (a messaging app strips it) can
-    join two shots of a burst, so the times are counted over the whole group, not link by link; and frames of a
-    camera that did not move link one to the next, each pair differing little, so one pair that shows the
-    people moved is enough."""
+    (``two_frames``), fall apart without their look-alike links (``look_alike``) or hang on one link between two
+    parts (``bridged``); ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a
+    capture time (a messaging app strips it) can join two shots of a burst, so the times are counted over the whole
+    group, not link by link; and frames of a camera that did not move link one to the next, each pair differing
+    little, so one pair that shows the people moved is enough."""
     members, pairs = list(members), list(pairs)
     if len(members) > MAX_BULK:
         return True

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import inspect, text
 
 from indexer.catalog import Catalog, migrate
@@ -185,7 +186,8 @@ def test_upgrade_to_0015_holds_back_groups_larger_than_a_bulk_decision(tmp_path)
     cat.dispose()
 
 
-def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_path, request, backend) -> None:
     """A group stored before 0017 and offered to bulk review whose checked links hang on one link between two
     parts of two photos each is held back; one with a second link across, or whose bridge joins a single photo,
     stays offered."""
@@ -193,7 +195,7 @@ def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_pat
 
     from indexer.catalog.models import DupGroup
 
-    url = f"sqlite:///{tmp_path / 'c.db'}"
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
     migrate(url, "0016")
     engine = create_engine(url)
     groups = {1: [1, 2, 3, 4], 2: [5, 6, 7, 8], 3: [9, 10, 11]}
@@ -203,10 +205,10 @@ def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_pat
     with engine.begin() as conn:
         for gid, ids in groups.items():
             conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
-                              "updated_at, look_only) VALUES (:g, :n, 0.1, 30, 20, '2026-01-01', 0)"),
-                         {"g": gid, "n": len(ids)})
+                              "updated_at, look_only) VALUES (:g, :n, 0.1, 30, 20, '2026-01-01', :no)"),
+                         {"g": gid, "n": len(ids), "no": False})
             for i in ids:
-                _insert_image(conn, i, f"/lib/{i}.jpg", group_id=gid)
+                _insert_image(conn, i, f"/lib/{i}.jpg", group_id=gid, linked=True, camera_exif=False)
         for a, b, kind, cover in links:
             conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind, cover) VALUES (:a, :b, 0.9, :k, :c)"),
                          {"a": a, "b": b, "k": kind, "c": cover})

@@ -529,6 +529,7 @@ def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:
         assert {(p["a"], p["b"]) for p in d["pairs"] if p["bridge"]} == {(2, 3)}, d["pairs"]
         page = c.get(f"/ui/groups/{gid}").text
         assert page.count("the only link between two parts of this group") == 1
+        assert '<span class="path" id="bridge">2.jpg</span> and <span class="path">3.jpg</span>' in page
         with index.catalog.session() as s:
             s.execute(insert(Pair), [{"a_id": 1, "b_id": 4, "similarity": 0.7, "kind": "verified", "cover": 0.8}])
             regroup(s, [1, 4], index.store.get)

@@ -76,6 +76,9 @@ class GroupDetail(Group):
     keeper_rule: str
     threshold: float
     pairs: list[PairSimilarity]
+    also_keep: list[int] = Field(default_factory=list, description="members the group page ticks to keep beside "
+                                 "the keeper: where one link alone joins two parts of the group (pairs[].bridge), "
+                                 "the best photo of each part the keeper is not in")
     history: list[Operation]
 
 

@@ -94,8 +94,19 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
     return GroupDetail(**GroupView.fields_of(g), members=outs, best=best, keeper_rule=keeper.RULE,
-                       threshold=index.threshold, pairs=pairs,
+                       threshold=index.threshold, pairs=pairs, also_keep=_part_keepers(g.keeper_id, outs, checked, bridge),
                        history=[Operation(**h) for h in resolution.history(q, group_id)])
+
+
+def _part_keepers(keeper_id: int | None, outs: list[Member], checked: list[tuple[int, int]],
+                  bridge: set[tuple[int, int]]) -> list[int]:
+    """Where one link alone joins parts of a group (``grouping.bridges``): the best photo (keeper score) of each
+    part the keeper is not in, so that keeping the ticked photos keeps one of each picture."""
+    if not bridge:
+        return []
+    score = {m.id: m.keeper_score or 0.0 for m in outs}
+    parts = grouping.components(list(score), [p for p in checked if p not in bridge])
+    return sorted(max(part, key=lambda i: (score[i], -i)) for part in parts if keeper_id not in part)
 
 
 # -- ingest --------------------------------------------------------------------------------------

@@ -504,8 +504,8 @@ def test_web_routes_bound_ids_like_the_json_routes(env) -> None:
 
 def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:
     """A group of two photos each beside its copy, held together by one checked link (2-3): the group page and
-    ``GET /groups/{id}`` mark that link as the only one between two parts, and the group is held back from bulk
-    review; a second link across (1-4) leaves no such link."""
+    ``GET /groups/{id}`` mark that link as the only one between two parts, the page ticks one photo of each part
+    to keep, and the group is held back from bulk review; a second link across (1-4) leaves no such link."""
     from sqlalchemy import insert
 
     from indexer.catalog.models import DupGroup, Image, ImageStatus, Pair
@@ -530,9 +530,14 @@ def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:
         page = c.get(f"/ui/groups/{gid}").text
         assert page.count("the only link between two parts of this group") == 1
         assert '<span class="path" id="bridge">2.jpg</span> and <span class="path">3.jpg</span>' in page
+        keep = {m["id"] for m in d["members"] if m["is_keeper"]} | set(d["also_keep"])
+        assert len(keep) == 2 and keep & {1, 2} and keep & {3, 4}, d  # one photo of each part ticked
+        for m in d["members"]:
+            assert (f'value="{m["id"]}" checked' in page) == (m["id"] in keep), m["id"]
         with index.catalog.session() as s:
             s.execute(insert(Pair), [{"a_id": 1, "b_id": 4, "similarity": 0.7, "kind": "verified", "cover": 0.8}])
             regroup(s, [1, 4], index.store.get)
             s.commit()
             assert s.get(DupGroup, gid).look_only is False
-        assert not any(p["bridge"] for p in c.get(f"/groups/{gid}").json()["pairs"])
+        d = c.get(f"/groups/{gid}").json()
+        assert not any(p["bridge"] for p in d["pairs"]) and d["also_keep"] == []

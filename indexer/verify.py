@@ -251,11 +251,9 @@ def displaced(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> int:
     pattern: the next letter or tile looks alike, and a noisy copy matches a clean one better than itself), nor
     where either picture is clipped on ``SHIFT_CLIPPED`` of it."""
     cv2 = _cv2()
-    _, counted, agree, laid = _laid_cells(grey_a, grey_b, f)
+    _, counted, agree, laid, a, b = _laid_cells(grey_a, grey_b, f)  # a, b: as ``agreement`` blurs them
     h, w = grey_a.shape
     clipped = _clipped(grey_a.astype(np.float32)) | _clipped(laid)
-    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), AGREE_BLUR)
-    b = cv2.GaussianBlur(laid, (0, 0), AGREE_BLUR)
     ys, xs = _cuts(h), _cuts(w)
     found = 0
     for i, j in zip(*np.nonzero(counted & ~agree)):
@@ -472,7 +470,8 @@ def _cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, 
 
 
 def _laid_cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.ndarray, ...]:
-    """``_cells`` and ``b``'s grey copy laid over ``a``'s (float32), computed once per fit and the two copies."""
+    """``_cells``, then ``b``'s grey copy laid over ``a``'s (float32) and the two as the comparison blurs them
+    (``AGREE_BLUR``); computed once per fit and the two copies."""
     seen = f.memo.get("cells")
     if seen is not None and seen[0] is grey_a and seen[1] is grey_b:
         return seen[2]
@@ -491,28 +490,29 @@ def _compare_cells(grey_a: np.ndarray, grey_b: np.ndarray, f: Fit) -> tuple[np.n
     n = np.outer(np.diff(ys), np.diff(xs)).astype(np.float64)
     ok = (n >= 4) & (_cell_sums(inside.astype(np.float64), ys, xs) >= 0.9 * n)
     n = np.maximum(n, 1)
-    ma, mb, va, vb, cov = _cell_moments(grey_a, b, AGREE_BLUR, ys, xs, n)
+    a = grey_a.astype(np.float32)
+    fine_a, fine_b = (cv2.GaussianBlur(x, (0, 0), AGREE_BLUR) for x in (a, b))
+    ma, mb, va, vb, cov = _cell_moments(fine_a, fine_b, ys, xs, n)
     sa, sb = np.sqrt(va), np.sqrt(vb)
     gain = _contrast_gain(sa, sb, ok)  # a darkened or flattened copy has less texture everywhere, not nowhere
     floor_a, floor_b = AGREE_TEXTURE * min(1.0, 1.0 / gain), AGREE_TEXTURE * min(1.0, gain)
     ta, tb = sa >= floor_a, sb >= floor_b
-    _, _, coarse_a, coarse_b, _ = _cell_moments(grey_a, b, AGREE_COARSE, ys, xs, n)
+    broad_a, broad_b = (cv2.GaussianBlur(x, (0, 0), AGREE_COARSE) for x in (a, b))
+    _, _, coarse_a, coarse_b, _ = _cell_moments(broad_a, broad_b, ys, xs, n)
     coarse = (np.sqrt(coarse_a) >= floor_a) | (np.sqrt(coarse_b) >= floor_b)
     # a flat cell blown out or crushed by an exposure change has lost its texture: it counts neither way
     clipped = (~ta & _clipped(ma)) | (~tb & _clipped(mb))
     counted = ok & (ta | tb) & coarse & ~clipped  # flat in both: no evidence either way
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.sqrt(va * vb)
-    return ok, counted, counted & ta & tb & (corr > AGREE_CORR), b
+    return ok, counted, counted & ta & tb & (corr > AGREE_CORR), b, fine_a, fine_b
 
 
-def _cell_moments(grey_a: np.ndarray, b: np.ndarray, blur: float, ys: np.ndarray, xs: np.ndarray, n: np.ndarray
+def _cell_moments(blurred_a: np.ndarray, blurred_b: np.ndarray, ys: np.ndarray, xs: np.ndarray, n: np.ndarray
                   ) -> tuple[np.ndarray, ...]:
-    """Per grid cell, after a Gaussian blur of ``blur`` pixels: the means of ``a`` and ``b``, their variances and
-    their covariance."""
-    cv2 = _cv2()
-    a = cv2.GaussianBlur(grey_a.astype(np.float32), (0, 0), blur).astype(np.float64)
-    b = cv2.GaussianBlur(b, (0, 0), blur).astype(np.float64)
+    """Per grid cell of two blurred pictures (float32): the means of ``a`` and ``b``, their variances and their
+    covariance."""
+    a, b = blurred_a.astype(np.float64), blurred_b.astype(np.float64)
     ma, mb = _cell_sums(a, ys, xs) / n, _cell_sums(b, ys, xs) / n
     va = np.maximum(_cell_sums(a * a, ys, xs) / n - ma * ma, 0)
     vb = np.maximum(_cell_sums(b * b, ys, xs) / n - mb * mb, 0)

@@ -3,7 +3,7 @@
 (bench/README.md, "Small subjects on one ground"). All eight linked through the pixels rule before
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
-    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow [--seed 3]
+    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow|collage [--seed 3]
     PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # uses bench/confusers.py
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
@@ -76,6 +76,12 @@ written after every choice above and kept out of all of them:
 iconset   the theme's 74 full-colour 512 px icons (devices, emblems, places, mimetypes, ...): one style, one
           lighting, one palette; among them near twins (a printer and a network printer, an empty and a full
           trash, four kinds of drive); every other one with a copy shrunk to 96-256 px and saved again as PNG.
+
+One probe of compositions, written after every choice above and kept out of all of them:
+
+collage   24 train-split photos, each with a shrunk, re-saved copy, and 12 collages of them (two side by side, or
+          four in a grid, on white or black with a gap of 0-16 px): a collage holds each of its photos whole,
+          beside other pictures. It is a picture of its own, not a copy: a single in the truth.
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -518,6 +524,34 @@ def frames(r: random.Random) -> Iterator[Entry]:
             yield f"library/{stem}.png", im, {}, copies
 
 
+def collages(r: random.Random, count: int = 24) -> Iterator[Entry]:
+    photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if n % 5]  # the train split
+    r.shuffle(photos)
+    pictures = [Image.open(p).convert("RGB") for p in photos[:count]]
+    for k, im in enumerate(pictures):
+        yield f"library/{k:03d}_photo.jpg", im, {"quality": 90}, [_shrunk(im, r, 0.4, f"library/{k:03d}_photo_copy.jpg")]
+    for k in range(count // 2):
+        picked = r.sample(pictures, 4 if k % 3 == 2 else 2)
+        yield f"library/{k:03d}_collage.jpg", collage(picked, r), {"quality": r.randint(75, 92)}, []
+
+
+def collage(pictures: list[Image.Image], r: random.Random) -> Image.Image:
+    """Two pictures side by side (a before/after, a comparison) or four in a grid, each scaled to one cell height
+    (and a 2x2 cell width), on a white or black ground with a gap between them."""
+    h, gap = r.randint(300, 480), r.randint(0, 16)
+    cells = [im.resize((round(im.width * h / im.height), h), Image.Resampling.LANCZOS) for im in pictures]
+    cols = 2
+    rows = [cells[i:i + cols] for i in range(0, len(cells), cols)]
+    w = max(sum(c.width for c in row) + gap * (len(row) + 1) for row in rows)
+    out = Image.new("RGB", (w, h * len(rows) + gap * (len(rows) + 1)), r.choice([(255, 255, 255), (0, 0, 0)]))
+    for y, row in enumerate(rows):
+        x = gap
+        for c in row:
+            out.paste(c, (x, gap + y * (h + gap)))
+            x += c.width + gap
+    return out
+
+
 def bursts(r: random.Random) -> Iterator[Entry]:
     import datetime
 
@@ -545,7 +579,7 @@ def bursts(r: random.Random) -> Iterator[Entry]:
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
-    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset}
+    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset, "collage": collages}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -642,6 +642,24 @@ def test_product_shots_on_one_backdrop_stay_apart_and_a_shot_groups_with_its_cop
     assert not together(groups, {beetle, hound}, {snorkel}) and not together(groups, {beetle}, {hound}), (groups, cos)
 
 
+def test_a_collage_of_two_photos_does_not_join_their_groups(tmp_path: Path, settings_factory) -> None:
+    """Two photos side by side in one picture (bench/probes.py's collage probe): each half's keypoints fit its
+    photo, so the collage links to both photos and their copies, but their two groups may not merge through it
+    (the chain guard: the two sides are unlike as a whole)."""
+    lib, r = tmp_path / "lib", random.Random(5)
+    one, two = (Image.open(PHOTOS / f"{n}.JPEG").convert("RGB") for n in ("n03255030_dumbbell", "n02361337_marmot"))
+    for name, im in (("one", one), ("two", two)):
+        save(lib, f"{name}.jpg", im, quality=90)
+        save(lib, f"{name}_copy.jpg", shrunk(im), quality=75)
+    save(lib, "collage.jpg", P.collage([one, two], r), quality=85)
+    groups, _, _, _ = ingest(lib, settings_factory)
+    kinds = pair_kinds(settings_factory)
+    assert {frozenset(("collage.jpg", "one.jpg")), frozenset(("collage.jpg", "two.jpg"))} <= kinds.keys(), kinds
+    assert {"one.jpg", "one_copy.jpg"} <= next(g for g in groups if "one.jpg" in g), groups
+    assert {"two.jpg", "two_copy.jpg"} <= next(g for g in groups if "two.jpg" in g), groups
+    assert not together(groups, {"one.jpg", "one_copy.jpg"}, {"two.jpg", "two_copy.jpg"}), (groups, kinds)
+
+
 def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_copy(tmp_path: Path,
                                                                                      settings_factory) -> None:
     """Moons on a night sky (bench/probes.py's moon probe): mostly black pictures with too few keypoints to

@@ -78,7 +78,12 @@ class GroupDetail(Group):
     pairs: list[PairSimilarity]
     also_keep: list[int] = Field(default_factory=list, description="members the group page ticks to keep beside "
                                  "the keeper: where one link alone joins two parts of the group (pairs[].bridge), "
-                                 "the best photo of each part the keeper is not in")
+                                 "the best photo of each part the keeper is not in; each of reaching_out, and "
+                                 "where the keeper is one of them, the best member that is not")
+    reaching_out: list[int] = Field(default_factory=list, description="members with a checked link to a photo "
+                                    "outside this group, whose merge the chain guard refused (indexer/grouping.py "
+                                    "reaching_out: a collage, or a picture that holds another): the group is left "
+                                    "out of bulk decisions")
     history: list[Operation]
 
 

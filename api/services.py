@@ -93,8 +93,14 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
+    reaching = grouping.reaching_out(ids, s.execute(
+        select(Pair.a_id, Pair.b_id, Pair.kind, Pair.cover).where(or_(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))).all())
+    also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(reaching)
+    if g.keeper_id in reaching and (rest := [m for m in outs if m.id not in reaching]):
+        also.add(max(rest, key=lambda m: (m.keeper_score or 0.0, -m.id)).id)  # the keeper holds more than this picture
+    also = sorted(also - {g.keeper_id})
     return GroupDetail(**GroupView.fields_of(g), members=outs, best=best, keeper_rule=keeper.RULE,
-                       threshold=index.threshold, pairs=pairs, also_keep=_part_keepers(g.keeper_id, outs, checked, bridge),
+                       threshold=index.threshold, pairs=pairs, also_keep=also, reaching_out=reaching,
                        history=[Operation(**h) for h in resolution.history(q, group_id)])
 
 

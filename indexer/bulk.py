@@ -6,8 +6,9 @@ would move); the caller shows it, and on confirmation decides each group with th
 together only through look-alike links (``DupGroup.look_only``: small colour copies or the cosine, the weakest
 evidence, or a check that agreed on a small part of the pictures: ``grouping.look_alike``), or that holds two
 capture times (two shots of a burst: ``grouping.look_only``) or a pair whose content moved (frames of a still
-camera: ``grouping.two_frames``), that hangs on one link between two parts (``grouping.bridged``), or that holds
-more than ``grouping.MAX_BULK`` photos, is never in a bulk decision: the plan counts it as held back, for review
+camera: ``grouping.two_frames``), that hangs on one link between two parts (``grouping.bridged``), that holds a
+photo with a checked link to a photo outside it (a collage: ``grouping.reaching_out``), or that holds more than
+``grouping.MAX_BULK`` photos, is never in a bulk decision: the plan counts it as held back, for review
 one group at a time.
 """
 from __future__ import annotations

@@ -121,16 +121,17 @@ def two_frames(shifted: int | None) -> bool:
 
 
 def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None, int | None]],
-              taken: dict[int, str | None] | None = None) -> bool:
-    """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, hold two
-    capture times (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved
-    (``two_frames``), fall apart without their look-alike links (``look_alike``) or hang on one link between two
-    parts (``bridged``); ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a
-    capture time (a messaging app strips it) can join two shots of a burst, so the times are counted over the whole
-    group, not link by link; and frames of a camera that did not move link one to the next, each pair differing
-    little, so one pair that shows the people moved is enough."""
+              taken: dict[int, str | None] | None = None, beyond: bool = False) -> bool:
+    """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, a photo of
+    theirs has a checked link to a photo outside them (``beyond``: ``reaching_out``), they hold two capture times
+    (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved (``two_frames``), fall
+    apart without their look-alike links (``look_alike``) or hang on one link between two parts (``bridged``);
+    ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a capture time (a
+    messaging app strips it) can join two shots of a burst, so the times are counted over the whole group, not link
+    by link; and frames of a camera that did not move link one to the next, each pair differing little, so one pair
+    that shows the people moved is enough."""
     members, pairs = list(members), list(pairs)
-    if len(members) > MAX_BULK:
+    if len(members) > MAX_BULK or beyond:
         return True
     if taken and len({taken.get(m) for m in members} - {None}) > 1:
         return True
@@ -139,6 +140,16 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
     links = [(a, b) for a, b, kind, cover, _ in pairs if not look_alike(kind, cover)]
     checked = components(members, links)
     return not (len(checked) == 1 and len(checked[0]) == len(members)) or bridged(members, links)
+
+
+def reaching_out(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]]) -> list[int]:
+    """The ``members`` (one group) with a checked link (not ``look_alike``) to a photo outside them: the chain guard
+    refused that merge. A collage links to each photo it holds, and a picture that holds another (a photo inside a
+    page or a frame) to both, so such a photo may be the only place where another picture is kept; ``pairs``:
+    (a, b, kind, cover) of the stored pairs that touch them."""
+    inside = set(members)
+    return sorted({x for a, b, kind, cover in pairs if (a in inside) != (b in inside) and not look_alike(kind, cover)
+                   for x in (a, b) if x in inside})
 
 
 def bridged(members: Iterable[int], links: Iterable[tuple[int, int]]) -> bool:
@@ -185,9 +196,13 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
     comps = clusters(edges, vectors)
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
     inside: dict[int, list[tuple[int, int, str, float | None, int | None]]] = defaultdict(list)  # its own pairs
+    across: dict[int, list[tuple[int, int, str, float | None]]] = defaultdict(list)  # its pairs to other photos
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
             inside[comp_of[a]].append((a, b, kind, *checks[(a, b)]))
+        else:
+            for n in {comp_of.get(a), comp_of.get(b)} - {None}:
+                across[n].append((a, b, kind, checks[(a, b)][0]))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     moments = dict(rows_in(session, select(Image.id, Image.taken_at), Image.id, members))
@@ -209,7 +224,7 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             gid = group.id
         taken.add(gid)
         live.add(gid)
-        look[look_only(comp, inside[n], moments)].append(gid)
+        look[look_only(comp, inside[n], moments, bool(reaching_out(comp, across[n])))].append(gid)
         changed = [m for m in comp if current.get(m) != gid]
         execute_in(session, update(Image).values(group_id=gid), Image.id, changed)
         if changed:  # a photo joined: the user's decision did not cover it, so the group is open again

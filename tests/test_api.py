@@ -502,6 +502,47 @@ def test_web_routes_bound_ids_like_the_json_routes(env) -> None:
         r = c.get("/ui/compare", params={"ids": ids})
         assert r.status_code == 404 and "no indexed photo" in r.text, (ids, r.status_code)
 
+def test_group_page_names_the_photo_that_also_matches_another_group(tmp_path) -> None:
+    """A collage of two photos, each beside its copy, ingested: the collage links to both photos, the chain guard
+    keeps the two pictures apart, so it joins one of them. Both groups are held back from bulk review; the page of
+    the collage's group names it, ticks it to keep beside the keeper and says why, and ``GET /groups/{id}`` lists
+    it in ``reaching_out``."""
+    import random
+
+    from PIL import Image as PILImage
+
+    from bench.probes import collage
+    from indexer.index import Index
+    from tests.conftest import PHOTOS
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    one, two = (PILImage.open(PHOTOS / f"{n}.JPEG").convert("RGB") for n in ("n03255030_dumbbell", "n02361337_marmot"))
+    for name, im in (("one", one), ("two", two)):
+        im.save(lib / f"{name}.jpg", quality=90)
+        im.resize((im.width * 3 // 5, im.height * 3 // 5)).save(lib / f"{name}_copy.jpg", quality=75)
+    collage([one, two], random.Random(5)).save(lib / "collage.jpg", quality=85)
+    settings = Settings(data_dir=tmp_path / "data", decode_workers=2)
+    with Index(settings) as index:
+        index.ingest([str(lib)])
+    with TestClient(create_app(settings)) as c:
+        groups = c.get("/groups").json()["groups"]
+        assert len(groups) == 2 and all(g["look_only"] for g in groups), groups
+        details = [c.get(f"/groups/{g['id']}").json() for g in groups]
+        name = {m["id"]: Path(m["path"]).name for d in details for m in d["members"]}
+        d = next(d for d in details if "collage.jpg" in {name[m["id"]] for m in d["members"]})
+        other = next(x for x in details if x is not d)
+        cid = next(i for i, n in name.items() if n == "collage.jpg")
+        assert d["reaching_out"] == [cid] and other["reaching_out"], (d, other)
+        assert {name[i] for i in other["reaching_out"]} <= {"one.jpg", "one_copy.jpg", "two.jpg", "two_copy.jpg"}
+        page = c.get(f"/ui/groups/{d['id']}").text
+        assert '<span class="path" id="reaching-out">collage.jpg</span> matches' in page
+        keep = {d["keeper"], *d["also_keep"]}
+        assert cid in keep and len(keep) == 2, d  # the collage and one photo of the picture beside it
+        for m in d["members"]:
+            assert (f'value="{m["id"]}" checked' in page) == (m["id"] in keep), m["id"]
+
+
 def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:
     """A group of two photos each beside its copy, held together by one checked link (2-3): the group page and
     ``GET /groups/{id}`` mark that link as the only one between two parts, the page ticks one photo of each part

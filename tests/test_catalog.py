@@ -186,22 +186,12 @@ def test_upgrade_to_0015_holds_back_groups_larger_than_a_bulk_decision(tmp_path)
     cat.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_path, request, backend) -> None:
-    """A group stored before 0017 and offered to bulk review whose checked links hang on one link between two
-    parts of two photos each is held back; one with a second link across, or whose bridge joins a single photo,
-    stays offered."""
-    from sqlalchemy import create_engine, select, text
+def _offered_groups(url: str, groups: dict[int, list[int]], links: list[tuple[int, int, str, float | None]]) -> None:
+    """Store groups offered to bulk review (group id -> image ids) and pairs (a, b, kind, cover) at the database's
+    present revision."""
+    from sqlalchemy import create_engine, text
 
-    from indexer.catalog.models import DupGroup
-
-    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
-    migrate(url, "0016")
     engine = create_engine(url)
-    groups = {1: [1, 2, 3, 4], 2: [5, 6, 7, 8], 3: [9, 10, 11]}
-    links = [(1, 2, "verified", 0.9), (3, 4, "verified", 0.9), (2, 3, "verified", 0.6), (1, 4, "pixels", None),
-             (5, 6, "verified", 0.9), (7, 8, "exact", None), (6, 7, "verified", 0.6), (5, 8, "verified", 0.8),
-             (9, 10, "verified", 0.9), (10, 11, "verified", 0.9)]
     with engine.begin() as conn:
         for gid, ids in groups.items():
             conn.execute(text("INSERT INTO dup_groups (id, size, max_distance, total_bytes, reclaimable_bytes, "
@@ -213,9 +203,48 @@ def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_pat
             conn.execute(text("INSERT INTO pairs (a_id, b_id, similarity, kind, cover) VALUES (:a, :b, 0.9, :k, :c)"),
                          {"a": a, "b": b, "k": kind, "c": cover})
     engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_to_0017_holds_back_offered_groups_that_hang_on_one_link(tmp_path, request, backend) -> None:
+    """A group stored before 0017 and offered to bulk review whose checked links hang on one link between two
+    parts of two photos each is held back; one with a second link across, or whose bridge joins a single photo,
+    stays offered."""
+    from sqlalchemy import select
+
+    from indexer.catalog.models import DupGroup
+
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    migrate(url, "0016")
+    groups = {1: [1, 2, 3, 4], 2: [5, 6, 7, 8], 3: [9, 10, 11]}
+    links = [(1, 2, "verified", 0.9), (3, 4, "verified", 0.9), (2, 3, "verified", 0.6), (1, 4, "pixels", None),
+             (5, 6, "verified", 0.9), (7, 8, "exact", None), (6, 7, "verified", 0.6), (5, 8, "verified", 0.8),
+             (9, 10, "verified", 0.9), (10, 11, "verified", 0.9)]
+    _offered_groups(url, groups, links)
     cat = Catalog(url)
     with cat.session() as s:
         assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: True, 2: False, 3: False}
+    cat.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_upgrade_to_0018_holds_back_offered_groups_with_a_checked_link_outside(tmp_path, request, backend) -> None:
+    """Groups stored before 0018 and offered to bulk review are held back when one of their photos has a checked
+    link to a photo outside them (a collage in one group linked to a photo of another: both groups); a look-alike
+    link outside, or a checked one on a small part, leaves a group offered."""
+    from sqlalchemy import select
+
+    from indexer.catalog.models import DupGroup
+
+    url = f"sqlite:///{tmp_path / 'c.db'}" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    migrate(url, "0017")
+    groups = {1: [1, 2, 3], 2: [4, 5], 3: [6, 7], 4: [8, 9]}
+    links = [(1, 2, "verified", 0.9), (1, 3, "verified", 0.9), (4, 5, "verified", 0.9), (3, 4, "verified", 0.7),
+             (6, 7, "verified", 0.9), (8, 9, "verified", 0.9), (7, 8, "visual", None), (6, 9, "verified", 0.2)]
+    _offered_groups(url, groups, links)
+    cat = Catalog(url)
+    with cat.session() as s:
+        assert dict(s.execute(select(DupGroup.id, DupGroup.look_only)).all()) == {1: True, 2: True, 3: False, 4: False}
     cat.dispose()
 
 

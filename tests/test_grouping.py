@@ -6,7 +6,16 @@ from sqlalchemy import insert, select
 
 from indexer import bulk
 from indexer.catalog import Catalog, DupGroup, Image, ImageStatus, Pair
-from indexer.grouping import MAX_BULK, MAX_SHIFTED, MIN_COVER, bridged, components, look_only, regroup
+from indexer.grouping import (
+    MAX_BULK,
+    MAX_SHIFTED,
+    MIN_COVER,
+    bridged,
+    components,
+    look_only,
+    reaching_out,
+    regroup,
+)
 from indexer.keeper import Attributes, Candidate, choose
 
 
@@ -171,6 +180,31 @@ def test_a_group_hanging_on_one_link_between_two_parts_is_held_back_from_bulk(tm
         [1, 2, 3, 4], [(1, 2, "verified", 0.9, 0), (3, 4, "verified", 0.9, 0), (2, 3, "verified", 0.9, 0),
                        (1, 4, "verified", MIN_COVER / 2, 0)])
     assert not bridged([1, 2, 3, 4], [(1, 2), (2, 3), (3, 4), (4, 1)])  # a ring: no one link holds it
+
+
+def test_a_group_with_a_checked_link_to_a_photo_outside_it_is_held_back_from_bulk(tmp_path) -> None:
+    """A collage (3) of two photos, each beside its copy (1-2, 4-5), links to both; the chain guard keeps the two
+    pictures apart, so one group holds the collage and a link of it reaches the other group: both groups go to a
+    person, and the page ticks the photos whose link reaches out. A look-alike link across (6-8 beside 6-7 and
+    8-9) leaves the groups offered."""
+    pictures = {1: 0, 2: 0, 3: 0, 4: 1, 5: 1, 6: 2, 7: 2, 8: 3, 9: 3}
+
+    def vectors(ids):  # one unit vector per picture, orthogonal to the others': the guard refuses the merges
+        return {i: np.eye(4, dtype=np.float32)[pictures[i]] for i in ids}
+
+    cat = _catalog(tmp_path, 9)
+    with cat.session() as s:
+        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": 0.9, "kind": k, "cover": 0.8}
+                                 for a, b, k in ((1, 2, "verified"), (1, 3, "verified"), (2, 3, "verified"),
+                                                 (3, 4, "verified"), (3, 5, "verified"), (4, 5, "verified"),
+                                                 (6, 7, "verified"), (8, 9, "verified"), (6, 8, "visual"))])
+        regroup(s, range(1, 10), vectors)
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+        assert flags == {(1, 2, 3): True, (4, 5): True, (6, 7): False, (8, 9): False}, flags
+        assert (bulk.plan(s).count, bulk.plan(s).held_back) == (2, 2)
+    pairs = [(1, 2, "verified", 0.8), (1, 3, "verified", 0.8), (3, 4, "verified", 0.8), (3, 5, "verified", 0.2)]
+    assert reaching_out([1, 2, 3], pairs) == [3] and reaching_out([4, 5], pairs) == [4]  # 3-5: a small part only
 
 
 def test_a_group_with_a_link_whose_content_moved_is_held_back_from_bulk(tmp_path) -> None:

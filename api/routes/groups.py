@@ -29,7 +29,8 @@ async def list_groups(index: IndexDep,
                                                  "by look-alike links alone ('pixels', 'visual') or a check on a "
                                                  "small part, holding two capture times or a pair whose "
                                                  "content moved, hanging on one link between two parts, "
-                                                 "or too large")] = False
+                                                 "holding a photo with a checked link to a photo outside "
+                                                 "them, or too large")] = False
                 ) -> GroupsResponse:
     return await read(index, services.group_page, sort=sort, unresolved=unresolved, min_size=min_size, cursor=cursor,
                       limit=limit, look_only=look_only)

@@ -177,8 +177,9 @@ class DupGroup(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
     # a member joins the others only through look-alike links, the members hold two capture times or a pair whose
-    # content moved, they hang on one link between two parts (grouping.bridged), or they are more than
-    # grouping.MAX_BULK (grouping.look_only): bulk review leaves it out
+    # content moved, they hang on one link between two parts (grouping.bridged), a member has a checked link to a
+    # photo outside them (grouping.reaching_out), or they are more than grouping.MAX_BULK (grouping.look_only): bulk
+    # review leaves it out
     look_only: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 

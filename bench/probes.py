@@ -77,7 +77,8 @@ iconset   the theme's 74 full-colour 512 px icons (devices, emblems, places, mim
           lighting, one palette; among them near twins (a printer and a network printer, an empty and a full
           trash, four kinds of drive); every other one with a copy shrunk to 96-256 px and saved again as PNG.
 
-One probe of compositions, written after every choice above and kept out of all of them:
+One probe of compositions, written after every choice above (the hold-back of ``grouping.reaching_out`` was then
+designed on it):
 
 collage   24 train-split photos, each with a shrunk, re-saved copy, and 12 collages of them (two side by side, or
           four in a grid, on white or black with a gap of 0-16 px): a collage holds each of its photos whole,

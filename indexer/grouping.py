@@ -4,7 +4,8 @@ Groups are transitive (A~B and A~C puts B and C together even when B and C were 
 wrong pair join two whole groups. So pairs are merged strongest first (exact, then verified, then the rest, by
 similarity), and a pair that would join two groups of several photos each (or a photo to a group) is held back
 unless the two sides are alike as a whole: their mean cosine at least ``CHAIN_MEAN`` and no two of their photos
-below ``CHAIN_MIN`` (complete linkage's worst pair). A byte-identical pair always merges. ``regroup``
+below ``CHAIN_MIN`` (complete linkage's worst pair). A byte-identical pair always merges. A photo that holds two
+pictures side by side (a collage: ``composed``) joins no group but by identical bytes. ``regroup``
 recomputes only the pair-connected components that touch the given images, so an incremental ingest merges
 groups and a removal splits only the group it left.
 """
@@ -19,7 +20,7 @@ from disjoint_set import DisjointSet
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from indexer import featurestore, keeper
+from indexer import featurestore, keeper, verify
 from indexer.catalog.models import DupGroup, Image, Pair, utcnow
 from indexer.catalog.queries import execute_in, rows_in, scalars_in
 
@@ -46,6 +47,11 @@ MAX_SHIFTED = 6
 # left out too: two views of one scene, each beside its own copy, join on the one link their overlap gave, where the
 # copies of one photo link every one to every other (bench/README.md, "One link between two parts").
 MIN_PART = 2
+# A photo whose checked links reach two groups holds both pictures in one place (one over the other: a copy of
+# both, as where the guard split one photo's copies) when their matched areas in it (the inliers' boxes) overlap by
+# at least this share of the smaller; below it, the two pictures lie side by side in it: a collage, a picture of its
+# own (bench/README.md, "A photo beside other photos").
+MIN_SIDE_OVERLAP = 0.25
 
 
 def components(nodes: Iterable[int], edges: Iterable[tuple[int, int]]) -> list[list[int]]:
@@ -167,6 +173,58 @@ def bridges(members: Iterable[int], links: Iterable[tuple[int, int]]) -> Iterato
             yield links[k]
 
 
+def composed(session: Session, edges: Iterable[tuple[int, int, str, float]], covers: dict[tuple[int, int], float | None],
+             comps: list[list[int]]) -> set[int]:
+    """The photos that hold two pictures side by side (a collage): their checked links reach two of ``comps`` (the
+    chain guard kept those apart) or a photo in none, and the matched keypoints of two of them lie in separate
+    places of the photo (``MIN_SIDE_OVERLAP``; the fits from the link features kept in the catalog: no file is
+    read). ``covers``: each pair's ``Pair.cover``."""
+    comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
+    reach: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for a, b, kind, _ in edges:
+        if kind != "exact" and not look_alike(kind, covers.get((a, b))):
+            for x, y in ((a, b), (b, a)):
+                reach[x][comp_of.get(y, -y)].append(y)
+    asked = {m: list(by.values()) for m, by in reach.items() if len(by) > 1}
+    if not asked:
+        return set()
+    kps = featurestore.keypoints(session, set(asked) | {y for parts in asked.values() for ys in parts for y in ys})
+    out = set()
+    for m, parts in asked.items():
+        boxes = [b for ys in parts if (b := _matched_box(kps, m, ys)) is not None]
+        if any(_overlap(p, q) < MIN_SIDE_OVERLAP for k, p in enumerate(boxes) for q in boxes[k + 1:]):
+            out.add(m)
+    return out
+
+
+Box = tuple[float, float, float, float]
+
+
+def _matched_box(kps: dict[int, verify.Keypoints], m: int, partners: list[int]) -> Box | None:
+    """The largest of the inliers' boxes in ``m``'s frame of its fits to ``partners``; None without a fit."""
+    boxes = []
+    for y in partners:
+        if m not in kps or y not in kps:
+            continue
+        try:
+            f = verify.fit(kps[m], kps[y])
+        except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
+            f = None
+        if f is not None and f.box is not None:
+            boxes.append(f.box)
+    return max(boxes, key=_area, default=None)
+
+
+def _area(b: Box) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _overlap(p: Box, q: Box) -> float:
+    """The area two boxes share over the smaller one's."""
+    common = (max(p[0], q[0]), max(p[1], q[1]), min(p[2], q[2]), min(p[3], q[3]))
+    return _area(common) / max(min(_area(p), _area(q)), 1e-9)
+
+
 def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set[int]:
     """Recompute the groups around ``touched`` images from stored pairs; returns the live group ids.
 
@@ -194,13 +252,15 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         old_gids.update(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id,
                                    frontier))
     comps = clusters(edges, vectors)
+    if apart := composed(session, edges, {k: v[0] for k, v in checks.items()}, comps):  # collages: pictures of their own
+        comps = clusters({e for e in edges if e[2] == "exact" or not {e[0], e[1]} & apart}, vectors)
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
     inside: dict[int, list[tuple[int, int, str, float | None, int | None]]] = defaultdict(list)  # its own pairs
     across: dict[int, list[tuple[int, int, str, float | None]]] = defaultdict(list)  # its pairs to other photos
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
             inside[comp_of[a]].append((a, b, kind, *checks[(a, b)]))
-        else:
+        else:  # a photo held in a collage too is left to a person, as ``reaching_out`` asks of the stored pairs
             for n in {comp_of.get(a), comp_of.get(b)} - {None}:
                 across[n].append((a, b, kind, checks[(a, b)][0]))
 

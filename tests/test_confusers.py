@@ -642,10 +642,11 @@ def test_product_shots_on_one_backdrop_stay_apart_and_a_shot_groups_with_its_cop
     assert not together(groups, {beetle, hound}, {snorkel}) and not together(groups, {beetle}, {hound}), (groups, cos)
 
 
-def test_a_collage_of_two_photos_does_not_join_their_groups(tmp_path: Path, settings_factory) -> None:
+def test_a_collage_of_two_photos_joins_neither_of_their_groups(tmp_path: Path, settings_factory) -> None:
     """Two photos side by side in one picture (bench/probes.py's collage probe): each half's keypoints fit its
     photo, so the collage links to both photos and their copies, but their two groups may not merge through it
-    (the chain guard: the two sides are unlike as a whole)."""
+    (the chain guard: the two sides are unlike as a whole), and the collage, whose two matched areas lie side by
+    side, is a picture of its own: it joins neither group (``grouping.composed``)."""
     lib, r = tmp_path / "lib", random.Random(5)
     one, two = (Image.open(PHOTOS / f"{n}.JPEG").convert("RGB") for n in ("n03255030_dumbbell", "n02361337_marmot"))
     for name, im in (("one", one), ("two", two)):
@@ -658,6 +659,7 @@ def test_a_collage_of_two_photos_does_not_join_their_groups(tmp_path: Path, sett
     assert {"one.jpg", "one_copy.jpg"} <= next(g for g in groups if "one.jpg" in g), groups
     assert {"two.jpg", "two_copy.jpg"} <= next(g for g in groups if "two.jpg" in g), groups
     assert not together(groups, {"one.jpg", "one_copy.jpg"}, {"two.jpg", "two_copy.jpg"}), (groups, kinds)
+    assert not any("collage.jpg" in g for g in groups), groups
 
 
 def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_copy(tmp_path: Path,

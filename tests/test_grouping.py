@@ -207,6 +207,32 @@ def test_a_group_with_a_checked_link_to_a_photo_outside_it_is_held_back_from_bul
     assert reaching_out([1, 2, 3], pairs) == [3] and reaching_out([4, 5], pairs) == [4]  # 3-5: a small part only
 
 
+def test_a_photo_holding_two_pictures_side_by_side_is_composed_and_one_holding_one_is_not(tmp_path) -> None:
+    """``composed`` on real link features kept in the catalog: a collage (5) linked to a photo of one group (1)
+    and to a photo of another (3) holds them side by side, so it is composed; a copy of photo 1 (2) linked into
+    the same two groups, whose second group is another copy of photo 1 (4), holds both in one place, so it is not."""
+    import random
+
+    from PIL import Image as PILImage
+
+    from bench.probes import collage
+    from indexer import features, featurestore
+    from indexer.grouping import composed
+    from tests.conftest import PHOTOS
+
+    one, two = (PILImage.open(PHOTOS / f"{n}.JPEG").convert("RGB") for n in ("n03255030_dumbbell", "n02361337_marmot"))
+    small = one.resize((one.width * 3 // 5, one.height * 3 // 5))
+    pictures = {1: one, 2: small, 3: two, 4: small.rotate(2), 5: collage([one, two], random.Random(5))}
+    cat = _catalog(tmp_path, 5)
+    with cat.session() as s:
+        featurestore.save(s, [(i, f"{i:064d}", features.pack(features.extract(im))) for i, im in pictures.items()])
+        edges = [(1, 5, "verified", 0.9), (3, 5, "verified", 0.9), (1, 2, "verified", 0.9), (2, 4, "verified", 0.9)]
+        covers = {(a, b): 0.8 for a, b, *_ in edges}
+        assert composed(s, edges[:2], covers, [[1], [3]]) == {5}
+        assert composed(s, edges[2:], covers, [[1], [4]]) == set()
+        assert composed(s, edges[:2], {(1, 5): 0.8, (3, 5): 0.1}, [[1], [3]]) == set()  # a small part: look-alike
+
+
 def test_a_group_with_a_link_whose_content_moved_is_held_back_from_bulk(tmp_path) -> None:
     """Frames of a camera that did not move link one to the next; one stored pair among them whose content moved
     under its fit (``Pair.shifted`` at ``MAX_SHIFTED``) leaves the whole group to a person. Fewer cells, or a pair

@@ -150,9 +150,10 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
 
 def reaching_out(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]]) -> list[int]:
     """The ``members`` (one group) with a checked link (not ``look_alike``) to a photo outside them: the chain guard
-    refused that merge. A collage links to each photo it holds, and a picture that holds another (a photo inside a
-    page or a frame) to both, so such a photo may be the only place where another picture is kept; ``pairs``:
-    (a, b, kind, cover) of the stored pairs that touch them."""
+    refused that merge, or the photo outside holds pictures side by side (``composed``). A collage links to each
+    photo it holds, and a picture that holds another (a photo inside a page or a frame) to both, so such a photo may
+    be the only place where another picture is kept; ``pairs``: (a, b, kind, cover) of the stored pairs that touch
+    them."""
     inside = set(members)
     return sorted({x for a, b, kind, cover in pairs if (a in inside) != (b in inside) and not look_alike(kind, cover)
                    for x in (a, b) if x in inside})

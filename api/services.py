@@ -69,9 +69,10 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
     g = get_group_or_404(s, group_id)
     members = members_of(s, [group_id]).get(group_id, [])
     ids = [m.id for m in members]
-    stored = {(a, b): (sim, kind, cover) for a, b, sim, kind, cover in s.execute(
-        select(Pair.a_id, Pair.b_id, Pair.similarity, Pair.kind, Pair.cover).where(Pair.a_id.in_(ids),
-                                                                                 Pair.b_id.in_(ids)))}
+    touching = s.execute(select(Pair.a_id, Pair.b_id, Pair.similarity, Pair.kind, Pair.cover).where(
+        or_(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))).all()  # the group's own pairs and those reaching out of it
+    inside = set(ids)
+    stored = {(a, b): (sim, kind, cover) for a, b, sim, kind, cover in touching if a in inside and b in inside}
     declined = resolution.declined_pairs(s, ids) if ids else set()
     checked = [p for p, (_, kind, cover) in stored.items() if not grouping.look_alike(kind, cover)]
     bridge = set(grouping.bridges(ids, checked)) if len(ids) <= grouping.MAX_BULK else set()
@@ -93,8 +94,7 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
-    reaching = grouping.reaching_out(ids, s.execute(
-        select(Pair.a_id, Pair.b_id, Pair.kind, Pair.cover).where(or_(Pair.a_id.in_(ids), Pair.b_id.in_(ids)))).all())
+    reaching = grouping.reaching_out(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching])
     also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(reaching)
     if g.keeper_id in reaching and (rest := [m for m in outs if m.id not in reaching]):
         also.add(max(rest, key=lambda m: (m.keeper_score or 0.0, -m.id)).id)  # the keeper holds more than this picture

@@ -78,12 +78,16 @@ class GroupDetail(Group):
     pairs: list[PairSimilarity]
     also_keep: list[int] = Field(default_factory=list, description="members the group page ticks to keep beside "
                                  "the keeper: where one link alone joins two parts of the group (pairs[].bridge), "
-                                 "the best photo of each part the keeper is not in; each of reaching_out, and "
+                                 "the best photo of each part the keeper is not in; each of may_hold_another, and "
                                  "where the keeper is one of them, the best member that is not")
     reaching_out: list[int] = Field(default_factory=list, description="members with a checked link to a photo "
                                     "outside this group, whose merge the chain guard refused (indexer/grouping.py "
                                     "reaching_out: a collage, or a picture that holds another): the group is left "
                                     "out of bulk decisions")
+    may_hold_another: list[int] = Field(default_factory=list, description="those of reaching_out that may be "
+                                        "the only place of another picture, so the page ticks them to keep: all "
+                                        "but a member whose photos outside are all collages and whose whole picture "
+                                        "the keeper holds (indexer/grouping.py may_hold_another)")
     history: list[Operation]
 
 

@@ -94,13 +94,16 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
-    reaching = grouping.reaching_out(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching])
-    also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(reaching)
-    if g.keeper_id in reaching and (rest := [m for m in outs if m.id not in reaching]):
+    links = [(a, b, kind, cover) for a, b, _, kind, cover in touching]
+    reaching = grouping.reaching_out(ids, links)
+    holding = grouping.may_hold_another(s, ids, links, g.keeper_id) if reaching else []
+    also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(holding)
+    if g.keeper_id in holding and (rest := [m for m in outs if m.id not in holding]):
         also.add(max(rest, key=lambda m: (m.keeper_score or 0.0, -m.id)).id)  # the keeper holds more than this picture
     also = sorted(also - {g.keeper_id})
     return GroupDetail(**GroupView.fields_of(g), members=outs, best=best, keeper_rule=keeper.RULE,
                        threshold=index.threshold, pairs=pairs, also_keep=also, reaching_out=reaching,
+                       may_hold_another=holding,
                        history=[Operation(**h) for h in resolution.history(q, group_id)])
 
 

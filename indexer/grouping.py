@@ -37,6 +37,9 @@ LOOK_KINDS = frozenset({"pixels", "visual"})
 # counts as a look-alike link too: different plain pictures under one logo or text agree on that alone
 # (bench/README.md, "Checked on a small part").
 MIN_COVER = 0.3
+# A member whose photos outside are all collages may go unticked only if the keeper holds at least this share of
+# its keypoints (``keeper.holds_both``): copies measure 1.0 on the collage probe, a collage in the group 0.54.
+HOLDS_ALL = 0.99
 # A group of more photos than this is left out of bulk review too: the more photos one decision moves, the more a
 # wrong link costs, and frames of a fixed camera link one to the next (bench/README.md, "Large groups").
 MAX_BULK = 20
@@ -159,6 +162,34 @@ def reaching_out(members: Iterable[int], pairs: Iterable[tuple[int, int, str, fl
                    for x in (a, b) if x in inside})
 
 
+def may_hold_another(session: Session, members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
+                     keeper_id: int | None) -> list[int]:
+    """The ``reaching_out`` members that may be the only place of another picture, so the group page ticks them to
+    keep. Not one whose every photo outside is a collage (``collages``: it holds the member's picture beside
+    another and joins no group) and whose whole picture the keeper holds (``HOLDS_ALL``; a collage in the group
+    is held only in part); nor the keeper when every other member holds its whole picture (a keeper that is a
+    collage holds more than they do); ``pairs``: as for ``reaching_out``."""
+    inside = set(members)
+    outside: dict[int, set[int]] = defaultdict(set)
+    for a, b, kind, cover in pairs:
+        if (a in inside) != (b in inside) and not look_alike(kind, cover):
+            m, x = (a, b) if a in inside else (b, a)
+            outside[m].add(x)
+    if not outside:
+        return []
+    apart = collages(session, {x for xs in outside.values() for x in xs})
+    asked = [m for m, xs in outside.items() if not xs - apart]
+    if keeper_id is None or not asked:
+        return sorted(m for m, xs in outside.items() if xs - apart or m == keeper_id)
+    others = [m for m in inside if m != keeper_id] if keeper_id in asked else [m for m in asked if m != keeper_id]
+    kps = featurestore.keypoints(session, {*others, keeper_id})
+    share = {m: keeper.holds_both(kps[keeper_id], kps[m]) if m in kps and keeper_id in kps else None for m in others}
+    whole = {m for m, both in share.items() if both is not None and both[0] >= HOLDS_ALL}
+    keeper_whole = all(both is not None and both[1] >= HOLDS_ALL for both in share.values())
+    return sorted(m for m, xs in outside.items()
+                  if xs - apart or (m == keeper_id and not keeper_whole) or (m != keeper_id and m not in whole))
+
+
 def bridged(members: Iterable[int], links: Iterable[tuple[int, int]]) -> bool:
     """Whether one of ``links`` alone holds ``members`` together between two parts of ``MIN_PART`` photos or
     more each (a bridge of the graph; groups asked are at most ``MAX_BULK``)."""
@@ -181,11 +212,34 @@ def composed(session: Session, edges: Iterable[tuple[int, int, str, float]], cov
     places of the photo (``MIN_SIDE_OVERLAP``; the fits from the link features kept in the catalog: no file is
     read). ``covers``: each pair's ``Pair.cover``."""
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
+    links = [(a, b) for a, b, kind, _ in edges if kind != "exact" and not look_alike(kind, covers.get((a, b)))]
+    return _side_by_side(session, links, lambda y: comp_of.get(y, -y - 1))
+
+
+def collages(session: Session, photos: Iterable[int]) -> set[int]:
+    """Those of ``photos`` that ``composed`` calls collages, asked of their stored pairs and present groups: a
+    collage joins no group, so a group's photo that links to one is held in it beside another picture, and not
+    the other way round."""
+    photos = set(photos)
+    links = [(a, b) for a, b, kind, cover in rows_in(
+        session, select(Pair.a_id, Pair.b_id, Pair.kind, Pair.cover),
+        lambda c: or_(Pair.a_id.in_(c), Pair.b_id.in_(c)), photos)
+        if kind != "exact" and not look_alike(kind, cover)]
+    partners = {y for a, b in links for y in (a, b)}
+    group_of = {i: g for i, g in rows_in(session, select(Image.id, Image.group_id), Image.id, partners) if g is not None}
+    return _side_by_side(session, [(a, b) for a, b in links if a in photos or b in photos],
+                         lambda y: group_of.get(y, -y - 1), photos)
+
+
+def _side_by_side(session: Session, links: list[tuple[int, int]], part_of: Callable[[int], int],
+                  asked_of: set[int] | None = None) -> set[int]:
+    """The photos whose ``links`` reach two parts (``part_of``; a photo in none is a part of its own) at separate
+    places of the photo; only those of ``asked_of`` when given."""
     reach: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for a, b, kind, _ in edges:
-        if kind != "exact" and not look_alike(kind, covers.get((a, b))):
-            for x, y in ((a, b), (b, a)):
-                reach[x][comp_of.get(y, -y)].append(y)
+    for a, b in links:
+        for x, y in ((a, b), (b, a)):
+            if asked_of is None or x in asked_of:
+                reach[x][part_of(y)].append(y)
     asked = {m: list(by.values()) for m, by in reach.items() if len(by) > 1}
     if not asked:
         return set()

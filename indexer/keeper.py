@@ -238,16 +238,24 @@ def holdings(keypoints: Mapping[int, verify.Keypoints], order: Sequence[int]) ->
         for b in ids[x + 1:]:
             if a not in refs and b not in refs:
                 continue
-            try:
-                f = verify.fit(keypoints[a], keypoints[b], verify.ENOUGH * HOLD_MIN_INLIERS)
-            except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
-                f = None
-            if f is None or f.inliers < HOLD_MIN_INLIERS:
+            if (both := holds_both(keypoints[a], keypoints[b])) is None:
                 continue
-            m = np.vstack([f.matrix.astype(np.float64), [0.0, 0.0, 1.0]])  # a's frame -> b's
-            held[b] = min(held.get(b, 1.0), _inside(keypoints[a], m, keypoints[b].size))
-            held[a] = min(held.get(a, 1.0), _inside(keypoints[b], np.linalg.inv(m), keypoints[a].size))
+            held[b] = min(held.get(b, 1.0), both[1])
+            held[a] = min(held.get(a, 1.0), both[0])
     return held
+
+
+def holds_both(a: verify.Keypoints, b: verify.Keypoints) -> tuple[float, float] | None:
+    """How much of ``b``'s picture ``a`` holds, and of ``a``'s ``b`` (the shares of ``holdings``); None where no
+    trusted transform links them."""
+    try:
+        f = verify.fit(a, b, verify.ENOUGH * HOLD_MIN_INLIERS)
+    except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
+        f = None
+    if f is None or f.inliers < HOLD_MIN_INLIERS:
+        return None
+    m = np.vstack([f.matrix.astype(np.float64), [0.0, 0.0, 1.0]])  # a's frame -> b's
+    return _inside(b, np.linalg.inv(m), a.size), _inside(a, m, b.size)
 
 
 def _inside(kp: verify.Keypoints, m: np.ndarray, size: tuple[int, int]) -> float:

@@ -216,7 +216,8 @@ def _resolve(session: Session, *, group_id: int, action: str, keep: list[int], q
     # members moved by an earlier decision stay in the group (in quarantine): never move them twice
     others = [m for m in members if m.id not in set(keep) and not in_quarantine(m.path, quarantine_dir)]
     if not others:
-        raise ResolutionError("\"keep\" lists every member: nothing to move (use keep_all instead)")
+        raise ResolutionError("every photo of the group is to be kept, so nothing would move: leave the photos to "
+                              "move out of \"keep\" (untick them), or use keep_all (not duplicates)")
     _check_kept(group_id, [m for m in members if m.id in set(keep)])
     missing = [m.path for m in others if not os.path.lexists(m.path)]
     if missing:

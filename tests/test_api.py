@@ -505,7 +505,9 @@ def test_web_routes_bound_ids_like_the_json_routes(env) -> None:
 def test_group_page_names_the_photo_that_also_matches_another_group(tmp_path) -> None:
     """A collage of two photos, each beside its copy, ingested: the collage links to both photos and joins neither
     group, but its links stay stored, so both groups are held back from bulk review. Each group's page names its
-    photo that the collage holds and ticks it to keep; ``GET /groups/{id}`` lists it in ``reaching_out``."""
+    photos that the collage holds and ``GET /groups/{id}`` lists them in ``reaching_out``; the collage holds them
+    beside another picture, not the other way round, so the page ticks the keeper alone and Enter moves the copy,
+    leaving the collage where it is (``grouping.may_hold_another``)."""
     import random
 
     from PIL import Image as PILImage
@@ -531,14 +533,15 @@ def test_group_page_names_the_photo_that_also_matches_another_group(tmp_path) ->
             d = c.get(f"/groups/{g['id']}").json()
             name = {m["id"]: Path(m["path"]).name for m in d["members"]}
             assert "collage.jpg" not in name.values() and d["reaching_out"], d
-            assert set(d["reaching_out"]) <= set(name), d
+            assert set(d["reaching_out"]) <= set(name) and d["may_hold_another"] == [] and d["also_keep"] == [], d
             page = c.get(f"/ui/groups/{g['id']}").text
             first = name[d["reaching_out"][0]]
-            assert f'<span class="path" id="reaching-out">{first}</span>' in page
-            keep = {d["keeper"], *d["also_keep"]}
-            assert set(d["reaching_out"]) <= keep, d
+            assert f'<span class="path" id="reaching-out">{first}</span>' in page and "held in a collage" in page
             for m in d["members"]:
-                assert (f'value="{m["id"]}" checked' in page) == (m["id"] in keep), m["id"]
+                assert (f'value="{m["id"]}" checked' in page) == (m["id"] == d["keeper"]), m["id"]
+            r = c.post(f"/ui/groups/{g['id']}/resolve", data={"action": "move_others", "keep": [d["keeper"]]})
+            assert r.status_code == 200 and "moved" in r.text.lower(), r.text[:300]
+        assert sorted(p.name for p in lib.iterdir()) == ["collage.jpg", "one.jpg", "two.jpg"]
 
 
 def test_group_detail_names_the_one_link_between_two_parts(tmp_path) -> None:

@@ -233,6 +233,45 @@ def test_a_photo_holding_two_pictures_side_by_side_is_composed_and_one_holding_o
         assert composed(s, edges[:2], {(1, 5): 0.8, (3, 5): 0.1}, [[1], [3]]) == set()  # a small part: look-alike
 
 
+def test_only_a_member_that_may_hold_another_picture_is_ticked_beside_the_keeper(tmp_path) -> None:
+    """A group of a photo (1), its small copy (2) and a collage of the photo beside a third picture (5); each links
+    to a collage outside (4: the photo beside another, 3). 4 joins no group (a collage), so 2 holds nothing that
+    the keeper lacks and may be moved; 5 holds the third picture, which may be kept nowhere else. Where the collage
+    5 is the keeper, the members it holds whole need no tick, but the keeper holds more than they do."""
+    import random
+
+    from PIL import Image as PILImage
+
+    from bench.probes import collage
+    from indexer import features, featurestore
+    from indexer.grouping import may_hold_another
+    from tests.conftest import PHOTOS
+
+    one, two, three = (PILImage.open(PHOTOS / f"{n}.JPEG").convert("RGB")
+                       for n in ("n03255030_dumbbell", "n02361337_marmot", "n01440764_tench"))
+    pictures = {1: one, 2: one.resize((one.width * 3 // 5, one.height * 3 // 5)), 3: two,
+                4: collage([one, two], random.Random(5)), 5: collage([one, three], random.Random(6))}
+    cat = _catalog(tmp_path, 5)
+    links = [(1, 2), (1, 5), (2, 5), (1, 4), (2, 4), (4, 5), (3, 4)]
+    with cat.session() as s:
+        featurestore.save(s, [(i, f"{i:064d}", features.pack(features.extract(im))) for i, im in pictures.items()])
+        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": 0.9, "kind": "verified", "cover": 0.8}
+                                 for a, b in links])
+        gid = DupGroup(size=3)
+        s.add(gid)
+        s.flush()
+        for i in (1, 2, 5):
+            s.get(Image, i).group_id = gid.id
+        s.flush()
+        pairs = [(a, b, "verified", 0.8) for a, b in links if {a, b} & {1, 2, 5}]
+        assert reaching_out([1, 2, 5], pairs) == [1, 2, 5]
+        assert may_hold_another(s, [1, 2, 5], pairs, 1) == [5]
+        assert may_hold_another(s, [1, 2, 5], pairs, 5) == [5]
+        assert may_hold_another(s, [1, 2, 5], [p for p in pairs if 3 not in p and p[:2] != (4, 5)], 1) == []
+        s.execute(insert(Pair), [{"a_id": 2, "b_id": 3, "similarity": 0.9, "kind": "verified", "cover": 0.8}])
+        assert may_hold_another(s, [1, 2, 5], [*pairs, (2, 3, "verified", 0.8)], 1) == [2, 5]  # 3 is no collage
+
+
 def test_a_group_with_a_link_whose_content_moved_is_held_back_from_bulk(tmp_path) -> None:
     """Frames of a camera that did not move link one to the next; one stored pair among them whose content moved
     under its fit (``Pair.shifted`` at ``MAX_SHIFTED``) leaves the whole group to a person. Fewer cells, or a pair

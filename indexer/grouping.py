@@ -4,16 +4,18 @@ Groups are transitive (A~B and A~C puts B and C together even when B and C were 
 wrong pair join two whole groups. So pairs are merged strongest first (exact, then verified, then the rest, by
 similarity), and a pair that would join two groups of several photos each (or a photo to a group) is held back
 unless the two sides are alike as a whole: their mean cosine at least ``CHAIN_MEAN`` and no two of their photos
-below ``CHAIN_MIN`` (complete linkage's worst pair). A byte-identical pair always merges. A photo that holds two
-pictures side by side (a collage: ``composed``) joins no group but by identical bytes. ``regroup``
+below ``CHAIN_MIN`` (complete linkage's worst pair). A byte-identical pair always merges. Photos the camera took at
+two moments (their EXIF capture times: ``two_moments``) never share a group but by identical bytes: two shots of a
+burst. A photo that holds two pictures side by side (a collage: ``composed``) joins no group but by identical bytes. ``regroup``
 recomputes only the pair-connected components that touch the given images, so an incremental ingest merges
 groups and a removal splits only the group it left.
 """
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
+from datetime import datetime
 
 import numpy as np
 from disjoint_set import DisjointSet
@@ -40,6 +42,10 @@ MIN_COVER = 0.3
 # A member whose photos outside are all collages may go unticked only if the keeper holds at least this share of
 # its keypoints (``keeper.holds_both``): copies measure 1.0 on the collage probe, a collage in the group 0.54.
 HOLDS_ALL = 0.99
+# Two capture times this many seconds apart (a multiple) are one moment on two clocks: a time-zone fix of a copy
+# moves its EXIF time by whole quarter hours, at most a day and two hours (UTC-12 to UTC+14).
+CLOCK_SHIFT = 900
+MAX_CLOCK_SHIFT = 26 * 3600
 # A group of more photos than this is left out of bulk review too: the more photos one decision moves, the more a
 # wrong link costs, and frames of a fixed camera link one to the next (bench/README.md, "Large groups").
 MAX_BULK = 20
@@ -73,14 +79,17 @@ def strength(kind: str, similarity: float) -> float:
     return KIND_RANK.get(kind, 0) + float(similarity)
 
 
-def clusters(edges: Iterable[tuple[int, int, str, float]], vectors: VectorsFn) -> list[list[int]]:
+def clusters(edges: Iterable[tuple[int, int, str, float]], vectors: VectorsFn,
+             taken: Mapping[int, str | None] | None = None) -> list[list[int]]:
     """The groups (size >= 2, largest first) of pairs (a, b, kind, similarity), merged strongest first with
-    the chain guard (see the module docstring)."""
+    the chain guard (see the module docstring); a merge that would hold two capture times (``taken``:
+    ``Image.taken_at`` by id; ``two_moments``) is refused but for identical bytes: two shots, not one photo."""
     edges = sorted(edges, key=lambda e: (-strength(e[2], e[3]), e[0], e[1]))
     nodes = sorted({x for a, b, _, _ in edges for x in (a, b)})
     vecs = vectors(nodes) if nodes else {}
     parent = {n: n for n in nodes}
     members = {n: [n] for n in nodes}
+    times = {n: {t} if (t := (taken or {}).get(n)) else set() for n in nodes}
 
     def find(x: int) -> int:
         while parent[x] != x:
@@ -90,12 +99,14 @@ def clusters(edges: Iterable[tuple[int, int, str, float]], vectors: VectorsFn) -
 
     for a, b, kind, _ in edges:
         x, y = find(a), find(b)
-        if x == y or (kind != "exact" and not _alike(members[x], members[y], vecs)):
+        if x == y or (kind != "exact" and (any(two_moments(t, u) for t in times[x] for u in times[y])
+                                           or not _alike(members[x], members[y], vecs))):
             continue
         if len(members[x]) < len(members[y]):
             x, y = y, x
         parent[y] = x
         members[x] += members.pop(y)
+        times[x] |= times.pop(y)
     comps = [sorted(m) for m in members.values() if len(m) > 1]
     return sorted(comps, key=lambda c: (-len(c), c[0]))
 
@@ -120,8 +131,29 @@ def look_alike(kind: str, cover: float | None) -> bool:
 
 
 def two_moments(a: str | None, b: str | None) -> bool:
-    """Whether two capture times (``Image.taken_at``) are both known and differ: two shots, not one photo."""
-    return a is not None and b is not None and a != b
+    """Whether two capture times (``Image.taken_at``) are both known and name two moments: two shots, not one
+    photo. A copy keeps its original's time, or loses its sub-second digits, or carries it shifted by whole
+    quarter hours (a camera clock set to another time zone, fixed in an editor): none of these count."""
+    if a is None or b is None or a == b:
+        return False
+    ta, tb = _moment(a), _moment(b)
+    if ta is None or tb is None:
+        return False
+    (sa, fa), (sb, fb) = ta, tb
+    if sa == sb:
+        return fa is not None and fb is not None and fa != fb
+    shift = abs(sa - sb)
+    return not (shift % CLOCK_SHIFT == 0 and shift <= MAX_CLOCK_SHIFT and (fa is None or fb is None or fa == fb))
+
+
+def _moment(taken: str) -> tuple[int, float | None] | None:
+    """(whole seconds since 0001-01-01, the fraction of a second or None) of a capture time; None if malformed."""
+    try:
+        t = datetime.strptime(taken[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        return None
+    digits = taken[20:] if len(taken) > 20 and taken[19] == "." else ""
+    return int((t - datetime(1, 1, 1)).total_seconds()), int(digits) / 10 ** len(digits) if digits.isdigit() else None
 
 
 def two_frames(shifted: int | None) -> bool:
@@ -133,16 +165,16 @@ def look_only(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float
               taken: dict[int, str | None] | None = None, beyond: bool = False) -> bool:
     """Whether bulk review leaves ``members`` (one group) to a person: they are more than ``MAX_BULK``, a photo of
     theirs has a checked link to a photo outside them (``beyond``: ``reaching_out``), they hold two capture times
-    (``taken``: ``Image.taken_at`` by id, where known), hold a pair whose content moved (``two_frames``), fall
-    apart without their look-alike links (``look_alike``) or hang on one link between two parts (``bridged``);
-    ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. A copy without a capture time (a
-    messaging app strips it) can join two shots of a burst, so the times are counted over the whole group, not link
-    by link; and frames of a camera that did not move link one to the next, each pair differing little, so one pair
-    that shows the people moved is enough."""
+    (``taken``: ``Image.taken_at`` by id, where known; ``two_moments``: ``clusters`` refuses such a merge, so this
+    guards groups formed otherwise), hold a pair whose content moved (``two_frames``),
+    fall apart without their look-alike links (``look_alike``) or hang on one link between two parts (``bridged``);
+    ``pairs``: (a, b, kind, cover, shifted) of the stored pairs among them. Frames of a camera that did not move
+    link one to the next, each pair differing little, so one pair that shows the people moved is enough."""
     members, pairs = list(members), list(pairs)
     if len(members) > MAX_BULK or beyond:
         return True
-    if taken and len({taken.get(m) for m in members} - {None}) > 1:
+    times = sorted({taken.get(m) for m in members} - {None}) if taken else []
+    if any(two_moments(t, u) for k, t in enumerate(times) for u in times[k + 1:]):  # joined by identical bytes
         return True
     if any(two_frames(shifted) for *_, shifted in pairs):
         return True
@@ -306,21 +338,21 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
         members |= frontier
         old_gids.update(scalars_in(session, select(Image.group_id).where(Image.group_id.is_not(None)), Image.id,
                                    frontier))
-    comps = clusters(edges, vectors)
+    moments = dict(rows_in(session, select(Image.id, Image.taken_at), Image.id, members))
+    comps = clusters(edges, vectors, moments)
     if apart := composed(session, edges, {k: v[0] for k, v in checks.items()}, comps):  # collages: pictures of their own
-        comps = clusters({e for e in edges if e[2] == "exact" or not {e[0], e[1]} & apart}, vectors)
+        comps = clusters({e for e in edges if e[2] == "exact" or not {e[0], e[1]} & apart}, vectors, moments)
     comp_of = {m: n for n, comp in enumerate(comps) for m in comp}
     inside: dict[int, list[tuple[int, int, str, float | None, int | None]]] = defaultdict(list)  # its own pairs
     across: dict[int, list[tuple[int, int, str, float | None]]] = defaultdict(list)  # its pairs to other photos
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
             inside[comp_of[a]].append((a, b, kind, *checks[(a, b)]))
-        else:  # a photo held in a collage too is left to a person, as ``reaching_out`` asks of the stored pairs
-            for n in {comp_of.get(a), comp_of.get(b)} - {None}:
+        elif not two_moments(moments.get(a), moments.get(b)):  # another shot of a burst holds nothing of a group
+            for n in {comp_of.get(a), comp_of.get(b)} - {None}:  # a photo held in a collage too: see reaching_out
                 across[n].append((a, b, kind, checks[(a, b)][0]))
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
-    moments = dict(rows_in(session, select(Image.id, Image.taken_at), Image.id, members))
     taken: set[int] = set()
     live: set[int] = set()
     look: dict[bool, list[int]] = {True: [], False: []}

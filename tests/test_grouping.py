@@ -11,6 +11,7 @@ from indexer.grouping import (
     MAX_SHIFTED,
     MIN_COVER,
     bridged,
+    clusters,
     components,
     look_only,
     reaching_out,
@@ -113,6 +114,30 @@ def _link_kinds(cat: Catalog, pairs) -> set[int]:
                                   "cover": p[3] if len(p) > 3 else None, "shifted": p[4] if len(p) > 4 else None}
                                  for p in pairs])
         return regroup(s, {x for p in pairs for x in p[:2]}, _vectors)
+
+
+def test_two_capture_times_are_two_moments_unless_a_copy_could_carry_both() -> None:
+    """A burst's shots differ by seconds or hundredths; a copy keeps its original's time, may lose the hundredths,
+    or carries it shifted by whole quarter hours (a time-zone fix); an unknown or malformed time tells nothing."""
+    from indexer.grouping import two_moments
+
+    t = "2026:07:01 10:00:00"
+    assert two_moments(t, "2026:07:01 10:00:01") and two_moments(t + ".12", t + ".22")
+    assert two_moments(t, "2026:07:01 10:14:00") and two_moments(t, "2026:07:03 10:00:00")
+    assert not two_moments(t + ".12", t + ".12") and not two_moments(t + ".12", t) and not two_moments(t + ".5", t + ".50")
+    assert not two_moments(t, "2026:07:01 11:00:00") and not two_moments(t + ".5", "2026:07:01 05:45:00.5")
+    assert two_moments(t + ".12", "2026:07:01 11:00:00.22")  # shifted, but the hundredths differ too
+    assert not two_moments(t, None) and not two_moments(t, "2026:13:45 99:00:00")
+
+
+def test_photos_taken_at_two_moments_never_share_a_group_but_by_identical_bytes() -> None:
+    """Two shots of a burst (1, 2) link as copies would; a copy without a capture time (3) links to both. The
+    strongest link merges first, and no merge may bring two moments into one group; identical bytes (4-5) do."""
+    taken = {1: "2026:07:01 10:00:00.12", 2: "2026:07:01 10:00:00.22", 4: "2026:01:01 00:00:00",
+             5: "2026:01:01 00:00:07"}
+    edges = {(1, 2, "verified", 0.99), (1, 3, "verified", 0.97), (2, 3, "verified", 0.95), (4, 5, "exact", 1.0)}
+    assert clusters(edges, _vectors, taken) == [[1, 3], [4, 5]]
+    assert clusters(edges, _vectors) == [[1, 2, 3], [4, 5]]
 
 
 def test_a_group_held_only_by_look_alike_links_is_left_out_of_bulk_review(tmp_path) -> None:

@@ -16,7 +16,7 @@ from api.errors import ApiError
 from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Member, Operation, PairSimilarity
 from indexer import browse, grouping, ingest, keeper, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
-from indexer.catalog.queries import rows_in, under_prefix
+from indexer.catalog.queries import under_prefix
 from indexer.fsnames import from_text, to_text
 from indexer.index import Index
 from indexer.jobs import create_job, set_status
@@ -94,10 +94,8 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q)
-    near = {x for a, b, *_ in touching for x in (a, b)}
-    taken = dict(rows_in(s, select(Image.id, Image.taken_at), Image.id, near))
-    links = [(a, b, kind, cover) for a, b, _, kind, cover in touching  # another shot of a burst holds nothing here
-             if not grouping.two_moments(taken.get(a), taken.get(b))]
+    times = grouping.group_times(s, {x for a, b, *_ in touching for x in (a, b)} | set(ids))
+    links = grouping.same_moment(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching], times.__getitem__)
     reaching = grouping.reaching_out(ids, links)
     holding = grouping.may_hold_another(s, ids, links, g.keeper_id) if reaching else []
     also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(holding)

@@ -194,6 +194,31 @@ def reaching_out(members: Iterable[int], pairs: Iterable[tuple[int, int, str, fl
                    for x in (a, b) if x in inside})
 
 
+def same_moment(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
+                times_of: Callable[[int], set[str]]) -> list[tuple[int, int, str, float | None]]:
+    """``pairs`` (a, b, kind, cover) touching ``members`` (one group) but those to a photo of another moment
+    (``two_moments`` between the capture times of its group, or its own, ``times_of``, and theirs): another shot
+    of a burst, or a copy of one, holds nothing of the group's picture."""
+    inside = set(members)
+    mine = {t for m in inside for t in times_of(m)}
+    return [p for p in pairs if not any(two_moments(t, u) for x in p[:2] if x not in inside
+                                        for t in times_of(x) for u in mine)]
+
+
+def group_times(session: Session, photos: Iterable[int]) -> dict[int, set[str]]:
+    """Each of ``photos``' known capture times: those of its group's members, or its own (``same_moment``)."""
+    photos = set(photos)
+    group_of = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, photos))
+    times: dict[int, set[str]] = defaultdict(set)
+    for gid, t in rows_in(session, select(Image.group_id, Image.taken_at).where(Image.taken_at.is_not(None)),
+                          Image.group_id, {g for g in group_of.values() if g is not None}):
+        times[-gid].add(t)
+    for i, t in rows_in(session, select(Image.id, Image.taken_at), Image.id, photos):
+        if group_of.get(i) is None and t:
+            times[i].add(t)
+    return {i: times[-g] if (g := group_of.get(i)) is not None else times[i] for i in photos}
+
+
 def may_hold_another(session: Session, members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
                      keeper_id: int | None) -> list[int]:
     """The ``reaching_out`` members that may be the only place of another picture, so the group page ticks them to
@@ -348,9 +373,14 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
     for a, b, kind, _ in edges:
         if a in comp_of and comp_of[a] == comp_of.get(b):
             inside[comp_of[a]].append((a, b, kind, *checks[(a, b)]))
-        elif not two_moments(moments.get(a), moments.get(b)):  # another shot of a burst holds nothing of a group
-            for n in {comp_of.get(a), comp_of.get(b)} - {None}:  # a photo held in a collage too: see reaching_out
+        else:  # a photo held in a collage too is left to a person, as ``reaching_out`` asks of the stored pairs
+            for n in {comp_of.get(a), comp_of.get(b)} - {None}:
                 across[n].append((a, b, kind, checks[(a, b)][0]))
+
+    comp_times = [{t for m in comp if (t := moments.get(m))} for comp in comps]
+
+    def times_of(x: int) -> set[str]:
+        return comp_times[comp_of[x]] if x in comp_of else ({t} if (t := moments.get(x)) else set())
 
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()
@@ -371,7 +401,8 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             gid = group.id
         taken.add(gid)
         live.add(gid)
-        look[look_only(comp, inside[n], moments, bool(reaching_out(comp, across[n])))].append(gid)
+        beyond = reaching_out(comp, same_moment(comp, across[n], times_of))
+        look[look_only(comp, inside[n], moments, bool(beyond))].append(gid)
         changed = [m for m in comp if current.get(m) != gid]
         execute_in(session, update(Image).values(group_id=gid), Image.id, changed)
         if changed:  # a photo joined: the user's decision did not cover it, so the group is open again

@@ -140,6 +140,22 @@ def test_photos_taken_at_two_moments_never_share_a_group_but_by_identical_bytes(
     assert clusters(edges, _vectors) == [[1, 2, 3], [4, 5]]
 
 
+def test_a_link_to_a_shot_of_another_moment_does_not_hold_a_group_back(tmp_path) -> None:
+    """Two shots of a burst (1, 3), each beside a copy: 2 keeps 1's capture time, 4 (a messaging app's copy of 3)
+    has none and links to 1 as well, more weakly than to 3. The shots never share a group, and 4's link to 1
+    reaches a group of another moment than 4's: neither group is held back for it."""
+    cat = _catalog(tmp_path, 4)
+    with cat.session() as s:
+        for i, t in ((1, "2026:07:01 10:00:00.10"), (2, "2026:07:01 10:00:00.10"), (3, "2026:07:01 10:00:00.60")):
+            s.get(Image, i).taken_at = t
+        s.execute(insert(Pair), [{"a_id": a, "b_id": b, "similarity": sim, "kind": "verified", "cover": 0.8}
+                                 for a, b, sim in ((1, 2, 0.95), (3, 4, 0.95), (1, 3, 0.97), (1, 4, 0.9))])
+        regroup(s, [1, 2, 3, 4], _vectors)
+    with cat.session() as s:
+        flags = {tuple(sorted(m)): s.get(DupGroup, gid).look_only for gid, m in _groups(cat).items()}
+    assert flags == {(1, 2): False, (3, 4): False}
+
+
 def test_a_group_held_only_by_look_alike_links_is_left_out_of_bulk_review(tmp_path) -> None:
     """Photo 3 joins 1-2 through a `pixels` link alone (thumbnails: the weakest evidence), so its group is
     look-only and bulk review holds it back; once a verified link joins 3 too, the group is offered."""

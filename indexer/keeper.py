@@ -41,12 +41,14 @@ from indexer.margins import Overview, content_box, look
 ANALYSIS_SIDE = 512  # detail is measured on a window of at most this side at the decoded scale (never resized)
 FINE_SCALE = 0.9  # the detail measure's shrink
 DETAIL_QUANTILE = 0.75  # the detail measure's block: most blocks have less (text strokes sit in the few above)
+DETAIL_BLOCK_STD = 2.0  # grey levels: a detail block plainer than this holds no picture and is not counted
+DETAIL_MIN_BLOCKS = 8  # fewer blocks with picture than this: every block is counted
 INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
-VERSION = 9  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+VERSION = 10  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -140,13 +142,20 @@ def detail_scale(grey: np.ndarray) -> float:
     return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / contrast))
 
 
-def _block_quantile(sq: np.ndarray, side: int = 16) -> float:
+def _block_quantile(sq: np.ndarray, grey: np.ndarray | None = None, side: int = 16) -> float:
     """The DETAIL_QUANTILE over side x side blocks of the mean of ``sq``: a caption's or watermark's sharp
-    strokes sit in a few blocks and do not count."""
+    strokes sit in a few blocks and do not count. With ``grey`` (the picture, aligned with ``sq``), over the blocks
+    that hold some of it (``DETAIL_BLOCK_STD``): plain blocks lose nothing at any scale, so counting them would
+    rank a flat drawing by how much of it is plain, which shrinking it lowers."""
     h, w = (sq.shape[0] // side) * side, (sq.shape[1] // side) * side
     if h == 0 or w == 0:
         return float(np.nanmean(sq))
     blocks = np.nanmean(sq[:h, :w].reshape(h // side, side, w // side, side), axis=(1, 3))
+    if grey is not None:
+        spread = grey[:h, :w].reshape(h // side, side, w // side, side).std(axis=(1, 3))
+        held = blocks[spread >= DETAIL_BLOCK_STD]
+        if held.size >= DETAIL_MIN_BLOCKS:
+            return float(np.quantile(held, DETAIL_QUANTILE))
     return float(np.quantile(blocks, DETAIL_QUANTILE))
 
 
@@ -163,7 +172,7 @@ def _round_trip_loss(grey: np.ndarray, s: float) -> float:
     sq[on_grid, :] = np.nan
     sq[:, (np.arange(w) % 8 == 7) | (np.arange(w) % 8 == 0)] = np.nan
     m = 4  # the resampling's edge effects
-    return math.sqrt(_block_quantile(sq[m:-m, m:-m]))
+    return math.sqrt(_block_quantile(sq[m:-m, m:-m], grey[m:-m, m:-m]))
 
 
 def noise_level(grey: np.ndarray) -> float:

@@ -279,3 +279,18 @@ def test_photos_measured_by_an_older_measure_are_measured_again(tmp_path: Path, 
     assert {m["path"]: m["id"] for m in g["members"]}[str(original)] == g["keeper"], g["keeper_reason"]
     with Index(settings_factory()) as index, index.catalog.session() as s:
         assert set(s.scalars(select(CatalogImage.measured))) == {keeper.VERSION}
+
+
+def test_a_flat_drawing_outranks_its_smaller_copy() -> None:
+    """An icon of flat colours (plain ground, crisp anti-aliased edges) and a copy shrunk to 45 %: most of the
+    icon is plain, and the shrink leaves less of it plain, so detail measured over every block ranked the copy
+    first. Measured over the blocks that hold some picture, the original holds more effective pixels."""
+    icon = Image.new("RGB", (2048, 2048), (255, 255, 255))
+    d = ImageDraw.Draw(icon)
+    d.rounded_rectangle((384, 256, 1664, 1792), radius=160, fill=(66, 133, 244), outline=(20, 60, 140), width=24)
+    d.ellipse((720, 600, 1328, 1208), fill=(255, 255, 255))
+    d.polygon([(600, 1600), (1024, 1280), (1448, 1600)], fill=(251, 188, 5))
+    big = icon.resize((512, 512), Image.Resampling.LANCZOS)  # drawn large, saved at its size: crisp edges
+    small = big.resize((230, 230), Image.Resampling.LANCZOS)
+    a, b = keeper.measure(big), keeper.measure(small)
+    assert a.effective_pixels(*big.size) > b.effective_pixels(*small.size), (a.detail_scale, b.detail_scale)

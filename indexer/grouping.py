@@ -236,8 +236,8 @@ def may_hold_another(session: Session, members: Iterable[int], pairs: Iterable[t
         return []
     apart = collages(session, {x for xs in outside.values() for x in xs})
     asked = [m for m, xs in outside.items() if not xs - apart]
-    if keeper_id is None or not asked:
-        return sorted(m for m, xs in outside.items() if xs - apart or m == keeper_id)
+    if keeper_id is None or not asked:  # without a keeper, nothing says what a member holds
+        return sorted(outside) if keeper_id is None else sorted(m for m, xs in outside.items() if xs - apart)
     others = [m for m in inside if m != keeper_id] if keeper_id in asked else [m for m in asked if m != keeper_id]
     kps = featurestore.keypoints(session, {*others, keeper_id})
     share = {m: keeper.holds_both(kps[keeper_id], kps[m]) if m in kps and keeper_id in kps else None for m in others}

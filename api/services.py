@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Collection
 from itertools import combinations
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from api.schemas import Failure, Group, GroupDetail, GroupsResponse, JobOut, Member, Operation, PairSimilarity
-from indexer import browse, grouping, ingest, keeper, resolution
+from indexer import browse, featurestore, grouping, ingest, keeper, resolution
 from indexer.catalog.models import DupGroup, Image, ImageStatus, Job, Pair, Root, utcnow
 from indexer.catalog.queries import under_prefix
 from indexer.fsnames import from_text, to_text
@@ -33,9 +34,11 @@ def member_out(view: MemberView, keeper_id: int | None, quarantine: Path) -> Mem
                   thumbnail_url=f"/images/{view.id}/thumbnail", file_url=f"/images/{view.id}/file")
 
 
-def members_out(keeper_id: int | None, members: list[Image], quarantine: Path) -> tuple[list[Member], dict[str, int]]:
-    """Members keeper first, with the keeper evidence, and the member holding the best of each attribute."""
-    views, best = member_views(keeper_id, members)
+def members_out(keeper_id: int | None, members: list[Image], quarantine: Path, pages: Collection[int] = ()
+                ) -> tuple[list[Member], dict[str, int]]:
+    """Members keeper first, with the keeper evidence, and the member holding the best of each attribute;
+    ``pages``: the members that are pages (``featurestore.pages``)."""
+    views, best = member_views(keeper_id, members, pages)
     return [member_out(v, keeper_id, quarantine) for v in views], best
 
 
@@ -51,9 +54,10 @@ def group_page(index: Index, s: Session, **kw) -> GroupsResponse:
     page = browse.list_groups(s, previews=0, **kw)
     members = members_of(s, [g["id"] for g in page.groups])
     q = index.settings.quarantine_dir
+    pages = featurestore.pages(s, [m.id for ms in members.values() for m in ms])
     groups = []
     for g in page.groups:
-        outs, best = members_out(g["keeper"], members.get(g["id"], []), q)
+        outs, best = members_out(g["keeper"], members.get(g["id"], []), q, pages)
         groups.append(Group(**{k: g[k] for k in GroupView.model_fields if k != "best"}, members=outs, best=best))
     return GroupsResponse(groups=groups, count=len(groups), total=page.total, next_cursor=page.next_cursor)
 
@@ -93,7 +97,7 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
         pairs = [PairSimilarity(a=a, b=b, similarity=round(sim, 6), linked=True, kind=kind, declined=False)
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
-    outs, best = members_out(g.keeper_id, members, q)
+    outs, best = members_out(g.keeper_id, members, q, featurestore.pages(s, ids))
     times = grouping.group_times(s, {x for a, b, *_ in touching for x in (a, b)} | set(ids))
     links = grouping.same_moment(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching], times.__getitem__)
     reaching = grouping.reaching_out(ids, links)

@@ -216,9 +216,9 @@ def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
 
 
 def with_holdings(g: list[keeper.Candidate], feats: list[features.PhotoFeatures]) -> list[keeper.Candidate]:
-    """The members with ``held`` set as ``indexer.grouping`` sets it."""
+    """The members with ``held`` and ``page`` set as ``indexer.grouping`` sets them."""
     held = keeper.holdings({c.id: f.keypoints for c, f in zip(g, feats, strict=True)}, keeper.order(g))
-    return [replace(c, held=held.get(c.id)) for c in g]
+    return [replace(c, held=held.get(c.id), page=f.page is not None) for c, f in zip(g, feats, strict=True)]
 
 
 def shuffled(groups: list[list[keeper.Candidate]], seed: int = 0) -> list[list[keeper.Candidate]]:

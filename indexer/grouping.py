@@ -433,7 +433,8 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
                 m.group_id, m.similarity_to_keeper, m.held = None, None, None
             session.delete(group)
             continue
-        cands = [keeper.candidate(m) for m in members]
+        pages = featurestore.pages(session, [m.id for m in members])
+        cands = [keeper.candidate(m, m.id in pages) for m in members]
         kps = featurestore.keypoints(session, [m.id for m in members])
         held = keeper.holdings(kps, keeper.order(cands))
         for m in members:

@@ -312,6 +312,7 @@ class Candidate:
     camera_exif: bool = False
     attributes: Attributes | None = None
     held: float | None = None  # share of the group's picture it holds (``holdings``); None: not known
+    page: bool = False  # its kept features are a page's (``indexer/pagecheck.py``; ``Usual.pages``)
 
 
 @dataclass(frozen=True)
@@ -337,6 +338,7 @@ class Usual:
     noise: float = 0.0  # log1p of the noise level, upper quartile
     colour: float | None = None  # log1p of the colourfulness, upper median; None: not known
     tones: tuple[float, ...] = ()  # the median of the members' tone curves, point by point; (): not known
+    pages: bool = False  # every member is a page (``Candidate.page``): a page's margins and colour are its own
 
 
 def _quantile(values: Sequence[float], q: int) -> float:
@@ -357,13 +359,15 @@ def usual(members: Sequence[Candidate]) -> Usual:
     colour pushed ("vivid", saturation up); and its usual tone curve (the median, point by point): most edits
     keep the tones too, so the original lies near it and a brightened, darkened or contrast-changed copy away
     from it. In a group of two the upper quartile is the noisier member's: noise then never counts (nor tones:
-    both members lie as far from their median)."""
+    both members lie as far from their median). And whether every member is a page: a document's scan and its
+    phone photos, whose margins and colour ``evidence`` then leaves out (one photo with a plain ground is a page
+    to the page check too, but a group of them is rarely only that)."""
     measured = [m.attributes for m in members if m.attributes is not None]
     if not measured:
         return Usual()
     return Usual(noise=_quantile([math.log1p(a.noise) for a in measured], 3),
                  colour=_quantile([math.log1p(a.colour) for a in measured], 2),
-                 tones=_median_curve([a.tones for a in measured]))
+                 tones=_median_curve([a.tones for a in measured]), pages=all(m.page for m in members))
 
 
 def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
@@ -375,6 +379,8 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
     if a is None:  # never measured (indexed before measuring): pixels (and containment) only
         return {k: (math.log(px) if k == "effective_pixels" else cropped if k == "cropped" else 0.0)
                 for k in EVIDENCE}
+    if group.pages:  # paper's white margin is no padding; ink on paper, or the lamp it was shot under, no colour edit
+        a = replace(a, border=0.0, colour=0.0, tint=0.0)
     return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
             "border": a.border, "colour": math.log1p(min(a.colour, COLOUR_ENOUGH)), "tint": a.tint,
             "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - group.noise),
@@ -499,11 +505,12 @@ def from_row(row: object) -> Attributes | None:
     return Attributes(**values)
 
 
-def candidate(row: object) -> Candidate:
-    """A catalog row as the keeper rule sees it."""
+def candidate(row: object, page: bool = False) -> Candidate:
+    """A catalog row as the keeper rule sees it; ``page``: its kept features are a page's
+    (``featurestore.pages``)."""
     return Candidate(id=row.id, width=row.width or 0, height=row.height or 0, bytes=row.bytes or 0,  # type: ignore[attr-defined]
                      mtime=row.mtime or 0.0, camera_exif=bool(row.camera_exif),  # type: ignore[attr-defined]
-                     attributes=from_row(row), held=getattr(row, "held", None))
+                     attributes=from_row(row), held=getattr(row, "held", None), page=page)
 
 
 def explain(keeper_id: int | None, members: Sequence[Candidate],

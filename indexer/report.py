@@ -7,7 +7,7 @@ import os
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from indexer import browse
+from indexer import browse, featurestore
 from indexer.catalog import DupGroup, Image, ImageStatus, NotDuplicate, Pair, Root
 from indexer.catalog.db import safe_url
 from indexer.catalog.queries import scalars_in, under_prefix
@@ -44,7 +44,8 @@ def groups(ix: Parts, min_size: int = 2) -> list[dict]:
         members: dict[int, list[Image]] = {}
         for img in scalars_in(s, select(Image).order_by(Image.id), Image.group_id, [g.id for g in rows]):
             members.setdefault(img.group_id, []).append(img)
-        return [GroupListing.of(g, members.get(g.id, [])).model_dump() for g in rows]
+        pages = featurestore.pages(s, [m.id for ms in members.values() for m in ms])
+        return [GroupListing.of(g, members.get(g.id, []), pages).model_dump() for g in rows]
 
 
 def status(ix: Parts) -> dict:

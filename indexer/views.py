@@ -5,7 +5,7 @@ the API shows is always in the command line's output too.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from pydantic import BaseModel
 
@@ -58,10 +58,12 @@ class MemberView(BaseModel):
                    **facts)
 
 
-def member_views(keeper_id: int | None, members: Sequence[Image]) -> tuple[list[MemberView], dict[str, int]]:
+def member_views(keeper_id: int | None, members: Sequence[Image], pages: Collection[int] = ()
+                 ) -> tuple[list[MemberView], dict[str, int]]:
     """A group's members, keeper first, each with the evidence it lost on; and for each attribute the member
-    that holds its best value (``keeper.winners``)."""
-    cands = [keeper.candidate(m) for m in members]
+    that holds its best value (``keeper.winners``); ``pages``: the members that are pages
+    (``featurestore.pages``), as the keeper rule saw them."""
+    cands = [keeper.candidate(m, m.id in pages) for m in members]
     explained = keeper.explain(keeper_id, cands)
     views = [MemberView.of(m, explained[m.id]) for m in members]
     views.sort(key=lambda v: (v.id != keeper_id, -(v.keeper_score or 0.0), v.id))
@@ -97,6 +99,6 @@ class GroupListing(GroupView):
     members: list[MemberView]
 
     @classmethod
-    def of(cls, g: DupGroup, members: list[Image]) -> GroupListing:
-        views, best = member_views(g.keeper_id, members)
+    def of(cls, g: DupGroup, members: list[Image], pages: Collection[int] = ()) -> GroupListing:
+        views, best = member_views(g.keeper_id, members, pages)
         return cls(**GroupView.fields_of(g), members=views, best=best)

@@ -389,6 +389,18 @@ def photographed_invoices(lib: Path, seed: int, photo_seeds: tuple[int, int], se
     return ingest(lib, settings_factory)
 
 
+def test_a_page_is_kept_over_its_phone_photo(tmp_path: Path, settings_factory) -> None:
+    """An invoice and a phone photo of it under a lamp group, both pages to the page check: the clean page is the
+    suggested keeper. Its white margin was read as padding and its black on white as a grey copy, so the photo,
+    with the desk around the page and the lamp's warm light, won (``keeper.Usual.pages``)."""
+    lib = tmp_path / "lib"
+    groups, *_ = photographed_invoices(lib, 3, (3, 103), settings_factory)
+    assert {"invoice1.png", "invoice1_photo.jpg"} in groups and {"invoice2.png", "invoice2_photo.jpg"} in groups
+    with Index(settings_factory()) as index:
+        keepers = {Path(m["path"]).name for g in index.groups() for m in g["members"] if m["id"] == g["keeper"]}
+    assert keepers == {"invoice1.png", "invoice2.png"}, keepers
+
+
 def test_an_invoice_photographed_under_a_lamp_groups_and_the_next_invoice_stays_apart(tmp_path: Path,
                                                                                        settings_factory) -> None:
     """A phone photo of a page on a desk under a lamp is not one flat tone, so it was not taken for a page and the

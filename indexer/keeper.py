@@ -339,6 +339,7 @@ class Usual:
     colour: float | None = None  # log1p of the colourfulness, upper median; None: not known
     tones: tuple[float, ...] = ()  # the median of the members' tone curves, point by point; (): not known
     pages: bool = False  # every member is a page (``Candidate.page``): a page's margins and colour are its own
+    jpegs: bool = True  # some member is a JPEG file: without one, a step on the 8 px grid is the picture's own
 
 
 def _quantile(values: Sequence[float], q: int) -> float:
@@ -367,7 +368,8 @@ def usual(members: Sequence[Candidate]) -> Usual:
         return Usual()
     return Usual(noise=_quantile([math.log1p(a.noise) for a in measured], 3),
                  colour=_quantile([math.log1p(a.colour) for a in measured], 2),
-                 tones=_median_curve([a.tones for a in measured]), pages=all(m.page for m in members))
+                 tones=_median_curve([a.tones for a in measured]), pages=all(m.page for m in members),
+                 jpegs=any(a.jpeg_quality for a in measured))
 
 
 def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
@@ -384,7 +386,7 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
     return {"effective_pixels": math.log(max(1.0, a.effective_pixels(c.width, c.height))),
             "border": a.border, "colour": math.log1p(min(a.colour, COLOUR_ENOUGH)), "tint": a.tint,
             "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - group.noise),
-            "blockiness": math.log(max(a.blockiness, 1e-3)),
+            "blockiness": math.log(max(a.blockiness, 1e-3)) if group.jpegs else 0.0,
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
             "saturated": max(0.0, math.log1p(a.colour) - group.colour) if group.colour is not None else 0.0,
             "levels": levels(a.tones, group.tones)}

@@ -294,3 +294,20 @@ def test_a_flat_drawing_outranks_its_smaller_copy() -> None:
     small = big.resize((230, 230), Image.Resampling.LANCZOS)
     a, b = keeper.measure(big), keeper.measure(small)
     assert a.effective_pixels(*big.size) > b.effective_pixels(*small.size), (a.detail_scale, b.detail_scale)
+
+
+def test_a_drawing_on_the_8px_grid_is_not_taken_for_a_jpeg_where_no_member_is_one() -> None:
+    """An icon drawn on an 8 px grid (its edges fall on JPEG's block boundaries) and a PNG copy shrunk to 45 %:
+    with no JPEG file in the group, steps on that grid are the drawing's own, not compression, and the original
+    is the keeper. Saved as JPEG, the same steps count as blockiness again."""
+    icon = Image.new("RGB", (512, 512), (255, 255, 255))
+    d = ImageDraw.Draw(icon)
+    for x0, y0, x1, y1, rgb in ((64, 64, 448, 448, (52, 101, 164)), (128, 128, 384, 192, (255, 255, 255)),
+                                (128, 256, 320, 320, (239, 41, 41)), (128, 352, 256, 384, (252, 175, 62))):
+        d.rectangle((x0, y0, x1 - 1, y1 - 1), fill=rgb)
+    small = icon.resize((230, 230), Image.Resampling.LANCZOS)
+    cands = [keeper.Candidate(id=i, width=im.width, height=im.height, mtime=float(i), attributes=keeper.measure(im))
+             for i, im in ((1, icon), (2, small))]
+    assert keeper.choose(cands).image_id == 1
+    jpeg = [replace(c, attributes=replace(c.attributes, jpeg_quality=95)) for c in cands]
+    assert keeper.usual(jpeg).jpegs and not keeper.usual(cands).jpegs

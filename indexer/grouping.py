@@ -189,9 +189,18 @@ def reaching_out(members: Iterable[int], pairs: Iterable[tuple[int, int, str, fl
     photo it holds, and a picture that holds another (a photo inside a page or a frame) to both, so such a photo may
     be the only place where another picture is kept; ``pairs``: (a, b, kind, cover) of the stored pairs that touch
     them."""
+    return sorted(_outside(members, pairs))
+
+
+def _outside(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]]) -> dict[int, set[int]]:
+    """Each of ``members`` with a checked link to a photo outside them, and those photos (``reaching_out``)."""
     inside = set(members)
-    return sorted({x for a, b, kind, cover in pairs if (a in inside) != (b in inside) and not look_alike(kind, cover)
-                   for x in (a, b) if x in inside})
+    out: dict[int, set[int]] = defaultdict(set)
+    for a, b, kind, cover in pairs:
+        if (a in inside) != (b in inside) and not look_alike(kind, cover):
+            m, x = (a, b) if a in inside else (b, a)
+            out[m].add(x)
+    return out
 
 
 def same_moment(members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
@@ -227,11 +236,7 @@ def may_hold_another(session: Session, members: Iterable[int], pairs: Iterable[t
     is held only in part); nor the keeper when every other member holds its whole picture (a keeper that is a
     collage holds more than they do); ``pairs``: as for ``reaching_out``."""
     inside = set(members)
-    outside: dict[int, set[int]] = defaultdict(set)
-    for a, b, kind, cover in pairs:
-        if (a in inside) != (b in inside) and not look_alike(kind, cover):
-            m, x = (a, b) if a in inside else (b, a)
-            outside[m].add(x)
+    outside = _outside(inside, pairs)
     if not outside:
         return []
     apart = collages(session, {x for xs in outside.values() for x in xs})
@@ -318,10 +323,7 @@ def _matched_box(kps: dict[int, verify.Keypoints], m: int, partners: list[int]) 
     for y in partners:
         if m not in kps or y not in kps:
             continue
-        try:
-            f = verify.fit(kps[m], kps[y])
-        except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
-            f = None
+        f = verify.fit_or_none(kps[m], kps[y])
         if f is not None and f.box is not None:
             boxes.append(f.box)
     return max(boxes, key=_area, default=None)
@@ -423,6 +425,7 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
     its group's picture each member holds (``keeper.holdings``, from the link features kept in the catalog: no
     file is read)."""
     gids = sorted(set(gids))
+    pages = featurestore.pages(session, scalars_in(session, select(Image.id), Image.group_id, gids))
     for gid in gids:
         members = list(session.scalars(select(Image).where(Image.group_id == gid)))
         group = session.get(DupGroup, gid)
@@ -433,7 +436,6 @@ def refresh_groups(session: Session, gids: Iterable[int], vectors: VectorsFn) ->
                 m.group_id, m.similarity_to_keeper, m.held = None, None, None
             session.delete(group)
             continue
-        pages = featurestore.pages(session, [m.id for m in members])
         cands = [keeper.candidate(m, m.id in pages) for m in members]
         kps = featurestore.keypoints(session, [m.id for m in members])
         held = keeper.holdings(kps, keeper.order(cands))

@@ -257,10 +257,7 @@ def holdings(keypoints: Mapping[int, verify.Keypoints], order: Sequence[int]) ->
 def holds_both(a: verify.Keypoints, b: verify.Keypoints) -> tuple[float, float] | None:
     """How much of ``b``'s picture ``a`` holds, and of ``a``'s ``b`` (the shares of ``holdings``); None where no
     trusted transform links them."""
-    try:
-        f = verify.fit(a, b, verify.ENOUGH * HOLD_MIN_INLIERS)
-    except Exception:  # noqa: BLE001 - an OpenCV error on odd keypoints: this pair tells nothing
-        f = None
+    f = verify.fit_or_none(a, b, verify.ENOUGH * HOLD_MIN_INLIERS)
     if f is None or f.inliers < HOLD_MIN_INLIERS:
         return None
     m = np.vstack([f.matrix.astype(np.float64), [0.0, 0.0, 1.0]])  # a's frame -> b's

@@ -181,6 +181,14 @@ def fit(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
     return best
 
 
+def fit_or_none(a: Keypoints, b: Keypoints, enough: int | None = None) -> Fit | None:
+    """``fit``, or None where OpenCV fails on odd keypoints: such a pair tells nothing."""
+    try:
+        return fit(a, b, enough)
+    except Exception:  # noqa: BLE001 - OpenCV raises cv2.error and others on degenerate input
+        return None
+
+
 def fit_perspective(a: Keypoints, b: Keypoints) -> Fit | None:
     """The best homography of ``a``'s keypoints onto ``b``'s (the matches ``fit`` uses, RANSAC), for a copy
     photographed at an angle: a keystone that no affine transform lays flat. None when no transform holds: too

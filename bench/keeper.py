@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
 """Keeper accuracy: how often the suggested keeper of a group is the photo its copies were made from.
 
-    python bench/keeper.py [--work DIR] [--fit]
+    python bench/keeper.py [--work DIR] [--fit] [--group-size N]
 
 Three libraries, each 100 groups of an original and 5 copies (``../shared/eval/make_library.py``'s ``build``:
 one to three edits chained, files saved as JPEG, PNG or WebP at random qualities); ``truth.json``'s
 ``groups[i][0]`` is the original:
 - ``public``: the public evaluation library (``make_library.py OUT --split eval``, seed 0, its edits);
 - ``fit``: our own recipes (``RECIPES``) on the train split, seed 1: the pairs ``--fit`` fits the weights on;
-- ``held-out``: our own recipes on the eval split, seed 2: never used to choose anything.
+- ``held-out``: our own recipes on the eval split, seed 2: never used to choose anything;
+- ``unseen``, ``unseen2``: the two edit sets of ``bench/unseen.py`` (sharpened, dithered, pixelated, stickers,
+  ...; grain, glow, chromatic aberration, an "enhance" app, ...), which no recipe of the fit has, on the eval
+  split, seeds 3 and 4: how the rule carries to edits it was not fitted on.
 Every member is measured as ingest measures it (``load_image`` with the decode workers' ``extra`` side, then
 ``indexer.keeper.measure``; its link features as ``indexer.decodepool.photo_features`` keeps them), each truth
 group's ``held`` is set as ``indexer.grouping`` sets it (``keeper.holdings``), and the truth groups are ranked
-(grouping itself is measured by ``bench/ingest.py``). ``KEEPER_BENCH_MISSES=1`` lists the misses of ``fit`` and
-``public`` (never of ``held-out``).
+(grouping itself is measured by ``bench/ingest.py``); ``--group-size 2`` (or 3) ranks the original with one (two)
+of its copies at a time instead, as most of a user's groups are. ``KEEPER_BENCH_MISSES=1`` lists the misses of ``fit`` and
+``public`` (never of ``held-out``, ``unseen`` or ``unseen2``).
 The files are written original first, so the original is always the oldest: each library has a row with the
 dates as written and a row with the dates shuffled within each group (file age tells nothing), for the old rule
 (most pixels first: ``old_rule``) and the new (``indexer.keeper.choose``).
@@ -45,6 +49,7 @@ sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 import make_library
 from edits import FAMILIES
 
+from bench.unseen import EDIT_SETS
 from indexer import features, keeper, verify
 from indexer.decode import load_image
 from indexer.decodepool import photo_features
@@ -159,7 +164,8 @@ def grain(im: Image.Image, r: random.Random) -> Image.Image:
 
 RECIPES = {f.__name__: f for f in (upscale, thumb_up, pad_square, frame, sepia, grey, crop, recompress, caption,
                                    rotate_fill, screenshot, fade, mirror, vivid, grain)}
-LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES)}
+LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES),
+             "unseen": ("eval", 3, EDIT_SETS["first"]), "unseen2": ("eval", 4, EDIT_SETS["second"])}
 
 
 # -- measuring and ranking ------------------------------------------------------------------------------
@@ -187,10 +193,10 @@ def link_features(paths: list[Path], cache: Path) -> list[features.PhotoFeatures
     return [features.unpack(b) for b in packed]
 
 
-def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
+def library(name: str, work: Path) -> list[tuple[list[keeper.Candidate], list[features.PhotoFeatures]]]:
     """The library's truth groups, measured (cached beside it: the measures as JSON, redone when
-    ``keeper.VERSION`` changes; the link features), each member with its share of the group's picture
-    (``keeper.holdings``, as grouping finds it)."""
+    ``keeper.VERSION`` changes), each with its members' link features (``subgroups`` sets their share of the
+    group's picture from them)."""
     split, seed, families = LIBRARIES[name]
     out = work / name
     cache = out / "measured.json"
@@ -212,7 +218,19 @@ def library(name: str, work: Path) -> list[list[keeper.Candidate]]:
             [{**c.__dict__, "attributes": c.attributes.__dict__} for c in g] for g in groups]}))
     paths = [root / p for g in truth["groups"] for p in g]
     feats = iter(link_features(paths, out / "features.npz"))
-    return [with_holdings(g, [next(feats) for _ in g]) for g in groups]
+    return [(g, [next(feats) for _ in g]) for g in groups]
+
+
+def subgroups(measured: list[tuple[list[keeper.Candidate], list[features.PhotoFeatures]]],
+              size: int) -> list[list[keeper.Candidate]]:
+    """Each truth group as groups of ``size`` (0: whole): the original with each run of ``size`` - 1 of its copies
+    in turn (a user's groups are mostly of two or three), ``held`` and ``page`` set for each as grouping sets them."""
+    out = []
+    for g, f in measured:
+        runs = [list(range(1, len(g)))] if size <= 0 else [list(range(k, min(len(g), k + size - 1)))
+                                                            for k in range(1, len(g), size - 1)]
+        out += [with_holdings([g[0]] + [g[k] for k in run], [f[0]] + [f[k] for k in run]) for run in runs]
+    return out
 
 
 def with_holdings(g: list[keeper.Candidate], feats: list[features.PhotoFeatures]) -> list[keeper.Candidate]:
@@ -273,10 +291,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, default=None, help="keep the libraries here (default: a temp dir)")
     ap.add_argument("--fit", action="store_true", help="fit the weights on the fit library and print them")
+    ap.add_argument("--group-size", type=int, default=0, help="rank the original with this many - 1 of its copies "
+                    "at a time (default 0: the whole group of 6)")
     a = ap.parse_args()
     work = a.work or Path(tempfile.mkdtemp(prefix="keeper-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    libs = {name: library(name, work) for name in LIBRARIES}
+    if a.group_size and (a.fit or os.environ.get("KEEPER_BENCH_MISSES")):
+        ap.error("--fit and KEEPER_BENCH_MISSES take the whole groups (--group-size 0)")
+    libs = {name: subgroups(library(name, work), a.group_size) for name in LIBRARIES}
     weights = keeper.WEIGHTS
     if a.fit:
         weights = fit(libs["fit"])
@@ -290,7 +312,7 @@ def main() -> None:
             print(f"{name:10} {dates:9} {accuracy(gs, old_rule):9.2f} {new:9.2f}")
     if os.environ.get("KEEPER_BENCH_MISSES"):
         for name, groups in libs.items():
-            if name == "held-out":  # measured, never looked at: its misses would steer the design
+            if name in ("held-out", "unseen", "unseen2"):  # measured, never looked at: their misses would steer the design
                 continue
             truth = json.loads((work / name / "truth.json").read_text())
             for g, paths in zip(groups, truth["groups"], strict=True):

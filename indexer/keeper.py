@@ -43,12 +43,13 @@ FINE_SCALE = 0.9  # the detail measure's shrink
 DETAIL_QUANTILE = 0.75  # the detail measure's block: most blocks have less (text strokes sit in the few above)
 DETAIL_BLOCK_STD = 2.0  # grey levels: a detail block plainer than this holds no picture and is not counted
 DETAIL_MIN_BLOCKS = 8  # fewer blocks with picture than this: every block is counted
+NOISE_LOSS = 0.58  # the detail measure's loss on white noise, per grey level of its sigma (measured, not fitted)
 INNER_MARGIN = 0.04  # of the content box's side, left out of the colour and clipping measures
 CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
-VERSION = 10  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+VERSION = 11  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,9 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None, overview: Overvie
     colour, tint = colourfulness(content)
     clipped = float(((content <= CLIP_LOW) | (content >= CLIP_HIGH)).any(axis=1).mean())
     grey = _window(rgb, fill)
-    return Attributes(detail_scale=detail_scale(grey), border=border, colour=colour, tint=tint,
-                      clipped=clipped, noise=noise_level(grey), blockiness=blockiness(grey),
+    noise = noise_level(grey)
+    return Attributes(detail_scale=detail_scale(grey, noise), border=border, colour=colour, tint=tint,
+                      clipped=clipped, noise=noise, blockiness=blockiness(grey),
                       jpeg_quality=jpeg_quality, analysed_side=max(rgb.size), tones=tone_curve(content))
 
 
@@ -130,16 +132,20 @@ def colourfulness(pixels: np.ndarray) -> tuple[float, float]:
     return colour, tint
 
 
-def detail_scale(grey: np.ndarray) -> float:
+def detail_scale(grey: np.ndarray, noise: float = 0.0) -> float:
     """Fine detail: the grey levels a shrink to FINE_SCALE and back loses, over the picture's contrast (its grey
     standard deviation, so a brightened or darkened copy measures alike). An original loses detail at once; a
     copy enlarged k times, blurred or smoothed by compression barely changes. It depends on the picture, so
-    only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square."""
+    only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square.
+    ``noise`` (``noise_level`` of ``grey``) is taken out: grain, dither or a codec's artefacts added to a copy
+    are lost by the round trip too, but they are no detail of the picture (NOISE_LOSS: what white noise of
+    sigma 1 loses)."""
     h, w = grey.shape
     contrast = float(grey.std())
     if min(h, w) < 32 or contrast < 1.0:  # too small to tell, or plain: nothing to lose
         return 1.0
-    return float(min(1.0, _round_trip_loss(grey, FINE_SCALE) / contrast))
+    loss, lost_to_noise = _round_trip_loss(grey, FINE_SCALE), NOISE_LOSS * noise
+    return float(min(1.0, math.sqrt(max(0.0, loss * loss - lost_to_noise * lost_to_noise)) / contrast))
 
 
 def _block_quantile(sq: np.ndarray, grey: np.ndarray | None = None, side: int = 16) -> float:

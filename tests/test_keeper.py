@@ -221,6 +221,42 @@ def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
     assert ch.decided_by[2] != "tie"
 
 
+def dithered(im: Image.Image) -> Image.Image:
+    """Four levels a channel through a 4 x 4 ordered (Bayer) dither: a retro or print look."""
+    bayer = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) / 16 - 0.5
+    a = np.asarray(im, np.float32) / 255
+    t = np.tile(bayer, (im.height // 4 + 1, im.width // 4 + 1))[:im.height, :im.width, None]
+    return Image.fromarray(np.clip(np.round(a * 3 + t) / 3 * 255, 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("edit", [grainy, dithered], ids=lambda f: f.__name__)
+def test_grain_or_dither_is_no_detail_even_in_a_pair(edit: Callable[[Image.Image], Image.Image]) -> None:
+    """In a group of two the noise term cannot count (the usual noise is the noisier member's), so only the detail
+    measure can tell a grainy or dithered copy from its original. The round trip loses the grain as it loses
+    detail; with the measured noise taken out, the original holds more detail, though the copy's file is older."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    cands = []
+    for i, pic in ((1, im), (2, edit(im))):
+        buf = io.BytesIO()
+        pic.save(buf, "JPEG", quality=92)
+        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+        cands.append(keeper.Candidate(id=i, width=pic.width, height=pic.height, mtime=float(10 - i), attributes=a))
+    ch = keeper.choose(cands)
+    assert ch.image_id == 1, (ch.reason, [c.attributes.detail_scale for c in cands])
+    assert ch.decided_by[2] == "effective_pixels"
+
+
+def test_what_white_noise_loses_is_noise_loss_per_grey_level() -> None:
+    """NOISE_LOSS is what the detail measure's round trip loses on white noise, per grey level of its sigma (as
+    ``noise_level`` estimates it): taken out of a noisy plain picture, nothing is left as detail."""
+    rng = np.random.default_rng(1)
+    for sigma in (3.0, 8.0):
+        grey = (128 + rng.normal(0, sigma, (256, 256))).astype(np.float32)
+        lost = keeper._round_trip_loss(grey, keeper.FINE_SCALE)
+        assert lost / keeper.noise_level(grey) == pytest.approx(keeper.NOISE_LOSS, abs=0.03)
+        assert keeper.detail_scale(grey, keeper.noise_level(grey)) < 0.1 * keeper.detail_scale(grey)
+
+
 def _cand_tones(i: int, tones: tuple[float, ...]) -> keeper.Candidate:
     return replace(_cand(i), attributes=replace(_cand(i).attributes, tones=tones))  # type: ignore[arg-type]
 

@@ -31,20 +31,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT.parent / "shared" / "eval"))
 
+from bench.unseen import ordered_dither
 from indexer import keeper
-
-BAYER = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) / 16 - 0.5
 
 
 def noisy(im: Image.Image, sigma: float, seed: int) -> Image.Image:
     a = np.asarray(im, np.float32) + np.random.default_rng(seed).normal(0, sigma, (im.height, im.width, 1))
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
-
-
-def dithered(im: Image.Image) -> Image.Image:
-    a = np.asarray(im, np.float32) / 255
-    t = np.tile(BAYER, (im.height // 4 + 1, im.width // 4 + 1))[:im.height, :im.width, None]
-    return Image.fromarray(np.clip(np.round(a * 3 + t) / 3 * 255, 0, 255).astype(np.uint8))
 
 
 def nlmeans(im: Image.Image) -> Image.Image:
@@ -65,7 +58,7 @@ def candidate(i: int, im: Image.Image, quality: int, mtime: float) -> keeper.Can
 Pair = Callable[[Image.Image, int], tuple[Image.Image, Image.Image, int]]
 PAIRS: dict[str, Pair] = {
     "added: grain": lambda im, s: (im, noisy(im, 8 + s % 7, s), 92),
-    "added: ordered dither": lambda im, s: (im, dithered(im), 92),
+    "added: ordered dither": lambda im, s: (im, ordered_dither(im, 4), 92),
     "removed: median 3 px": lambda im, s: (noisy(im, 8, s), noisy(im, 8, s).filter(ImageFilter.MedianFilter(3)), 92),
     "removed: non-local means": lambda im, s: (noisy(im, 8, s), nlmeans(noisy(im, 8, s)), 92),
     "removed: JPEG quality 40": lambda im, s: (noisy(im, 8, s), noisy(im, 8, s), 40),

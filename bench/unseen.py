@@ -116,13 +116,17 @@ FAMILIES = {"stretch": stretch, "vintage": vintage, "mosaic": mosaic, "stickers"
 _BAYER = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) / 16 - 0.5
 
 
-def bayer(im: Image.Image, r: random.Random) -> Image.Image:
-    levels = r.randint(3, 6)
+def ordered_dither(im: Image.Image, levels: int) -> Image.Image:
+    """``levels`` levels a channel through the 4 x 4 Bayer matrix."""
     a = np.asarray(im, np.float32) / 255
     h, w = a.shape[:2]
     t = np.tile(_BAYER, (h // 4 + 1, w // 4 + 1))[:h, :w, None]
     q = np.round(a * (levels - 1) + t) / (levels - 1)
     return Image.fromarray(np.clip(q * 255, 0, 255).astype(np.uint8))
+
+
+def bayer(im: Image.Image, r: random.Random) -> Image.Image:
+    return ordered_dither(im, r.randint(3, 6))
 
 
 def oilpaint(im: Image.Image, r: random.Random) -> Image.Image:

@@ -137,9 +137,8 @@ def detail_scale(grey: np.ndarray, noise: float = 0.0) -> float:
     standard deviation, so a brightened or darkened copy measures alike). An original loses detail at once; a
     copy enlarged k times, blurred or smoothed by compression barely changes. It depends on the picture, so
     only copies of one picture are compared by it: ``effective_pixels`` scales the pixels by its square.
-    ``noise`` (``noise_level`` of ``grey``) is taken out: grain, dither or a codec's artefacts added to a copy
-    are lost by the round trip too, but they are no detail of the picture (NOISE_LOSS: what white noise of
-    sigma 1 loses)."""
+    ``noise`` (``noise_level`` of ``grey``) is taken out: grain or dither added to a copy is lost by the round
+    trip too, but it is no detail of the picture (NOISE_LOSS: what white noise of sigma 1 loses)."""
     h, w = grey.shape
     contrast = float(grey.std())
     if min(h, w) < 32 or contrast < 1.0:  # too small to tell, or plain: nothing to lose

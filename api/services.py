@@ -98,8 +98,8 @@ def group_detail(index: Index, s: Session, group_id: int) -> GroupDetail:
                  for (a, b), (sim, kind, _) in sorted(stored.items())]
     q = index.settings.quarantine_dir
     outs, best = members_out(g.keeper_id, members, q, featurestore.pages(s, ids))
-    times = grouping.group_times(s, {x for a, b, *_ in touching for x in (a, b)} | set(ids))
-    links = grouping.same_moment(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching], times.__getitem__)
+    times_of = grouping.group_times(s, {x for a, b, *_ in touching for x in (a, b)} | set(ids))
+    links = grouping.same_moment(ids, [(a, b, kind, cover) for a, b, _, kind, cover in touching], times_of)
     reaching = grouping.reaching_out(ids, links)
     holding = grouping.may_hold_another(s, ids, links, g.keeper_id) if reaching else []
     also = set(_part_keepers(g.keeper_id, outs, checked, bridge)) | set(holding)

@@ -4,8 +4,8 @@
     PYTHONPATH=. python bench/keeper_noise.py [--photos 40]
 
 Pixels alone cannot tell grain added to a copy from noise removed from an original: both leave one member
-noisier than the other. This ranks both kinds of pair, each member measured as ingest measures it
-(``indexer.keeper.measure`` on the JPEG it was saved as), with ``keeper.NOISE_LOSS`` at 0 (measure version 10)
+noisier than the other. This ranks both kinds of pair, each member measured by ``indexer.keeper.measure`` on
+the JPEG it was saved as, decoded whole, with ``keeper.NOISE_LOSS`` at 0 (measure version 10)
 and at its value. The copy's file is the older one, so a tie (``keeper.TIE``) goes to the copy: each cell counts
 the pairs the picture score gives the original / the ties (where file dates decide) / the pairs it gives the copy.
 
@@ -56,12 +56,22 @@ def candidate(i: int, im: Image.Image, quality: int, mtime: float) -> keeper.Can
 
 
 Pair = Callable[[Image.Image, int], tuple[Image.Image, Image.Image, int]]
+
+
+def removed(denoise: Callable[[Image.Image], Image.Image], quality: int = 92) -> Pair:
+    """A pair of a photo with sensor-like noise (sigma 8) and its copy through ``denoise``, saved at ``quality``."""
+    def pair(im: Image.Image, s: int) -> tuple[Image.Image, Image.Image, int]:
+        original = noisy(im, 8, s)
+        return original, denoise(original), quality
+    return pair
+
+
 PAIRS: dict[str, Pair] = {
     "added: grain": lambda im, s: (im, noisy(im, 8 + s % 7, s), 92),
     "added: ordered dither": lambda im, s: (im, ordered_dither(im, 4), 92),
-    "removed: median 3 px": lambda im, s: (noisy(im, 8, s), noisy(im, 8, s).filter(ImageFilter.MedianFilter(3)), 92),
-    "removed: non-local means": lambda im, s: (noisy(im, 8, s), nlmeans(noisy(im, 8, s)), 92),
-    "removed: JPEG quality 40": lambda im, s: (noisy(im, 8, s), noisy(im, 8, s), 40),
+    "removed: median 3 px": removed(lambda x: x.filter(ImageFilter.MedianFilter(3))),
+    "removed: non-local means": removed(nlmeans),
+    "removed: JPEG quality 40": removed(lambda x: x, 40),
 }
 
 

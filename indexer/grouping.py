@@ -13,7 +13,7 @@ groups and a removal splits only the group it left.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 
@@ -214,18 +214,30 @@ def same_moment(members: Iterable[int], pairs: Iterable[tuple[int, int, str, flo
                                         for t in times_of(x) for u in mine)]
 
 
-def group_times(session: Session, photos: Iterable[int]) -> dict[int, set[str]]:
-    """Each of ``photos``' known capture times: those of its group's members, or its own (``same_moment``)."""
+def moments_of(group_of: Mapping[int, Hashable | None], taken: Mapping[int, str | None]) -> Callable[[int], set[str]]:
+    """A photo's known capture times (``same_moment``'s ``times_of``): those of its group's members (``group_of``:
+    photo -> group, None or absent for a photo in none; ``taken``: ``Image.taken_at`` by id, of every member), or
+    its own."""
+    by_group: dict[Hashable, set[str]] = defaultdict(set)
+    for i, g in group_of.items():
+        if g is not None and (t := taken.get(i)):
+            by_group[g].add(t)
+
+    def times_of(x: int) -> set[str]:
+        if (g := group_of.get(x)) is not None:
+            return by_group.get(g, set())
+        return {t} if (t := taken.get(x)) else set()
+
+    return times_of
+
+
+def group_times(session: Session, photos: Iterable[int]) -> Callable[[int], set[str]]:
+    """``moments_of`` for ``photos`` as the catalog groups them."""
     photos = set(photos)
-    group_of = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, photos))
-    times: dict[int, set[str]] = defaultdict(set)
-    for gid, t in rows_in(session, select(Image.group_id, Image.taken_at).where(Image.taken_at.is_not(None)),
-                          Image.group_id, {g for g in group_of.values() if g is not None}):
-        times[-gid].add(t)
-    for i, t in rows_in(session, select(Image.id, Image.taken_at), Image.id, photos):
-        if group_of.get(i) is None and t:
-            times[i].add(t)
-    return {i: times[-g] if (g := group_of.get(i)) is not None else times[i] for i in photos}
+    rows = list(rows_in(session, select(Image.id, Image.group_id, Image.taken_at), Image.id, photos))
+    rows += rows_in(session, select(Image.id, Image.group_id, Image.taken_at), Image.group_id,
+                    {g for _, g, _ in rows if g is not None})
+    return moments_of({i: g for i, g, _ in rows}, {i: t for i, _, t in rows})
 
 
 def may_hold_another(session: Session, members: Iterable[int], pairs: Iterable[tuple[int, int, str, float | None]],
@@ -379,11 +391,7 @@ def regroup(session: Session, touched: Iterable[int], vectors: VectorsFn) -> set
             for n in {comp_of.get(a), comp_of.get(b)} - {None}:
                 across[n].append((a, b, kind, checks[(a, b)][0]))
 
-    comp_times = [{t for m in comp if (t := moments.get(m))} for comp in comps]
-
-    def times_of(x: int) -> set[str]:
-        return comp_times[comp_of[x]] if x in comp_of else ({t} if (t := moments.get(x)) else set())
-
+    times_of = moments_of(comp_of, moments)
     current = dict(rows_in(session, select(Image.id, Image.group_id), Image.id, members))
     taken: set[int] = set()
     live: set[int] = set()

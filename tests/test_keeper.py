@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 from sqlalchemy import select, update
 
 from api.main import create_app
+from bench.unseen import ordered_dither
 from indexer import features, keeper, resolution
 from indexer.catalog import Image as CatalogImage
 from indexer.grouping import refresh_groups
@@ -223,10 +224,7 @@ def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
 
 def dithered(im: Image.Image) -> Image.Image:
     """Four levels a channel through a 4 x 4 ordered (Bayer) dither: a retro or print look."""
-    bayer = np.array([[0, 8, 2, 10], [12, 4, 14, 6], [3, 11, 1, 9], [15, 7, 13, 5]], np.float32) / 16 - 0.5
-    a = np.asarray(im, np.float32) / 255
-    t = np.tile(bayer, (im.height // 4 + 1, im.width // 4 + 1))[:im.height, :im.width, None]
-    return Image.fromarray(np.clip(np.round(a * 3 + t) / 3 * 255, 0, 255).astype(np.uint8))
+    return ordered_dither(im, 4)
 
 
 @pytest.mark.parametrize("edit", [grainy, dithered], ids=lambda f: f.__name__)

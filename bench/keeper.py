@@ -3,7 +3,7 @@
 
     python bench/keeper.py [--work DIR] [--fit] [--group-size N]
 
-Three libraries, each 100 groups of an original and 5 copies (``../shared/eval/make_library.py``'s ``build``:
+Libraries of 100 groups of an original and 5 copies each (``../shared/eval/make_library.py``'s ``build``:
 one to three edits chained, files saved as JPEG, PNG or WebP at random qualities); ``truth.json``'s
 ``groups[i][0]`` is the original:
 - ``public``: the public evaluation library (``make_library.py OUT --split eval``, seed 0, its edits);
@@ -11,13 +11,16 @@ one to three edits chained, files saved as JPEG, PNG or WebP at random qualities
 - ``held-out``: our own recipes on the eval split, seed 2: never used to choose anything;
 - ``unseen``, ``unseen2``: the two edit sets of ``bench/unseen.py`` (sharpened, dithered, pixelated, stickers,
   ...; grain, glow, chromatic aberration, an "enhance" app, ...), which no recipe of the fit has, on the eval
-  split, seeds 3 and 4: how the rule carries to edits it was not fitted on.
+  split, seeds 3 and 4: how the rule carries to edits it was not fitted on;
+- ``chain``, ``tree``: our own recipes on the eval split (seeds 6, 7), one edit per copy, but copies made from
+  copies (``lineage``): each from the one before, or two from the original and three from the first copy. Every
+  other library is a star (each copy made from the original), as the fit is.
 Every member is measured as ingest measures it (``load_image`` with the decode workers' ``extra`` side, then
 ``indexer.keeper.measure``; its link features as ``indexer.decodepool.photo_features`` keeps them), each truth
 group's ``held`` is set as ``indexer.grouping`` sets it (``keeper.holdings``), and the truth groups are ranked
 (grouping itself is measured by ``bench/ingest.py``); ``--group-size 2`` (or 3) ranks the original with one (two)
 of its copies at a time instead, as most of a user's groups are. ``KEEPER_BENCH_MISSES=1`` lists the misses of ``fit`` and
-``public`` (never of ``held-out``, ``unseen`` or ``unseen2``).
+``public`` (never of the others: ``NEVER_LISTED``).
 The files are written original first, so the original is always the oldest: each library has a row with the
 dates as written and a row with the dates shuffled within each group (file age tells nothing), for the old rule
 (most pixels first: ``old_rule``) and the new (``indexer.keeper.choose``).
@@ -165,7 +168,34 @@ def grain(im: Image.Image, r: random.Random) -> Image.Image:
 RECIPES = {f.__name__: f for f in (upscale, thumb_up, pad_square, frame, sepia, grey, crop, recompress, caption,
                                    rotate_fill, screenshot, fade, mirror, vivid, grain)}
 LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES),
-             "unseen": ("eval", 3, EDIT_SETS["first"]), "unseen2": ("eval", 4, EDIT_SETS["second"])}
+             "unseen": ("eval", 3, EDIT_SETS["first"]), "unseen2": ("eval", 4, EDIT_SETS["second"]),
+             "chain": ("eval", 6, RECIPES), "tree": ("eval", 7, RECIPES)}
+# Copies made from other copies (``lineage``): each copy's parent, by its place in the group (0: the original)
+LINEAGES = {"chain": (0, 0, 1, 2, 3, 4), "tree": (0, 0, 0, 1, 1, 1)}
+NEVER_LISTED = ("held-out", "unseen", "unseen2", "chain", "tree")  # measured, never looked at (their misses would steer)
+
+
+def lineage(out: Path, photos: list[Path], seed: int, families: dict, parents: tuple[int, ...]) -> dict:
+    """A library like ``make_library.build``'s (100 groups of an original and 5 copies, files saved as it saves
+    them) whose copies are made from other copies: copy k gets one edit of ``families`` on the file saved for
+    member ``parents[k]``, so a ``chain`` inherits every edit before it and a ``tree`` shares the first copy's."""
+    r = random.Random(seed)
+    root = out / "library"
+    root.mkdir(parents=True, exist_ok=True)
+    groups, edits = [], {}
+    names = sorted(families)
+    for src in photos[:100]:
+        group = [make_library.save(Image.open(src).convert("RGB"), root, r)]
+        for parent in parents[1:]:
+            chain = r.sample(names, k=1)
+            with Image.open(root / group[parent]) as im:
+                copy = make_library.save(make_library.compose(im.convert("RGB"), chain, r, families), root, r)
+            edits[copy] = "+".join(chain)
+            group.append(copy)
+        groups.append(group)
+    truth = {"root": str(root), "groups": groups, "singles": [], "edits": edits}
+    (out / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
 
 
 # -- measuring and ranking ------------------------------------------------------------------------------
@@ -203,7 +233,10 @@ def library(name: str, work: Path) -> list[tuple[list[keeper.Candidate], list[fe
     if not (out / "truth.json").exists():
         if out.exists():  # a rebuild into an old folder draws other names, and so other edits
             shutil.rmtree(out)
-        make_library.build(out, make_library.split(split), 100, 5, seed, families)
+        if name in LINEAGES:
+            lineage(out, make_library.split(split), seed, families, LINEAGES[name])
+        else:
+            make_library.build(out, make_library.split(split), 100, 5, seed, families)
     truth = json.loads((out / "truth.json").read_text())
     root = Path(truth["root"])
     raw = json.loads(cache.read_text()) if cache.exists() else {}
@@ -312,7 +345,7 @@ def main() -> None:
             print(f"{name:10} {dates:9} {accuracy(gs, old_rule):9.2f} {new:9.2f}")
     if os.environ.get("KEEPER_BENCH_MISSES"):
         for name, groups in libs.items():
-            if name in ("held-out", "unseen", "unseen2"):  # measured, never looked at: their misses would steer the design
+            if name in NEVER_LISTED:
                 continue
             truth = json.loads((work / name / "truth.json").read_text())
             for g, paths in zip(groups, truth["groups"], strict=True):

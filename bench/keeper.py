@@ -14,7 +14,8 @@ one to three edits chained, files saved as JPEG, PNG or WebP at random qualities
   split, seeds 3 and 4: how the rule carries to edits it was not fitted on;
 - ``chain``, ``tree``: our own recipes on the eval split (seeds 6, 7), one edit per copy, but copies made from
   copies (``lineage``): each from the one before, or two from the original and three from the first copy. Every
-  other library is a star (each copy made from the original), as the fit is.
+  other library is a star (each copy made from the original), as the fit is. ``chain-fit`` and ``tree-fit`` are
+  the same shapes on the train split (seeds 8, 9), to choose on.
 Every member is measured as ingest measures it (``load_image`` with the decode workers' ``extra`` side, then
 ``indexer.keeper.measure``; its link features as ``indexer.decodepool.photo_features`` keeps them), each truth
 group's ``held`` is set as ``indexer.grouping`` sets it (``keeper.holdings``), and the truth groups are ranked
@@ -169,9 +170,11 @@ RECIPES = {f.__name__: f for f in (upscale, thumb_up, pad_square, frame, sepia, 
                                    rotate_fill, screenshot, fade, mirror, vivid, grain)}
 LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES),
              "unseen": ("eval", 3, EDIT_SETS["first"]), "unseen2": ("eval", 4, EDIT_SETS["second"]),
+             "chain-fit": ("train", 8, RECIPES), "tree-fit": ("train", 9, RECIPES),
              "chain": ("eval", 6, RECIPES), "tree": ("eval", 7, RECIPES)}
 # Copies made from other copies (``lineage``): each copy's parent, by its place in the group (0: the original)
-LINEAGES = {"chain": (0, 0, 1, 2, 3, 4), "tree": (0, 0, 0, 1, 1, 1)}
+CHAIN, TREE = (0, 0, 1, 2, 3, 4), (0, 0, 0, 1, 1, 1)
+LINEAGES = {"chain-fit": CHAIN, "tree-fit": TREE, "chain": CHAIN, "tree": TREE}
 NEVER_LISTED = ("held-out", "unseen", "unseen2", "chain", "tree")  # measured, never looked at (their misses would steer)
 
 

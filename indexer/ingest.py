@@ -39,7 +39,7 @@ from indexer.modelswitch import (
 from indexer.parts import Parts
 from indexer.phases import JobPhases
 from indexer.progress import Progress, Quiet
-from indexer.remeasure import remeasure
+from indexer.remeasure import rechoose, remeasure
 from indexer.removal import remove
 from indexer.report import group_counts
 from indexer.scan import diff, normalise_root, register_roots, scan
@@ -101,8 +101,10 @@ def embed(ix: Parts, image_ids: list[int], summary: IngestSummary, progress: Pro
 
 
 def link(ix: Parts, summary: IngestSummary, plan: LinkPlan | None = None, progress: Progress | None = None) -> int:
-    """Pairs of every unlinked photo, and their groups (``indexer/linking.py``); then the keeper evidence of
-    grouped photos measured by an older measure (``indexer/remeasure.py``)."""
+    """Keepers chosen by an older rule chosen again; pairs of every unlinked photo, and their groups
+    (``indexer/linking.py``); then the keeper evidence of grouped photos measured by an older measure
+    (``indexer/remeasure.py``)."""
+    rechoose(ix, progress)  # before the link step: a fresh catalog has no group yet and only records the rule
     n = link_step(ix, summary, plan, progress)
     remeasure(ix, progress)
     return n

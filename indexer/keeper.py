@@ -15,8 +15,8 @@ reads a file again. ``choose`` then ranks the members in a documented order:
    is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, JPEG blockiness, the
    share of the group's picture it does not hold (a crop: ``holdings``, from the verified transform between
    members' keypoints, set where groups are formed) and colour pushed beyond the group's usual (a "vivid" or
-   saturated copy), and a tone curve moved away from the group's (``levels``: an exposure, brightness, contrast
-   or levels edit that need not clip).
+   saturated copy; up to ``SATURATED_MAX``), and a tone curve moved away from the group's (``levels``: an
+   exposure, brightness, contrast or levels edit that need not clip).
 2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
    or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
    (copies come after their original), then the largest file, then the lowest id.
@@ -27,7 +27,9 @@ this is only the suggestion.
 """
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -295,11 +297,25 @@ TIE = 0.54  # scores closer than this to the best: the same picture as far as pi
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
 GREY = 2.0  # colourfulness below this: a grey picture
 COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded copies lose, a "vivid" one gains nothing
+# Colour beyond the group's usual counts up to this (log colourfulness; our "vivid" recipe pushes 0.7-0.8): far
+# more is a member beside a group whose usual is one grey, sepia or faded copy and the copies made from it
+SATURATED_MAX = 1.0
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
 # clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
 # colour pushed beyond the group's usual hold less, and so does a tone curve moved away from the group's
 SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
          "quality": 1, "cropped": -1, "saturated": -1, "levels": -1}
+
+
+CHOICE = 1  # of how ``choose`` ranks: bumped with a change that the constants ``choice_id`` reads do not show
+
+
+def choice_id() -> str:
+    """What a group's stored keeper was chosen by: ``CHOICE`` and the constants ranking reads. When it changes,
+    every group's keeper is chosen again (``indexer.remeasure.rechoose``), so bulk review applies this rule's."""
+    rule = [CHOICE, sorted(WEIGHTS.items()), TIE, UNKNOWN_QUALITY, COLOUR_ENOUGH, SATURATED_MAX, TONE_UNIT,
+            HOLD_REFS, HOLD_MIN_INLIERS, HOLD_TOL]
+    return hashlib.sha256(json.dumps(rule).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -390,7 +406,8 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
             "clipped": a.clipped, "noise": max(0.0, math.log1p(a.noise) - group.noise),
             "blockiness": math.log(max(a.blockiness, 1e-3)) if group.jpegs else 0.0,
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
-            "saturated": max(0.0, math.log1p(a.colour) - group.colour) if group.colour is not None else 0.0,
+            "saturated": (min(SATURATED_MAX, max(0.0, math.log1p(a.colour) - group.colour))
+                          if group.colour is not None else 0.0),
             "levels": levels(a.tones, group.tones)}
 
 

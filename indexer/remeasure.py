@@ -1,10 +1,12 @@
-"""Keeper evidence for grouped photos measured by an older ``keeper.measure`` (or never measured).
+"""Keeper evidence for grouped photos measured by an older ``keeper.measure`` (or never measured), and keepers
+chosen by an older rule.
 
 A new measure (``keeper.VERSION``) would otherwise leave every photo indexed before it to the fallback rule (most
 pixels first) until its file changed. After each link step, the grouped photos whose evidence is stale are read
 once more, measured as the decode workers measure (``decodepool.measure_file``: also the camera's capture time,
 which bulk review reads), and their groups' keepers are chosen again. Only grouped photos: a photo in no group
-needs no keeper.
+needs no keeper. A new ranking (``keeper.choice_id``) reads no file: ``rechoose`` chooses every group's keeper
+again from what the catalog holds.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ from sqlalchemy import or_, select, update
 
 from indexer import keeper
 from indexer.catalog import Image, ImageStatus
+from indexer.catalog.models import DupGroup
 from indexer.decodepool import measure_file
-from indexer.grouping import regroup
+from indexer.grouping import refresh_groups, regroup
 from indexer.locks import catalog_lock
 from indexer.parts import Parts
 from indexer.progress import Progress
 
-CHUNK = 256  # photos measured between commits and progress reports
+CHUNK = 256  # photos measured, or groups refreshed, between commits and progress reports
+CHOICE_KEY = "keeper_choice"  # the catalog's meta key: ``keeper.choice_id`` of the rule the keepers were chosen by
 
 
 def stale(ix: Parts) -> list[tuple[int, str, str | None]]:
@@ -58,3 +62,23 @@ def remeasure(ix: Parts, progress: Progress | None = None) -> int:
             if progress is not None:
                 progress.advance(min(start + CHUNK, len(todo)), 0)
     return done
+
+
+def rechoose(ix: Parts, progress: Progress | None = None) -> int:
+    """Choose every group's keeper again when the stored ones were chosen by another rule (``keeper.choice_id``;
+    a catalog with no group yet only records it); returns how many groups were refreshed. Killed half way, the
+    next call starts over: the rule is recorded last."""
+    now = keeper.choice_id()
+    if ix.catalog.get_meta(CHOICE_KEY) == now:
+        return 0
+    with ix.catalog.session() as s:
+        gids = list(s.scalars(select(DupGroup.id).order_by(DupGroup.id)))
+    if gids and progress is not None:
+        progress.start(len(gids), "choosing keepers by this release's rule")
+    for start in range(0, len(gids), CHUNK):
+        with catalog_lock(ix.catalog, "groups"), ix.catalog.session() as s:
+            refresh_groups(s, gids[start:start + CHUNK], ix.store.get)
+        if progress is not None:
+            progress.advance(min(start + CHUNK, len(gids)), 0)
+    ix.catalog.set_meta(CHOICE_KEY, now)
+    return len(gids)

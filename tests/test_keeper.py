@@ -21,8 +21,9 @@ from sqlalchemy import select, update
 
 from api.main import create_app
 from bench.unseen import ordered_dither
-from indexer import features, keeper, resolution
+from indexer import features, keeper, remeasure, resolution
 from indexer.catalog import Image as CatalogImage
+from indexer.catalog.models import DupGroup
 from indexer.grouping import refresh_groups
 from indexer.index import Index
 from tests.conftest import photo_files
@@ -174,8 +175,9 @@ def test_crop_holds_less_of_the_picture(tmp_path: Path, settings_factory) -> Non
     assert g["keeper"] == by_path[str(original)]["id"]
 
 
-def _cand(i: int, held: float | None = None, colour: float = 30.0, noise: float = 1.0) -> keeper.Candidate:
-    a = keeper.Attributes(detail_scale=0.1, border=0.0, colour=colour, tint=0.3, clipped=0.0, noise=noise,
+def _cand(i: int, held: float | None = None, colour: float = 30.0, noise: float = 1.0,
+          tint: float = 0.3) -> keeper.Candidate:
+    a = keeper.Attributes(detail_scale=0.1, border=0.0, colour=colour, tint=tint, clipped=0.0, noise=noise,
                           blockiness=1.0, jpeg_quality=90, analysed_side=500)
     return keeper.Candidate(id=i, width=500, height=400, mtime=float(i), attributes=a, held=held)
 
@@ -203,6 +205,15 @@ def test_colour_beyond_the_groups_usual_counts_against() -> None:
     usual = [_cand(i) for i in (1, 2, 3, 4, 5)]  # the usual level is an upper quartile: six members tell one out
     assert keeper.choose([*usual, _cand(6, colour=90.0)]).decided_by[6] == "saturated"
     assert keeper.choose([*usual, _cand(6, noise=12.0)]).decided_by[6] == "noise"
+
+
+def test_colour_counts_against_a_member_only_so_far_beyond_the_groups_usual() -> None:
+    """Copies made from a sepia copy (bench/README.md "Copies made from copies"): the group's usual colour is
+    theirs, and the original, dated last, must not lose as an over-saturated copy; a vivid copy still does."""
+    sepia = [_cand(i, colour=3.0, tint=0.9) for i in (1, 2, 3, 4)]
+    assert keeper.choose([*sepia, _cand(5, colour=30.0)]).image_id == 5
+    usual = [_cand(i) for i in (1, 2, 3, 4, 5)]
+    assert keeper.choose([*usual, _cand(6, colour=60.0)]).decided_by[6] == "saturated"  # 0.68 beyond: counts
 
 
 def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
@@ -345,3 +356,24 @@ def test_a_drawing_on_the_8px_grid_is_not_taken_for_a_jpeg_where_no_member_is_on
     assert keeper.choose(cands).image_id == 1
     jpeg = [replace(c, attributes=replace(c.attributes, jpeg_quality=95)) for c in cands]
     assert keeper.usual(jpeg).jpegs and not keeper.usual(cands).jpegs
+
+
+def test_keepers_chosen_by_an_older_rule_are_chosen_again(tmp_path: Path, settings_factory) -> None:
+    """After an upgrade of the ranking (``keeper.choice_id``), a stored keeper may be an older rule's pick, and bulk
+    review applies the stored one. The next ingest chooses every group's keeper again, embedding nothing; a fresh
+    catalog records the rule on its first ingest and refreshes nothing."""
+    original, copy = _pair(tmp_path / "lib", upscaled)
+    with Index(settings_factory()) as index:
+        index.ingest([str(tmp_path / "lib")])
+        assert index.catalog.get_meta(remeasure.CHOICE_KEY) == keeper.choice_id()
+        assert remeasure.rechoose(index) == 0
+        ids = {m["path"]: m["id"] for m in _only_group(index)["members"]}
+        assert _only_group(index)["keeper"] == ids[str(original)]
+        with index.catalog.session() as s:  # as an older rule left it
+            s.execute(update(DupGroup).values(keeper_id=ids[str(copy)], keeper_reason="an older rule's"))
+        index.catalog.set_meta(remeasure.CHOICE_KEY, "an older rule")
+        s2 = index.ingest([str(tmp_path / "lib")])
+        assert s2.indexed == 0
+        g = _only_group(index)
+        assert g["keeper"] == ids[str(original)], g["keeper_reason"]
+        assert index.catalog.get_meta(remeasure.CHOICE_KEY) == keeper.choice_id()

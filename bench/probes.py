@@ -3,7 +3,7 @@
 (bench/README.md, "Small subjects on one ground"). All eight linked through the pixels rule before
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
-    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow|collage [--seed 3]
+    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow|collage|dark [--seed 3]
     PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # uses bench/confusers.py
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
@@ -84,6 +84,13 @@ collage   24 train-split photos, each with a shrunk, re-saved copy, and 12 colla
           four in a grid, on white or black with a gap of 0-16 px): a collage holds each of its photos whole,
           beside other pictures. It is a picture of its own, not a copy: a single in the truth.
 
+One probe of near-black pictures, written after ``linkrule.faint_alike``'s bar was chosen (on train-split photos)
+and kept out of it:
+
+dark      40 eval-split photos darkened to 2-10 % with sensor noise (night shots, underexposed frames), every other
+          one with one or two copies (re-saved at JPEG quality 60-85, brightened 1.2-1.6 times, or shrunk to
+          0.5-0.8), and 6 black frames of noise alone: many are flat to their 32 px thumbnail.
+
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
 """
@@ -98,7 +105,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 SIZE = (1200, 900)
@@ -577,10 +584,33 @@ def bursts(r: random.Random) -> Iterator[Entry]:
         start += datetime.timedelta(minutes=5)
 
 
+def darks(r: random.Random, count: int = 40) -> Iterator[Entry]:
+    photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if not n % 5]  # the eval split
+    rng = np.random.default_rng(r.getrandbits(32))
+    for k, path in enumerate(r.sample(photos, count)):
+        a = np.asarray(Image.open(path).convert("RGB"), np.float32)
+        a = a * r.uniform(0.02, 0.10) + rng.normal(0, r.uniform(1.5, 3.0), a.shape)
+        im, copies = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), []
+        if not k % 2:
+            for edit in r.sample(["resave", "bright", "shrink"], r.randint(1, 2)):
+                name = f"library/{k:03d}_dark_{edit}.jpg"
+                if edit == "resave":
+                    copies.append((name, im, {"quality": r.randint(60, 85)}, "jpeg"))
+                elif edit == "bright":
+                    copies.append((name, ImageEnhance.Brightness(im).enhance(r.uniform(1.2, 1.6)), {"quality": 85},
+                                   "exposure+jpeg"))
+                else:
+                    copies.append(_shrunk(im, r, 0.5, name))
+        yield f"library/{k:03d}_dark.jpg", im, {"quality": 90}, copies
+    for k in range(6):
+        noise = rng.normal(r.uniform(2, 8), r.uniform(1.5, 3.0), (375, 500, 3))
+        yield f"library/{k:03d}_black.jpg", Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), {"quality": 90}, []
+
+
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
-    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset, "collage": collages}
+    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset, "collage": collages, "dark": darks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,6 +49,10 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
   alike (a photo and a page may: an exposure edit can crush or blow out a photo until it looks like paper).
 
 Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
+A near-black picture is flat to its thumbnail but may still hold faint detail (a night shot, an underexposed
+frame): at or above the threshold it links as ``pixels`` to a picture of one aspect whose detail, the smooth part
+(a vignette, a sky's glow) taken off, correlates with it (``faint_alike``): another dark photo's noise and
+lights correlate with nothing.
 
 A ``verified`` or ``framed`` link also records its cover: the share of the two pictures' overlap that agrees
 (``verify.agreement_cover``). One logo or text on two plain pictures agrees on a small part only; bulk review leaves
@@ -102,6 +106,12 @@ ALIGN_MAX_TURN = 20.0
 ALIGN_MAX_STRETCH = 1.25
 MAX_MOVED = 0.4  # ``verify.moved`` from which a fit's keypoints moved against each other: two shots, not a copy
 FRAME_SHARE = 0.25  # of the overlap's cells the inliers' box must hold for ``reframed``: not a shared logo or band
+# ``faint_alike``: two grey copies at FAINT_SIDE px wide, less their blur by FAINT_BLUR px, each with a spread of at
+# least FAINT_MIN_STD grey levels, correlating at FAINT_MIN_CORR or more
+FAINT_SIDE = 64
+FAINT_BLUR = 4.0
+FAINT_MIN_STD = 0.5
+FAINT_MIN_CORR = 0.4
 
 
 @dataclass(frozen=True)
@@ -146,7 +156,8 @@ class LinkRule:
                 f"{PATTERN_KEYPOINTS} keypoints), sharing {MIN_MATCH_SHARE:g} of keypoints from {MATCH_KEYPOINTS}, "
                 f"one aspect ({SAME_ASPECT:g}) differing evenly: worst {EVEN_PATCH:g} patch under {EVEN_RATIO:g}x "
                 f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}, or detail on one side only ({ADDED_MARK:g} of it, "
-                f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px); or soft: grey residual "
+                f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px), or faint: detail at {FAINT_SIDE} px less blur "
+                f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g}; or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
                 f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
@@ -195,8 +206,10 @@ class Check(NamedTuple):
 def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, crowd_a: float | None = None,
            crowd_b: float | None = None) -> Evidence | None:
     """The evidence that links a candidate pair, or None when the pair is not two copies of one photo."""
-    if cosine < rule.floor or a.flat or b.flat:
+    if cosine < rule.floor:
         return None
+    if a.flat or b.flat:
+        return Evidence("pixels", cosine) if cosine >= rule.threshold and faint_alike(a, b) else None
     check = geometry(rule, a, b)
     if check is not None:
         inliers, agree, fits, cover = check
@@ -455,6 +468,26 @@ def keypoints_alike(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
         return True
     held = laid_over(a, b)
     return held is not None and held >= rule.weak_agreement
+
+
+def faint_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """Whether two pictures of one aspect (``SAME_ASPECT``), one of them at least near-black, hold the same faint
+    detail: their grey copies at FAINT_SIDE px wide, less a FAINT_BLUR px blur, correlate at FAINT_MIN_CORR or
+    more, each with some detail (FAINT_MIN_STD: a solid colour or a smooth gradient has none)."""
+    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    if abs(np.log((wa / ha) / (wb / hb))) > SAME_ASPECT:
+        return False
+    size = (FAINT_SIDE, max(1, round(FAINT_SIDE * ha / wa)))
+    da, db = (_faint_detail(f.grey, size) for f in (a, b))
+    sa, sb = float(da.std()), float(db.std())
+    if min(sa, sb) < FAINT_MIN_STD:
+        return False
+    return float(((da - da.mean()) * (db - db.mean())).mean()) / (sa * sb) >= FAINT_MIN_CORR
+
+
+def _faint_detail(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    g = Image.fromarray(np.ascontiguousarray(grey)).resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(g, np.float32) - np.asarray(g.filter(ImageFilter.GaussianBlur(FAINT_BLUR)), np.float32)
 
 
 def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:

@@ -697,6 +697,37 @@ def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_
         not together(groups, {"moon1.jpg"}, {"moon2.jpg"}), (groups, cos)
 
 
+def test_a_near_black_night_shot_groups_with_its_copies_and_other_dark_frames_stay_apart(
+        tmp_path: Path, settings_factory) -> None:
+    """A photo darkened to 4 % with sensor noise (as bench/confusers.py's ``low_night``, darker) is flat to its
+    thumbnail, which once linked only byte-identical copies. Its re-save and a brightened copy keep its faint detail
+    and group with it; another night shot and two black frames of noise hold other detail, or none, and stay
+    apart."""
+    rng = np.random.default_rng(5)
+
+    def dark(path: Path) -> Image.Image:
+        a = np.asarray(Image.open(path).convert("RGB"), np.float32)
+        a = a * 0.04 + rng.normal(0, 2.5, a.shape)
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+    lib = tmp_path / "lib"
+    night = dark(BOAT)
+    save(lib, "night.jpg", night, quality=90)
+    save(lib, "night_resave.jpg", night, quality=70)
+    save(lib, "night_bright.png", ImageEnhance.Brightness(night).enhance(1.3))
+    save(lib, "other_night.jpg", dark(VAN), quality=90)
+    for k in (0, 1):
+        noise = rng.normal(4.0, 2.0, night.size[::-1] + (3,))
+        save(lib, f"black{k}.jpg", Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), quality=90)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("night.jpg", "other_night.jpg", "black0.jpg")}
+    assert all(x.flat for x in f.values())  # the near-black path is what links them, or nothing
+    assert not linkrule.faint_alike(f["night.jpg"], f["other_night.jpg"])
+    assert not linkrule.faint_alike(f["black0.jpg"], f["night.jpg"])
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    assert {"night.jpg", "night_resave.jpg", "night_bright.png"} in groups, (groups, cos)
+    assert not together(groups, {"other_night.jpg", "black0.jpg", "black1.jpg"}, {"night.jpg", "black0.jpg", "black1.jpg"}), groups
+
+
 def test_plain_pictures_under_one_logo_are_never_in_a_bulk_decision(tmp_path: Path, settings_factory) -> None:
     """Two different plain pictures under one centred logo (bench/probes.py's marked probe): the logo's keypoints
     agree on one transform and its cells are the only textured ones, so the content check agrees and the two are

@@ -52,7 +52,9 @@ Flat pictures (no content at all) are linked to byte-identical copies only (``ex
 A near-black picture is flat to its thumbnail but may still hold faint detail (a night shot, an underexposed
 frame): at or above the threshold it links as ``pixels`` to a picture of one aspect whose detail, the smooth part
 (a vignette, a sky's glow) taken off, correlates with it (``faint_alike``): another dark photo's noise and
-lights correlate with nothing.
+lights correlate with nothing. For the same reason two low-texture pictures of other aspects whose content
+thumbnails are both plain and dark must also correlate in their pattern (``plain_alike``): near-black thumbnails
+are all close to each other, and a crop cannot be laid over to tell.
 
 A ``verified`` or ``framed`` link also records its cover: the share of the two pictures' overlap that agrees
 (``verify.agreement_cover``). One logo or text on two plain pictures agrees on a small part only; bulk review leaves
@@ -112,6 +114,15 @@ FAINT_SIDE = 64
 FAINT_BLUR = 4.0
 FAINT_MIN_STD = 0.5
 FAINT_MIN_CORR = 0.4
+# ``plain_alike``: dark content thumbnails spread under PLAIN_THUMB grey levels match any other such at a small
+# distance; two of them, of other aspects, must correlate at PLAIN_MIN_CORR, one cut to the other's aspect, under one
+# of the eight turns
+PLAIN_THUMB = 8.0
+PLAIN_DARK = 48.0  # mean grey of both thumbnails under this: dark pictures (bright plain ones kept their links)
+PLAIN_MIN_CORR = 0.9
+PLAIN_SIDE = 32  # px wide the two are compared at, blurred by PLAIN_BLUR px, the cut tried at PLAIN_OFFSETS places
+PLAIN_BLUR = 1.0
+PLAIN_OFFSETS = 9
 
 
 @dataclass(frozen=True)
@@ -157,7 +168,10 @@ class LinkRule:
                 f"one aspect ({SAME_ASPECT:g}) differing evenly: worst {EVEN_PATCH:g} patch under {EVEN_RATIO:g}x "
                 f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}, or detail on one side only ({ADDED_MARK:g} of it, "
                 f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px), or faint: detail at {FAINT_SIDE} px less blur "
-                f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g}; or soft: grey residual "
+                f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g}, plain thumbnails under "
+                f"{PLAIN_THUMB:g} under {PLAIN_DARK:g} of other aspects correlating {PLAIN_MIN_CORR:g} cut at "
+                f"{PLAIN_OFFSETS} places, "
+                f"{PLAIN_SIDE} px blur {PLAIN_BLUR:g}; or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
                 f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
@@ -233,7 +247,7 @@ def decide(rule: LinkRule, cosine: float, a: PhotoFeatures, b: PhotoFeatures, cr
         return None
     if a.low_texture and b.low_texture:
         return Evidence("pixels", cosine) if thumbs_match(rule, a.content_thumb, b.content_thumb) and \
-            keypoints_alike(rule, a, b) and differ_evenly(a, b) else None
+            keypoints_alike(rule, a, b) and differ_evenly(a, b) and plain_alike(a, b) else None
     if a.page is not None and b.page is not None:
         return None  # the embedding sees every page of a template alike: two pages link on their text only
     if a.page is None and b.page is None and (check is None or check[0] < rule.weak_inliers) and \
@@ -483,6 +497,50 @@ def faint_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     if min(sa, sb) < FAINT_MIN_STD:
         return False
     return float(((da - da.mean()) * (db - db.mean())).mean()) / (sa * sb) >= FAINT_MIN_CORR
+
+
+def plain_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
+    """For two pictures whose content thumbnails are both plain and dark (spread under PLAIN_THUMB, mean under
+    PLAIN_DARK: night shots, underexposed frames) and that ``differ_evenly`` cannot lay over (other aspects):
+    whether one, cropped to the other's aspect somewhere along its longer side (a crop, or padding the content box
+    could not find on a dark picture), has the other's pattern: their grey copies at PLAIN_SIDE px, blurred, correlate at PLAIN_MIN_CORR or more
+    under one of the eight turns. A small distance between two plain thumbnails says little: every near-black
+    photo is near every other. True for any other pair."""
+    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    ta, tb = (f.content_thumb.astype(np.float32).mean(axis=2) for f in (a, b))
+    if max(ta.std(), tb.std()) >= PLAIN_THUMB or max(ta.mean(), tb.mean()) >= PLAIN_DARK or \
+            abs(np.log((wa / ha) / (wb / hb))) <= SAME_ASPECT:
+        return True
+    return any(_plain_corr(a.grey, np.ascontiguousarray(t)) >= PLAIN_MIN_CORR for t in _turns(b.grey))
+
+
+def _plain_corr(a: np.ndarray, b: np.ndarray) -> float:
+    """The best correlation of two grey copies with the wider (relative to the other) cut to the other's aspect,
+    or the taller, at PLAIN_OFFSETS places along the cut side; both at PLAIN_SIDE px, blurred by PLAIN_BLUR."""
+    best = -1.0
+    for x, y in ((a, b), (b, a)):
+        (hx, wx), (hy, wy) = x.shape, y.shape
+        for cut in ("w", "h"):
+            if cut == "w" and wx / hx > wy / hy:
+                n, extent = max(1, round(hx * wy / hy)), wx  # x's width cut to y's aspect
+            elif cut == "h" and wx / hx < wy / hy:
+                n, extent = max(1, round(wx * hy / wy)), hx  # x's height cut to y's aspect
+            else:
+                continue
+            for t in np.linspace(0, extent - n, PLAIN_OFFSETS):
+                o = round(float(t))
+                part = np.ascontiguousarray(x[:, o:o + n] if cut == "w" else x[o:o + n, :])
+                best = max(best, _corr_at(part, y))
+    return best
+
+
+def _corr_at(x: np.ndarray, y: np.ndarray) -> float:
+    """Correlation of two uint8 grey arrays, both at ``y``'s aspect, PLAIN_SIDE px wide and blurred."""
+    size = (PLAIN_SIDE, max(1, round(PLAIN_SIDE * y.shape[0] / y.shape[1])))
+    u, v = (np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(PLAIN_BLUR)),
+                       np.float32) for g in (x, y))
+    su, sv = float(u.std()), float(v.std())
+    return float(((u - u.mean()) * (v - v.mean())).mean()) / (su * sv) if su > 0 and sv > 0 else 0.0
 
 
 def _faint_detail(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -728,6 +728,32 @@ def test_a_near_black_night_shot_groups_with_its_copies_and_other_dark_frames_st
     assert not together(groups, {"other_night.jpg", "black0.jpg", "black1.jpg"}, {"night.jpg", "black0.jpg", "black1.jpg"}), groups
 
 
+def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_path: Path,
+                                                                         settings_factory) -> None:
+    """Two different dark photos (bench/probes.py's ``dark`` probe, seed 3: 500 x 333 and 500 x 375, at 2-10 %):
+    near-black content thumbnails are close to each other whatever they show, and pictures of other aspects cannot
+    be laid over, so the pixels rule linked one photo's shrunk copy to the other photo and its copies. Their
+    patterns differ wherever one is cut to the other's aspect (``plain_alike``). The copies of each, and a crop
+    of one to another aspect, group with it."""
+    lib = tmp_path / "library"  # the probe's names start with it
+    lib.mkdir()
+    entries = {name: (im, options, copies) for name, im, options, copies in P.darks(random.Random(3))}
+    for name in ("library/000_dark.jpg", "library/020_dark.jpg"):
+        im, options, copies = entries[name]
+        im.save(tmp_path / name, **options)
+        for copy_name, copy_im, copy_options, _ in copies:
+            copy_im.save(tmp_path / copy_name, **copy_options)
+    im = entries["library/000_dark.jpg"][0]
+    save(lib, "000_dark_crop.jpg", im.crop((0, 0, im.width, int(im.height * 0.85))), quality=85)
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("000_dark.jpg", "000_dark_crop.jpg", "020_dark.jpg")}
+    assert not linkrule.plain_alike(f["000_dark.jpg"], f["020_dark.jpg"])
+    assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_crop.jpg"])
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    ours = {n for n in (p.name for p in lib.iterdir()) if n.startswith("000_")}
+    others = {n for n in (p.name for p in lib.iterdir()) if n.startswith("020_")}
+    assert ours in groups and others in groups, (groups, cos)
+
+
 def test_plain_pictures_under_one_logo_are_never_in_a_bulk_decision(tmp_path: Path, settings_factory) -> None:
     """Two different plain pictures under one centred logo (bench/probes.py's marked probe): the logo's keypoints
     agree on one transform and its cells are the only textured ones, so the content check agrees and the two are

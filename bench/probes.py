@@ -85,7 +85,8 @@ collage   24 train-split photos, each with a shrunk, re-saved copy, and 12 colla
           beside other pictures. It is a picture of its own, not a copy: a single in the truth.
 
 One probe of near-black pictures, written after ``linkrule.faint_alike``'s bar was chosen (on train-split photos)
-and kept out of it:
+and kept out of it; ``linkrule.plain_alike`` was then designed on its seed-3 draw's false pair (``--seed 4`` is the
+draw nothing was chosen on):
 
 dark      40 eval-split photos darkened to 2-10 % with sensor noise (night shots, underexposed frames), every other
           one with one or two copies (re-saved at JPEG quality 60-85, brightened 1.2-1.6 times, or shrunk to

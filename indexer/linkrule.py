@@ -170,8 +170,7 @@ class LinkRule:
                 f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px), or faint: detail at {FAINT_SIDE} px less blur "
                 f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g}, plain thumbnails under "
                 f"{PLAIN_THUMB:g} under {PLAIN_DARK:g} of other aspects correlating {PLAIN_MIN_CORR:g} cut at "
-                f"{PLAIN_OFFSETS} places, "
-                f"{PLAIN_SIDE} px blur {PLAIN_BLUR:g}; or soft: grey residual "
+                f"{PLAIN_OFFSETS} places, {PLAIN_SIDE} px blur {PLAIN_BLUR:g}; or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
                 f"{'/'.join(str(k) for k in align.LEVELS)}x{align.ITERATIONS} stop {align.COARSE_MIN_CORRELATION:g} cover "
@@ -488,28 +487,26 @@ def faint_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     """Whether two pictures of one aspect (``SAME_ASPECT``), one of them at least near-black, hold the same faint
     detail: their grey copies at FAINT_SIDE px wide, less a FAINT_BLUR px blur, correlate at FAINT_MIN_CORR or
     more, each with some detail (FAINT_MIN_STD: a solid colour or a smooth gradient has none)."""
-    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
-    if abs(np.log((wa / ha) / (wb / hb))) > SAME_ASPECT:
+    if 0 not in _fitting_turns(a, b):
         return False
+    wa, ha = a.keypoints.size
     size = (FAINT_SIDE, max(1, round(FAINT_SIDE * ha / wa)))
     da, db = (_faint_detail(f.grey, size) for f in (a, b))
-    sa, sb = float(da.std()), float(db.std())
-    if min(sa, sb) < FAINT_MIN_STD:
+    if min(float(da.std()), float(db.std())) < FAINT_MIN_STD:
         return False
-    return float(((da - da.mean()) * (db - db.mean())).mean()) / (sa * sb) >= FAINT_MIN_CORR
+    return _correlation(da, db) >= FAINT_MIN_CORR
 
 
 def plain_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     """For two pictures whose content thumbnails are both plain and dark (spread under PLAIN_THUMB, mean under
     PLAIN_DARK: night shots, underexposed frames) and that ``differ_evenly`` cannot lay over (other aspects):
     whether one, cropped to the other's aspect somewhere along its longer side (a crop, or padding the content box
-    could not find on a dark picture), has the other's pattern: their grey copies at PLAIN_SIDE px, blurred, correlate at PLAIN_MIN_CORR or more
-    under one of the eight turns. A small distance between two plain thumbnails says little: every near-black
-    photo is near every other. True for any other pair."""
-    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    could not find on a dark picture), has the other's pattern: their grey copies at PLAIN_SIDE px, blurred,
+    correlate at PLAIN_MIN_CORR or more under one of the eight turns. A small distance between two plain
+    thumbnails says little: every near-black photo is near every other. True for any other pair."""
     ta, tb = (f.content_thumb.astype(np.float32).mean(axis=2) for f in (a, b))
     if max(ta.std(), tb.std()) >= PLAIN_THUMB or max(ta.mean(), tb.mean()) >= PLAIN_DARK or \
-            abs(np.log((wa / ha) / (wb / hb))) <= SAME_ASPECT:
+            0 in _fitting_turns(a, b):
         return True
     return any(_plain_corr(a.grey, np.ascontiguousarray(t)) >= PLAIN_MIN_CORR for t in _turns(b.grey))
 
@@ -520,25 +517,27 @@ def _plain_corr(a: np.ndarray, b: np.ndarray) -> float:
     best = -1.0
     for x, y in ((a, b), (b, a)):
         (hx, wx), (hy, wy) = x.shape, y.shape
-        for cut in ("w", "h"):
-            if cut == "w" and wx / hx > wy / hy:
-                n, extent = max(1, round(hx * wy / hy)), wx  # x's width cut to y's aspect
-            elif cut == "h" and wx / hx < wy / hy:
-                n, extent = max(1, round(wx * hy / wy)), hx  # x's height cut to y's aspect
-            else:
-                continue
-            for t in np.linspace(0, extent - n, PLAIN_OFFSETS):
-                o = round(float(t))
-                part = np.ascontiguousarray(x[:, o:o + n] if cut == "w" else x[o:o + n, :])
-                best = max(best, _corr_at(part, y))
+        if wx / hx == wy / hy:
+            continue
+        wide = wx / hx > wy / hy  # x's width cut to y's aspect, else its height
+        n, extent = (max(1, round(hx * wy / hy)), wx) if wide else (max(1, round(wx * hy / wy)), hx)
+        for t in np.linspace(0, extent - n, PLAIN_OFFSETS):
+            o = round(float(t))
+            part = np.ascontiguousarray(x[:, o:o + n] if wide else x[o:o + n, :])
+            best = max(best, _corr_at(part, y))
     return best
 
 
 def _corr_at(x: np.ndarray, y: np.ndarray) -> float:
     """Correlation of two uint8 grey arrays, both at ``y``'s aspect, PLAIN_SIDE px wide and blurred."""
     size = (PLAIN_SIDE, max(1, round(PLAIN_SIDE * y.shape[0] / y.shape[1])))
-    u, v = (np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(PLAIN_BLUR)),
-                       np.float32) for g in (x, y))
+    blur = ImageFilter.GaussianBlur(PLAIN_BLUR)
+    u, v = (np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX).filter(blur), np.float32) for g in (x, y))
+    return _correlation(u, v)
+
+
+def _correlation(u: np.ndarray, v: np.ndarray) -> float:
+    """Pearson correlation of two arrays of one shape; 0 where either is flat."""
     su, sv = float(u.std()), float(v.std())
     return float(((u - u.mean()) * (v - v.mean())).mean()) / (su * sv) if su > 0 and sv > 0 else 0.0
 
@@ -546,6 +545,12 @@ def _corr_at(x: np.ndarray, y: np.ndarray) -> float:
 def _faint_detail(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     g = Image.fromarray(np.ascontiguousarray(grey)).resize(size, Image.Resampling.BILINEAR)
     return np.asarray(g, np.float32) - np.asarray(g.filter(ImageFilter.GaussianBlur(FAINT_BLUR)), np.float32)
+
+
+def _fitting_turns(a: PhotoFeatures, b: PhotoFeatures) -> list[int]:
+    """Which of ``_turns`` of ``b`` have ``a``'s aspect (within SAME_ASPECT); 0 among them: one aspect as they are."""
+    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
+    return [k for k in range(8) if abs(np.log((wa / ha) / ((hb / wb) if k % 2 else (wb / hb)))) <= SAME_ASPECT]
 
 
 def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:
@@ -556,8 +561,7 @@ def differ_evenly(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     (``_added_to_one``). A copy differs evenly (noise, compression, resampling); another moon on the same night
     sky, another bird on the same sky or another letter on the same icon differs in one place, as much as a
     subject differs from its ground, where the ground around it matches."""
-    (wa, ha), (wb, hb) = a.keypoints.size, b.keypoints.size
-    fitting = [k for k in range(8) if abs(np.log((wa / ha) / ((hb / wb) if k % 2 else (wb / hb)))) <= SAME_ASPECT]
+    fitting = _fitting_turns(a, b)
     if not fitting:
         return True
     k = _nearest_thumb_turn(a.thumb, b.thumb, fitting)

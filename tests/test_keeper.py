@@ -216,18 +216,21 @@ def test_colour_counts_against_a_member_only_so_far_beyond_the_groups_usual() ->
     assert keeper.choose([*usual, _cand(6, colour=60.0)]).decided_by[6] == "saturated"  # 0.68 beyond: counts
 
 
+def _saved_member(i: int, pic: Image.Image, mtime: float) -> keeper.Candidate:
+    """``pic`` as a member, measured as ingest measures the JPEG (quality 92) it is saved as."""
+    buf = io.BytesIO()
+    pic.save(buf, "JPEG", quality=92)
+    a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    return keeper.Candidate(id=i, width=pic.width, height=pic.height, mtime=mtime, attributes=a)
+
+
 def test_grainy_copy_loses_in_its_group(tmp_path: Path) -> None:
     """Grain added to a copy, measured as ingest measures it, in a group of six: the grain does not win as
     detail, and counts against the copy (the usual noise is the group's upper quartile: in a group of two to
     four the noisiest member sets it and noise cannot count there, bench/README.md "Keeper")."""
     im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
-    members = []
-    for i, edit in enumerate((lambda x: x, grainy, recompressed, padded, upscaled, captioned)):
-        buf = io.BytesIO()
-        edit(im).save(buf, "JPEG", quality=92)
-        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        w, h = edit(im).size
-        members.append(keeper.Candidate(id=i + 1, width=w, height=h, mtime=float(10 - i), attributes=a))
+    members = [_saved_member(i + 1, edit(im), float(10 - i))
+               for i, edit in enumerate((lambda x: x, grainy, recompressed, padded, upscaled, captioned))]
     ch = keeper.choose(members)
     assert ch.image_id == 1, ch.reason
     assert ch.decided_by[2] != "tie"
@@ -244,12 +247,7 @@ def test_grain_or_dither_is_no_detail_even_in_a_pair(edit: Callable[[Image.Image
     measure can tell a grainy or dithered copy from its original. The round trip loses the grain as it loses
     detail; with the measured noise taken out, the original holds more detail, though the copy's file is older."""
     im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
-    cands = []
-    for i, pic in ((1, im), (2, edit(im))):
-        buf = io.BytesIO()
-        pic.save(buf, "JPEG", quality=92)
-        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        cands.append(keeper.Candidate(id=i, width=pic.width, height=pic.height, mtime=float(10 - i), attributes=a))
+    cands = [_saved_member(i, pic, float(10 - i)) for i, pic in ((1, im), (2, edit(im)))]
     ch = keeper.choose(cands)
     assert ch.image_id == 1, (ch.reason, [c.attributes.detail_scale for c in cands])
     assert ch.decided_by[2] == "effective_pixels"
@@ -290,13 +288,8 @@ def test_exposure_copy_loses_in_its_group(edit: Callable[[Image.Image], Image.Im
     keep its tones (a re-save, padding, a caption), loses to the original on its tone curve, though the file
     is older and nothing in it clips."""
     im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
-    members = []
-    for i, e in enumerate((lambda x: x, edit, recompressed, padded, captioned)):
-        buf = io.BytesIO()
-        e(im).save(buf, "JPEG", quality=92)
-        a = keeper.measure(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-        w, h = e(im).size
-        members.append(keeper.Candidate(id=i + 1, width=w, height=h, mtime=float(10 - i), attributes=a))
+    members = [_saved_member(i + 1, e(im), float(10 - i))
+               for i, e in enumerate((lambda x: x, edit, recompressed, padded, captioned))]
     assert len(members[0].attributes.tones) == len(keeper.TONE_QUANTILES)  # type: ignore[union-attr]
     ch = keeper.choose(members)
     assert ch.image_id == 1, ch.reason

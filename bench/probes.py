@@ -3,7 +3,7 @@
 (bench/README.md, "Small subjects on one ground"). All eight linked through the pixels rule before
 ``linkrule.keypoints_alike`` and ``linkrule.differ_evenly``; planes and snow still fail.
 
-    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow|collage|dark [--seed 3]
+    python bench/probes.py OUT --recipe backdrop|sticker|fireworks|sky|moon|icons|planes|snow|collage|dark|darkturn [--seed 3]
     PYTHONPATH=. python bench/probes.py OUT --recipe captioned|marked|phonepages [--seed 3]   # uses bench/confusers.py
 
 backdrop  product shots: 3 studio backdrops (a plain colour with a soft vignette), on each 10 different
@@ -91,6 +91,8 @@ draw nothing was chosen on):
 dark      40 eval-split photos darkened to 2-10 % with sensor noise (night shots, underexposed frames), every other
           one with one or two copies (re-saved at JPEG quality 60-85, brightened 1.2-1.6 times, or shrunk to
           0.5-0.8), and 6 black frames of noise alone: many are flat to their 32 px thumbnail.
+darkturn  the same photos and frames, the copies turned a quarter, mirrored, or cropped by 3-12 % a side (written
+          after ``linkrule.faint_alike``'s turns were chosen on train-split photos; nothing was chosen on it).
 
 OUT/library and OUT/truth.json (make_library.py's format): score with ``dupesift groups --json`` and
 ../shared/eval/score.py.
@@ -585,7 +587,8 @@ def bursts(r: random.Random) -> Iterator[Entry]:
         start += datetime.timedelta(minutes=5)
 
 
-def darks(r: random.Random, count: int = 40) -> Iterator[Entry]:
+def darks(r: random.Random, count: int = 40,
+          edits: tuple[str, ...] = ("resave", "bright", "shrink")) -> Iterator[Entry]:
     photos = [p for n, p in enumerate(sorted(PHOTOS.glob("*.JPEG"))) if not n % 5]  # the eval split
     rng = np.random.default_rng(r.getrandbits(32))
     for k, path in enumerate(r.sample(photos, count)):
@@ -593,9 +596,16 @@ def darks(r: random.Random, count: int = 40) -> Iterator[Entry]:
         a = a * r.uniform(0.02, 0.10) + rng.normal(0, r.uniform(1.5, 3.0), a.shape)
         im, copies = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)), []
         if not k % 2:
-            for edit in r.sample(["resave", "bright", "shrink"], r.randint(1, 2)):
+            for edit in r.sample(edits, r.randint(1, 2)):
                 name = f"library/{k:03d}_dark_{edit}.jpg"
-                if edit == "resave":
+                if edit in TURNS:
+                    copies.append((name, im.transpose(TURNS[edit]), {"quality": r.randint(70, 90)}, f"{edit}+jpeg"))
+                elif edit == "crop":
+                    w, h = im.size
+                    box = tuple(int(v * r.uniform(0.03, 0.12)) for v in (w, h, w, h))
+                    copies.append((name, im.crop((box[0], box[1], w - box[2], h - box[3])),
+                                   {"quality": r.randint(70, 90)}, "crop+jpeg"))
+                elif edit == "resave":
                     copies.append((name, im, {"quality": r.randint(60, 85)}, "jpeg"))
                 elif edit == "bright":
                     copies.append((name, ImageEnhance.Brightness(im).enhance(r.uniform(1.2, 1.6)), {"quality": 85},
@@ -608,10 +618,19 @@ def darks(r: random.Random, count: int = 40) -> Iterator[Entry]:
         yield f"library/{k:03d}_black.jpg", Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), {"quality": 90}, []
 
 
+TURNS = {"turn": Image.Transpose.ROTATE_90, "mirror": Image.Transpose.FLIP_LEFT_RIGHT}
+
+
+def darks_turned(r: random.Random) -> Iterator[Entry]:
+    """``darks`` whose copies are turned a quarter, mirrored or cropped on each side."""
+    return darks(r, edits=("turn", "mirror", "crop"))
+
+
 RECIPES: dict[str, Callable[[random.Random], Iterable[Entry]]] = {
     "backdrop": backdrops, "sticker": stickers, "fireworks": fireworks, "sky": skies, "moon": moons, "icons": icons,
     "planes": planes, "snow": snows, "captioned": captioned, "marked": marked, "phonepages": phone_pages,
-    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset, "collage": collages, "dark": darks}
+    "shots": shots, "frames": frames, "bursts": bursts, "iconset": iconset, "collage": collages, "dark": darks,
+    "darkturn": darks_turned}
 
 
 def main(argv: list[str] | None = None) -> int:

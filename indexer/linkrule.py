@@ -50,11 +50,12 @@ candidates (cosine at or above ``threshold - band``) is linked on one of these, 
 
 Flat pictures (no content at all) are linked to byte-identical copies only (``exact``, found by hash elsewhere).
 A near-black picture is flat to its thumbnail but may still hold faint detail (a night shot, an underexposed
-frame): at or above the threshold it links as ``pixels`` to a picture of one aspect whose detail, the smooth part
-(a vignette, a sky's glow) taken off, correlates with it (``faint_alike``): another dark photo's noise and
-lights correlate with nothing. For the same reason two low-texture pictures of other aspects whose content
-thumbnails are both plain and dark must also correlate in their pattern (``plain_alike``): near-black thumbnails
-are all close to each other, and a crop cannot be laid over to tell.
+frame): at or above the threshold it links as ``pixels`` to a picture of one aspect (under a quarter turn or a
+mirror too) whose detail, the smooth part (a vignette, a sky's glow) taken off, correlates with it
+(``faint_alike``): another dark photo's noise and lights correlate with nothing; a crop of it is not found.
+For the same reason two low-texture pictures whose content thumbnails are both plain and dark must also
+correlate in their pattern, laid over or one cut from the other (``plain_alike``): near-black thumbnails are all
+close to each other, and two near-black photos laid over differ evenly everywhere, as a copy does.
 
 A ``verified`` or ``framed`` link also records its cover: the share of the two pictures' overlap that agrees
 (``verify.agreement_cover``). One logo or text on two plain pictures agrees on a small part only; bulk review leaves
@@ -115,7 +116,7 @@ FAINT_BLUR = 4.0
 FAINT_MIN_STD = 0.5
 FAINT_MIN_CORR = 0.4
 # ``plain_alike``: dark content thumbnails spread under PLAIN_THUMB grey levels match any other such at a small
-# distance; two of them, of other aspects, must correlate at PLAIN_MIN_CORR, one cut to the other's aspect, under one
+# distance; two of them must correlate at PLAIN_MIN_CORR: of other aspects one cut to the other's aspect, under one
 # of the eight turns
 PLAIN_THUMB = 8.0
 PLAIN_DARK = 48.0  # mean grey of both thumbnails under this: dark pictures (bright plain ones kept their links)
@@ -123,6 +124,11 @@ PLAIN_MIN_CORR = 0.9
 PLAIN_SIDE = 32  # px wide the two are compared at, blurred by PLAIN_BLUR px, the cut tried at PLAIN_OFFSETS places
 PLAIN_BLUR = 1.0
 PLAIN_OFFSETS = 9
+# two of one aspect (under a turn) must correlate at PLAIN_MIN_CORR with one laid inside the other (the same frame,
+# or a crop at one aspect) at one of PLAIN_INSET_SCALES, the outer PLAIN_INSET_SIDE px wide
+PLAIN_INSET_SIDE = 48
+PLAIN_MIN_STD = 0.5  # grey levels at PLAIN_INSET_SIDE: less is no pattern to correlate (a solid colour)
+PLAIN_INSET_SCALES = tuple(float(s) for s in np.linspace(0.7, 1.0, 16))
 
 
 @dataclass(frozen=True)
@@ -168,8 +174,10 @@ class LinkRule:
                 f"one aspect ({SAME_ASPECT:g}) differing evenly: worst {EVEN_PATCH:g} patch under {EVEN_RATIO:g}x "
                 f"(mean + {EVEN_FLOOR:g}) blur {EVEN_BLUR:g}, or detail on one side only ({ADDED_MARK:g} of it, "
                 f"{ADDED_FLAT:g} at {ADDED_SCALE:g} px), or faint: detail at {FAINT_SIDE} px less blur "
-                f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g}, plain thumbnails under "
-                f"{PLAIN_THUMB:g} under {PLAIN_DARK:g} of other aspects correlating {PLAIN_MIN_CORR:g} cut at "
+                f"{FAINT_BLUR:g} from {FAINT_MIN_STD:g} correlating {FAINT_MIN_CORR:g} under 8 turns, plain thumbnails under "
+                f"{PLAIN_THUMB:g} under {PLAIN_DARK:g} of one aspect laid inside at {PLAIN_INSET_SIDE} px "
+                f"{PLAIN_INSET_SCALES[0]:g}-{PLAIN_INSET_SCALES[-1]:g}x{len(PLAIN_INSET_SCALES)} from {PLAIN_MIN_STD:g}, of "
+                f"other aspects correlating {PLAIN_MIN_CORR:g} cut at "
                 f"{PLAIN_OFFSETS} places, {PLAIN_SIDE} px blur {PLAIN_BLUR:g}; or soft: grey residual "
                 f"{self.max_blur_residual:g} blurred {'/'.join(f'{x:g}' for x in BLUR_SIGMAS)} aspect "
                 f"{BLUR_ASPECT:g} worst of {BLUR_GRID}x{BLUR_GRID} floor {BLUR_FLOOR:g}, or aligned by ecc"
@@ -484,31 +492,71 @@ def keypoints_alike(rule: LinkRule, a: PhotoFeatures, b: PhotoFeatures) -> bool:
 
 
 def faint_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
-    """Whether two pictures of one aspect (``SAME_ASPECT``), one of them at least near-black, hold the same faint
-    detail: their grey copies at FAINT_SIDE px wide, less a FAINT_BLUR px blur, correlate at FAINT_MIN_CORR or
-    more, each with some detail (FAINT_MIN_STD: a solid colour or a smooth gradient has none)."""
-    if 0 not in _fitting_turns(a, b):
+    """Whether two pictures of one aspect under one of the eight turns (``SAME_ASPECT``), one of them at least
+    near-black, hold the same faint detail: their grey copies at FAINT_SIDE px wide, less a FAINT_BLUR px blur,
+    correlate at FAINT_MIN_CORR or more under one of those turns, each with some detail (FAINT_MIN_STD: a solid
+    colour or a smooth gradient has none)."""
+    fitting = _fitting_turns(a, b)
+    if not fitting:
         return False
     wa, ha = a.keypoints.size
     size = (FAINT_SIDE, max(1, round(FAINT_SIDE * ha / wa)))
-    da, db = (_faint_detail(f.grey, size) for f in (a, b))
-    if min(float(da.std()), float(db.std())) < FAINT_MIN_STD:
+    da = _faint_detail(a.grey, size)
+    if float(da.std()) < FAINT_MIN_STD:
         return False
-    return _correlation(da, db) >= FAINT_MIN_CORR
+    for k in fitting:
+        db = _faint_detail(np.ascontiguousarray(_turn(b.grey, k)), size)
+        if float(db.std()) >= FAINT_MIN_STD and _correlation(da, db) >= FAINT_MIN_CORR:
+            return True
+    return False
 
 
 def plain_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     """For two pictures whose content thumbnails are both plain and dark (spread under PLAIN_THUMB, mean under
-    PLAIN_DARK: night shots, underexposed frames) and that ``differ_evenly`` cannot lay over (other aspects):
-    whether one, cropped to the other's aspect somewhere along its longer side (a crop, or padding the content box
-    could not find on a dark picture), has the other's pattern: their grey copies at PLAIN_SIDE px, blurred,
-    correlate at PLAIN_MIN_CORR or more under one of the eight turns. A small distance between two plain
-    thumbnails says little: every near-black photo is near every other. True for any other pair."""
+    PLAIN_DARK: night shots, underexposed frames): whether they share their pattern. Of one aspect under a turn,
+    one laid inside the other (the same frame, or a crop at one aspect) correlates at PLAIN_MIN_CORR or more
+    (``_inset_corr``): laid frame over frame, two near-black photos differ evenly everywhere, as a copy does
+    (unless one has no pattern at all: PLAIN_MIN_STD, a solid colour, which ``differ_evenly`` tells apart). Of
+    other aspects, one cropped to the other's aspect somewhere along its longer side (a crop, or padding the
+    content box could not find on a dark picture) does: their grey copies at PLAIN_SIDE px, blurred, correlate at
+    PLAIN_MIN_CORR or more under one of the eight turns. A small distance between two plain thumbnails says
+    little: every near-black photo is near every other. True for any other pair."""
     ta, tb = (f.content_thumb.astype(np.float32).mean(axis=2) for f in (a, b))
-    if max(ta.std(), tb.std()) >= PLAIN_THUMB or max(ta.mean(), tb.mean()) >= PLAIN_DARK or \
-            0 in _fitting_turns(a, b):
+    if max(ta.std(), tb.std()) >= PLAIN_THUMB or max(ta.mean(), tb.mean()) >= PLAIN_DARK:
         return True
+    if fitting := _fitting_turns(a, b):
+        if min(float(_plain_blurred(f.grey, PLAIN_INSET_SIDE).std()) for f in (a, b)) < PLAIN_MIN_STD:
+            return True  # a solid colour: no pattern to share, and ``differ_evenly`` tells two apart
+        return _inset_corr(a.grey, b.grey, fitting) >= PLAIN_MIN_CORR
     return any(_plain_corr(a.grey, np.ascontiguousarray(t)) >= PLAIN_MIN_CORR for t in _turns(b.grey))
+
+
+def _inset_corr(a: np.ndarray, b: np.ndarray, turns: Iterable[int]) -> float:
+    """The best correlation (up to PLAIN_MIN_CORR: the first that reaches it) of one grey copy laid inside the
+    other, ``b`` under ``turns``: the outer PLAIN_INSET_SIDE px wide, the inner at PLAIN_INSET_SCALES of that,
+    both blurred by PLAIN_BLUR, at every place it fits."""
+    cv2 = verify._cv2()
+    best = -1.0
+    for k in turns:
+        t = np.ascontiguousarray(_turn(b, k))
+        for outer, inner in ((a, t), (t, a)):
+            o = _plain_blurred(outer, PLAIN_INSET_SIDE)
+            for s in PLAIN_INSET_SCALES:
+                i = _plain_blurred(inner, PLAIN_INSET_SIDE * s)
+                if i.shape[0] > o.shape[0] or i.shape[1] > o.shape[1] or float(i.std()) == 0.0:
+                    continue
+                best = max(best, float(cv2.matchTemplate(o, i, cv2.TM_CCOEFF_NORMED).max()))
+                if best >= PLAIN_MIN_CORR:
+                    return best
+    return best
+
+
+def _plain_blurred(grey: np.ndarray, width: float) -> np.ndarray:
+    """A uint8 grey copy ``width`` px wide (its aspect kept), box-shrunk and blurred by PLAIN_BLUR, as float32."""
+    h, w = grey.shape
+    size = (max(1, round(width)), max(1, round(width * h / w)))
+    im = Image.fromarray(grey).resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(PLAIN_BLUR))
+    return np.asarray(im, np.float32)
 
 
 def _plain_corr(a: np.ndarray, b: np.ndarray) -> float:

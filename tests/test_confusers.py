@@ -700,9 +700,9 @@ def test_different_moons_on_one_night_sky_stay_apart_and_a_moon_groups_with_its_
 def test_a_near_black_night_shot_groups_with_its_copies_and_other_dark_frames_stay_apart(
         tmp_path: Path, settings_factory) -> None:
     """A photo darkened to 4 % with sensor noise (as bench/confusers.py's ``low_night``, darker) is flat to its
-    thumbnail, which once linked only byte-identical copies. Its re-save and a brightened copy keep its faint detail
-    and group with it; another night shot and two black frames of noise hold other detail, or none, and stay
-    apart."""
+    thumbnail, which once linked only byte-identical copies. Its re-save, a brightened, a quarter-turned and a
+    mirrored copy keep its faint detail and group with it; another night shot and two black frames of noise hold
+    other detail, or none, and stay apart."""
     rng = np.random.default_rng(5)
 
     def dark(path: Path) -> Image.Image:
@@ -715,16 +715,22 @@ def test_a_near_black_night_shot_groups_with_its_copies_and_other_dark_frames_st
     save(lib, "night.jpg", night, quality=90)
     save(lib, "night_resave.jpg", night, quality=70)
     save(lib, "night_bright.png", ImageEnhance.Brightness(night).enhance(1.3))
+    save(lib, "night_turned.jpg", night.transpose(Image.Transpose.ROTATE_270), quality=85)
+    save(lib, "night_mirrored.jpg", night.transpose(Image.Transpose.FLIP_LEFT_RIGHT), quality=85)
     save(lib, "other_night.jpg", dark(VAN), quality=90)
     for k in (0, 1):
         noise = rng.normal(4.0, 2.0, night.size[::-1] + (3,))
         save(lib, f"black{k}.jpg", Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), quality=90)
-    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("night.jpg", "other_night.jpg", "black0.jpg")}
+    names = ("night.jpg", "night_turned.jpg", "night_mirrored.jpg", "other_night.jpg", "black0.jpg")
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in names}
     assert all(x.flat for x in f.values())  # the near-black path is what links them, or nothing
+    assert linkrule.faint_alike(f["night.jpg"], f["night_turned.jpg"])
+    assert linkrule.faint_alike(f["night_mirrored.jpg"], f["night.jpg"])
     assert not linkrule.faint_alike(f["night.jpg"], f["other_night.jpg"])
     assert not linkrule.faint_alike(f["black0.jpg"], f["night.jpg"])
     groups, cos, _, _ = ingest(lib, settings_factory)
-    assert {"night.jpg", "night_resave.jpg", "night_bright.png"} in groups, (groups, cos)
+    assert {"night.jpg", "night_resave.jpg", "night_bright.png", "night_turned.jpg", "night_mirrored.jpg"} in groups, \
+        (groups, cos)
     assert not together(groups, {"other_night.jpg", "black0.jpg", "black1.jpg"}, {"night.jpg", "black0.jpg", "black1.jpg"}), groups
 
 
@@ -733,8 +739,8 @@ def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_pa
     """Two different dark photos (bench/probes.py's ``dark`` probe, seed 3: 500 x 333 and 500 x 375, at 2-10 %):
     near-black content thumbnails are close to each other whatever they show, and pictures of other aspects cannot
     be laid over, so the pixels rule linked one photo's shrunk copy to the other photo and its copies. Their
-    patterns differ wherever one is cut to the other's aspect (``plain_alike``). The copies of each, and a crop
-    of one to another aspect, group with it."""
+    patterns differ wherever one is cut to the other's aspect (``plain_alike``). The copies of each, a crop of one
+    to another aspect and a quarter-turned copy of it, group with it."""
     lib = tmp_path / "library"  # the probe's names start with it
     lib.mkdir()
     entries = {name: (im, options, copies) for name, im, options, copies in P.darks(random.Random(3))}
@@ -745,9 +751,45 @@ def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_pa
             copy_im.save(tmp_path / copy_name, **copy_options)
     im = entries["library/000_dark.jpg"][0]
     save(lib, "000_dark_crop.jpg", im.crop((0, 0, im.width, int(im.height * 0.85))), quality=85)
-    f = {n: featurestore.of_file(lib / n, 10**8) for n in ("000_dark.jpg", "000_dark_crop.jpg", "020_dark.jpg")}
+    save(lib, "000_dark_turned.jpg", im.transpose(Image.Transpose.ROTATE_90), quality=85)
+    names = ("000_dark.jpg", "000_dark_crop.jpg", "000_dark_turned.jpg", "020_dark.jpg")
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in names}
     assert not linkrule.plain_alike(f["000_dark.jpg"], f["020_dark.jpg"])
     assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_crop.jpg"])
+    assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_turned.jpg"])  # laid over by ``differ_evenly``
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    ours = {n for n in (p.name for p in lib.iterdir()) if n.startswith("000_")}
+    others = {n for n in (p.name for p in lib.iterdir()) if n.startswith("020_")}
+    assert ours in groups and others in groups, (groups, cos)
+
+
+def test_dark_photos_of_one_aspect_stay_apart_and_their_turned_copies_group(tmp_path: Path,
+                                                                            settings_factory) -> None:
+    """bench/probes.py's ``darkturn`` probe, seed 3: one dark photo's crop came out at the aspect of another's
+    mirrored copy (480 x 360), and laid frame over frame two near-black photos differ evenly everywhere, as a copy
+    does, so the pixels rule linked them. Their patterns do not correlate laid over, nor with one inside the other
+    (``plain_alike``); the crop laid inside its own photo does, and each photo's turned or mirrored copy laid over
+    it. Each photo groups with its own copies only."""
+    lib = tmp_path / "library"  # the probe's names start with it
+    lib.mkdir()
+    entries = {name: (im, options, copies) for name, im, options, copies in P.darks_turned(random.Random(3))}
+    for name in ("library/000_dark.jpg", "library/020_dark.jpg"):
+        im, options, copies = entries[name]
+        im.save(tmp_path / name, **options)
+        for copy_name, copy_im, copy_options, _ in copies:
+            copy_im.save(tmp_path / copy_name, **copy_options)
+    names = ("000_dark.jpg", "000_dark_crop.jpg", "000_dark_mirror.jpg", "020_dark_mirror.jpg", "020_dark_turn.jpg",
+             "020_dark.jpg")
+    f = {n: featurestore.of_file(lib / n, 10**8) for n in names}
+    assert f["000_dark_crop.jpg"].keypoints.size == f["020_dark_mirror.jpg"].keypoints.size
+    assert not linkrule.plain_alike(f["000_dark_crop.jpg"], f["020_dark_mirror.jpg"])
+    assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_crop.jpg"])
+    assert linkrule.plain_alike(f["020_dark_turn.jpg"], f["020_dark.jpg"])
+    solid = Image.new("RGB", (400, 300), (70, 40, 30))  # dark, and no pattern at all: ``differ_evenly`` decides
+    save(tmp_path / "solid", "solid.jpg", solid, quality=90)
+    save(tmp_path / "solid", "solid.webp", solid, quality=80)
+    solids = [featurestore.of_file(tmp_path / "solid" / n, 10**8) for n in ("solid.jpg", "solid.webp")]
+    assert linkrule.plain_alike(*solids)
     groups, cos, _, _ = ingest(lib, settings_factory)
     ours = {n for n in (p.name for p in lib.iterdir()) if n.startswith("000_")}
     others = {n for n in (p.name for p in lib.iterdir()) if n.startswith("020_")}

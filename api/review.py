@@ -25,6 +25,7 @@ LOST_ON = {  # keeper.choose's ``decided_by``, in a user's words
     "quality": "lower JPEG quality", "cropped": "a crop: the keeper holds more of the picture",
     "saturated": "colour pushed beyond the others' (saturation or a vivid filter)",
     "levels": "brightness or contrast moved from the others' (an exposure or levels edit)",
+    "halo": "sharpening rims at its edges (a sharpen or enhance filter)",
     "tie": "the same picture; file age or camera data decided"}
 
 

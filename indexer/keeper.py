@@ -15,8 +15,9 @@ reads a file again. ``choose`` then ranks the members in a documented order:
    is one tone (grey, sepia, a tint), clipped pixels, noise beyond the group's usual, JPEG blockiness, the
    share of the group's picture it does not hold (a crop: ``holdings``, from the verified transform between
    members' keypoints, set where groups are formed) and colour pushed beyond the group's usual (a "vivid" or
-   saturated copy; up to ``SATURATED_MAX``), and a tone curve moved away from the group's (``levels``: an
-   exposure, brightness, contrast or levels edit that need not clip).
+   saturated copy; up to ``SATURATED_MAX``), a tone curve moved away from the group's (``levels``: an
+   exposure, brightness, contrast or levels edit that need not clip), and the rims a sharpening filter draws at
+   edges (``halo``: they read as detail the original never had).
 2. Members whose scores are within ``TIE`` of the best hold the same picture as far as pixels tell (a mirrored
    or turned copy, a re-save): among them the one that still carries the camera's EXIF, then the oldest file
    (copies come after their original), then the largest file, then the lowest id.
@@ -51,7 +52,12 @@ CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
-VERSION = 11  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+HALO_EDGES = (60, 150)  # Canny thresholds of the edges whose profiles ``halo`` reads
+HALO_STEP = 30.0  # grey levels: the least step between an edge's two plateaus for its profile to count
+HALO_REACH = 6  # px read each side of an edge: the rims within half of it, the plateaus beyond
+HALO_POINTS = 4000  # edge pixels read at most (evenly picked)
+HALO_MIN_EDGES = 30  # edge pixels with a step: fewer, and a picture has no edges to tell sharpening by
+VERSION = 12  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,7 @@ class Attributes:
     analysed_side: int = 0  # long side of the picture measured (a JPEG decodes drafted: often under the file's)
     tones: tuple[float, ...] = ()  # grey levels of the content at TONE_QUANTILES (its tone curve); () not known
     taken: str | None = None  # the camera's capture time from the file (``decode.capture_time``); None: none kept
+    halo: float = 0.0  # overshoot at edges over their step (``halo``): rims a sharpening filter draws
 
     def effective_pixels(self, width: int, height: int) -> float:
         """Pixels of real picture: the content box's at the scale measured, scaled by the detail present there
@@ -91,7 +98,8 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None, overview: Overvie
     noise = noise_level(grey)
     return Attributes(detail_scale=detail_scale(grey, noise), border=border, colour=colour, tint=tint,
                       clipped=clipped, noise=noise, blockiness=blockiness(grey),
-                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size), tones=tone_curve(content))
+                      jpeg_quality=jpeg_quality, analysed_side=max(rgb.size), tones=tone_curve(content),
+                      halo=halo(grey))
 
 
 def tone_curve(pixels: np.ndarray) -> tuple[float, ...]:
@@ -207,6 +215,54 @@ def blockiness(grey: np.ndarray) -> float:
     return float(on / rest) if rest > 1e-6 else 1.0
 
 
+def halo(grey: np.ndarray) -> float:
+    """How far the grey profile across an edge overshoots its two plateaus (a light rim on the light side, a dark
+    one on the dark side: what unsharp masking, a "sharpen" or "enhance" slider, draws), over the step between
+    them: the median over up to HALO_POINTS edge pixels (Canny at HALO_EDGES) whose step is HALO_STEP or more,
+    reading HALO_REACH px each way along the gradient. A copy sharpened from a photo has more of it than the
+    photo, and detail measures count those rims as detail; 0 where too few edges count."""
+    import cv2  # imported late: only measuring needs it
+
+    h, w = grey.shape
+    r = HALO_REACH
+    if min(h, w) <= 2 * r + 2:
+        return 0.0
+    edges = cv2.Canny(np.clip(grey, 0, 255).astype(np.uint8), *HALO_EDGES)
+    edges[:r + 1], edges[-r - 1:], edges[:, :r + 1], edges[:, -r - 1:] = 0, 0, 0, 0
+    ys, xs = np.nonzero(edges)
+    if len(ys) < HALO_MIN_EDGES:
+        return 0.0
+    if len(ys) > HALO_POINTS:
+        pick = np.linspace(0, len(ys) - 1, HALO_POINTS).astype(int)
+        ys, xs = ys[pick], xs[pick]
+    g = grey.astype(np.float32)
+    gx, gy = _sobel_at(g, ys, xs)
+    norm = np.hypot(gx, gy) + 1e-6
+    t = np.arange(-r, r + 1, dtype=np.float32)  # along the gradient: from the dark side to the light
+    px = (xs[:, None] + (gx / norm)[:, None] * t).astype(np.float32)
+    py = (ys[:, None] + (gy / norm)[:, None] * t).astype(np.float32)
+    p = cv2.remap(g, px, py, cv2.INTER_LINEAR)
+    half = r // 2
+    dark, light = p[:, :half].mean(axis=1), p[:, -half:].mean(axis=1)
+    step = light - dark
+    counted = step >= HALO_STEP
+    if int(counted.sum()) < HALO_MIN_EDGES:
+        return 0.0
+    over = np.maximum(0.0, p[:, r + 1:r + 1 + half].max(axis=1) - light)
+    under = np.maximum(0.0, dark - p[:, r - half:r].min(axis=1))
+    return float(np.median(((over + under) / np.maximum(step, 1.0))[counted]))
+
+
+def _sobel_at(g: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 3 x 3 Sobel gradients (x, y) of ``g`` at the pixels (``ys``, ``xs``), none on the border: only the
+    edge pixels read need them."""
+    def at(dy: int, dx: int) -> np.ndarray:
+        return g[ys + dy, xs + dx]
+    gx = at(-1, 1) + 2 * at(0, 1) + at(1, 1) - at(-1, -1) - 2 * at(0, -1) - at(1, -1)
+    gy = at(1, -1) + 2 * at(1, 0) + at(1, 1) - at(-1, -1) - 2 * at(-1, 0) - at(-1, 1)
+    return gx, gy
+
+
 def jpeg_quality(data: bytes) -> int | None:
     """The JPEG quality (1-100) whose IJG luminance table is nearest the file's, None for other formats."""
     try:
@@ -284,14 +340,15 @@ def _inside(kp: verify.Keypoints, m: np.ndarray, size: tuple[int, int]) -> float
 
 # -- choosing ------------------------------------------------------------------------------------
 EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", "blockiness", "quality", "cropped",
-            "saturated", "levels")
-# Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"); per unit of ``evidence``'s terms
+            "saturated", "levels", "halo")
+# Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"; ``halo`` on a grid, the others held); per unit of
+# ``evidence``'s terms
 WEIGHTS = {"effective_pixels": 0.97, "border": -6.56, "colour": 2.09, "tint": -1.54, "clipped": -0.63, "noise": -3.19,
-           "blockiness": -1.21, "quality": 0.0, "cropped": -1.98, "saturated": -2.42, "levels": -5.02}
+           "blockiness": -1.21, "quality": 0.0, "cropped": -1.98, "saturated": -2.42, "levels": -5.02, "halo": -5.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise, compression, "
-        "cropping (the share of the group's picture it holds), colour pushed beyond the group's and a tone "
-        "curve moved from the group's (brightness or contrast changed); "
+        "cropping (the share of the group's picture it holds), colour pushed beyond the group's, a tone "
+        "curve moved from the group's (brightness or contrast changed) and sharpening rims at edges; "
         "within a tie, the one with the camera's EXIF metadata, then the oldest file, then the largest file")
 TIE = 0.54  # scores closer than this to the best: the same picture as far as pixels tell
 UNKNOWN_QUALITY = 0.9  # a file without JPEG tables (PNG, WebP): counted as a good JPEG
@@ -300,11 +357,15 @@ COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded c
 # Colour beyond the group's usual counts up to this (log colourfulness; our "vivid" recipe pushes 0.7-0.8): far
 # more is a member beside a group whose usual is one grey, sepia or faded copy and the copies made from it
 SATURATED_MAX = 1.0
+# Overshoot at edges counts beyond this (``halo``): the median of the fit library's originals (camera sharpening,
+# JPEG ringing), so a copy that lost a photo's own rims (blurred, pixelated, shrunk) gains nothing by it
+HALO_FREE = 0.25
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
 # clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
-# colour pushed beyond the group's usual hold less, and so does a tone curve moved away from the group's
+# colour pushed beyond the group's usual hold less, and so do a tone curve moved away from the group's and the rims
+# a sharpening filter draws at edges
 SIGNS = {"effective_pixels": 1, "border": -1, "colour": 1, "tint": -1, "clipped": -1, "noise": -1, "blockiness": -1,
-         "quality": 1, "cropped": -1, "saturated": -1, "levels": -1}
+         "quality": 1, "cropped": -1, "saturated": -1, "levels": -1, "halo": -1}
 
 
 CHOICE = 1  # of how ``choose`` ranks: bumped with a change that the constants ``choice_id`` reads do not show
@@ -314,7 +375,7 @@ def choice_id() -> str:
     """What a group's stored keeper was chosen by: ``CHOICE`` and the constants ranking reads. When it changes,
     every group's keeper is chosen again (``indexer.remeasure.rechoose``), so bulk review applies this rule's."""
     rule = [CHOICE, sorted(WEIGHTS.items()), TIE, UNKNOWN_QUALITY, COLOUR_ENOUGH, SATURATED_MAX, TONE_UNIT,
-            HOLD_REFS, HOLD_MIN_INLIERS, HOLD_TOL]
+            HOLD_REFS, HOLD_MIN_INLIERS, HOLD_TOL, HALO_FREE]
     return hashlib.sha256(json.dumps(rule).encode()).hexdigest()[:16]
 
 
@@ -408,7 +469,7 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
             "saturated": (min(SATURATED_MAX, max(0.0, math.log1p(a.colour) - group.colour))
                           if group.colour is not None else 0.0),
-            "levels": levels(a.tones, group.tones)}
+            "levels": levels(a.tones, group.tones), "halo": max(0.0, a.halo - HALO_FREE)}
 
 
 def levels(tones: tuple[float, ...], usual_tones: tuple[float, ...]) -> float:
@@ -455,7 +516,7 @@ def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], group
 
 PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
            "blockiness": "re-compressed", "quality": "more compressed", "cropped": "cropped",
-           "saturated": "over-saturated", "levels": "re-toned"}  # what a member that lost on a term is
+           "saturated": "over-saturated", "levels": "re-toned", "halo": "sharpened"}  # what a member that lost on a term is
 
 
 def _phrase(best: Candidate, other: Candidate, term: str) -> str:
@@ -505,7 +566,7 @@ def _reason(best: Candidate, members: Sequence[Candidate], decided: dict[int, st
 # -- the catalog's columns (``images``) ------------------------------------------------------------------
 COLUMNS = {"detail": "detail_scale", "border": "border", "colour": "colour", "tint": "tint", "clipped": "clipped",
            "noise": "noise", "blockiness": "blockiness", "jpeg_quality": "jpeg_quality",
-           "analysed_side": "analysed_side", "tones": "tones", "taken_at": "taken"}
+           "analysed_side": "analysed_side", "tones": "tones", "taken_at": "taken", "halo": "halo"}
 
 
 def columns(a: Attributes | None) -> dict:
@@ -523,6 +584,7 @@ def from_row(row: object) -> Attributes | None:
         return None
     values = {field: getattr(row, col) for col, field in COLUMNS.items()}
     values["tones"] = tuple(values["tones"] or ())
+    values["halo"] = values["halo"] or 0.0
     return Attributes(**values)
 
 

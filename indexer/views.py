@@ -36,6 +36,7 @@ class MemberView(BaseModel):
     noise: float | None = None
     blockiness: float | None = None  # JPEG block edges over other edges (about 1 = none)
     jpeg_quality: int | None = None  # from the quantisation tables; None when not a JPEG
+    halo: float | None = None  # overshoot at edges over their step: the rims a sharpening filter draws
     held: float | None = None  # share of the group's picture it holds (a crop holds part); None when not known
     keeper_score: float | None = None  # the picture score the keeper rule ranks by
     decided_by: str | None = None  # the evidence this member lost to the keeper on; None for the keeper
@@ -47,7 +48,7 @@ class MemberView(BaseModel):
             "effective_pixels": round(a.effective_pixels(m.width or 0, m.height or 0)),
             "detail": round(a.detail_scale, 4), "border": round(a.border, 4), "colour": round(a.colour, 2),
             "tint": round(a.tint, 3), "clipped": round(a.clipped, 4), "noise": round(a.noise, 3),
-            "blockiness": round(a.blockiness, 3), "jpeg_quality": a.jpeg_quality}
+            "blockiness": round(a.blockiness, 3), "jpeg_quality": a.jpeg_quality, "halo": round(a.halo, 3)}
         if m.held is not None:
             facts["held"] = round(m.held, 4)
         if explained is not None:

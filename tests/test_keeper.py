@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw, ImageEnhance, ImageOps
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter, ImageOps
 from sqlalchemy import select, update
 
 from api.main import create_app
@@ -79,6 +79,11 @@ def grainy(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
 
 
+def sharpened(im: Image.Image) -> Image.Image:
+    """A "sharpen" slider: unsharp masking, whose rims at edges read as fine detail."""
+    return im.filter(ImageFilter.UnsharpMask(2.0, 150, 2))
+
+
 def darkened(im: Image.Image) -> Image.Image:
     """Under-exposed with the contrast lowered: nothing clips, every tone moves."""
     return ImageEnhance.Contrast(ImageEnhance.Brightness(im).enhance(0.6)).enhance(0.8)
@@ -107,7 +112,7 @@ def _only_group(index: Index) -> dict:
     return groups[0]
 
 
-@pytest.mark.parametrize("edit", [upscaled, padded, grey, zoomed_crop, recompressed, captioned, cropped],
+@pytest.mark.parametrize("edit", [upscaled, padded, grey, zoomed_crop, recompressed, captioned, cropped, sharpened],
                          ids=lambda f: f.__name__)
 def test_copy_loses_to_its_original(tmp_path: Path, settings_factory, edit) -> None:
     original, copy = _pair(tmp_path / "lib", edit)
@@ -251,6 +256,32 @@ def test_grain_or_dither_is_no_detail_even_in_a_pair(edit: Callable[[Image.Image
     ch = keeper.choose(cands)
     assert ch.image_id == 1, (ch.reason, [c.attributes.detail_scale for c in cands])
     assert ch.decided_by[2] == "effective_pixels"
+
+
+def test_a_sharpened_copy_loses_to_its_original_even_in_a_pair() -> None:
+    """Sharpening draws rims at the edges, which the detail measure counts as more detail than the original holds;
+    ``halo`` reads them as the overshoot beyond each edge's plateaus. In a group of two, with the copy's file
+    older, the original is the keeper, and the copy lost on the rims."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    cands = [_saved_member(1, im, 9.0), _saved_member(2, sharpened(im), 8.0)]
+    a, b = (c.attributes for c in cands)
+    assert b.halo > 1.5 * a.halo and b.detail_scale > a.detail_scale  # type: ignore[union-attr]
+    ch = keeper.choose(cands)
+    assert ch.image_id == 1, ch.reason
+    assert ch.decided_by[2] == "halo" and "sharpened" in ch.reason
+
+
+def test_halo_reads_the_rims_of_a_sharpened_step() -> None:
+    """A soft step between two plateaus has no rim; unsharp masking adds a light one above the light plateau and
+    a dark one below the dark plateau; a picture without edges has none to read."""
+    step = np.zeros((96, 96), np.float32) + 60.0
+    step[:, 48:] = 180.0
+    soft = np.asarray(Image.fromarray(step.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0)), np.float32)
+    sharp = np.asarray(Image.fromarray(soft.astype(np.uint8)).filter(ImageFilter.UnsharpMask(2.0, 150, 0)),
+                       np.float32)
+    assert keeper.halo(soft) < 0.02
+    assert keeper.halo(sharp) > 0.2
+    assert keeper.halo(np.full((64, 64), 128.0, np.float32)) == 0.0
 
 
 def test_what_white_noise_loses_is_noise_loss_per_grey_level() -> None:

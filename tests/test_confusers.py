@@ -734,6 +734,19 @@ def test_a_near_black_night_shot_groups_with_its_copies_and_other_dark_frames_st
     assert not together(groups, {"other_night.jpg", "black0.jpg", "black1.jpg"}, {"night.jpg", "black0.jpg", "black1.jpg"}), groups
 
 
+def _two_darks(tmp_path: Path, recipe) -> tuple[Path, Image.Image]:
+    """Photos 000 and 020 of a dark probe recipe at seed 3, with their copies, in ``tmp_path``/library (the probe's
+    names start with it); and photo 000."""
+    entries = {name: (im, options, copies) for name, im, options, copies in recipe(random.Random(3))}
+    (tmp_path / "library").mkdir()
+    for name in ("library/000_dark.jpg", "library/020_dark.jpg"):
+        im, options, copies = entries[name]
+        im.save(tmp_path / name, **options)
+        for copy_name, copy_im, copy_options, _ in copies:
+            copy_im.save(tmp_path / copy_name, **copy_options)
+    return tmp_path / "library", entries["library/000_dark.jpg"][0]
+
+
 def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_path: Path,
                                                                          settings_factory) -> None:
     """Two different dark photos (bench/probes.py's ``dark`` probe, seed 3: 500 x 333 and 500 x 375, at 2-10 %):
@@ -741,15 +754,7 @@ def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_pa
     be laid over, so the pixels rule linked one photo's shrunk copy to the other photo and its copies. Their
     patterns differ wherever one is cut to the other's aspect (``plain_alike``). The copies of each, a crop of one
     to another aspect and a quarter-turned copy of it, group with it."""
-    lib = tmp_path / "library"  # the probe's names start with it
-    lib.mkdir()
-    entries = {name: (im, options, copies) for name, im, options, copies in P.darks(random.Random(3))}
-    for name in ("library/000_dark.jpg", "library/020_dark.jpg"):
-        im, options, copies = entries[name]
-        im.save(tmp_path / name, **options)
-        for copy_name, copy_im, copy_options, _ in copies:
-            copy_im.save(tmp_path / copy_name, **copy_options)
-    im = entries["library/000_dark.jpg"][0]
+    lib, im = _two_darks(tmp_path, P.darks)
     save(lib, "000_dark_crop.jpg", im.crop((0, 0, im.width, int(im.height * 0.85))), quality=85)
     save(lib, "000_dark_turned.jpg", im.transpose(Image.Transpose.ROTATE_90), quality=85)
     names = ("000_dark.jpg", "000_dark_crop.jpg", "000_dark_turned.jpg", "020_dark.jpg")
@@ -770,14 +775,7 @@ def test_dark_photos_of_one_aspect_stay_apart_and_their_turned_copies_group(tmp_
     does, so the pixels rule linked them. Their patterns do not correlate laid over, nor with one inside the other
     (``plain_alike``); the crop laid inside its own photo does, and each photo's turned or mirrored copy laid over
     it. Each photo groups with its own copies only."""
-    lib = tmp_path / "library"  # the probe's names start with it
-    lib.mkdir()
-    entries = {name: (im, options, copies) for name, im, options, copies in P.darks_turned(random.Random(3))}
-    for name in ("library/000_dark.jpg", "library/020_dark.jpg"):
-        im, options, copies = entries[name]
-        im.save(tmp_path / name, **options)
-        for copy_name, copy_im, copy_options, _ in copies:
-            copy_im.save(tmp_path / copy_name, **copy_options)
+    lib, _ = _two_darks(tmp_path, P.darks_turned)
     names = ("000_dark.jpg", "000_dark_crop.jpg", "000_dark_mirror.jpg", "020_dark_mirror.jpg", "020_dark_turn.jpg",
              "020_dark.jpg")
     f = {n: featurestore.of_file(lib / n, 10**8) for n in names}

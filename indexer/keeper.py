@@ -57,7 +57,8 @@ HALO_STEP = 30.0  # grey levels: the least step between an edge's two plateaus f
 HALO_REACH = 6  # px read each side of an edge: the rims within half of it, the plateaus beyond
 HALO_POINTS = 4000  # edge pixels read at most (evenly picked)
 HALO_MIN_EDGES = 30  # edge pixels with a step: fewer, and a picture has no edges to tell sharpening by
-VERSION = 12  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+HALO_FLAT = 1.0  # a plateau whose values spread more than this times the step is no plateau (a stroke, text)
+VERSION = 13  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -219,7 +220,8 @@ def halo(grey: np.ndarray) -> float:
     """How far the grey profile across an edge overshoots its two plateaus (a light rim on the light side, a dark
     one on the dark side: what unsharp masking, a "sharpen" or "enhance" slider, draws), over the step between
     them: the median over up to HALO_POINTS edge pixels (Canny at HALO_EDGES) whose step is HALO_STEP or more,
-    reading HALO_REACH px each way along the gradient. A copy sharpened from a photo has more of it than the
+    reading HALO_REACH px each way along the gradient, where each plateau is one (its values spread at most
+    HALO_FLAT times the step: beside a thin stroke or within text the far side is the next edge, not a plateau). A copy sharpened from a photo has more of it than the
     photo, and detail measures count those rims as detail; 0 where too few edges count."""
     import cv2  # imported late: only measuring needs it
 
@@ -245,7 +247,8 @@ def halo(grey: np.ndarray) -> float:
     half = r // 2
     dark, light = p[:, :half].mean(axis=1), p[:, -half:].mean(axis=1)
     step = light - dark
-    counted = step >= HALO_STEP
+    spread = np.maximum(np.ptp(p[:, :half], axis=1), np.ptp(p[:, -half:], axis=1))
+    counted = (step >= HALO_STEP) & (spread <= HALO_FLAT * step)
     if int(counted.sum()) < HALO_MIN_EDGES:
         return 0.0
     over = np.maximum(0.0, p[:, r + 1:r + 1 + half].max(axis=1) - light)
@@ -344,7 +347,7 @@ EVIDENCE = ("effective_pixels", "border", "colour", "tint", "clipped", "noise", 
 # Fitted by ``bench/keeper.py --fit`` (bench/README.md, "Keeper"; ``halo`` on a grid, the others held); per unit of
 # ``evidence``'s terms
 WEIGHTS = {"effective_pixels": 0.97, "border": -6.56, "colour": 2.09, "tint": -1.54, "clipped": -0.63, "noise": -3.19,
-           "blockiness": -1.21, "quality": 0.0, "cropped": -1.98, "saturated": -2.42, "levels": -5.02, "halo": -5.0}
+           "blockiness": -1.21, "quality": 0.0, "cropped": -1.98, "saturated": -2.42, "levels": -5.02, "halo": -6.0}
 RULE = ("the copy that holds the most of the original picture: a score of effective pixels (detail actually "
         "present in the content box), padding and borders, colour, tint, clipping, noise, compression, "
         "cropping (the share of the group's picture it holds), colour pushed beyond the group's, a tone "
@@ -359,7 +362,10 @@ COLOUR_ENOUGH = 20.0  # colourfulness counts up to this: grey, sepia and faded c
 SATURATED_MAX = 1.0
 # Overshoot at edges counts beyond this (``halo``): the median of the fit library's originals (camera sharpening,
 # JPEG ringing), so a copy that lost a photo's own rims (blurred, pixelated, shrunk) gains nothing by it
-HALO_FREE = 0.25
+HALO_FREE = 0.20
+# Overshoot counts only on a picture with some noise: a drawn, rendered or screenshotted one (text, clipart) has crisp
+# edges of its own, and its shrunk copy would gain by losing them
+HALO_NOISE = 0.1
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
 # clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
 # colour pushed beyond the group's usual hold less, and so do a tone curve moved away from the group's and the rims
@@ -375,7 +381,7 @@ def choice_id() -> str:
     """What a group's stored keeper was chosen by: ``CHOICE`` and the constants ranking reads. When it changes,
     every group's keeper is chosen again (``indexer.remeasure.rechoose``), so bulk review applies this rule's."""
     rule = [CHOICE, sorted(WEIGHTS.items()), TIE, UNKNOWN_QUALITY, COLOUR_ENOUGH, SATURATED_MAX, TONE_UNIT,
-            HOLD_REFS, HOLD_MIN_INLIERS, HOLD_TOL, HALO_FREE]
+            HOLD_REFS, HOLD_MIN_INLIERS, HOLD_TOL, HALO_FREE, HALO_NOISE]
     return hashlib.sha256(json.dumps(rule).encode()).hexdigest()[:16]
 
 
@@ -469,7 +475,8 @@ def evidence(c: Candidate, group: Usual = Usual()) -> dict[str, float]:
             "quality": (a.jpeg_quality / 100) if a.jpeg_quality else UNKNOWN_QUALITY, "cropped": cropped,
             "saturated": (min(SATURATED_MAX, max(0.0, math.log1p(a.colour) - group.colour))
                           if group.colour is not None else 0.0),
-            "levels": levels(a.tones, group.tones), "halo": max(0.0, a.halo - HALO_FREE)}
+            "levels": levels(a.tones, group.tones),
+            "halo": max(0.0, a.halo - HALO_FREE) if a.noise >= HALO_NOISE else 0.0}
 
 
 def levels(tones: tuple[float, ...], usual_tones: tuple[float, ...]) -> float:

@@ -271,9 +271,23 @@ def test_a_sharpened_copy_loses_to_its_original_even_in_a_pair() -> None:
     assert ch.decided_by[2] == "halo" and "sharpened" in ch.reason
 
 
+def test_rims_count_beyond_a_cameras_and_only_on_a_picture_with_noise() -> None:
+    """Overshoot up to HALO_FREE is a camera's own; a drawn or rendered picture (no noise: text, clipart, a
+    screenshot) has crisp edges of its own, so a shrunk or re-saved copy that softened them gains nothing."""
+    def halo(value: float, noise: float) -> float:
+        c = _cand(1, noise=noise)
+        c = replace(c, attributes=replace(c.attributes, halo=value))  # type: ignore[arg-type]
+        return keeper.evidence(c, keeper.usual([c]))["halo"]
+
+    assert halo(0.9, noise=2.0) == pytest.approx(0.9 - keeper.HALO_FREE)
+    assert halo(keeper.HALO_FREE * 0.9, noise=2.0) == 0.0
+    assert halo(0.9, noise=0.0) == 0.0
+
+
 def test_halo_reads_the_rims_of_a_sharpened_step() -> None:
     """A soft step between two plateaus has no rim; unsharp masking adds a light one above the light plateau and
-    a dark one below the dark plateau; a picture without edges has none to read."""
+    a dark one below the dark plateau; a picture without edges has none to read, and a thin stroke's far side is
+    no plateau."""
     step = np.zeros((96, 96), np.float32) + 60.0
     step[:, 48:] = 180.0
     soft = np.asarray(Image.fromarray(step.astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.0)), np.float32)
@@ -282,6 +296,10 @@ def test_halo_reads_the_rims_of_a_sharpened_step() -> None:
     assert keeper.halo(soft) < 0.02
     assert keeper.halo(sharp) > 0.2
     assert keeper.halo(np.full((64, 64), 128.0, np.float32)) == 0.0
+    strokes = np.full((96, 96), 220.0, np.float32)
+    for x in range(10, 86, 13):  # bars 8 px wide, 5 px apart (text): a bar's far side is the next bar's edge
+        strokes[:, x:x + 8] = 40.0
+    assert keeper.halo(strokes) == 0.0
 
 
 def test_what_white_noise_loses_is_noise_loss_per_grey_level() -> None:

@@ -221,8 +221,9 @@ def halo(grey: np.ndarray) -> float:
     one on the dark side: what unsharp masking, a "sharpen" or "enhance" slider, draws), over the step between
     them: the median over up to HALO_POINTS edge pixels (Canny at HALO_EDGES) whose step is HALO_STEP or more,
     reading HALO_REACH px each way along the gradient, where each plateau is one (its values spread at most
-    HALO_FLAT times the step: beside a thin stroke or within text the far side is the next edge, not a plateau). A copy sharpened from a photo has more of it than the
-    photo, and detail measures count those rims as detail; 0 where too few edges count."""
+    HALO_FLAT times the step: beside a thin stroke or within text the far side is the next edge, not a plateau).
+    A copy sharpened from a photo has more of it than the photo, and detail measures count those rims as detail;
+    0 where too few edges count."""
     import cv2  # imported late: only measuring needs it
 
     h, w = grey.shape
@@ -363,8 +364,8 @@ SATURATED_MAX = 1.0
 # Overshoot at edges counts beyond this (``halo``): the median of the fit library's originals (camera sharpening,
 # JPEG ringing), so a copy that lost a photo's own rims (blurred, pixelated, shrunk) gains nothing by it
 HALO_FREE = 0.20
-# Overshoot counts only on a picture with some noise: a drawn, rendered or screenshotted one (text, clipart) has crisp
-# edges of its own, and its shrunk copy would gain by losing them
+# Overshoot counts only on a picture with some noise: a drawn, rendered or screenshotted one (text, clipart) has
+# crisp edges of its own, and its shrunk copy would gain by losing them
 HALO_NOISE = 0.1
 # The sign each weight must have: more effective pixels and colour hold more of the picture; border, tint,
 # clipping, noise, blocking hold less; a higher JPEG quality more; a crop (less of the group's picture) and
@@ -523,7 +524,8 @@ def _lost_on(best: Candidate, other: Candidate, weights: dict[str, float], group
 
 PHRASES = {"border": "padded", "tint": "tinted", "clipped": "badly exposed", "noise": "noisier",
            "blockiness": "re-compressed", "quality": "more compressed", "cropped": "cropped",
-           "saturated": "over-saturated", "levels": "re-toned", "halo": "sharpened"}  # what a member that lost on a term is
+           "saturated": "over-saturated", "levels": "re-toned",
+           "halo": "sharpened"}  # what a member that lost on a term is
 
 
 def _phrase(best: Candidate, other: Candidate, term: str) -> str:

@@ -115,7 +115,7 @@ class Image(Base):
     tones: Mapped[list | None] = mapped_column(JSON)  # grey levels at keeper.TONE_QUANTILES
     measured: Mapped[int | None] = mapped_column(Integer)
     taken_at: Mapped[str | None] = mapped_column(String(TAKEN_LENGTH))  # the camera's capture time (indexer.decode.capture_time)
-    halo: Mapped[float | None] = mapped_column(Float)  # overshoot at edges over their step (keeper.halo): sharpening
+    halo: Mapped[float | None] = mapped_column(Float)  # overshoot at edges over their step (keeper.halo)
     # Share of its group's picture it holds (``keeper.holdings``: a crop holds part of its original), set when its
     # group is refreshed; None when not in a group or not known
     held: Mapped[float | None] = mapped_column(Float)

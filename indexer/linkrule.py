@@ -526,24 +526,27 @@ def plain_alike(a: PhotoFeatures, b: PhotoFeatures) -> bool:
     if max(ta.std(), tb.std()) >= PLAIN_THUMB or max(ta.mean(), tb.mean()) >= PLAIN_DARK:
         return True
     if fitting := _fitting_turns(a, b):
-        if min(float(_plain_blurred(f.grey, PLAIN_INSET_SIDE).std()) for f in (a, b)) < PLAIN_MIN_STD:
-            return True  # a solid colour: no pattern to share, and ``differ_evenly`` tells two apart
-        return _inset_corr(a.grey, b.grey, fitting) >= PLAIN_MIN_CORR
+        corr = _inset_corr(a.grey, b.grey, fitting)
+        return corr is None or corr >= PLAIN_MIN_CORR  # no pattern (a solid colour): ``differ_evenly`` decides
     return any(_plain_corr(a.grey, np.ascontiguousarray(t)) >= PLAIN_MIN_CORR for t in _turns(b.grey))
 
 
-def _inset_corr(a: np.ndarray, b: np.ndarray, turns: Iterable[int]) -> float:
+def _inset_corr(a: np.ndarray, b: np.ndarray, turns: Iterable[int]) -> float | None:
     """The best correlation (up to PLAIN_MIN_CORR: the first that reaches it) of one grey copy laid inside the
     other, ``b`` under ``turns``: the outer PLAIN_INSET_SIDE px wide, the inner at PLAIN_INSET_SCALES of that,
-    both blurred by PLAIN_BLUR, at every place it fits."""
+    both blurred by PLAIN_BLUR, at every place it fits. None where either, so shrunk and blurred, spreads under
+    PLAIN_MIN_STD: it has no pattern to share."""
     cv2 = verify._cv2()
+    whole_a = _plain_blurred(a, _plain_size(a, PLAIN_INSET_SIDE))
+    if min(float(whole_a.std()), float(_plain_blurred(b, _plain_size(b, PLAIN_INSET_SIDE)).std())) < PLAIN_MIN_STD:
+        return None
     best = -1.0
     for k in turns:
         t = np.ascontiguousarray(_turn(b, k))
         for outer, inner in ((a, t), (t, a)):
-            o = _plain_blurred(outer, PLAIN_INSET_SIDE)
+            o = whole_a if outer is a else _plain_blurred(outer, _plain_size(outer, PLAIN_INSET_SIDE))
             for s in PLAIN_INSET_SCALES:
-                i = _plain_blurred(inner, PLAIN_INSET_SIDE * s)
+                i = _plain_blurred(inner, _plain_size(inner, PLAIN_INSET_SIDE * s))
                 if i.shape[0] > o.shape[0] or i.shape[1] > o.shape[1] or float(i.std()) == 0.0:
                     continue
                 best = max(best, float(cv2.matchTemplate(o, i, cv2.TM_CCOEFF_NORMED).max()))
@@ -552,10 +555,14 @@ def _inset_corr(a: np.ndarray, b: np.ndarray, turns: Iterable[int]) -> float:
     return best
 
 
-def _plain_blurred(grey: np.ndarray, width: float) -> np.ndarray:
-    """A uint8 grey copy ``width`` px wide (its aspect kept), box-shrunk and blurred by PLAIN_BLUR, as float32."""
+def _plain_size(grey: np.ndarray, width: float) -> tuple[int, int]:
+    """(w, h) of ``grey`` shrunk to ``width`` px wide, its aspect kept."""
     h, w = grey.shape
-    size = (max(1, round(width)), max(1, round(width * h / w)))
+    return max(1, round(width)), max(1, round(width * h / w))
+
+
+def _plain_blurred(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 grey copy box-shrunk to ``size`` (w, h) and blurred by PLAIN_BLUR, as float32."""
     im = Image.fromarray(grey).resize(size, Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(PLAIN_BLUR))
     return np.asarray(im, np.float32)
 
@@ -579,10 +586,8 @@ def _plain_corr(a: np.ndarray, b: np.ndarray) -> float:
 
 def _corr_at(x: np.ndarray, y: np.ndarray) -> float:
     """Correlation of two uint8 grey arrays, both at ``y``'s aspect, PLAIN_SIDE px wide and blurred."""
-    size = (PLAIN_SIDE, max(1, round(PLAIN_SIDE * y.shape[0] / y.shape[1])))
-    blur = ImageFilter.GaussianBlur(PLAIN_BLUR)
-    u, v = (np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX).filter(blur), np.float32) for g in (x, y))
-    return _correlation(u, v)
+    size = _plain_size(y, PLAIN_SIDE)
+    return _correlation(_plain_blurred(x, size), _plain_blurred(y, size))
 
 
 def _correlation(u: np.ndarray, v: np.ndarray) -> float:

@@ -747,6 +747,14 @@ def _two_darks(tmp_path: Path, recipe) -> tuple[Path, Image.Image]:
     return tmp_path / "library", entries["library/000_dark.jpg"][0]
 
 
+def _each_groups_with_its_own(lib: Path, settings_factory) -> None:
+    """Ingest ``lib`` (``_two_darks``' photos and copies): photo 000 and its copies form one group, 020 and its
+    copies another."""
+    groups, cos, _, _ = ingest(lib, settings_factory)
+    for photo in ("000_", "020_"):
+        assert {p.name for p in lib.iterdir() if p.name.startswith(photo)} in groups, (groups, cos)
+
+
 def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_path: Path,
                                                                          settings_factory) -> None:
     """Two different dark photos (bench/probes.py's ``dark`` probe, seed 3: 500 x 333 and 500 x 375, at 2-10 %):
@@ -762,10 +770,7 @@ def test_dark_photos_of_other_aspects_stay_apart_and_a_crop_of_one_groups(tmp_pa
     assert not linkrule.plain_alike(f["000_dark.jpg"], f["020_dark.jpg"])
     assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_crop.jpg"])
     assert linkrule.plain_alike(f["000_dark.jpg"], f["000_dark_turned.jpg"])  # laid over by ``differ_evenly``
-    groups, cos, _, _ = ingest(lib, settings_factory)
-    ours = {n for n in (p.name for p in lib.iterdir()) if n.startswith("000_")}
-    others = {n for n in (p.name for p in lib.iterdir()) if n.startswith("020_")}
-    assert ours in groups and others in groups, (groups, cos)
+    _each_groups_with_its_own(lib, settings_factory)
 
 
 def test_dark_photos_of_one_aspect_stay_apart_and_their_turned_copies_group(tmp_path: Path,
@@ -788,10 +793,7 @@ def test_dark_photos_of_one_aspect_stay_apart_and_their_turned_copies_group(tmp_
     save(tmp_path / "solid", "solid.webp", solid, quality=80)
     solids = [featurestore.of_file(tmp_path / "solid" / n, 10**8) for n in ("solid.jpg", "solid.webp")]
     assert linkrule.plain_alike(*solids)
-    groups, cos, _, _ = ingest(lib, settings_factory)
-    ours = {n for n in (p.name for p in lib.iterdir()) if n.startswith("000_")}
-    others = {n for n in (p.name for p in lib.iterdir()) if n.startswith("020_")}
-    assert ours in groups and others in groups, (groups, cos)
+    _each_groups_with_its_own(lib, settings_factory)
 
 
 def test_plain_pictures_under_one_logo_are_never_in_a_bulk_decision(tmp_path: Path, settings_factory) -> None:

@@ -16,6 +16,10 @@ one to three edits chained, files saved as JPEG, PNG or WebP at random qualities
   copies (``lineage``): each from the one before, or two from the original and three from the first copy. Every
   other library is a star (each copy made from the original), as the fit is. ``chain-fit`` and ``tree-fit`` are
   the same shapes on the train split (seeds 8, 9), to choose on.
+- ``unseen3``: ``bench/unseen.py``'s third set (a story's blurred fill, portrait blur, pixelated boxes, pen markup,
+  straightening, app-to-app re-sharing, tilt-shift, a VHS look), eval split, seed 12: measured only;
+- ``lines-fit``: rows drawn over the picture (interlaced combing, scan lines: ``LINED``) among common edits, on
+  the train split (seed 13): to choose on;
 - ``sharpen-fit``, ``sharpen``: sharpened copies (unsharp masking, ``sharpen``) among other common edits
   (``SHARPENED``), on the train split (seed 10: fitted on with ``fit``) and on the eval split (seed 11: measured
   only).
@@ -174,20 +178,37 @@ def sharpen(im: Image.Image, r: random.Random) -> Image.Image:
     return im.filter(ImageFilter.UnsharpMask(r.uniform(1.0, 3.0), r.randint(80, 250), r.randint(0, 3)))
 
 
+def interlace(im: Image.Image, r: random.Random) -> Image.Image:
+    """Combing: every other row moved 2-5 px sideways, as two fields of an interlaced video frame."""
+    a = np.asarray(im).copy()
+    a[1::2] = np.roll(a[1::2], r.randint(2, 5) * r.choice([-1, 1]), axis=1)
+    return Image.fromarray(a)
+
+
+def scanlines(im: Image.Image, r: random.Random) -> Image.Image:
+    """A CRT filter: every other (or every third) row darkened by 15-35 %."""
+    a = np.asarray(im, np.float32).copy()
+    a[::r.choice([2, 3])] *= 1 - r.uniform(0.15, 0.35)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
 RECIPES = {f.__name__: f for f in (upscale, thumb_up, pad_square, frame, sepia, grey, crop, recompress, caption,
                                    rotate_fill, screenshot, fade, mirror, vivid, grain)}
 # Sharpened copies among other common edits (a sharpened copy is often also enlarged, cropped or re-saved)
 SHARPENED = {f.__name__: f for f in (sharpen, upscale, crop, recompress, mirror, vivid)}
+# Rows drawn over the picture (interlacing, scan lines) among the same common edits: a pattern on the pixel grid
+LINED = {f.__name__: f for f in (interlace, scanlines, upscale, crop, recompress, mirror, vivid)}
 LIBRARIES = {"public": ("eval", 0, FAMILIES), "fit": ("train", 1, RECIPES), "held-out": ("eval", 2, RECIPES),
              "unseen": ("eval", 3, EDIT_SETS["first"]), "unseen2": ("eval", 4, EDIT_SETS["second"]),
              "chain-fit": ("train", 8, RECIPES), "tree-fit": ("train", 9, RECIPES),
              "chain": ("eval", 6, RECIPES), "tree": ("eval", 7, RECIPES),
-             "sharpen-fit": ("train", 10, SHARPENED), "sharpen": ("eval", 11, SHARPENED)}
+             "sharpen-fit": ("train", 10, SHARPENED), "sharpen": ("eval", 11, SHARPENED),
+             "unseen3": ("eval", 12, EDIT_SETS["third"]), "lines-fit": ("train", 13, LINED)}
 FITTED_ON = ("fit", "sharpen-fit")  # the libraries ``--fit`` fits the weights on
 # Copies made from other copies (``lineage``): each copy's parent, by its place in the group (0: the original)
 CHAIN, TREE = (0, 0, 1, 2, 3, 4), (0, 0, 0, 1, 1, 1)
 LINEAGES = {"chain-fit": CHAIN, "tree-fit": TREE, "chain": CHAIN, "tree": TREE}
-NEVER_LISTED = ("held-out", "unseen", "unseen2", "chain", "tree", "sharpen")  # measured, never looked at (their misses would steer)
+NEVER_LISTED = ("held-out", "unseen", "unseen2", "unseen3", "chain", "tree", "sharpen")  # measured, never looked at (their misses would steer)
 
 
 def lineage(out: Path, photos: list[Path], seed: int, families: dict, parents: tuple[int, ...]) -> dict:

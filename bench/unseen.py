@@ -2,7 +2,7 @@
 """A library of edits that no recipe of ours, the public one or the model's training has: a check of trust on
 copies and confusers we never tuned on (bench/README.md, "Unseen edits").
 
-    python bench/unseen.py OUT [--edits first|second] [--split eval|all] [--dup-sources 60] [--copies 3] [--seed 41]
+    python bench/unseen.py OUT [--edits first|second|third] [--split eval|all] [--dup-sources 60] [--copies 3] [--seed 41]
 
 The eval split of ../shared (never in the model's training, never tuned on by the link rule; ``--split all`` for
 a library at scale, as the public recipe's 10,000-file one) in a random order:
@@ -32,6 +32,17 @@ chroma    red and blue shifted 2-4 px apart (chromatic aberration)
 wordart   1-3 big coloured words with a white outline laid anywhere ("LOL", "WOW", ...)
 lomo      contrast and saturation up, a strong dark vignette
 enhance   enlarged 1.5-2x (Lanczos) and sharpened (an "enhance" or upscaling app)
+
+``--edits third``, written after every choice of the link rule and keeper so far and measured once, at 9a95aa7:
+
+blurfill   fitted whole into a 9:16 or 1:1 frame filled with its own enlarged, blurred copy (a story or post)
+portrait   everything outside an ellipse around the middle blurred (a "portrait mode" background blur)
+redact     1-2 rectangles (10-25 % of the width) pixelated (a face or a number plate hidden)
+markup     2-4 red or yellow pen strokes: a circle, an arrow, a scribble (a markup tool)
+straighten turned 2-8 degrees and cropped to the largest upright rectangle inside, back to the photo's size
+social     3-5 rounds of shrinking to 70-95 % and JPEG at quality 55-80 (shared on from app to app)
+tiltshift  the top and bottom thirds blurred more towards the edges, saturation up (a miniature look)
+vhs        scan lines, each row shifted 0-3 px, colour smeared sideways (a retro video filter)
 """
 from __future__ import annotations
 
@@ -187,7 +198,128 @@ def enhance(im: Image.Image, r: random.Random) -> Image.Image:
 
 SECOND = {"bayer": bayer, "oilpaint": oilpaint, "glow": glow, "grain": grain, "chroma": chroma, "wordart": wordart,
           "lomo": lomo, "enhance": enhance}
-EDIT_SETS = {"first": FAMILIES, "second": SECOND}
+
+
+# -- the third set, written after every choice so far and measured once (``--edits third``) ------------------
+def blurfill(im: Image.Image, r: random.Random) -> Image.Image:
+    w, h = im.size
+    fw, fh = (w, round(w * 16 / 9)) if r.random() < 0.5 else (max(w, h), max(w, h))
+    k = max(fw / w, fh / h)
+    ground = im.resize((round(w * k), round(h * k)), Image.Resampling.BILINEAR)
+    x, y = (ground.width - fw) // 2, (ground.height - fh) // 2
+    frame = ground.crop((x, y, x + fw, y + fh)).filter(ImageFilter.GaussianBlur(max(fw, fh) * 0.03))
+    s = min(fw / w, fh / h)
+    fitted = im.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
+    frame.paste(fitted, ((fw - fitted.width) // 2, (fh - fitted.height) // 2))
+    return frame
+
+
+def _ellipse_mask(size: tuple[int, int], rx: float, ry: float, feather: float) -> np.ndarray:
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d = np.hypot((xx - w / 2) / (rx * w / 2), (yy - h / 2) / (ry * h / 2))
+    return np.clip((1 + feather - d) / feather, 0, 1)[..., None]
+
+
+def portrait(im: Image.Image, r: random.Random) -> Image.Image:
+    a = np.asarray(im, np.float32)
+    b = np.asarray(im.filter(ImageFilter.GaussianBlur(max(im.size) * r.uniform(0.01, 0.02))), np.float32)
+    m = _ellipse_mask(im.size, r.uniform(0.45, 0.65), r.uniform(0.55, 0.8), 0.25)
+    return Image.fromarray(np.clip(a * m + b * (1 - m), 0, 255).astype(np.uint8))
+
+
+def redact(im: Image.Image, r: random.Random) -> Image.Image:
+    im = im.copy()
+    w, h = im.size
+    for _ in range(r.randint(1, 2)):
+        bw = round(w * r.uniform(0.1, 0.25))
+        bh = min(h, round(bw * r.uniform(0.5, 1.2)))
+        x, y = r.randint(0, w - bw), r.randint(0, h - bh)
+        box = im.crop((x, y, x + bw, y + bh))
+        block = max(2, bw // r.randint(5, 9))
+        small = box.resize((max(1, bw // block), max(1, bh // block)), Image.Resampling.BILINEAR)
+        im.paste(small.resize(box.size, Image.Resampling.NEAREST), (x, y))
+    return im
+
+
+def markup(im: Image.Image, r: random.Random) -> Image.Image:
+    im = im.copy()
+    d = ImageDraw.Draw(im)
+    w, h = im.size
+    width = max(2, round(w * r.uniform(0.006, 0.012)))
+    for _ in range(r.randint(2, 4)):
+        colour = r.choice([(230, 30, 30), (250, 210, 20)])
+        kind = r.choice(["circle", "arrow", "scribble"])
+        cx, cy = r.uniform(0.15, 0.85) * w, r.uniform(0.15, 0.85) * h
+        if kind == "circle":
+            rx, ry = r.uniform(0.06, 0.15) * w, r.uniform(0.06, 0.15) * h
+            d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), outline=colour, width=width)
+        elif kind == "arrow":
+            ang = r.uniform(0, 2 * np.pi)
+            ln = r.uniform(0.12, 0.3) * w
+            ex, ey = cx + ln * np.cos(ang), cy + ln * np.sin(ang)
+            d.line((cx, cy, ex, ey), fill=colour, width=width)
+            for turn in (2.6, -2.6):
+                d.line((ex, ey, ex + 0.3 * ln * np.cos(ang + turn), ey + 0.3 * ln * np.sin(ang + turn)),
+                       fill=colour, width=width)
+        else:
+            pts = [(cx, cy)]
+            for _ in range(r.randint(5, 10)):
+                pts.append((pts[-1][0] + r.uniform(-0.06, 0.06) * w, pts[-1][1] + r.uniform(-0.06, 0.06) * h))
+            d.line(pts, fill=colour, width=width, joint="curve")
+    return im
+
+
+def straighten(im: Image.Image, r: random.Random) -> Image.Image:
+    w, h = im.size
+    t = np.radians(r.uniform(2, 8))
+    turned = im.rotate(np.degrees(t) * r.choice([-1, 1]), resample=Image.Resampling.BICUBIC)
+    # the largest upright rectangle of the photo's aspect inside it, turned by t about its centre
+    k = 1 / (np.cos(t) + np.sin(t) * max(w / h, h / w))
+    cw, ch = round(w * k), round(h * k)
+    x, y = (w - cw) // 2, (h - ch) // 2
+    return turned.crop((x, y, x + cw, y + ch)).resize((w, h), Image.Resampling.BICUBIC)
+
+
+def social(im: Image.Image, r: random.Random) -> Image.Image:
+    import io
+
+    for _ in range(r.randint(3, 5)):
+        f = r.uniform(0.7, 0.95)
+        im = im.resize((max(16, round(im.width * f)), max(16, round(im.height * f))), Image.Resampling.BILINEAR)
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=r.randint(55, 80))
+        im = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    return im
+
+
+def tiltshift(im: Image.Image, r: random.Random) -> Image.Image:
+    from PIL import ImageEnhance
+
+    a = np.asarray(im, np.float32)
+    b = np.asarray(im.filter(ImageFilter.GaussianBlur(max(im.size) * r.uniform(0.008, 0.015))), np.float32)
+    h = a.shape[0]
+    y = np.abs(np.arange(h, dtype=np.float32) - h / 2) / (h / 2)
+    m = np.clip((y - 1 / 3) / (1 / 3), 0, 1)[:, None, None]
+    out = Image.fromarray(np.clip(a * (1 - m) + b * m, 0, 255).astype(np.uint8))
+    return ImageEnhance.Color(out).enhance(r.uniform(1.2, 1.5))
+
+
+def vhs(im: Image.Image, r: random.Random) -> Image.Image:
+    a = np.asarray(im, np.float32).copy()
+    rng = np.random.default_rng(r.getrandbits(32))
+    shifts = np.round(np.convolve(rng.normal(0, 1.5, a.shape[0]), np.ones(5) / 5, "same")).astype(int)
+    for row, s in enumerate(np.clip(shifts, -3, 3)):
+        a[row] = np.roll(a[row], s, axis=0)
+    smear = np.asarray(Image.fromarray(a.astype(np.uint8)).filter(ImageFilter.BoxBlur(2)), np.float32)
+    a[..., 0], a[..., 2] = smear[..., 0], smear[..., 2]
+    a[::2] *= r.uniform(0.8, 0.9)
+    return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+
+
+THIRD = {"blurfill": blurfill, "portrait": portrait, "redact": redact, "markup": markup, "straighten": straighten,
+         "social": social, "tiltshift": tiltshift, "vhs": vhs}
+EDIT_SETS = {"first": FAMILIES, "second": SECOND, "third": THIRD}
 
 
 def build(out: Path, photos: list[Path], dup_sources: int, copies: int, seed: int, families: dict = FAMILIES) -> dict:
@@ -231,7 +363,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=41)
     ap.add_argument("--split", default="eval", help="eval (default) or all: ../shared's 1,000 photos, most of them "
                     "in the model's training, for a library at scale")
-    ap.add_argument("--edits", choices=sorted(EDIT_SETS), default="first", help="the first set (above) or the second")
+    ap.add_argument("--edits", choices=sorted(EDIT_SETS), default="first", help="the first set (above), the second or the third")
     a = ap.parse_args()
     from make_library import split
 

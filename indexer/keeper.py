@@ -52,13 +52,21 @@ CLIP_LOW, CLIP_HIGH = 3, 252  # a channel at or beyond these is clipped
 TONE_QUANTILES = (2, 25, 50, 75, 98)  # the points of a content's grey tone curve ``measure`` keeps (percentiles)
 TONE_UNIT = 64.0  # grey levels, a quarter of the range: the unit ``levels`` counts a tone curve's shift in
 LUMA = (0.299, 0.587, 0.114)  # grey from RGB (ITU-R BT.601)
+LINED_GAIN = 0.04  # median |log| of rows' gains from which rows were drawn over a picture (``unlined``)
+LINED_DARK = 16.0  # grey levels: pixels darker than this around are not read for a row's gain
+LINED_STRIDE = 4  # px: a row's gain is read at every this many pixels of it
+LINED_PASSES = 2  # gains divided out at most this many times (scan lines every third row leave some after one)
+COMB_REACH = 6  # px: the farthest sideways shift of every other row ``_comb`` looks for
+COMB_RESIDUAL = 0.9  # of the unshifted difference: what the shifted rows must leave at most to count as shifted
+COMB_BLUR = 1.0  # px: the blur along the rows before they are compared (a dither's pattern is not compared)
+COMB_ROWS = 3  # every this many odd rows are compared (the shift is the whole frame's)
 HALO_EDGES = (60, 150)  # Canny thresholds of the edges whose profiles ``halo`` reads
 HALO_STEP = 30.0  # grey levels: the least step between an edge's two plateaus for its profile to count
 HALO_REACH = 6  # px read each side of an edge: the rims within half of it, the plateaus beyond
 HALO_POINTS = 4000  # edge pixels read at most (evenly picked)
 HALO_MIN_EDGES = 30  # edge pixels with a step: fewer, and a picture has no edges to tell sharpening by
 HALO_FLAT = 1.0  # a plateau whose values spread more than this times the step is no plateau (a stroke, text)
-VERSION = 13  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
+VERSION = 14  # of what ``measure`` computes: grouped photos measured by an older one are measured again (remeasure)
 
 
 @dataclass(frozen=True)
@@ -96,8 +104,8 @@ def measure(rgb: Image.Image, jpeg_quality: int | None = None, overview: Overvie
     colour, tint = colourfulness(content)
     clipped = float(((content <= CLIP_LOW) | (content >= CLIP_HIGH)).any(axis=1).mean())
     grey = _window(rgb, fill)
-    noise = noise_level(grey)
-    return Attributes(detail_scale=detail_scale(grey, noise), border=border, colour=colour, tint=tint,
+    noise = noise_level(grey)  # lines drawn over the picture are noise too: only the detail is read without them
+    return Attributes(detail_scale=detail_scale(unlined(grey), noise), border=border, colour=colour, tint=tint,
                       clipped=clipped, noise=noise, blockiness=blockiness(grey),
                       jpeg_quality=jpeg_quality, analysed_side=max(rgb.size), tones=tone_curve(content),
                       halo=halo(grey))
@@ -129,6 +137,76 @@ def _window(rgb: Image.Image, fill: np.ndarray) -> np.ndarray:
     cw, ch = min(ANALYSIS_SIDE, x1 - x0), min(ANALYSIS_SIDE, y1 - y0)
     cx, cy = (x0 + x1 - cw) // 2 // 8 * 8, (y0 + y1 - ch) // 2 // 8 * 8  # on the JPEG block grid
     return np.asarray(rgb.crop((cx, cy, cx + cw, cy + ch)).convert("L"), dtype=np.float32)
+
+
+def unlined(grey: np.ndarray) -> np.ndarray:
+    """``grey`` without lines drawn over the picture: the gains of rows (columns) divided out where their gains
+    against their neighbours (``_line_gains``) spread ``LINED_GAIN`` (median ``|log|``: scan lines, a CRT or VHS
+    filter), and every other row moved back where it sits shifted against the rows around it (``_comb``: an
+    interlaced video frame's two fields). Rows that differ in turn are lost by the detail measure's shrink as fine
+    detail is; they are none of the picture's. A picture's own rows change smoothly (at an edge, in a few columns
+    only): left as they are. Lines are drawn one way: a pattern both ways (an ordered dither, a halftone) is left
+    to the noise measure."""
+    views = (grey, grey.T)
+    lined = [_spread(_line_gains(v)) >= LINED_GAIN or _comb(v) != 0 for v in views]
+    if all(lined):
+        return grey
+    for axis, view in enumerate(views):
+        if not lined[axis]:
+            continue
+        for _ in range(LINED_PASSES):
+            gains = _line_gains(view)
+            if _spread(gains) < LINED_GAIN:
+                break
+            view = view.copy()
+            view[1:-1] /= gains[:, None]  # type: ignore[index]
+        shift = -_comb(view)  # each odd row read from where its content went
+        if shift:
+            view = view.copy()
+            odd = view[1::2]
+            view[1::2] = np.concatenate([odd[:, shift:], np.repeat(odd[:, -1:], shift, axis=1)], axis=1) \
+                if shift > 0 else np.concatenate([np.repeat(odd[:, :1], -shift, axis=1), odd[:, :shift]], axis=1)
+        grey = view if axis == 0 else view.T
+    return np.ascontiguousarray(grey)
+
+
+def _spread(gains: np.ndarray | None) -> float:
+    """The median ``|log|`` of rows' gains (0 without any)."""
+    return float(np.median(np.abs(np.log(gains)))) if gains is not None and gains.size else 0.0
+
+
+def _comb(grey: np.ndarray) -> int:
+    """How far every other row sits shifted sideways against the rows around it (``COMB_REACH`` px at most): the
+    shift at which the odd rows match their even neighbours' mean best, where that leaves under ``COMB_RESIDUAL`` of
+    the unshifted difference; else 0. Rows are compared blurred along themselves by ``COMB_BLUR`` px: the pattern of
+    an ordered dither or a halftone repeats a pixel or two along the next row, which is no shift of the picture."""
+    import cv2  # imported late: only measuring needs it
+
+    rows = cv2.GaussianBlur(grey, (2 * math.ceil(3 * COMB_BLUR) + 1, 1), COMB_BLUR)  # along the rows only
+    even, odd = rows[0::2], rows[1::2]
+    n, m = min(len(odd), len(even) - 1), COMB_REACH
+    if n < 2 or grey.shape[1] <= 4 * m:
+        return 0
+    between, odd = ((even[:n] + even[1:n + 1]) / 2)[::COMB_ROWS], odd[:n:COMB_ROWS]
+
+    def residual(s: int) -> float:
+        return float(np.abs(odd[:, m:-m] - between[:, m + s:between.shape[1] - m + s]).mean())
+
+    unshifted = residual(0)
+    best = min(range(-m, m + 1), key=residual)
+    return best if best and residual(best) < COMB_RESIDUAL * unshifted else 0
+
+
+def _line_gains(grey: np.ndarray) -> np.ndarray | None:
+    """Each inner row's gain against its neighbours: the median, over every ``LINED_STRIDE``-th pixel of it, of the
+    row over the rows around it smoothed (1, 2, 1); a pixel darker than ``LINED_DARK`` around counts as no gain (its
+    ratio is noise). None for a picture too small."""
+    if grey.shape[0] < 3:
+        return None
+    g = grey[:, ::LINED_STRIDE]
+    around = (g[:-2] + 2 * g[1:-1] + g[2:]) / 4
+    ratios = np.where(around >= LINED_DARK, g[1:-1] / np.maximum(around, 1.0), 1.0)
+    return np.clip(np.median(ratios, axis=1), 0.05, 20.0)
 
 
 def colourfulness(pixels: np.ndarray) -> tuple[float, float]:

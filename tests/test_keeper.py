@@ -258,6 +258,39 @@ def test_grain_or_dither_is_no_detail_even_in_a_pair(edit: Callable[[Image.Image
     assert ch.decided_by[2] == "effective_pixels"
 
 
+def lined(period: int, dark: float) -> Callable[[Image.Image], Image.Image]:
+    """Every ``period``-th row darkened by ``dark``: scan lines (a CRT or VHS filter)."""
+    def edit(im: Image.Image) -> Image.Image:
+        a = np.asarray(im, np.float32).copy()
+        a[::period] *= 1 - dark
+        return Image.fromarray(np.clip(a, 0, 255).astype(np.uint8))
+    edit.__name__ = f"lines_every_{period}"
+    return edit
+
+
+def interlaced(im: Image.Image) -> Image.Image:
+    """Every other row moved 3 px sideways: the two fields of an interlaced video frame."""
+    a = np.asarray(im).copy()
+    a[1::2] = np.roll(a[1::2], 3, axis=1)
+    return Image.fromarray(a)
+
+
+@pytest.mark.parametrize("edit", [lined(2, 0.15), lined(3, 0.3), interlaced], ids=lambda f: f.__name__)
+def test_lines_drawn_over_a_photo_are_no_detail(edit: Callable[[Image.Image], Image.Image]) -> None:
+    """Rows that differ in turn (scan lines; fields shifted against each other) are lost by the detail measure's
+    round trip as fine detail is, so they read as more detail than the original holds; ``unlined`` divides the
+    rows' gains out and moves shifted rows back first: the copy measures no more detail than its original and is
+    not the keeper. A photo without such rows is measured as it is."""
+    im = Image.open(photo_files(1, offset=SOURCE)[0]).convert("RGB")
+    raw = [keeper.detail_scale(np.asarray(pic.convert("L"), np.float32)) for pic in (im, edit(im))]
+    assert raw[1] > raw[0]  # what the scan lines would read as
+    cands = [_saved_member(i, pic, float(i)) for i, pic in ((1, im), (2, edit(im)))]
+    assert cands[1].attributes.detail_scale <= cands[0].attributes.detail_scale  # type: ignore[union-attr]
+    assert keeper.choose(cands).image_id == 1
+    grey = np.asarray(im.convert("L"), np.float32)
+    assert np.array_equal(keeper.unlined(grey), grey)
+
+
 def test_a_sharpened_copy_loses_to_its_original_even_in_a_pair() -> None:
     """Sharpening draws rims at the edges, which the detail measure counts as more detail than the original holds;
     ``halo`` reads them as the overshoot beyond each edge's plateaus. In a group of two, with the copy's file

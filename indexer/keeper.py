@@ -163,9 +163,9 @@ def unlined(grey: np.ndarray) -> np.ndarray:
         shift = -_comb(view)  # each odd row read from where its content went
         if shift:
             view = view.copy()
-            odd = view[1::2]
-            view[1::2] = np.concatenate([odd[:, shift:], np.repeat(odd[:, -1:], shift, axis=1)], axis=1) \
-                if shift > 0 else np.concatenate([np.repeat(odd[:, :1], -shift, axis=1), odd[:, :shift]], axis=1)
+            reach = abs(shift)
+            odd = np.pad(view[1::2], ((0, 0), (reach, reach)), mode="edge")
+            view[1::2] = odd[:, reach + shift:reach + shift + view.shape[1]]
         grey = view if axis == 0 else view.T
     return np.ascontiguousarray(grey)
 
